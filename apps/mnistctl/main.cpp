@@ -1,0 +1,120 @@
+// mnistctl: argument wiring only. Every subcommand lives in lib/commands; this file turns
+// the command line into their option structs and maps errors to exit codes.
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "backend/backend.h"
+#include "commands/commands.h"
+#include "core/error.h"
+
+using namespace mnistctl;
+
+namespace {
+
+const char* kExitCodes =
+    "Exit codes: 0 success, 1 eval gate failed (--min-accuracy), 2 bad usage, config or input,\n"
+    "3 runtime failure (network, I/O, NaN loss, backend), 130 interrupted.";
+
+void add_run_context(CLI::App* cmd, RunContext& r) {
+  std::string ctxs;
+  for (const auto& c : known_contexts()) ctxs += (ctxs.empty() ? "" : ", ") + c;
+  cmd->add_option("--ctx", r.ctx, "Where to run: " + ctxs)->capture_default_str();
+  cmd->add_option("--threads", r.threads, "CPU threads (0: all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--data-dir", r.data_dir,
+                  "Data folder (default: $MNISTCTL_DATA, else $XDG_CACHE_HOME/mnistctl, else "
+                  "~/.cache/mnistctl)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "mnistctl: train, evaluate and serve the classic digit classifiers (MLP, LeNet) on MNIST,\n"
+      "on the CPU (oneDNN) or an NVIDIA GPU (cuDNN + cuBLAS), from one YAML file.\n"};
+  app.footer(std::string("\nExamples:\n"
+                         "  mnistctl fetch\n"
+                         "  mnistctl train --config configs/lenet.yaml\n"
+                         "  mnistctl eval --model runs/lenet --min-accuracy 0.98\n"
+                         "  mnistctl predict --model runs/lenet --input digit.png\n\n") +
+             kExitCodes);
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "mnistctl 0.1.0");
+
+  FetchOptions fetch;
+  auto* f = app.add_subcommand("fetch", "Download a dataset, verified by SHA-256");
+  f->add_option("--dataset", fetch.dataset, "mnist or fashion-mnist")
+      ->check(CLI::IsMember({"mnist", "fashion-mnist"}))
+      ->capture_default_str();
+  f->add_option("--data-dir", fetch.data_dir,
+                "Data folder (default: $MNISTCTL_DATA, else $XDG_CACHE_HOME/mnistctl, else "
+                "~/.cache/mnistctl); one sub-folder per dataset");
+  f->add_option("--mirror", fetch.mirrors,
+                "Base URL or local folder to try first (repeatable; also $MNISTCTL_MIRROR)");
+  f->add_flag("--force", fetch.force, "Download again even if the files are present and verify");
+
+  TrainOptions train;
+  auto* t = app.add_subcommand("train", "Train a network described by a YAML file");
+  t->add_option("--config", train.config, "YAML file (default: the built-in configs/lenet.yaml)");
+  add_run_context(t, train.run);
+  t->add_option("--out", train.out, "Run folder (default: runs/<config name>)");
+  t->add_option("--epochs", train.epochs, "Override train.epochs")->check(CLI::Range(1, 100000));
+  t->add_option("--seed", train.seed, "Override train.seed")->check(CLI::Range(0LL, (1LL << 62)));
+  t->add_flag("--resume", train.resume, "Continue from the run folder's last checkpoint");
+  t->add_flag("--dry-run", train.dry_run, "Print the network (shapes, parameters) and exit");
+  t->add_flag("--deterministic", train.deterministic,
+              "GPU: only deterministic cuDNN algorithms (bit-identical reruns)");
+  t->add_option("--set", train.sets, "Override any YAML field: --set train.learning_rate=0.05");
+
+  EvalOptions eval;
+  auto* e = app.add_subcommand("eval", "Score a trained model on the test set");
+  e->add_option("--model", eval.model, "Run folder or checkpoint file")->required();
+  add_run_context(e, eval.run);
+  e->add_flag("--json", eval.json, "Print one JSON object");
+  e->add_option("--min-accuracy", eval.min_accuracy, "Exit 1 when accuracy is below this")
+      ->check(CLI::Range(0.0, 1.0));
+  e->add_option("--top-k", eval.top_k, "Also report top-k accuracy")->check(CLI::Range(1, 10))
+      ->capture_default_str();
+
+  PredictOptions predict;
+  auto* p = app.add_subcommand("predict", "Class probabilities for the test set or your images");
+  p->add_option("--model", predict.model, "Run folder or checkpoint file")->required();
+  add_run_context(p, predict.run);
+  p->add_option("--input", predict.inputs,
+                "IDX image file, or 28x28 grayscale PGM/PNG (larger ones are scaled as MNIST "
+                "was made); repeatable. Default: the test set");
+  p->add_option("--output", predict.output, "Write here instead of stdout");
+  p->add_option("--format", predict.format, "csv or json")
+      ->check(CLI::IsMember({"csv", "json"}))
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    // CLI11 returns 0 for --help/--version and non-zero for real usage errors.
+    int rc = app.exit(err);
+    return rc == 0 ? 0 : kExitUsage;
+  }
+
+  try {
+    if (*f) return run_fetch(fetch);
+    if (*t) return run_train(train);
+    if (*e) return run_eval(eval);
+    if (*p) return run_predict(predict);
+  } catch (const Error& err) {
+    std::fprintf(stderr, "mnistctl: %s\n", err.what());
+    return err.code();
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "mnistctl: out of memory\n");
+    return kExitRuntime;
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "mnistctl: %s\n", err.what());
+    return kExitRuntime;
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,150 @@
+// The Backend interface: every numeric operation a layer, the trainer or the data path
+// needs, on memory the backend owns. One implementation per context:
+//   ref  - plain C++ loops (backend/ref), the reference every other backend is tested against;
+//   cpu  - oneDNN (backend/cpu);
+//   gpu  - cuDNN + cuBLAS + a few CUDA kernels (backend/cuda), a lazily loaded shared library.
+//
+// Calls are stateless from the caller's side: each takes a descriptor with every shape it
+// needs. Backends cache what is expensive to make (oneDNN primitives, cuDNN algorithm
+// choices and workspaces) keyed by that descriptor, so a shape's setup is paid once.
+// Layouts are plain and row-major: activations NCHW, convolution weights KCRS (out, in,
+// kh, kw), fully-connected weights (out, in) as MXNet stores them, biases (out).
+// Backward functions overwrite their outputs (they never accumulate).
+// Errors are thrown as mnistctl::Error (core/error.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/tensor.h"
+
+namespace mnistctl {
+
+enum class ActType { relu, tanh, sigmoid, softrelu };
+enum class PoolType { max, avg };
+
+struct FcDesc {
+  int64_t n = 0, in = 0, out = 0;
+  bool bias = true;
+};
+
+struct ConvDesc {
+  int64_t n = 0, c = 0, h = 0, w = 0;      // input
+  int64_t k = 0, kh = 0, kw = 0;           // filters
+  int64_t sh = 1, sw = 1, ph = 0, pw = 0;  // stride, zero padding
+  bool bias = true;
+  int64_t oh() const { return (h + 2 * ph - kh) / sh + 1; }
+  int64_t ow() const { return (w + 2 * pw - kw) / sw + 1; }
+};
+
+struct PoolDesc {
+  PoolType type = PoolType::max;
+  int64_t n = 0, c = 0, h = 0, w = 0;
+  int64_t kh = 2, kw = 2, sh = 2, sw = 2, ph = 0, pw = 0;
+  // Output extent: floor ("valid") convention, as MXNet's default pooling_convention.
+  int64_t oh() const { return (h + 2 * ph - kh) / sh + 1; }
+  int64_t ow() const { return (w + 2 * pw - kw) / sw + 1; }
+};
+// Average pooling divides by the full window (padding included), as MXNet's
+// count_include_pad=true default.
+
+// Running sums for the training metrics, kept in backend memory so the GPU never syncs
+// per batch: a Tensor of kMetricSlots floats.
+enum MetricSlot { kMetricLossSum = 0, kMetricCorrect = 1, kMetricCount = 2, kMetricSlots = 3 };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "ref", "cpu (oneDNN 2.6.3, 2 threads)", "gpu:0 (NVIDIA H100 80GB HBM3)".
+  virtual std::string name() const = 0;
+  // Waits until all queued work is done (a no-op on the CPU).
+  virtual void synchronize() {}
+
+  // ---- memory -------------------------------------------------------------------
+  virtual Tensor empty(const Shape& shape) = 0;  // uninitialised
+  virtual Buffer alloc_bytes(size_t bytes) = 0;
+  Tensor zeros(const Shape& shape) {
+    Tensor t = empty(shape);
+    fill(t, 0.0f);
+    return t;
+  }
+  virtual void fill(Tensor& t, float value) = 0;
+  virtual void upload(Tensor& dst, const float* host) = 0;          // dst.numel() floats
+  virtual void download(const Tensor& src, float* host) = 0;        // src.numel() floats
+  virtual void upload_bytes(Buffer& dst, const void* host, size_t bytes) = 0;
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;            // same numel
+
+  // ---- data path ----------------------------------------------------------------
+  // Builds a batch from the uint8 dataset already in backend memory:
+  //   x[i, :] = images[order[first + i], :] / 255      (sample_size bytes per image)
+  //   labels[i] = labels_u8[order[first + i]]          (as float)
+  // `order` holds int32 sample indices (the epoch's shuffle), uploaded once per epoch.
+  virtual void gather_batch(const Buffer& images, const Buffer& labels_u8, int64_t sample_size,
+                            const Buffer& order, int64_t first, int64_t n, Tensor& x,
+                            Tensor& labels) = 0;
+
+  // ---- fully connected: y = x W^T + b;  x (n, in), W (out, in), y (n, out) --------
+  virtual void fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
+                          Tensor& y) = 0;
+  virtual void fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) = 0;
+  virtual void fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
+                                   Tensor* db) = 0;
+
+  // ---- convolution (cross-correlation, as every framework) -----------------------
+  virtual void conv_forward(const ConvDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
+                            Tensor& y) = 0;
+  virtual void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
+                                  Tensor& dx) = 0;
+  virtual void conv_backward_weights(const ConvDesc& d, const Tensor& x, const Tensor& dy,
+                                     Tensor& dw, Tensor* db) = 0;
+
+  // ---- pooling ------------------------------------------------------------------
+  // What the forward pass keeps for the backward one (max indices on oneDNN; may be empty).
+  virtual Buffer pool_workspace(const PoolDesc& d) = 0;
+  virtual void pool_forward(const PoolDesc& d, const Tensor& x, Tensor& y, Buffer& ws) = 0;
+  virtual void pool_backward(const PoolDesc& d, const Tensor& x, const Tensor& y,
+                             const Tensor& dy, const Buffer& ws, Tensor& dx) = 0;
+
+  // ---- elementwise --------------------------------------------------------------
+  // relu: max(x,0); tanh; sigmoid: 1/(1+e^-x); softrelu: log(1+e^x) (MXNet's name).
+  virtual void act_forward(ActType a, const Tensor& x, Tensor& y) = 0;
+  // dx = dy * f'(x); implementations may use y (= f(x)) where cheaper. dx may alias dy.
+  virtual void act_backward(ActType a, const Tensor& x, const Tensor& y, const Tensor& dy,
+                            Tensor& dx) = 0;
+  // Inverted dropout: mask[i] = (hash_uniform(seed, counter + i) >= p) / (1 - p), y = x * mask.
+  virtual void dropout_forward(float p, uint64_t seed, uint64_t counter, const Tensor& x,
+                               Tensor& y, Tensor& mask) = 0;
+  virtual void mul(const Tensor& a, const Tensor& b, Tensor& out) = 0;  // out = a * b
+
+  // ---- softmax with cross-entropy (fused, as MXNet's SoftmaxOutput) ---------------
+  // probs = softmax(logits) per row. If metrics is given, adds to it: the summed
+  // -log(probs[label]) (clamped at 1e-12), the number of rows whose argmax (first max)
+  // equals the label, and the number of rows. labels may be empty (prediction only).
+  virtual void softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
+                                    Tensor* metrics) = 0;
+  // dlogits = (probs - onehot(labels)) * scale   (scale = 1/n for a mean loss).
+  virtual void softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale,
+                                     Tensor& dlogits) = 0;
+
+  // ---- optimizers (in place) ----------------------------------------------------
+  // g' = g + wd*w;  mom = momentum*mom - lr*g';  w += mom.  (mom unused when momentum == 0)
+  virtual void sgd_update(Tensor& w, const Tensor& g, Tensor* mom, float lr, float momentum,
+                          float wd) = 0;
+  // Adam (Kingma & Ba) with L2 weight decay added to the gradient; step counts from 1.
+  virtual void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, float lr, float beta1,
+                           float beta2, float eps, float wd, int64_t step) = 0;
+};
+
+// Makes the backend for a context: "ref", "cpu", "gpu" or "gpu:N".
+// `threads` (0: all available cores) applies to the CPU backends.
+// The GPU backend is loaded from libmnistctl_cuda.so on first use (backend/loader.cpp).
+// Throws UsageError for an unknown context, or a GPU asked for where none is usable.
+std::unique_ptr<Backend> make_backend(const std::string& ctx, int threads = 0);
+
+// Contexts this build knows, for help text: {"cpu", "gpu[:N]"} or {"cpu"}.
+std::vector<std::string> known_contexts();
+
+}  // namespace mnistctl

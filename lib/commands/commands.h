@@ -1,0 +1,57 @@
+// The subcommands as library functions: apps/mnistctl parses the command line into these
+// option structs and calls run_*(). Each returns the process exit code (core/error.h) or
+// throws mnistctl::Error.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace mnistctl {
+
+struct FetchOptions {
+  std::string dataset = "mnist";      // mnist | fashion-mnist
+  std::string data_dir;               // empty: default_data_root()
+  std::vector<std::string> mirrors;   // tried before MNISTCTL_MIRROR and the built-in ones
+  bool force = false;                 // download again even if the files verify
+};
+int run_fetch(const FetchOptions& o);
+
+// Shared by train, eval, predict.
+struct RunContext {
+  std::string ctx = "cpu";            // cpu | gpu | gpu:N
+  int threads = 0;                    // 0: all cores
+  std::string data_dir;               // empty: default_data_root()
+};
+
+struct TrainOptions {
+  RunContext run;
+  std::string config;                 // empty: the embedded configs/lenet.yaml
+  std::string out;                    // empty: runs/<config name>
+  int epochs = -1;                    // -1: from the config
+  long long seed = -1;                // -1: from the config
+  bool resume = false;
+  bool dry_run = false;
+  bool deterministic = false;         // GPU: deterministic cuDNN algorithms
+  std::vector<std::string> sets;      // key=value overrides
+};
+int run_train(const TrainOptions& o);
+
+struct EvalOptions {
+  RunContext run;
+  std::string model;                  // run folder or checkpoint file
+  bool json = false;
+  double min_accuracy = -1.0;         // < 0: no gate
+  int top_k = 5;
+};
+int run_eval(const EvalOptions& o);
+
+struct PredictOptions {
+  RunContext run;
+  std::string model;
+  std::vector<std::string> inputs;    // IDX, PGM or PNG files; empty: the test set
+  std::string output;                 // empty: stdout
+  std::string format = "csv";         // csv | json
+};
+int run_predict(const PredictOptions& o);
+
+}  // namespace mnistctl

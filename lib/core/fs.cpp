@@ -1,0 +1,82 @@
+#include "core/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace mnistctl {
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  if (size < 0) throw UsageError(fmt::format("{}: cannot read (not a regular file?)", path));
+  in.seekg(0);
+  std::vector<uint8_t> data(static_cast<size_t>(size));
+  if (size > 0 && !in.read(reinterpret_cast<char*>(data.data()), size))
+    throw UsageError(fmt::format("{}: read failed", path));
+  return data;
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw RuntimeError(fmt::format("{}: cannot create: {}", tmp, std::strerror(errno)));
+  const char* p = static_cast<const char*>(data);
+  size_t left = size;
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, left);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
+    }
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path, std::strerror(e)));
+  }
+}
+
+void make_dirs(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) throw RuntimeError(fmt::format("{}: cannot create folder: {}", path, ec.message()));
+}
+
+std::string default_data_root() {
+  if (const char* d = std::getenv("MNISTCTL_DATA"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/mnistctl";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/mnistctl";
+  return ".cache/mnistctl";
+}
+
+std::string executable_dir() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return ".";
+  return p.parent_path().string();
+}
+
+}  // namespace mnistctl

@@ -1,0 +1,66 @@
+#include "core/progress.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+namespace mnistctl {
+namespace {
+bool g_bar_on_screen = false;
+}
+
+bool interactive_stderr() {
+  static const bool tty = isatty(STDERR_FILENO) && std::getenv("CI") == nullptr;
+  return tty;
+}
+
+void log_line(const std::string& line) {
+  if (g_bar_on_screen) {
+    std::fputs("\r\033[K", stderr);
+    g_bar_on_screen = false;
+  }
+  std::fputs(line.c_str(), stderr);
+  std::fputc('\n', stderr);
+  std::fflush(stderr);
+}
+
+Progress::Progress(std::string label, int64_t total)
+    : label_(std::move(label)), total_(total), tty_(interactive_stderr()) {}
+
+Progress::~Progress() {
+  if (drawn_ && !finished_) {
+    std::fputs("\r\033[K", stderr);
+    g_bar_on_screen = false;
+  }
+}
+
+void Progress::update(int64_t done, const std::string& suffix) {
+  if (!tty_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done < total_) return;
+  last_ = now;
+  std::string line;
+  if (total_ > 0) {
+    const int width = 30;
+    double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
+    int fill = static_cast<int>(frac * width);
+    line = fmt::format("{} [{}{}] {:3.0f}% {}", label_, std::string(fill, '#'),
+                       std::string(width - fill, '.'), frac * 100.0, suffix);
+  } else {
+    line = fmt::format("{} {} {}", label_, done, suffix);
+  }
+  fmt::print(stderr, "\r\033[K{}", line);
+  std::fflush(stderr);
+  drawn_ = true;
+  g_bar_on_screen = true;
+}
+
+void Progress::done(const std::string& summary) {
+  finished_ = true;
+  log_line(fmt::format("{} {}", label_, summary));
+}
+
+}  // namespace mnistctl

@@ -1,0 +1,38 @@
+// Progress for long work: a redrawn bar on a terminal, plain lines when piped or in CI.
+//
+// On a TTY (and CI unset) update() redraws one line on stderr at most 10 times a second.
+// Otherwise update() prints nothing and only done() writes one line, so logs stay
+// line-oriented. Messages that must always appear go through log_line().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace mnistctl {
+
+// True when stderr is a terminal and the CI variable is unset.
+bool interactive_stderr();
+
+// Prints one line to stderr, clearing a progress bar first if one is drawn.
+void log_line(const std::string& line);
+
+class Progress {
+ public:
+  // total <= 0: unknown (shows a count instead of a bar).
+  Progress(std::string label, int64_t total);
+  ~Progress();
+  void update(int64_t done, const std::string& suffix = "");
+  // Finishes the bar (or prints the single summary line when not interactive).
+  void done(const std::string& summary);
+
+ private:
+  std::string label_;
+  int64_t total_;
+  bool tty_;
+  bool drawn_ = false;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point last_;
+};
+
+}  // namespace mnistctl
