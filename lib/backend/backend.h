@@ -138,11 +138,16 @@ class Backend {
                            float beta2, float eps, float wd, int64_t step) = 0;
 };
 
+struct BackendOptions {
+  int threads = 0;             // CPU backends: 0 means all cores available to the process
+  bool deterministic = false;  // GPU: only deterministic cuDNN algorithms (max-pool included)
+  bool allow_tf32 = false;     // GPU: allow TF32 tensor-core math (off: strict FP32)
+};
+
 // Makes the backend for a context: "ref", "cpu", "gpu" or "gpu:N".
-// `threads` (0: all available cores) applies to the CPU backends.
 // The GPU backend is loaded from libmnistctl_cuda.so on first use (backend/loader.cpp).
 // Throws UsageError for an unknown context, or a GPU asked for where none is usable.
-std::unique_ptr<Backend> make_backend(const std::string& ctx, int threads = 0);
+std::unique_ptr<Backend> make_backend(const std::string& ctx, const BackendOptions& opts = {});
 
 // Contexts this build knows, for help text: {"cpu", "gpu[:N]"} or {"cpu"}.
 std::vector<std::string> known_contexts();
