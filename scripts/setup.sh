@@ -9,6 +9,7 @@ PKGS=(
   libdnnl-dev ocl-icd-opencl-dev
   catch2 zlib1g-dev libcurl4-openssl-dev libpng-dev
   dataset-fashion-mnist
+  libssl-dev
 )
 
 missing=()

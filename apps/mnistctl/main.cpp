@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
   f->add_option("--mirror", fetch.mirrors,
                 "Base URL or local folder to try first (repeatable; also $MNISTCTL_MIRROR)");
   f->add_flag("--force", fetch.force, "Download again even if the files are present and verify");
+  f->footer("\nEnvironment: MNISTCTL_MIRROR (mirrors tried after --mirror, separated by spaces or commas),\n"
+            "MNISTCTL_NO_BUILTIN_MIRRORS=1 (skip the built-in mirrors), MNISTCTL_FETCH_CONNECT_SECONDS (20),\n"
+            "MNISTCTL_FETCH_STALL_SECONDS (30), MNISTCTL_FETCH_RETRIES (2).\n"
+            "Mirrors: http(s) base URLs, file:// URLs or folders. Exit 3 when no mirror has a file.");
 
   TrainOptions train;
   auto* t = app.add_subcommand("train", "Train a network described by a YAML file");
@@ -69,7 +73,7 @@ int main(int argc, char** argv) {
   t->add_flag("--dry-run", train.dry_run, "Print the network (shapes, parameters) and exit");
   t->add_flag("--deterministic", train.deterministic,
               "GPU: only deterministic cuDNN algorithms (bit-identical reruns)");
-  t->add_option("--set", train.sets, "Override any YAML field: --set train.learning_rate=0.05");
+  t->add_option("--set", train.sets, "Override any YAML field, e.g. --set train.learning_rate=0.05 (repeatable)");
 
   EvalOptions eval;
   auto* e = app.add_subcommand("eval", "Score a trained model on the test set");

@@ -122,7 +122,8 @@ class Backend {
   // ---- softmax with cross-entropy (fused, as MXNet's SoftmaxOutput) ---------------
   // probs = softmax(logits) per row. If metrics is given, adds to it: the summed
   // -log(probs[label]) (clamped at 1e-12), the number of rows whose argmax (first max)
-  // equals the label, and the number of rows. labels may be empty (prediction only).
+  // equals the label, and the number of rows. labels.data == nullptr means no labels
+  // (prediction only): then metrics is null too.
   virtual void softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
                                     Tensor* metrics) = 0;
   // dlogits = (probs - onehot(labels)) * scale   (scale = 1/n for a mean loss).

@@ -1,6 +1,49 @@
-// Placeholder until the subcommand lands.
+// `mnistctl eval`: scores a checkpoint on the test set of the dataset it was trained on;
+// with --min-accuracy it is a CI gate (exit 1 below the bar).
+#include <cstdio>
+
+#include <fmt/format.h>
+
 #include "commands/commands.h"
 #include "core/error.h"
+#include "core/progress.h"
+#include "data/dataset.h"
+#include "train/metrics.h"
+#include "train/model.h"
+
 namespace mnistctl {
-int run_eval(const EvalOptions&) { throw RuntimeError("eval: not implemented yet"); }
+
+int run_eval(const EvalOptions& o) {
+  BackendOptions bo;
+  bo.threads = o.run.threads;
+  auto be = make_backend(o.run.ctx, bo);
+  const int64_t batch = 100;
+  Model m = load_model(o.model, *be, batch);
+  Dataset test = load_split(o.run.data_dir, m.config.data.dataset, Split::test);
+  if (m.net->num_classes() != test.num_classes)
+    throw UsageError(fmt::format("{}: the network has {} outputs, {} has {} classes", m.path,
+                                 m.net->num_classes(), m.config.data.dataset, test.num_classes));
+  EvalAccumulator acc(static_cast<int>(m.net->num_classes()), o.top_k);
+  run_inference(*m.net, *be, test.images.data(), test.count, test.sample_size(), batch,
+                [&](int64_t first, int64_t n, const float* probs) {
+                  acc.add(probs, test.labels.data() + first, n);
+                });
+  EvalResult r = acc.result();
+  if (o.json) {
+    std::fputs((format_eval_json(r, m.path) + "\n").c_str(), stdout);
+  } else {
+    std::fputs(fmt::format("model: {}\nbackend: {}\n{}", m.path, be->name(), format_eval_text(r)).c_str(),
+               stdout);
+  }
+  std::fflush(stdout);
+  if (o.min_accuracy >= 0) {
+    if (r.accuracy < o.min_accuracy) {
+      log_line(fmt::format("FAIL: accuracy {:.4f} is below --min-accuracy {}", r.accuracy, o.min_accuracy));
+      return kExitGateFailed;
+    }
+    log_line(fmt::format("PASS: accuracy {:.4f} >= {}", r.accuracy, o.min_accuracy));
+  }
+  return kExitOk;
+}
+
 }  // namespace mnistctl

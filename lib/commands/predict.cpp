@@ -1,6 +1,109 @@
-// Placeholder until the subcommand lands.
+// `mnistctl predict`: class probabilities and the predicted class, one row per image, for
+// the test set (default), IDX image files, or the user's own PGM/PNG digits.
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include <fmt/format.h>
+
 #include "commands/commands.h"
 #include "core/error.h"
+#include "core/fs.h"
+#include "core/json.h"
+#include "data/dataset.h"
+#include "data/idx.h"
+#include "data/image.h"
+#include "train/metrics.h"
+#include "train/model.h"
+
 namespace mnistctl {
-int run_predict(const PredictOptions&) { throw RuntimeError("predict: not implemented yet"); }
+namespace {
+
+struct Inputs {
+  std::vector<uint8_t> pixels;
+  std::vector<std::string> source;  // per image
+  std::vector<int64_t> index;       // per image, inside its source
+  int64_t count = 0;
+};
+
+bool is_picture(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[8] = {0};
+  in.read(head, sizeof head);
+  return std::memcmp(head, "\x89PNG", 4) == 0 || (head[0] == 'P' && (head[1] == '5' || head[1] == '2'));
+}
+
+void add(Inputs& in, const std::string& source, const uint8_t* px, int64_t n, int64_t size) {
+  in.pixels.insert(in.pixels.end(), px, px + n * size);
+  for (int64_t i = 0; i < n; ++i) {
+    in.source.push_back(source);
+    in.index.push_back(i);
+  }
+  in.count += n;
+}
+
+}  // namespace
+
+int run_predict(const PredictOptions& o) {
+  BackendOptions bo;
+  bo.threads = o.run.threads;
+  auto be = make_backend(o.run.ctx, bo);
+  const int64_t batch = 100;
+  Model m = load_model(o.model, *be, batch);
+  const int64_t size = m.net->input_shape().numel();
+
+  Inputs in;
+  if (o.inputs.empty()) {
+    Dataset test = load_split(o.run.data_dir, m.config.data.dataset, Split::test);
+    add(in, "test", test.images.data(), test.count, test.sample_size());
+  }
+  for (const auto& path : o.inputs) {
+    if (is_picture(path)) {
+      std::vector<uint8_t> px = load_digit_image(path);
+      add(in, path, px.data(), 1, static_cast<int64_t>(px.size()));
+    } else {
+      IdxImages idx = read_idx_images(path);
+      if (idx.rows * idx.cols != size)
+        throw UsageError(fmt::format("{}: images are {}x{}, the model expects {}", path, idx.rows, idx.cols,
+                                     m.net->input_shape().str()));
+      add(in, path, idx.pixels.data(), idx.count, idx.rows * idx.cols);
+    }
+  }
+
+  const int classes = static_cast<int>(m.net->num_classes());
+  std::string out;
+  if (o.format == "csv") {
+    out = "source,index,predicted";
+    for (int c = 0; c < classes; ++c) out += fmt::format(",p{}", c);
+    out += "\n";
+  } else {
+    out = "[";
+  }
+  run_inference(*m.net, *be, in.pixels.data(), in.count, size, batch,
+                [&](int64_t first, int64_t n, const float* probs) {
+                  for (int64_t i = 0; i < n; ++i) {
+                    const float* row = probs + i * classes;
+                    size_t k = static_cast<size_t>(first + i);
+                    int pred = argmax(row, classes);
+                    if (o.format == "csv") {
+                      out += fmt::format("{},{},{}", in.source[k], in.index[k], pred);
+                      for (int c = 0; c < classes; ++c) out += fmt::format(",{:.6g}", row[c]);
+                      out += "\n";
+                    } else {
+                      out += fmt::format("{}\n{{\"source\":{},\"index\":{},\"predicted\":{},\"probabilities\":[",
+                                         k ? "," : "", json_string(in.source[k]), in.index[k], pred);
+                      for (int c = 0; c < classes; ++c) out += fmt::format("{}{:.6g}", c ? "," : "", row[c]);
+                      out += "]}";
+                    }
+                  }
+                });
+  if (o.format == "json") out += "\n]\n";
+  if (o.output.empty()) {
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  } else {
+    write_file_atomic(o.output, out);
+  }
+  return kExitOk;
+}
+
 }  // namespace mnistctl

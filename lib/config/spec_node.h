@@ -34,6 +34,7 @@ class SpecNode {
   std::array<int64_t, 2> require_pair(const std::string& key, int64_t min, int64_t max) const;
 
   // Throws UsageError for the first key not in `known`, with a "did you mean" suggestion.
+  // A layer's node always accepts `type` and `name`: a factory lists only its own fields.
   void check_keys(const std::vector<std::string>& known) const;
   // "file:line:col" of the key's value (or of the mapping itself when key is empty).
   std::string location(const std::string& key = "") const;

@@ -17,15 +17,21 @@ bool interactive_stderr() {
   return tty;
 }
 
-void log_line(const std::string& line) {
+namespace {
+void put_line(std::FILE* f, const std::string& line) {
   if (g_bar_on_screen) {
     std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
     g_bar_on_screen = false;
   }
-  std::fputs(line.c_str(), stderr);
-  std::fputc('\n', stderr);
-  std::fflush(stderr);
+  std::fputs(line.c_str(), f);
+  std::fputc('\n', f);
+  std::fflush(f);
 }
+}  // namespace
+
+void log_line(const std::string& line) { put_line(stderr, line); }
+void out_line(const std::string& line) { put_line(stdout, line); }
 
 Progress::Progress(std::string label, int64_t total)
     : label_(std::move(label)), total_(total), tty_(interactive_stderr()) {}

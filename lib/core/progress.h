@@ -16,6 +16,8 @@ bool interactive_stderr();
 
 // Prints one line to stderr, clearing a progress bar first if one is drawn.
 void log_line(const std::string& line);
+// Prints one line to stdout (results, training logs), clearing a progress bar first.
+void out_line(const std::string& line);
 
 class Progress {
  public:

@@ -1,0 +1,786 @@
+// The CPU backend (--ctx cpu) on oneDNN 2.6.
+//
+// Convolution, inner product (fully connected), pooling and the activations run as oneDNN
+// primitives. oneDNN's expensive part is making a primitive (JIT code generation, layout
+// choice), so every primitive, its primitive_desc, its memory objects and its argument map
+// are made once per descriptor and kept in a cache keyed by every field that shapes them;
+// a call then only points the memory objects at the caller's buffers (set_data_handle) and
+// executes. The layouts at the Backend boundary are plain (NCHW, KCRS, (out,in)).
+// Convolution and inner product are made with format_tag::any, so oneDNN picks its fast
+// kernels (blocked nChw16c / AB16b64a layouts, jit:avx512 and brgemm instead of the gemm
+// fallback it uses for plain layouts), and the arguments are reordered at the op boundary
+// through scratch buffers cached with the primitive. bench_ops measured this faster for
+// LeNet's and the MLP's shapes (2 threads, LeNet step 19 ms vs 29 ms with plain layouts,
+// MLP 0.41 ms vs 0.48 ms). MNISTCTL_DNNL_LAYOUT=plain|conv|fc (any layouts for none, for
+// conv only, for fc only) selects the other policies for such measurements.
+//
+// Threads: Debian's libdnnl is built with DNNL_CPU_RUNTIME=OMP, so oneDNN runs on the
+// OpenMP pool and takes its thread count from omp_get_max_threads(). The backend sets it
+// (omp_set_num_threads) before making or running primitives, and its own loops (softmax,
+// optimizers, data path) are OpenMP loops with static schedules and no cross-thread
+// floating-point reductions, so a fixed thread count gives bit-identical results run to run.
+#include "backend/cpu/dnnl_backend.h"
+
+#include <omp.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "backend/ref/op_checks.h"
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace mnistctl {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+// Below this many elements an elementwise loop runs on one thread: waking the pool costs
+// more than the work.
+constexpr int64_t kParallelMin = 1 << 14;
+
+std::shared_ptr<void> host_alloc(size_t bytes) {
+  size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw RuntimeError("cpu: out of memory allocating " + std::to_string(bytes) + " bytes");
+  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+}
+
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, omp_get_num_procs());
+}
+
+memory::desc plain_md(const memory::dims& dims, tag t) { return memory::desc(dims, dt::f32, t); }
+memory::desc any_md(const memory::dims& dims) { return memory::desc(dims, dt::f32, tag::any); }
+
+// One primitive argument at the op boundary: the caller's plain buffer and, when the
+// primitive chose another layout, a scratch buffer in that layout (allocated once, kept
+// with the cache entry) plus the reorders between the two.
+struct Arg {
+  memory user, prim;
+  dnnl::reorder to_prim, to_user;
+  bool reordered = false;
+
+  void init(const dnnl::engine& eng, const memory::desc& user_md, const memory::desc& prim_md) {
+    user = memory(user_md, eng, DNNL_MEMORY_NONE);
+    reordered = user_md != prim_md;
+    if (!reordered) {
+      prim = user;
+      return;
+    }
+    prim = memory(prim_md, eng);
+    to_prim = dnnl::reorder(user, prim);
+    to_user = dnnl::reorder(prim, user);
+  }
+  // An input: point at the caller's data, bring it into the primitive's layout.
+  void in(const float* p, dnnl::stream& s) {
+    user.set_data_handle(const_cast<float*>(p));
+    if (reordered) to_prim.execute(s, user, prim);
+  }
+  // An output: point at the caller's buffer; finish() copies the result there.
+  void out(float* p) { user.set_data_handle(p); }
+  void finish(dnnl::stream& s) {
+    if (reordered) to_user.execute(s, prim, user);
+  }
+};
+
+// A cached primitive with the arguments it runs on.
+struct Op {
+  dnnl::primitive prim;
+  std::unordered_map<int, memory> args;
+  Arg a, b, c;        // the op's tensor arguments (which is which: see each op)
+  memory bias;        // plain (k) bias or diff-bias, when the op has one
+  size_t ws_bytes = 0;
+};
+
+std::string conv_key(const char* what, const ConvDesc& d, bool bias) {
+  return fmt::format("{}:{},{},{},{}:{},{},{}:{},{},{},{}:{}", what, d.n, d.c, d.h, d.w, d.k,
+                     d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, bias);
+}
+
+class DnnlBackend final : public Backend {
+ public:
+  explicit DnnlBackend(int threads)
+      : threads_(threads > 0 ? threads : usable_cores()),
+        eng_(dnnl::engine::kind::cpu, 0),
+        strm_(eng_) {
+    // Tuning knob for bench_ops: "plain", "conv" or "fc" (which ops get layout any);
+    // unset or anything else: both (the measured fastest).
+    const char* env = std::getenv("MNISTCTL_DNNL_LAYOUT");
+    const std::string layout = env ? env : "any";
+    any_conv_ = layout != "plain" && layout != "fc";
+    any_fc_ = layout != "plain" && layout != "conv";
+    set_threads();
+  }
+
+  std::string name() const override {
+    const dnnl_version_t* v = dnnl::version();
+    return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{})", v->major, v->minor, v->patch,
+                       threads_, threads_ == 1 ? "" : "s",
+                       any_conv_ && any_fc_ ? ""
+                       : fmt::format(", layout any:{}{}", any_conv_ ? " conv" : "", any_fc_ ? " fc" : " none"));
+  }
+
+  // ---- memory ------------------------------------------------------------------------
+  Tensor empty(const Shape& shape) override {
+    for (int64_t d : shape.dims)
+      if (d < 0) throw RuntimeError("cpu: negative extent in shape " + shape.str());
+    Tensor t;
+    t.shape = shape;
+    t.storage = host_alloc(static_cast<size_t>(shape.numel()) * sizeof(float));
+    t.data = static_cast<float*>(t.storage.get());
+    return t;
+  }
+  Buffer alloc_bytes(size_t bytes) override {
+    Buffer b;
+    b.bytes = bytes;
+    b.storage = host_alloc(bytes);
+    b.data = b.storage.get();
+    return b;
+  }
+  void fill(Tensor& t, float value) override {
+    float* p = t.data;
+    const int64_t n = t.numel();
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) p[i] = value;
+  }
+  void upload(Tensor& dst, const float* host) override {
+    if (dst.numel()) std::memcpy(dst.data, host, static_cast<size_t>(dst.numel()) * sizeof(float));
+  }
+  void download(const Tensor& src, float* host) override {
+    if (src.numel()) std::memcpy(host, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
+  }
+  void upload_bytes(Buffer& dst, const void* host, size_t bytes) override {
+    if (bytes > dst.bytes)
+      throw RuntimeError("upload_bytes: " + std::to_string(bytes) + " bytes into a buffer of " +
+                         std::to_string(dst.bytes));
+    if (bytes) std::memcpy(dst.data, host, bytes);
+  }
+  void copy(const Tensor& src, Tensor& dst) override {
+    opcheck::same("copy", src, dst);
+    if (src.numel()) std::memmove(dst.data, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
+  }
+
+  // ---- data path ---------------------------------------------------------------------
+  void gather_batch(const Buffer& images, const Buffer& labels_u8, int64_t sample_size,
+                    const Buffer& order, int64_t first, int64_t n, Tensor& x,
+                    Tensor& labels) override {
+    opcheck::positive("gather_batch", sample_size, "sample_size");
+    const int64_t count = std::min(static_cast<int64_t>(images.bytes) / sample_size,
+                                   static_cast<int64_t>(labels_u8.bytes));
+    const int64_t order_len = static_cast<int64_t>(order.bytes / sizeof(int32_t));
+    if (first < 0 || n < 0 || first + n > order_len)
+      throw RuntimeError("gather_batch: rows " + std::to_string(first) + ".." +
+                         std::to_string(first + n) + " outside the order list of " +
+                         std::to_string(order_len));
+    opcheck::numel("gather_batch", "x", x, n * sample_size);
+    opcheck::numel("gather_batch", "labels", labels, n);
+    const auto* img = static_cast<const uint8_t*>(images.data);
+    const auto* lab = static_cast<const uint8_t*>(labels_u8.data);
+    const auto* ord = static_cast<const int32_t*>(order.data) + first;
+    for (int64_t i = 0; i < n; ++i)  // validate before touching memory
+      if (ord[i] < 0 || ord[i] >= count)
+        throw RuntimeError("gather_batch: sample index " + std::to_string(ord[i]) +
+                           " outside the " + std::to_string(count) + " samples");
+    float* xd = x.data;
+    float* ld = labels.data;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n * sample_size >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* src = img + static_cast<int64_t>(ord[i]) * sample_size;
+      float* dst = xd + i * sample_size;
+      for (int64_t j = 0; j < sample_size; ++j) dst[j] = static_cast<float>(src[j]) / 255.0f;
+      ld[i] = static_cast<float>(lab[ord[i]]);
+    }
+  }
+
+  // ---- fully connected (inner product) ------------------------------------------------
+  // a = src (x / dx), b = weights (w / dw), c = dst (y / dy).
+  void fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
+                  Tensor& y) override {
+    opcheck::fc("fc_forward", d);
+    opcheck::numel("fc_forward", "x", x, d.n * d.in);
+    opcheck::numel("fc_forward", "w", w, d.out * d.in);
+    if (b) opcheck::numel("fc_forward", "b", *b, d.out);
+    opcheck::numel("fc_forward", "y", y, d.n * d.out);
+    set_threads();
+    Op& op = cached(fmt::format("fc_fwd:{},{},{}:{}", d.n, d.in, d.out, b != nullptr), [&] {
+      auto pd = fc_fwd_pd(d, b != nullptr);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::inner_product_forward(pd);
+      bind(*o, pd, d, b != nullptr, DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS,
+           pd.src_desc(), pd.weights_desc(), pd.dst_desc());
+      return o;
+    });
+    op.a.in(x.data, strm_);
+    op.b.in(w.data, strm_);
+    if (b) op.bias.set_data_handle(b->data);
+    op.c.out(y.data);
+    op.prim.execute(strm_, op.args);
+    op.c.finish(strm_);
+    strm_.wait();
+  }
+
+  void fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) override {
+    opcheck::fc("fc_backward_data", d);
+    opcheck::numel("fc_backward_data", "dy", dy, d.n * d.out);
+    opcheck::numel("fc_backward_data", "w", w, d.out * d.in);
+    opcheck::numel("fc_backward_data", "dx", dx, d.n * d.in);
+    set_threads();
+    Op& op = cached(fmt::format("fc_bwd_data:{},{},{}", d.n, d.in, d.out), [&] {
+      auto hint = fc_fwd_pd(d, false);
+      dnnl::inner_product_backward_data::desc desc(fc_md(d.n, d.in), fc_md(d.out, d.in),
+                                                   fc_md(d.n, d.out));
+      dnnl::inner_product_backward_data::primitive_desc pd(desc, eng_, hint);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::inner_product_backward_data(pd);
+      bind(*o, pd, d, false, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, 0,
+           pd.diff_src_desc(), pd.weights_desc(), pd.diff_dst_desc());
+      return o;
+    });
+    op.c.in(dy.data, strm_);
+    op.b.in(w.data, strm_);
+    op.a.out(dx.data);
+    op.prim.execute(strm_, op.args);
+    op.a.finish(strm_);
+    strm_.wait();
+  }
+
+  void fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
+                           Tensor* db) override {
+    opcheck::fc("fc_backward_weights", d);
+    opcheck::numel("fc_backward_weights", "x", x, d.n * d.in);
+    opcheck::numel("fc_backward_weights", "dy", dy, d.n * d.out);
+    opcheck::numel("fc_backward_weights", "dw", dw, d.out * d.in);
+    if (db) opcheck::numel("fc_backward_weights", "db", *db, d.out);
+    set_threads();
+    Op& op = cached(fmt::format("fc_bwd_w:{},{},{}:{}", d.n, d.in, d.out, db != nullptr), [&] {
+      auto hint = fc_fwd_pd(d, db != nullptr);
+      dnnl::inner_product_backward_weights::desc desc(
+          fc_md(d.n, d.in), fc_md(d.out, d.in),
+          db ? plain_md({d.out}, tag::a) : memory::desc(), fc_md(d.n, d.out));
+      dnnl::inner_product_backward_weights::primitive_desc pd(desc, eng_, hint);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::inner_product_backward_weights(pd);
+      bind(*o, pd, d, db != nullptr, DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST,
+           DNNL_ARG_DIFF_BIAS, pd.src_desc(), pd.diff_weights_desc(), pd.diff_dst_desc());
+      return o;
+    });
+    op.a.in(x.data, strm_);
+    op.c.in(dy.data, strm_);
+    op.b.out(dw.data);
+    if (db) op.bias.set_data_handle(db->data);
+    op.prim.execute(strm_, op.args);
+    op.b.finish(strm_);
+    strm_.wait();
+  }
+
+  // ---- convolution ---------------------------------------------------------------------
+  // a = src (x / dx), b = weights (w / dw), c = dst (y / dy).
+  void conv_forward(const ConvDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
+                    Tensor& y) override {
+    check_conv("conv_forward", d, x, w, y);
+    if (b) opcheck::numel("conv_forward", "b", *b, d.k);
+    set_threads();
+    Op& op = cached(conv_key("conv_fwd", d, b != nullptr), [&] {
+      auto pd = conv_fwd_pd(d, b != nullptr);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::convolution_forward(pd);
+      bind(*o, pd, d, b != nullptr, DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS,
+           pd.src_desc(), pd.weights_desc(), pd.dst_desc());
+      return o;
+    });
+    op.a.in(x.data, strm_);
+    op.b.in(w.data, strm_);
+    if (b) op.bias.set_data_handle(b->data);
+    op.c.out(y.data);
+    op.prim.execute(strm_, op.args);
+    op.c.finish(strm_);
+    strm_.wait();
+  }
+
+  void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
+                          Tensor& dx) override {
+    check_conv("conv_backward_data", d, dx, w, dy);
+    set_threads();
+    Op& op = cached(conv_key("conv_bwd_data", d, false), [&] {
+      auto hint = conv_fwd_pd(d, false);
+      dnnl::convolution_backward_data::desc desc(
+          dnnl::algorithm::convolution_direct, act_md(d.n, d.c, d.h, d.w),
+          weight_md(d), act_md(d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw},
+          {d.ph, d.pw});
+      dnnl::convolution_backward_data::primitive_desc pd(desc, eng_, hint);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::convolution_backward_data(pd);
+      bind(*o, pd, d, false, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, 0,
+           pd.diff_src_desc(), pd.weights_desc(), pd.diff_dst_desc());
+      return o;
+    });
+    op.c.in(dy.data, strm_);
+    op.b.in(w.data, strm_);
+    op.a.out(dx.data);
+    op.prim.execute(strm_, op.args);
+    op.a.finish(strm_);
+    strm_.wait();
+  }
+
+  void conv_backward_weights(const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
+                             Tensor* db) override {
+    check_conv("conv_backward_weights", d, x, dw, dy);
+    if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
+    set_threads();
+    Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr), [&] {
+      auto hint = conv_fwd_pd(d, db != nullptr);
+      dnnl::convolution_backward_weights::desc desc(
+          dnnl::algorithm::convolution_direct, act_md(d.n, d.c, d.h, d.w), weight_md(d),
+          db ? plain_md({d.k}, tag::a) : memory::desc(), act_md(d.n, d.k, d.oh(), d.ow()),
+          {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
+      dnnl::convolution_backward_weights::primitive_desc pd(desc, eng_, hint);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::convolution_backward_weights(pd);
+      bind(*o, pd, d, db != nullptr, DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST,
+           DNNL_ARG_DIFF_BIAS, pd.src_desc(), pd.diff_weights_desc(), pd.diff_dst_desc());
+      return o;
+    });
+    op.a.in(x.data, strm_);
+    op.c.in(dy.data, strm_);
+    op.b.out(dw.data);
+    if (db) op.bias.set_data_handle(db->data);
+    op.prim.execute(strm_, op.args);
+    op.b.finish(strm_);
+    strm_.wait();
+  }
+
+  // ---- pooling (plain NCHW: oneDNN pooling follows its input's layout) ----------------
+  // Forward: a = src, c = dst, workspace from the caller. Backward: a = diff_src, c = diff_dst.
+  Buffer pool_workspace(const PoolDesc& d) override {
+    opcheck::pool("pool_workspace", d);
+    set_threads();
+    size_t bytes = pool_fwd(d).ws_bytes;
+    return bytes ? alloc_bytes(bytes) : Buffer{};
+  }
+
+  void pool_forward(const PoolDesc& d, const Tensor& x, Tensor& y, Buffer& ws) override {
+    check_pool("pool_forward", d, x, y);
+    set_threads();
+    Op& op = pool_fwd(d);
+    if (ws.bytes < op.ws_bytes)
+      throw RuntimeError(fmt::format("pool_forward: workspace of {} bytes, {} needed (make it with pool_workspace)",
+                                     ws.bytes, op.ws_bytes));
+    op.a.user.set_data_handle(x.data);
+    op.c.user.set_data_handle(y.data);
+    if (op.ws_bytes) op.bias.set_data_handle(ws.data);  // `bias` holds the workspace memory
+    op.prim.execute(strm_, op.args);
+    strm_.wait();
+  }
+
+  void pool_backward(const PoolDesc& d, const Tensor& x, const Tensor& y, const Tensor& dy,
+                     const Buffer& ws, Tensor& dx) override {
+    check_pool("pool_backward", d, x, y);
+    check_pool("pool_backward", d, dx, dy);
+    set_threads();
+    Op& fwd = pool_fwd(d);
+    if (ws.bytes < fwd.ws_bytes)
+      throw RuntimeError(fmt::format("pool_backward: workspace of {} bytes, {} needed (the one pool_forward filled)",
+                                     ws.bytes, fwd.ws_bytes));
+    Op& op = cached(pool_key("pool_bwd", d), [&] {
+      auto hint = pool_fwd_pd(d);
+      dnnl::pooling_backward::desc desc(pool_alg(d), act_md(d.n, d.c, d.h, d.w),
+                                        act_md(d.n, d.c, d.oh(), d.ow()), {d.sh, d.sw},
+                                        {d.kh, d.kw}, {d.ph, d.pw}, {d.ph, d.pw});
+      dnnl::pooling_backward::primitive_desc pd(desc, eng_, hint);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::pooling_backward(pd);
+      o->a.init(eng_, pd.diff_src_desc(), pd.diff_src_desc());
+      o->c.init(eng_, pd.diff_dst_desc(), pd.diff_dst_desc());
+      o->args = {{DNNL_ARG_DIFF_SRC, o->a.prim}, {DNNL_ARG_DIFF_DST, o->c.prim}};
+      o->ws_bytes = hint.workspace_desc().get_size();
+      if (o->ws_bytes) {
+        o->bias = memory(hint.workspace_desc(), eng_, DNNL_MEMORY_NONE);
+        o->args[DNNL_ARG_WORKSPACE] = o->bias;
+      }
+      return o;
+    });
+    op.a.user.set_data_handle(dx.data);
+    op.c.user.set_data_handle(dy.data);
+    if (op.ws_bytes) op.bias.set_data_handle(ws.data);
+    op.prim.execute(strm_, op.args);
+    strm_.wait();
+  }
+
+  // ---- elementwise ---------------------------------------------------------------------
+  void act_forward(ActType a, const Tensor& x, Tensor& y) override {
+    opcheck::same("act_forward", x, y);
+    if (x.numel() == 0) return;
+    set_threads();
+    Op& op = cached(fmt::format("act_fwd:{}:{}", static_cast<int>(a), x.numel()), [&] {
+      auto pd = act_fwd_pd(a, x.numel());
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::eltwise_forward(pd);
+      o->a.init(eng_, pd.src_desc(), pd.src_desc());
+      o->c.init(eng_, pd.dst_desc(), pd.dst_desc());
+      o->args = {{DNNL_ARG_SRC, o->a.prim}, {DNNL_ARG_DST, o->c.prim}};
+      return o;
+    });
+    op.a.user.set_data_handle(x.data);
+    op.c.user.set_data_handle(y.data);
+    op.prim.execute(strm_, op.args);
+    strm_.wait();
+  }
+
+  // tanh, sigmoid and relu use y (oneDNN's *_use_dst_for_bwd); softrelu needs x.
+  void act_backward(ActType a, const Tensor& x, const Tensor& y, const Tensor& dy,
+                    Tensor& dx) override {
+    opcheck::same("act_backward", x, dy);
+    opcheck::same("act_backward", x, dx);
+    opcheck::same("act_backward", x, y);
+    if (x.numel() == 0) return;
+    set_threads();
+    Op& op = cached(fmt::format("act_bwd:{}:{}", static_cast<int>(a), x.numel()), [&] {
+      auto hint = act_fwd_pd(a, x.numel());
+      memory::desc md = plain_md({x.numel()}, tag::a);
+      dnnl::eltwise_backward::desc desc(act_alg(a), md, md);
+      dnnl::eltwise_backward::primitive_desc pd(desc, eng_, hint);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::eltwise_backward(pd);
+      o->a.init(eng_, md, md);  // data: x or y
+      o->b.init(eng_, md, md);  // diff_dst
+      o->c.init(eng_, md, md);  // diff_src
+      o->args = {{uses_dst(a) ? DNNL_ARG_DST : DNNL_ARG_SRC, o->a.prim},
+                 {DNNL_ARG_DIFF_DST, o->b.prim},
+                 {DNNL_ARG_DIFF_SRC, o->c.prim}};
+      return o;
+    });
+    op.a.user.set_data_handle(uses_dst(a) ? y.data : x.data);
+    op.b.user.set_data_handle(dy.data);
+    op.c.user.set_data_handle(dx.data);
+    op.prim.execute(strm_, op.args);
+    strm_.wait();
+  }
+
+  void dropout_forward(float p, uint64_t seed, uint64_t counter, const Tensor& x, Tensor& y,
+                       Tensor& mask) override {
+    opcheck::same("dropout_forward", x, y);
+    opcheck::same("dropout_forward", x, mask);
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    const int64_t n = x.numel();
+    const float* xd = x.data;
+    float* yd = y.data;
+    float* md = mask.data;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      float m = hash_uniform(seed, counter + static_cast<uint64_t>(i)) >= p ? scale : 0.0f;
+      md[i] = m;
+      yd[i] = xd[i] * m;
+    }
+  }
+
+  void mul(const Tensor& a, const Tensor& b, Tensor& out) override {
+    opcheck::same("mul", a, b);
+    opcheck::same("mul", a, out);
+    const int64_t n = a.numel();
+    const float* ad = a.data;
+    const float* bd = b.data;
+    float* od = out.data;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) od[i] = ad[i] * bd[i];
+  }
+
+  // ---- softmax + cross-entropy ---------------------------------------------------------
+  // Rows run in parallel; each row's loss and hit go to a per-row slot that one thread
+  // sums in order afterwards, so the metrics do not depend on the thread count.
+  void softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
+                            Tensor* metrics) override {
+    opcheck::same("softmax_xent_forward", logits, probs);
+    if (logits.shape.rank() < 1 || logits.shape[0] <= 0)
+      throw RuntimeError("softmax_xent_forward: logits need a batch extent, got " + logits.shape.str());
+    const int64_t n = logits.shape[0], k = logits.numel() / n;
+    const bool have_labels = labels.data != nullptr && labels.numel() > 0;  // no data: prediction only
+    if (have_labels) opcheck::numel("softmax_xent_forward", "labels", labels, n);
+    if (metrics) opcheck::numel("softmax_xent_forward", "metrics", *metrics, kMetricSlots);
+    row_loss_.assign(static_cast<size_t>(n), 0.0);
+    row_hit_.assign(static_cast<size_t>(n), 0);
+    const float* z = logits.data;
+    float* pr = probs.data;
+    const float* lab = have_labels ? labels.data : nullptr;
+    double* loss = row_loss_.data();
+    uint8_t* hit = row_hit_.data();
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n * k >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* zi = z + i * k;
+      float* pi = pr + i * k;
+      int64_t best = 0;
+      for (int64_t j = 1; j < k; ++j)
+        if (zi[j] > zi[best]) best = j;
+      const float mx = zi[best];
+      float sum = 0.0f;
+      for (int64_t j = 0; j < k; ++j) {
+        pi[j] = std::exp(zi[j] - mx);
+        sum += pi[j];
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t j = 0; j < k; ++j) pi[j] *= inv;
+      if (lab) {
+        const float l = lab[i];
+        const bool valid = l >= 0.0f && l < static_cast<float>(k);
+        const int64_t li = valid ? static_cast<int64_t>(l) : -1;
+        loss[i] = -std::log(std::max(valid ? static_cast<double>(pi[li]) : 0.0, 1e-12));
+        hit[i] = li == best;
+      }
+    }
+    if (metrics && have_labels) {
+      double total = 0.0, correct = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        total += loss[i];
+        correct += hit[i];
+      }
+      metrics->data[kMetricLossSum] += static_cast<float>(total);
+      metrics->data[kMetricCorrect] += static_cast<float>(correct);
+      metrics->data[kMetricCount] += static_cast<float>(n);
+    }
+  }
+
+  void softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale,
+                             Tensor& dlogits) override {
+    opcheck::same("softmax_xent_backward", probs, dlogits);
+    if (probs.shape.rank() < 1 || probs.shape[0] <= 0)
+      throw RuntimeError("softmax_xent_backward: probs need a batch extent, got " + probs.shape.str());
+    const int64_t n = probs.shape[0], k = probs.numel() / n;
+    opcheck::numel("softmax_xent_backward", "labels", labels, n);
+    const float* p = probs.data;
+    const float* lab = labels.data;
+    float* g = dlogits.data;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n * k >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const float l = lab[i];
+      const int64_t li = l >= 0.0f && l < static_cast<float>(k) ? static_cast<int64_t>(l) : -1;
+      for (int64_t j = 0; j < k; ++j)
+        g[i * k + j] = (p[i * k + j] - (j == li ? 1.0f : 0.0f)) * scale;
+    }
+  }
+
+  // ---- optimizers ----------------------------------------------------------------------
+  void sgd_update(Tensor& w, const Tensor& g, Tensor* mom, float lr, float momentum,
+                  float wd) override {
+    opcheck::same("sgd_update", w, g);
+    if (momentum != 0.0f) {
+      if (!mom) throw RuntimeError("sgd_update: momentum " + std::to_string(momentum) + " needs a momentum tensor");
+      opcheck::same("sgd_update", w, *mom);
+    }
+    const int64_t n = w.numel();
+    float* wd_ = w.data;
+    const float* gd = g.data;
+    if (momentum != 0.0f) {
+      float* md = mom->data;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+      for (int64_t i = 0; i < n; ++i) {
+        float gi = gd[i] + wd * wd_[i];
+        md[i] = momentum * md[i] - lr * gi;
+        wd_[i] += md[i];
+      }
+    } else {
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+      for (int64_t i = 0; i < n; ++i) {
+        float gi = gd[i] + wd * wd_[i];
+        wd_[i] -= lr * gi;
+      }
+    }
+  }
+
+  void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, float lr, float beta1,
+                   float beta2, float eps, float wd, int64_t step) override {
+    opcheck::same("adam_update", w, g);
+    opcheck::same("adam_update", w, m);
+    opcheck::same("adam_update", w, v);
+    if (step < 1) throw RuntimeError("adam_update: step counts from 1, got " + std::to_string(step));
+    const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step))));
+    const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step))));
+    const int64_t n = w.numel();
+    float* wp = w.data;
+    const float* gp = g.data;
+    float* mp = m.data;
+    float* vp = v.data;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      float gi = gp[i] + wd * wp[i];
+      float mi = beta1 * mp[i] + (1.0f - beta1) * gi;
+      float vi = beta2 * vp[i] + (1.0f - beta2) * gi * gi;
+      mp[i] = mi;
+      vp[i] = vi;
+      wp[i] -= lr * (mi * c1) / (std::sqrt(vi * c2) + eps);
+    }
+  }
+
+ private:
+  // oneDNN (OpenMP runtime) sizes its parallel regions from omp_get_max_threads() of the
+  // calling thread; set it here so that a backend used from any thread gets its count.
+  void set_threads() {
+    if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  }
+
+  template <typename Make>
+  Op& cached(const std::string& key, Make make) {
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return *it->second;
+    std::unique_ptr<Op> op;
+    try {
+      op = make();
+    } catch (const dnnl::error& e) {
+      throw RuntimeError(fmt::format("cpu: oneDNN cannot make {}: {} (status {})", key, e.what(),
+                                     static_cast<int>(e.status)));
+    }
+    return *cache_.emplace(key, std::move(op)).first->second;
+  }
+
+  // Wires a conv / inner-product primitive: a, b, c between the plain user layouts and the
+  // layouts the primitive chose, plus the plain bias (or diff-bias) when present.
+  template <typename Desc, typename PD>
+  void bind(Op& o, const PD&, const Desc& d, bool bias, int arg_a, int arg_b, int arg_c,
+            int arg_bias, const memory::desc& prim_a, const memory::desc& prim_b,
+            const memory::desc& prim_c) {
+    memory::desc ua, ub, uc;
+    int64_t nbias;
+    if constexpr (std::is_same_v<Desc, ConvDesc>) {
+      ua = plain_md({d.n, d.c, d.h, d.w}, tag::nchw);
+      ub = plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw);
+      uc = plain_md({d.n, d.k, d.oh(), d.ow()}, tag::nchw);
+      nbias = d.k;
+    } else {
+      ua = plain_md({d.n, d.in}, tag::nc);
+      ub = plain_md({d.out, d.in}, tag::oi);
+      uc = plain_md({d.n, d.out}, tag::nc);
+      nbias = d.out;
+    }
+    o.a.init(eng_, ua, prim_a);
+    o.b.init(eng_, ub, prim_b);
+    o.c.init(eng_, uc, prim_c);
+    o.args = {{arg_a, o.a.prim}, {arg_b, o.b.prim}, {arg_c, o.c.prim}};
+    if (bias) {
+      o.bias = memory(plain_md({nbias}, tag::a), eng_, DNNL_MEMORY_NONE);
+      o.args[arg_bias] = o.bias;
+    }
+  }
+
+  memory::desc act_md(int64_t n, int64_t c, int64_t h, int64_t w) const {
+    return any_conv_ ? any_md({n, c, h, w}) : plain_md({n, c, h, w}, tag::nchw);
+  }
+  memory::desc weight_md(const ConvDesc& d) const {
+    return any_conv_ ? any_md({d.k, d.c, d.kh, d.kw}) : plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw);
+  }
+  memory::desc fc_md(int64_t rows, int64_t cols) const {
+    // (n, in) / (n, out) activations are "nc"; (out, in) weights are "oi": the same layout.
+    return any_fc_ ? any_md({rows, cols}) : plain_md({rows, cols}, tag::ab);
+  }
+
+  dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDesc& d, bool bias) {
+    dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+        act_md(d.n, d.c, d.h, d.w), weight_md(d), bias ? plain_md({d.k}, tag::a) : memory::desc(),
+        act_md(d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
+    return dnnl::convolution_forward::primitive_desc(desc, eng_);
+  }
+
+  dnnl::inner_product_forward::primitive_desc fc_fwd_pd(const FcDesc& d, bool bias) {
+    dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_training, fc_md(d.n, d.in),
+                                           fc_md(d.out, d.in),
+                                           bias ? plain_md({d.out}, tag::a) : memory::desc(),
+                                           fc_md(d.n, d.out));
+    return dnnl::inner_product_forward::primitive_desc(desc, eng_);
+  }
+
+  void check_conv(const char* op, const ConvDesc& d, const Tensor& x, const Tensor& w,
+                  const Tensor& y) {
+    opcheck::conv(op, d);
+    opcheck::numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
+    opcheck::numel(op, "w/dw", w, d.k * d.c * d.kh * d.kw);
+    opcheck::numel(op, "y/dy", y, d.n * d.k * d.oh() * d.ow());
+  }
+
+  void check_pool(const char* op, const PoolDesc& d, const Tensor& x, const Tensor& y) {
+    opcheck::pool(op, d);
+    opcheck::numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
+    opcheck::numel(op, "y/dy", y, d.n * d.c * d.oh() * d.ow());
+  }
+
+  static std::string pool_key(const char* what, const PoolDesc& d) {
+    return fmt::format("{}:{}:{},{},{},{}:{},{}:{},{}:{},{}", what, static_cast<int>(d.type), d.n,
+                       d.c, d.h, d.w, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw);
+  }
+  static dnnl::algorithm pool_alg(const PoolDesc& d) {
+    return d.type == PoolType::max ? dnnl::algorithm::pooling_max
+                                   : dnnl::algorithm::pooling_avg_include_padding;
+  }
+  // Pooling is always plain NCHW (it follows its input's layout; the neighbours are plain).
+  dnnl::pooling_forward::primitive_desc pool_fwd_pd(const PoolDesc& d) {
+    dnnl::pooling_forward::desc desc(dnnl::prop_kind::forward_training, pool_alg(d),
+                                     plain_md({d.n, d.c, d.h, d.w}, tag::nchw),
+                                     plain_md({d.n, d.c, d.oh(), d.ow()}, tag::nchw),
+                                     {d.sh, d.sw}, {d.kh, d.kw}, {d.ph, d.pw}, {d.ph, d.pw});
+    return dnnl::pooling_forward::primitive_desc(desc, eng_);
+  }
+  Op& pool_fwd(const PoolDesc& d) {
+    return cached(pool_key("pool_fwd", d), [&] {
+      auto pd = pool_fwd_pd(d);
+      auto o = std::make_unique<Op>();
+      o->prim = dnnl::pooling_forward(pd);
+      o->a.init(eng_, pd.src_desc(), pd.src_desc());
+      o->c.init(eng_, pd.dst_desc(), pd.dst_desc());
+      o->args = {{DNNL_ARG_SRC, o->a.prim}, {DNNL_ARG_DST, o->c.prim}};
+      o->ws_bytes = pd.workspace_desc().get_size();
+      if (o->ws_bytes) {
+        o->bias = memory(pd.workspace_desc(), eng_, DNNL_MEMORY_NONE);
+        o->args[DNNL_ARG_WORKSPACE] = o->bias;
+      }
+      return o;
+    });
+  }
+
+  static bool uses_dst(ActType a) { return a != ActType::softrelu; }
+  static dnnl::algorithm act_alg(ActType a) {
+    switch (a) {
+      case ActType::relu: return dnnl::algorithm::eltwise_relu_use_dst_for_bwd;
+      case ActType::tanh: return dnnl::algorithm::eltwise_tanh_use_dst_for_bwd;
+      case ActType::sigmoid: return dnnl::algorithm::eltwise_logistic_use_dst_for_bwd;
+      case ActType::softrelu: break;
+    }
+    return dnnl::algorithm::eltwise_soft_relu;  // log(1 + e^x) in oneDNN 2.x
+  }
+  dnnl::eltwise_forward::primitive_desc act_fwd_pd(ActType a, int64_t numel) {
+    dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_training, act_alg(a),
+                                     plain_md({numel}, tag::a), 0.0f, 0.0f);
+    return dnnl::eltwise_forward::primitive_desc(desc, eng_);
+  }
+
+  int threads_;
+  bool any_conv_ = false, any_fc_ = false;
+  dnnl::engine eng_;
+  dnnl::stream strm_;
+  std::unordered_map<std::string, std::unique_ptr<Op>> cache_;
+  std::vector<double> row_loss_;
+  std::vector<uint8_t> row_hit_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_dnnl_backend(int threads) {
+  try {
+    return std::make_unique<DnnlBackend>(threads);
+  } catch (const dnnl::error& e) {
+    throw RuntimeError(fmt::format("--ctx cpu: oneDNN cannot start: {}", e.what()));
+  }
+}
+
+}  // namespace mnistctl

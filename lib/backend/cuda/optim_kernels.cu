@@ -1,0 +1,59 @@
+// SGD (with optional momentum and L2 weight decay) and Adam, one fused pass each over the
+// parameter, its gradient and its state. See optim_kernels.h.
+//
+// Fusing the weight decay, state update and weight update reads each array once; with
+// LeNet's 431k parameters the whole update is a few microseconds.
+#include "backend/cuda/optim_kernels.h"
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch.h"
+
+namespace mnistctl::cuda {
+namespace {
+
+__global__ void sgd_kernel(float* w, const float* g, float* mom, int64_t n, float lr,
+                           float momentum, float wd) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float gi = g[i] + wd * w[i];
+    if (mom) {
+      float m = momentum * mom[i] - lr * gi;
+      mom[i] = m;
+      w[i] += m;
+    } else {
+      w[i] += -lr * gi;
+    }
+  }
+}
+
+__global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_t n, float lr,
+                            float beta1, float beta2, float eps, float wd, float bc1, float bc2) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float gi = g[i] + wd * w[i];
+    float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+  }
+}
+
+}  // namespace
+
+void launch_sgd_update(float* w, const float* g, float* mom, int64_t n, float lr, float momentum,
+                       float wd, cudaStream_t s) {
+  if (n <= 0) return;
+  sgd_kernel<<<grid_for(n), kThreads, 0, s>>>(w, g, mom, n, lr, momentum, wd);
+  check_launch("sgd_update");
+}
+
+void launch_adam_update(float* w, const float* g, float* m, float* v, int64_t n, float lr,
+                        float beta1, float beta2, float eps, float wd, float bc1, float bc2,
+                        cudaStream_t s) {
+  if (n <= 0) return;
+  adam_kernel<<<grid_for(n), kThreads, 0, s>>>(w, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2);
+  check_launch("adam_update");
+}
+
+}  // namespace mnistctl::cuda

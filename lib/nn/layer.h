@@ -1,0 +1,94 @@
+// The Layer interface. A layer knows its shapes and parameters and calls Backend ops; it
+// never knows which backend runs it. Shapes here are per sample (CHW or a flat vector);
+// tensors passed to forward/backward carry the batch as their outermost extent.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "config/config.h"
+
+namespace mnistctl {
+
+// A learnable tensor and its gradient, both in backend memory.
+struct Param {
+  std::string name;     // "<layer>.weight" or "<layer>.bias"
+  Shape shape;
+  bool is_bias = false;
+  int64_t fan_in = 0;   // inputs feeding one output (for xavier / kaiming)
+  int64_t fan_out = 0;  // outputs fed by one input
+  Tensor value, grad;
+};
+
+// What a forward pass needs beyond its input.
+struct Pass {
+  bool train = false;
+  uint64_t seed = 0;        // dropout masks: hash of (seed, counter)
+  uint64_t counter = 0;     // advanced per batch by the trainer
+  const Tensor* labels = nullptr;  // for the loss layer; may be null (prediction)
+  Tensor* metrics = nullptr;       // loss/accuracy sums (backend.h MetricSlot), may be null
+};
+
+class Layer {
+ public:
+  explicit Layer(const LayerSpec& spec) : spec_(spec) {}
+  virtual ~Layer() = default;
+
+  const std::string& name() const { return spec_.name; }
+  const std::string& type() const { return spec_.type; }
+  const SpecNode& spec() const { return spec_.node; }
+
+  // Shape inference, once, before any memory exists: returns the per-sample output shape and
+  // declares parameters with declare_param(). A shape that doesn't fit is a UsageError
+  // pointing at the layer's YAML (spec().fail).
+  virtual Shape setup(const Shape& in) = 0;
+
+  // Per-batch workspace (pooling indices...), made when the network is bound to a backend.
+  virtual void bind(Backend&, int64_t /*max_batch*/) {}
+
+  virtual void forward(Backend& be, const Tensor& x, Tensor& y, const Pass& pass) = 0;
+  // dx == nullptr: no layer below needs it (the first layer skips backward-data).
+  // Parameter gradients go to params()[i].grad (overwritten, not accumulated).
+  virtual void backward(Backend& be, const Tensor& x, const Tensor& y, const Tensor& dy,
+                        Tensor* dx) = 0;
+
+  // Output is a view of the input (flatten): no memory, no copy.
+  virtual bool is_view() const { return false; }
+  // The fused softmax + cross-entropy: backward ignores dy and starts from the labels.
+  virtual bool is_loss() const { return false; }
+
+  std::vector<Param>& params() { return params_; }
+  const std::vector<Param>& params() const { return params_; }
+  const Shape& in_shape() const { return in_; }
+  const Shape& out_shape() const { return out_; }
+
+ protected:
+  void declare_param(const std::string& suffix, const Shape& shape, bool is_bias, int64_t fan_in,
+                     int64_t fan_out) {
+    Param p;
+    p.name = name() + "." + suffix;
+    p.shape = shape;
+    p.is_bias = is_bias;
+    p.fan_in = fan_in;
+    p.fan_out = fan_out;
+    params_.push_back(std::move(p));
+  }
+  // Prepends the batch extent to a per-sample shape.
+  static Shape batched(int64_t n, const Shape& s) {
+    Shape b;
+    b.dims.push_back(n);
+    b.dims.insert(b.dims.end(), s.dims.begin(), s.dims.end());
+    return b;
+  }
+
+ private:
+  friend class Network;
+  LayerSpec spec_;
+  std::vector<Param> params_;
+  Shape in_, out_;
+};
+
+}  // namespace mnistctl

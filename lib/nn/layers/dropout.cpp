@@ -1,0 +1,54 @@
+// dropout (MXNet Dropout): inverted dropout in training (kept units scaled by 1/(1-p)),
+// the identity otherwise. Masks come from a counter hash of (seed, batch counter, index),
+// so they are the same on every backend and a resumed run repeats them exactly.
+#include "nn/registry.h"
+
+namespace mnistctl {
+
+class Dropout : public Layer {
+ public:
+  explicit Dropout(const LayerSpec& s) : Layer(s) {
+    spec().check_keys({"type", "name", "p"});
+    p_ = static_cast<float>(spec().get_double("p", 0.5, 0.0, 0.999));
+  }
+  Shape setup(const Shape& in) override { return in; }
+  void bind(Backend& be, int64_t max_batch) override {
+    mask_ = be.empty(batched(max_batch, out_shape()));
+  }
+  void forward(Backend& be, const Tensor& x, Tensor& y, const Pass& pass) override {
+    if (!pass.train || p_ == 0.0f) {
+      be.copy(x, y);
+      active_ = false;
+      return;
+    }
+    Tensor m = mask_.view(x.shape);
+    // Distinct counters per layer: the layer's position is folded into the seed.
+    be.dropout_forward(p_, pass.seed ^ name_hash(), pass.counter * x.numel(), x,
+                       y, m);
+    active_ = true;
+  }
+  void backward(Backend& be, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) override {
+    if (!dx) return;
+    if (active_) {
+      Tensor m = mask_.view(dy.shape);
+      be.mul(dy, m, *dx);
+    } else {
+      be.copy(dy, *dx);
+    }
+  }
+
+ private:
+  // FNV-1a: a hash whose value is specified, unlike std::hash.
+  uint64_t name_hash() const {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : name()) h = (h ^ c) * 1099511628211ull;
+    return h;
+  }
+  float p_ = 0.5f;
+  Tensor mask_;
+  bool active_ = false;
+};
+
+REGISTER_LAYER("dropout", Dropout);
+
+}  // namespace mnistctl

@@ -1,0 +1,143 @@
+#include "nn/network.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "nn/registry.h"
+
+namespace mnistctl {
+namespace {
+Shape batched(int64_t n, const Shape& s) {
+  Shape b;
+  b.dims.push_back(n);
+  b.dims.insert(b.dims.end(), s.dims.begin(), s.dims.end());
+  return b;
+}
+}  // namespace
+
+Network::Network(const NetworkSpec& spec) : input_(spec.input) {
+  if (spec.layers.empty()) throw UsageError("network.layers: expected at least one layer");
+  Shape shape = input_;
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    auto layer = LayerRegistry::create(spec.layers[i]);
+    if (layer->is_loss() && i + 1 != spec.layers.size())
+      layer->spec().fail("type", "softmax_output must be the last layer");
+    layer->in_ = shape;
+    shape = layer->setup(shape);
+    layer->out_ = shape;
+    layers_.push_back(std::move(layer));
+  }
+  need_dx_.assign(layers_.size(), false);
+  bool params_below = false;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    need_dx_[i] = params_below;
+    if (!layers_[i]->params().empty()) params_below = true;
+  }
+}
+
+int64_t Network::param_count() const {
+  int64_t n = 0;
+  for (const auto& l : layers_)
+    for (const auto& p : l->params()) n += p.shape.numel();
+  return n;
+}
+
+double Network::training_bytes(int64_t batch) const {
+  // Doubles: a hostile config must not overflow the estimate meant to refuse it.
+  double floats = 4.0 * static_cast<double>(param_count());  // value, grad, 2 optimizer states
+  floats += static_cast<double>(batch) * static_cast<double>(input_.numel());
+  for (const auto& l : layers_)
+    if (!l->is_view()) floats += 2.0 * static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
+  return floats * 4.0;
+}
+
+void Network::check_fits(int64_t batch, double limit, const std::string& where) const {
+  double need = training_bytes(batch);
+  if (need > limit)
+    throw UsageError(fmt::format(
+        "{}: the network needs about {:.1f} GiB at batch size {} ({} parameters), more than the "
+        "{:.1f} GiB available",
+        where, need / (1024.0 * 1024 * 1024), batch, param_count(), limit / (1024.0 * 1024 * 1024)));
+}
+
+std::string Network::summary(int64_t batch) const {
+  std::string s = fmt::format("{:<16} {:<16} {:<16} {:>12}\n", "layer", "type", "output", "params");
+  s += fmt::format("{:<16} {:<16} {:<16} {:>12}\n", "input", "", input_.str(), "");
+  for (const auto& l : layers_) {
+    int64_t n = 0;
+    for (const auto& p : l->params()) n += p.shape.numel();
+    s += fmt::format("{:<16} {:<16} {:<16} {:>12}\n", l->name(), l->type(), l->out_shape().str(), n);
+  }
+  s += fmt::format("total parameters: {} ({:.2f} MB as float32)\n", param_count(),
+                   param_count() * 4.0 / 1e6);
+  s += fmt::format("training memory at batch {}: about {:.1f} MB\n", batch, training_bytes(batch) / 1e6);
+  return s;
+}
+
+void Network::bind(Backend& be, int64_t max_batch) {
+  be_ = &be;
+  max_batch_ = max_batch;
+  size_t L = layers_.size();
+  out_.assign(L, Tensor{});
+  grad_.assign(L, Tensor{});
+  cur_out_.assign(L, Tensor{});
+  for (auto& l : layers_) {
+    for (auto& p : l->params()) {
+      p.value = be.empty(p.shape);
+      p.grad = be.zeros(p.shape);
+    }
+    l->bind(be, max_batch);
+  }
+  for (size_t i = 0; i < L; ++i) {
+    Shape s = batched(max_batch, layers_[i]->out_shape());
+    bool grad_needed = i + 1 < L && need_dx_[i + 1];
+    if (layers_[i]->is_view()) {
+      // Aliases: the output is a view of the input, and so is its gradient.
+      if (grad_needed && i > 0) grad_[i] = grad_[i - 1].view(s);
+      continue;
+    }
+    out_[i] = be.empty(s);
+    if (grad_needed) grad_[i] = be.empty(s);
+  }
+}
+
+std::vector<Param*> Network::params() {
+  std::vector<Param*> ps;
+  for (auto& l : layers_)
+    for (auto& p : l->params()) ps.push_back(&p);
+  return ps;
+}
+
+const Tensor& Network::forward(const Tensor& x, const Pass& pass) {
+  int64_t n = x.shape[0];
+  if (n > max_batch_) throw std::logic_error("Network::forward: batch larger than bound");
+  cur_x_ = x;
+  const Tensor* in = &cur_x_;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Shape s = batched(n, layers_[i]->out_shape());
+    if (layers_[i]->is_view()) {
+      cur_out_[i] = in->view(s);
+    } else {
+      cur_out_[i] = out_[i].view(s);
+      layers_[i]->forward(*be_, *in, cur_out_[i], pass);
+    }
+    in = &cur_out_[i];
+  }
+  return cur_out_.back();
+}
+
+void Network::backward(const Tensor* dy_top) {
+  int64_t n = cur_x_.shape[0];
+  if (!has_loss() && !dy_top) throw std::logic_error("Network::backward: no loss layer and no dy");
+  Tensor dy = dy_top ? *dy_top : Tensor{};  // a loss layer ignores it
+  for (size_t i = layers_.size(); i-- > 0;) {
+    const Tensor& x = i == 0 ? cur_x_ : cur_out_[i - 1];
+    Tensor dx;
+    if (need_dx_[i]) dx = grad_[i - 1].view(batched(n, layers_[i]->in_shape()));
+    if (!layers_[i]->is_view()) layers_[i]->backward(*be_, x, cur_out_[i], dy, need_dx_[i] ? &dx : nullptr);
+    if (!need_dx_[i]) break;  // nothing below needs a gradient
+    dy = dx;
+  }
+}
+
+}  // namespace mnistctl

@@ -1,0 +1,64 @@
+// A network: the layers built from the YAML through the registry, in order, with every
+// shape inferred before any memory exists (so --dry-run and the memory check need no
+// backend), then bound to a backend that holds parameters, activations and gradients.
+//
+// Memory plan: one output buffer per layer and one gradient buffer per layer output that a
+// backward pass writes, all sized for the largest batch and used through views for a
+// smaller last batch. View layers (flatten) alias their input. No gradient is made for the
+// input, nor for layers below the first one with parameters (no backward-data there).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/layer.h"
+
+namespace mnistctl {
+
+class Network {
+ public:
+  // Builds and shape-checks; throws UsageError pointing at the YAML on any misfit.
+  explicit Network(const NetworkSpec& spec);
+
+  const Shape& input_shape() const { return input_; }
+  const Shape& output_shape() const { return layers_.back()->out_shape(); }
+  bool has_loss() const { return layers_.back()->is_loss(); }
+  int64_t num_classes() const { return output_shape().numel(); }
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  int64_t param_count() const;
+  // Bytes of backend memory for training at this batch size: parameters, gradients,
+  // optimizer state (up to two tensors per parameter), activations and their gradients.
+  double training_bytes(int64_t batch) const;
+  // Throws UsageError when training_bytes(batch) exceeds `limit` bytes.
+  void check_fits(int64_t batch, double limit, const std::string& where) const;
+  // The --dry-run table: each layer's output shape and parameter count, and the totals.
+  std::string summary(int64_t batch) const;
+
+  // Allocates parameters (uninitialised), gradients and activations on `be`.
+  void bind(Backend& be, int64_t max_batch);
+  Backend& backend() const { return *be_; }
+  int64_t max_batch() const { return max_batch_; }
+  std::vector<Param*> params();
+
+  // Runs every layer on x (n x input_shape). Returns the last layer's output (n x classes),
+  // a view valid until the next call.
+  const Tensor& forward(const Tensor& x, const Pass& pass);
+  // Backward through every layer after forward(); fills the parameter gradients. A loss
+  // layer on top starts from the labels given to forward(); otherwise `dy_top` (the
+  // gradient of the output, n x output_shape) is required (gradient checks use this).
+  void backward(const Tensor* dy_top = nullptr);
+
+ private:
+  Shape input_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<bool> need_dx_;  // layer i must produce the gradient of its input
+  Backend* be_ = nullptr;
+  int64_t max_batch_ = 0;
+  std::vector<Tensor> out_, grad_;  // full-size buffers, per layer output
+  std::vector<Tensor> cur_out_;     // views for the current batch
+  Tensor cur_x_;
+};
+
+}  // namespace mnistctl

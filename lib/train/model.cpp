@@ -1,0 +1,81 @@
+#include "train/model.h"
+
+#include <filesystem>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace mnistctl {
+
+std::string resolve_checkpoint(const std::string& p) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(p, ec)) {
+    std::string last = (fs::path(p) / "last.ckpt").string();
+    if (!fs::exists(last, ec))
+      throw UsageError(fmt::format("{}: no last.ckpt in this run folder (has it trained an epoch?)", p));
+    return last;
+  }
+  if (!fs::exists(p, ec)) throw UsageError(fmt::format("{}: no such checkpoint file or run folder", p));
+  return p;
+}
+
+void load_params(Network& net, const Checkpoint& ckpt, const std::string& source) {
+  for (Param* p : net.params()) {
+    const NamedTensor* t = ckpt.find("param/" + p->name);
+    if (!t) throw UsageError(fmt::format("{}: checkpoint has no parameter '{}'", source, p->name));
+    if (t->shape != p->shape)
+      throw UsageError(fmt::format("{}: parameter '{}' has shape {} in the checkpoint, the network "
+                                   "expects {}",
+                                   source, p->name, t->shape.str(), p->shape.str()));
+    net.backend().upload(p->value, t->data.data());
+  }
+}
+
+Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch) {
+  Model m;
+  m.path = resolve_checkpoint(run_dir_or_file);
+  m.ckpt = load_checkpoint(m.path);
+  m.config = load_config_text(m.ckpt.config_yaml, m.path + " (embedded config)");
+  m.net = std::make_unique<Network>(m.config.network);
+  m.net->bind(be, max_batch);
+  load_params(*m.net, m.ckpt, m.path);
+  return m;
+}
+
+void run_inference(Network& net, Backend& be, const uint8_t* images, int64_t count,
+                   int64_t sample_size, int64_t batch, const ProbSink& sink) {
+  if (sample_size != net.input_shape().numel())
+    throw UsageError(fmt::format("images have {} pixels, the network expects {} ({})", sample_size,
+                                 net.input_shape().numel(), net.input_shape().str()));
+  Buffer img = be.alloc_bytes(static_cast<size_t>(count * sample_size));
+  be.upload_bytes(img, images, static_cast<size_t>(count * sample_size));
+  std::vector<uint8_t> zeros(static_cast<size_t>(count), 0);
+  Buffer lab = be.alloc_bytes(zeros.size());
+  be.upload_bytes(lab, zeros.data(), zeros.size());
+  std::vector<int32_t> order(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) order[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  Buffer ord = be.alloc_bytes(order.size() * sizeof(int32_t));
+  be.upload_bytes(ord, order.data(), order.size() * sizeof(int32_t));
+
+  Shape in = net.input_shape();
+  int64_t classes = net.num_classes();
+  Tensor x = be.empty(Shape{batch, in.numel()});
+  Tensor labels = be.empty(Shape{batch});
+  std::vector<float> probs(static_cast<size_t>(batch * classes));
+  Pass pass;  // inference: no labels, no metrics
+  for (int64_t first = 0; first < count; first += batch) {
+    int64_t n = std::min(batch, count - first);
+    Shape xs{n};
+    xs.dims.insert(xs.dims.end(), in.dims.begin(), in.dims.end());
+    Tensor xv = x.view(xs), lv = labels.view(Shape{n});
+    be.gather_batch(img, lab, sample_size, ord, first, n, xv, lv);
+    const Tensor& y = net.forward(xv, pass);
+    be.download(y, probs.data());
+    sink(first, n, probs.data());
+  }
+}
+
+}  // namespace mnistctl

@@ -1,0 +1,39 @@
+// A trained model read back from a checkpoint (or a run folder), bound to a backend, and
+// the inference loop that eval and predict share.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "nn/network.h"
+#include "train/checkpoint.h"
+
+namespace mnistctl {
+
+// A run folder means its last.ckpt; anything else is taken as a checkpoint file.
+std::string resolve_checkpoint(const std::string& run_dir_or_file);
+
+// Copies the checkpoint's "param/<name>" tensors into the bound network; every parameter
+// must be present with the right shape.
+void load_params(Network& net, const Checkpoint& ckpt, const std::string& source);
+
+struct Model {
+  std::string path;  // the checkpoint file
+  Config config;
+  Checkpoint ckpt;
+  std::unique_ptr<Network> net;
+};
+
+Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch);
+
+// Runs the network over `count` uint8 images (sample_size bytes each, already the
+// network's input size) in batches and hands each batch's probabilities (n x classes, on
+// the host) to `sink(first, n, probs)`.
+using ProbSink = std::function<void(int64_t first, int64_t n, const float* probs)>;
+void run_inference(Network& net, Backend& be, const uint8_t* images, int64_t count,
+                   int64_t sample_size, int64_t batch, const ProbSink& sink);
+
+}  // namespace mnistctl

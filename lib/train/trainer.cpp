@@ -1,0 +1,294 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
+#include "data/batch.h"
+#include "data/dataset.h"
+#include "nn/network.h"
+#include "train/checkpoint.h"
+#include "train/initializer.h"
+#include "train/model.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+namespace mnistctl {
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+extern "C" void on_sigint(int) {
+  g_interrupted = 1;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+
+// Installs the handler for the life of one training run.
+struct SigintGuard {
+  SigintGuard() {
+    g_interrupted = 0;
+    prev_ = std::signal(SIGINT, on_sigint);
+  }
+  ~SigintGuard() { std::signal(SIGINT, prev_); }
+  void (*prev_)(int);
+};
+
+double physical_memory_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
+}
+
+Shape batched(int64_t n, const Shape& s) {
+  Shape b{n};
+  b.dims.insert(b.dims.end(), s.dims.begin(), s.dims.end());
+  return b;
+}
+
+// Dataset and epoch order living in backend memory.
+struct DeviceData {
+  Buffer images, labels, order;
+  int64_t count = 0, sample_size = 0;
+};
+
+DeviceData upload(Backend& be, const Dataset& ds) {
+  DeviceData d;
+  d.count = ds.count;
+  d.sample_size = ds.sample_size();
+  d.images = be.alloc_bytes(ds.images.size());
+  be.upload_bytes(d.images, ds.images.data(), ds.images.size());
+  d.labels = be.alloc_bytes(ds.labels.size());
+  be.upload_bytes(d.labels, ds.labels.data(), ds.labels.size());
+  d.order = be.alloc_bytes(static_cast<size_t>(ds.count) * sizeof(int32_t));
+  return d;
+}
+
+void set_order(Backend& be, DeviceData& d, const std::vector<int32_t>& order) {
+  be.upload_bytes(d.order, order.data(), order.size() * sizeof(int32_t));
+}
+
+struct Sums {
+  double loss = 0, correct = 0, count = 0;
+  double mean_loss() const { return count > 0 ? loss / count : 0.0; }
+  double accuracy() const { return count > 0 ? correct / count : 0.0; }
+};
+
+Sums read_metrics(Backend& be, const Tensor& m) {
+  float v[kMetricSlots];
+  be.download(m, v);
+  return Sums{v[kMetricLossSum], v[kMetricCorrect], v[kMetricCount]};
+}
+
+class Trainer {
+ public:
+  explicit Trainer(const TrainRequest& req) : req_(req), cfg_(req.config), t_(cfg_.train) {}
+
+  int run() {
+    Network net(cfg_.network);
+    if (!net.has_loss())
+      throw UsageError(fmt::format("{}: network.layers: the last layer must be softmax_output to train",
+                                   cfg_.source));
+    net.check_fits(t_.batch_size, physical_memory_bytes(), cfg_.source);
+
+    Dataset train = load_split(req_.data_root, cfg_.data.dataset, Split::train, cfg_.data.train_limit);
+    Dataset test = load_split(req_.data_root, cfg_.data.dataset, Split::test, cfg_.data.test_limit);
+    if (train.sample_size() != net.input_shape().numel())
+      throw UsageError(fmt::format("{}: network.input is {} but {} images are 1x{}x{}", cfg_.source,
+                                   net.input_shape().str(), cfg_.data.dataset, train.rows, train.cols));
+
+    auto be = make_backend(req_.ctx, req_.backend);
+    out_line(fmt::format("mnistctl train: {} on {} ({} training, {} test images), {} parameters", cfg_.name,
+                         be->name(), train.count, test.count, net.param_count()));
+    net.bind(*be, t_.batch_size);
+    Optimizer opt(t_.optimizer, *be, net.params());
+
+    const std::string ckpt_dir = req_.out_dir + "/checkpoints";
+    make_dirs(ckpt_dir);
+    const std::string last_path = req_.out_dir + "/last.ckpt";
+    int64_t start_epoch = 0, start_batch = 0;
+    std::vector<float> resumed_sums;
+    if (req_.resume) {
+      Checkpoint c = load_checkpoint(last_path);
+      load_params(net, c, last_path);
+      for (auto& [name, tensor] : opt.state()) {
+        const NamedTensor* t = c.find("optim/" + name);
+        if (!t || t->shape != tensor->shape)
+          throw UsageError(fmt::format("{}: optimizer state '{}' missing or of another shape (was the "
+                                       "optimizer changed?)", last_path, name));
+        be->upload(*tensor, t->data.data());
+      }
+      opt.set_steps(c.meta_int("step", last_path));
+      start_epoch = c.meta_int("epoch", last_path);
+      start_batch = c.meta_int("batch", last_path);
+      if (const NamedTensor* m = c.find("metrics/train")) resumed_sums = m->data;
+      out_line(fmt::format("resuming {} at epoch {}, batch {} (step {})", last_path, start_epoch + 1,
+                           start_batch, opt.steps()));
+    } else {
+      initialize_params(*be, net.params(), cfg_.init, static_cast<uint64_t>(t_.seed));
+      std::filesystem::remove(req_.out_dir + "/metrics.jsonl");
+    }
+    write_file_atomic(req_.out_dir + "/config.yaml", cfg_.resolved_yaml);
+    if (start_epoch >= t_.epochs) {
+      out_line(fmt::format("{} already holds {} trained epochs; nothing to do (raise --epochs to go on)",
+                           req_.out_dir, start_epoch));
+      return kExitOk;
+    }
+    jsonl_.open(req_.out_dir + "/metrics.jsonl", std::ios::app);
+    if (!jsonl_) throw RuntimeError(fmt::format("{}/metrics.jsonl: cannot open for writing", req_.out_dir));
+
+    DeviceData dtrain = upload(*be, train), dtest = upload(*be, test);
+    std::vector<int32_t> identity(static_cast<size_t>(test.count));
+    for (size_t i = 0; i < identity.size(); ++i) identity[i] = static_cast<int32_t>(i);
+    set_order(*be, dtest, identity);
+
+    Tensor x = be->empty(batched(t_.batch_size, net.input_shape()));
+    Tensor labels = be->empty(Shape{t_.batch_size});
+    Tensor sums = be->zeros(Shape{kMetricSlots});
+    Tensor val_sums = be->zeros(Shape{kMetricSlots});
+    SigintGuard sigint;
+
+    const int64_t nb = num_batches(train.count, t_.batch_size);
+    for (int64_t epoch = start_epoch; epoch < t_.epochs; ++epoch) {
+      const float lr = static_cast<float>(learning_rate_at(t_, epoch));
+      set_order(*be, dtrain, epoch_order(train.count, cfg_.data.shuffle, static_cast<uint64_t>(t_.seed), epoch));
+      int64_t b0 = 0;
+      if (epoch == start_epoch && !resumed_sums.empty()) {
+        be->upload(sums, resumed_sums.data());
+        b0 = start_batch;
+      } else {
+        be->fill(sums, 0.0f);
+      }
+      Progress bar(fmt::format("Epoch[{}]", epoch + 1), nb);
+      auto t0 = std::chrono::steady_clock::now(), tlog = t0;
+      int64_t samples = 0, samples_at_log = 0;
+      for (int64_t b = b0; b < nb; ++b) {
+        BatchRange r = batch_range(train.count, t_.batch_size, b);
+        Tensor xv = x.view(batched(r.n, net.input_shape())), lv = labels.view(Shape{r.n});
+        be->gather_batch(dtrain.images, dtrain.labels, dtrain.sample_size, dtrain.order, r.first, r.n, xv, lv);
+        Pass pass;
+        pass.train = true;
+        pass.seed = static_cast<uint64_t>(t_.seed);
+        pass.counter = static_cast<uint64_t>(opt.steps());
+        pass.labels = &lv;
+        pass.metrics = &sums;
+        net.forward(xv, pass);
+        net.backward();
+        opt.step(lr);
+        samples += r.n;
+        bar.update(b + 1);
+        if (t_.log_interval > 0 && (b + 1) % t_.log_interval == 0 && b + 1 < nb) {
+          Sums s = read_metrics(*be, sums);
+          check_finite(s, epoch, b + 1);
+          auto now = std::chrono::steady_clock::now();
+          double speed = (samples - samples_at_log) / std::chrono::duration<double>(now - tlog).count();
+          tlog = now;
+          samples_at_log = samples;
+          out_line(fmt::format("Epoch[{}] Batch[{}/{}]\tSpeed: {:.0f} samples/sec\taccuracy={:.4f}\tloss={:.4f}",
+                               epoch + 1, b + 1, nb, speed, s.accuracy(), s.mean_loss()));
+          jsonl(fmt::format("{{\"type\":\"batch\",\"epoch\":{},\"batch\":{},\"images_per_s\":{:.1f},"
+                            "\"train_accuracy\":{:.6f},\"loss\":{:.6f}}}",
+                            epoch + 1, b + 1, speed, s.accuracy(), s.mean_loss()));
+        }
+        if (g_interrupted) {
+          save(net, opt, epoch, b + 1, &sums, last_path);
+          out_line(fmt::format("interrupted: checkpoint written to {} (epoch {}, batch {}); continue with --resume",
+                               last_path, epoch + 1, b + 1));
+          return kExitInterrupted;
+        }
+      }
+      Sums s = read_metrics(*be, sums);  // also waits for the device
+      double train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      check_finite(s, epoch, nb);
+
+      auto v0 = std::chrono::steady_clock::now();
+      be->fill(val_sums, 0.0f);
+      for (int64_t b = 0; b < num_batches(test.count, t_.batch_size); ++b) {
+        BatchRange r = batch_range(test.count, t_.batch_size, b);
+        Tensor xv = x.view(batched(r.n, net.input_shape())), lv = labels.view(Shape{r.n});
+        be->gather_batch(dtest.images, dtest.labels, dtest.sample_size, dtest.order, r.first, r.n, xv, lv);
+        Pass pass;
+        pass.labels = &lv;
+        pass.metrics = &val_sums;
+        net.forward(xv, pass);
+      }
+      Sums v = read_metrics(*be, val_sums);
+      double val_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - v0).count();
+      double speed = samples / train_time;
+      out_line(fmt::format("Epoch[{}] Train-accuracy={:.4f} Train-loss={:.4f} Validation-accuracy={:.4f} "
+                           "Validation-loss={:.4f} Time={:.2f}s ({:.0f} samples/sec) lr={:g}",
+                           epoch + 1, s.accuracy(), s.mean_loss(), v.accuracy(), v.mean_loss(), train_time,
+                           speed, lr));
+      jsonl(fmt::format("{{\"type\":\"epoch\",\"epoch\":{},\"time_s\":{:.4f},\"images_per_s\":{:.1f},"
+                        "\"train_accuracy\":{:.6f},\"loss\":{:.6f},\"val_accuracy\":{:.6f},\"val_loss\":{:.6f},"
+                        "\"val_time_s\":{:.4f},\"lr\":{:g}}}",
+                        epoch + 1, train_time, speed, s.accuracy(), s.mean_loss(), v.accuracy(), v.mean_loss(),
+                        val_time, lr));
+      std::string epoch_path = fmt::format("{}/epoch-{:03d}.ckpt", ckpt_dir, epoch + 1);
+      save(net, opt, epoch + 1, 0, nullptr, epoch_path);
+      save(net, opt, epoch + 1, 0, nullptr, last_path);
+      if (g_interrupted) {
+        out_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with --resume",
+                             last_path, epoch + 1));
+        return kExitInterrupted;
+      }
+    }
+    out_line(fmt::format("done: {} epochs, model in {}", t_.epochs, last_path));
+    return kExitOk;
+  }
+
+ private:
+  void check_finite(const Sums& s, int64_t epoch, int64_t batch) {
+    if (!std::isfinite(s.loss))
+      throw RuntimeError(fmt::format("loss became {} in epoch {} by batch {}: the training diverged "
+                                     "(try a lower train.learning_rate)",
+                                     std::isnan(s.loss) ? "NaN" : "infinite", epoch + 1, batch));
+  }
+
+  void jsonl(const std::string& line) {
+    jsonl_ << line << '\n';
+    jsonl_.flush();
+  }
+
+  void save(Network& net, Optimizer& opt, int64_t epoch, int64_t batch, const Tensor* sums,
+            const std::string& path) {
+    Backend& be = net.backend();
+    Checkpoint c;
+    c.config_yaml = cfg_.resolved_yaml;
+    c.meta["format"] = "mnistctl checkpoint";
+    c.meta["epoch"] = std::to_string(epoch);
+    c.meta["batch"] = std::to_string(batch);
+    c.meta["step"] = std::to_string(opt.steps());
+    c.meta["seed"] = std::to_string(t_.seed);
+    c.meta["backend"] = be.name();
+    auto grab = [&](const std::string& name, const Tensor& t) {
+      NamedTensor nt{name, t.shape, std::vector<float>(static_cast<size_t>(t.numel()))};
+      be.download(t, nt.data.data());
+      c.tensors.push_back(std::move(nt));
+    };
+    for (Param* p : net.params()) grab("param/" + p->name, p->value);
+    for (auto& [name, t] : opt.state()) grab("optim/" + name, *t);
+    if (sums) grab("metrics/train", *sums);
+    save_checkpoint(path, c);
+  }
+
+  const TrainRequest& req_;
+  const Config& cfg_;
+  const TrainSpec& t_;
+  std::ofstream jsonl_;
+};
+
+}  // namespace
+
+int train_network(const TrainRequest& req) { return Trainer(req).run(); }
+
+}  // namespace mnistctl

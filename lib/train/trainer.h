@@ -1,0 +1,34 @@
+// The training loop: epochs of shuffled batches through forward, backward and the
+// optimizer, a validation pass on the test set after each epoch, Speedometer lines,
+// metrics.jsonl, a checkpoint per epoch, Ctrl-C handling and exact resume.
+//
+// One step on any backend: gather the batch from the uint8 dataset already in backend
+// memory -> forward -> softmax cross-entropy (metrics summed on the device) -> backward ->
+// optimizer update in place. Nothing crosses between host and device inside a step; the
+// metric sums are read only when a line is logged.
+//
+// Resume is exact because all randomness is a pure function of (seed, epoch) for shuffles
+// and (seed, step) for dropout, and a checkpoint holds the weights, optimizer state, step,
+// the position inside the epoch and the epoch's running metric sums.
+#pragma once
+
+#include <string>
+
+#include "backend/backend.h"
+#include "config/config.h"
+
+namespace mnistctl {
+
+struct TrainRequest {
+  Config config;
+  std::string ctx = "cpu";
+  BackendOptions backend;
+  std::string data_root;  // "" -> default_data_root()
+  std::string out_dir;
+  bool resume = false;
+};
+
+// Returns kExitOk, or kExitInterrupted after Ctrl-C (a checkpoint was written).
+int train_network(const TrainRequest& req);
+
+}  // namespace mnistctl

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# The GPU check, run on a machine with an NVIDIA GPU from the repository root, with the
+# bundle made by scripts/gpu-bundle.sh beside it:
+#
+#   bash scripts/gpu-check.sh            (bundle: .gpu-bundle, or $GPU_BUNDLE)
+#
+# Steps: (1) the backend parity test (test_backend_ops must test "gpu", not skip it),
+# (2) test_gpu, (3) LeNet trained 10 epochs on the GPU, its checkpoint evaluated on the
+# CPU and on the GPU (>= 0.98), (4) determinism: two --deterministic runs give byte-identical
+# checkpoints (and what determinism costs), (5) the same LeNet in PyTorch on the same GPU
+# (scripts/bench_torch.py), (6) a Markdown table comparing the two.
+# Exits non-zero when any step failed, after a summary. Everything printed is also written
+# to $OUT (when set), with the metrics, the parity log and the table.
+# Needs: bash, python3 (with torch for step 5), nvidia-smi; no network. About 2-3 minutes.
+set -uo pipefail
+
+bundle=$(cd "${GPU_BUNDLE:-.gpu-bundle}" 2>/dev/null && pwd) ||
+  { echo "gpu-check: no bundle at ${GPU_BUNDLE:-.gpu-bundle} (make it with scripts/gpu-bundle.sh)" >&2; exit 2; }
+src=$(pwd)
+[ -f "$src/configs/lenet.yaml" ] || src=$bundle  # configs from the checkout, else the bundle's
+work=$(mktemp -d /tmp/mnistctl-gpu-check.XXXXXX)
+out_dir=${OUT:-}
+if [ -n "$out_dir" ]; then
+  mkdir -p "$out_dir"
+  exec > >(tee "$out_dir/gpu-check.log") 2>&1
+fi
+t_start=$(date +%s)
+
+# ---- unpack ------------------------------------------------------------------------------
+unxz_file() {  # f.xz -> f, keeping f.xz so that a rerun works
+  local f=$1 dst=${1%.xz}
+  [ -f "$dst" ] && [ "$dst" -nt "$f" ] && return 0
+  if command -v xz >/dev/null; then
+    xz -dkc "$f" >"$dst.tmp" && mv "$dst.tmp" "$dst"
+  else
+    python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as i, open(sys.argv[2], "wb") as o: shutil.copyfileobj(i, o)' "$f" "$dst.tmp" &&
+      mv "$dst.tmp" "$dst"
+  fi
+}
+for f in "$bundle"/bin/*.xz "$bundle"/lib/*.xz; do
+  [ -e "$f" ] || continue
+  unxz_file "$f" || { echo "gpu-check: cannot unpack $f" >&2; exit 2; }
+done
+chmod +x "$bundle"/bin/* 2>/dev/null
+
+# ---- libraries: the bundle's, then the CUDA libraries of PyTorch's pip packages --------
+nvidia_libs=$(python3 - <<'PY' 2>/dev/null
+import os
+try:
+    import nvidia
+except Exception:
+    raise SystemExit(0)
+dirs = set()
+for base in list(nvidia.__path__):
+    for root, _, files in os.walk(base):
+        if any(f.startswith(("libcudart.so", "libcublas", "libcudnn")) for f in files):
+            dirs.add(root)
+print(":".join(sorted(dirs)))
+PY
+)
+libpath=$bundle/lib
+[ -n "$nvidia_libs" ] && libpath=$libpath:$nvidia_libs
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/local/cuda/lib64; do
+  [ -d "$d" ] && libpath=$libpath:$d
+done
+# Only our binaries get this path; python3 keeps its own libraries.
+run() { env LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
+mnistctl=$bundle/bin/mnistctl
+data=$bundle/data
+
+echo "gpu-check: bundle $bundle, work folder $work"
+echo "gpu-check: GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+echo "gpu-check: CUDA libraries from: ${nvidia_libs:-<none found through python3>}"
+missing=$(run ldd "$bundle/bin/libmnistctl_cuda.so" "$mnistctl" 2>&1 | grep "not found" | sort -u)
+[ -n "$missing" ] && echo "gpu-check: WARNING, unresolved libraries:" && echo "$missing"
+
+# ---- steps -------------------------------------------------------------------------------
+summary=()
+failed=0
+step() {  # step NAME COMMAND...: runs it, records ok/FAILED with its time
+  local name=$1 t0 rc
+  shift
+  echo
+  echo "=== $name"
+  t0=$(date +%s.%N)
+  "$@"
+  rc=$?
+  local dt
+  dt=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)")
+  if [ $rc -eq 0 ]; then
+    summary+=("ok      ${dt}s  $name")
+  else
+    summary+=("FAILED  ${dt}s  $name (exit $rc)")
+    failed=$((failed + 1))
+  fi
+  return 0
+}
+
+parity() {
+  local log=$work/parity.log rc
+  run timeout 240 "$bundle/bin/test_backend_ops" >"$log" 2>&1
+  rc=$?
+  [ -n "$out_dir" ] && cp "$log" "$out_dir/parity.log"
+  tail -3 "$log"
+  if ! grep -q "^testing gpu:" "$log"; then
+    echo "parity: the gpu backend was NOT tested:"
+    run "$bundle/bin/test_backend_ops" -s "backends under test" 2>&1 | grep -E "SKIP|testing" | head -5
+    return 1
+  fi
+  grep "^testing " "$log"
+  # The worst relative difference of every gpu comparison.
+  awk '$1 == "gpu" && /max rel/ { rel = $NF + 0; n++; if (rel > worst) { worst = rel; what = $0 } }
+       END { printf "parity: %d gpu comparisons with ref, worst max rel %.3e:\n  %s\n", n, worst, what }' "$log"
+  return $rc
+}
+
+gpu_tests() {
+  run env MNISTCTL_TEST_EXE="$mnistctl" MNISTCTL_TEST_SOURCE_DIR="$src" MNISTCTL_TEST_MNIST="$data/mnist" \
+    timeout 120 "$bundle/bin/test_gpu"
+}
+
+train_lenet() {
+  run timeout 200 "$mnistctl" train --config "$src/configs/lenet.yaml" --ctx gpu --data-dir "$data" \
+    --out "$work/lenet" || return $?
+  [ -n "$out_dir" ] && cp "$work/lenet/metrics.jsonl" "$out_dir/lenet-gpu-metrics.jsonl"
+  return 0
+}
+
+eval_on() {
+  run timeout 100 "$mnistctl" eval --ctx "$1" --model "$work/lenet" --data-dir "$data" --min-accuracy 0.98
+}
+
+determinism() {
+  local common=(train --config "$src/configs/lenet.yaml" --ctx gpu --data-dir "$data" --epochs 1
+                --set data.train_limit=10000)
+  run timeout 100 "$mnistctl" "${common[@]}" --deterministic --out "$work/det1" >"$work/det1.log" 2>&1 &&
+    run timeout 100 "$mnistctl" "${common[@]}" --deterministic --out "$work/det2" >"$work/det2.log" 2>&1 &&
+    run timeout 100 "$mnistctl" "${common[@]}" --out "$work/nondet" >"$work/nondet.log" 2>&1 ||
+    { tail -n 5 "$work"/det1.log "$work"/det2.log "$work"/nondet.log; return 1; }
+  for r in det1 det2 nondet; do
+    python3 - "$work/$r/metrics.jsonl" "$r" <<'PY'
+import json, sys
+e = [json.loads(l) for l in open(sys.argv[1]) if '"epoch"' in l and '"time_s"' in l][-1]
+print(f"{sys.argv[2]:7s} epoch time {e['time_s']:.3f} s  {e['images_per_s']:.0f} images/s  "
+      f"val_accuracy {e['val_accuracy']:.4f}  loss {e['loss']:.6f}")
+PY
+  done
+  if cmp "$work/det1/last.ckpt" "$work/det2/last.ckpt"; then
+    echo "determinism: the two --deterministic checkpoints are byte-identical"
+  else
+    echo "determinism: the two --deterministic checkpoints DIFFER"
+    return 1
+  fi
+  if cmp -s "$work/det1/last.ckpt" "$work/nondet/last.ckpt"; then
+    echo "determinism: (the default run's checkpoint is identical too)"
+  else
+    echo "determinism: (the default run's checkpoint differs from the deterministic one, as it may)"
+  fi
+}
+
+torch_bench() {
+  timeout 240 python3 "$src/scripts/bench_torch.py" --data "$data/mnist" --epochs 3 --json "$work/torch.json" ||
+    return $?
+  [ -n "$out_dir" ] && cp "$work/torch.json" "$out_dir/torch.json"
+  return 0
+}
+
+table() {
+  python3 - "$work/lenet/metrics.jsonl" "$work/torch.json" <<'PY' | tee "$work/table.md"
+import json, os, sys
+rows = []
+mx = [json.loads(l) for l in open(sys.argv[1])] if os.path.exists(sys.argv[1]) else []
+mx = [e for e in mx if e.get("type", "epoch") == "epoch" and "time_s" in e]
+if len(mx) >= 3:
+    t = (mx[1]["time_s"] + mx[2]["time_s"]) / 2
+    ips = (mx[1]["images_per_s"] + mx[2]["images_per_s"]) / 2
+    rows.append(("mnistctl (cuDNN + cuBLAS)", t, ips, mx[2]["val_accuracy"], mx[-1]["val_accuracy"], len(mx)))
+if os.path.exists(sys.argv[2]):
+    tj = json.load(open(sys.argv[2]))
+    rows.append((f"PyTorch {tj['torch']} (cudnn.benchmark={tj['cudnn_benchmark']})", tj["mean_time_s"],
+                 tj["mean_images_per_s"], tj["epochs"][min(2, len(tj["epochs"]) - 1)]["test_accuracy"],
+                 tj["epochs"][-1]["test_accuracy"], len(tj["epochs"])))
+print("| tool | epoch time (s), mean of epochs 2-3 | images/s | test accuracy after epoch 3 | final test accuracy (epochs) |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for name, t, ips, acc3, acc, n in rows:
+    print(f"| {name} | {t:.3f} | {ips:,.0f} | {acc3:.4f} | {acc:.4f} ({n}) |")
+if len(rows) == 2:
+    print(f"\nmnistctl / PyTorch speed: {rows[0][2] / rows[1][2]:.2f}x (training images/s, FP32, TF32 off)")
+if len(rows) < 2:
+    sys.exit(1)
+PY
+  local rc=${PIPESTATUS[0]}
+  [ -n "$out_dir" ] && cp "$work/table.md" "$out_dir/table.md"
+  return "$rc"
+}
+
+step "1 parity: test_backend_ops (gpu vs ref, max rel < 1e-4)" parity
+step "2 test_gpu" gpu_tests
+step "3a train LeNet 10 epochs on gpu" train_lenet
+step "3b eval the GPU checkpoint on cpu (>= 0.98)" eval_on cpu
+step "3c eval the GPU checkpoint on gpu (>= 0.98)" eval_on gpu
+step "4 determinism: two --deterministic runs, byte-identical checkpoints" determinism
+step "5 PyTorch LeNet on the same GPU (scripts/bench_torch.py)" torch_bench
+step "6 comparison table" table
+
+echo
+echo "=== summary ($(($(date +%s) - t_start)) s, work folder $work)"
+printf '%s\n' "${summary[@]}"
+if [ $failed -ne 0 ]; then
+  echo "gpu-check: FAILED ($failed of ${#summary[@]} steps)"
+  exit 1
+fi
+echo "gpu-check: all ${#summary[@]} steps passed"

@@ -1,0 +1,614 @@
+// Backend op tests, in the spirit of ggml's test-backend-ops: every operation of
+// backend.h runs, forward and backward, on the same random inputs on the reference backend
+// and on every other backend that can be made here ("cpu" always; "gpu" when its module
+// loads, otherwise one "SKIP gpu: <why>" warning). Each output is compared with ref and the
+// max absolute and relative difference printed; relative = max|a-b| / max(max|ref|, 1e-6)
+// over the tensor and must stay below 1e-4 (FP32). Also: exact checks for the data path,
+// dropout masks and memory ops, cpu repeatability (primitive cache reuse), and a small
+// finite-difference check of the ref backend's conv and fc gradients.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "core/rng.h"
+
+using namespace mnistctl;
+
+namespace {
+
+using Host = std::vector<float>;
+constexpr double kTol = 1e-4;
+
+Backend& ref_backend() {
+  static std::unique_ptr<Backend> b = make_backend("ref");
+  return *b;
+}
+
+struct Named {
+  std::string ctx;
+  std::unique_ptr<Backend> backend;
+};
+
+// The backends under test, made once. "gpu" is optional: where make_backend throws, the
+// reason is reported once as a warning and the tests go on with the others.
+std::vector<Named>& others() {
+  static std::vector<Named> list;
+  static bool made = false;
+  if (!made) {
+    made = true;
+    list.push_back({"cpu", make_backend("cpu")});
+    try {
+      list.push_back({"gpu", make_backend("gpu")});
+    } catch (const std::exception& e) {
+      WARN("SKIP gpu: " << e.what());
+    }
+  }
+  return list;
+}
+
+Host random_host(Pcg32& rng, int64_t n, float lo = -1.0f, float hi = 1.0f) {
+  Host v(static_cast<size_t>(n));
+  for (auto& x : v) x = rng.uniform(lo, hi);
+  return v;
+}
+
+// Distinct values (a shuffled ramp) so that max pooling has no ties.
+Host distinct_host(Pcg32& rng, int64_t n) {
+  std::vector<int32_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  rng.shuffle(idx);
+  Host v(static_cast<size_t>(n));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(idx[i]) / static_cast<float>(n) - 0.5f;
+  return v;
+}
+
+Tensor up(Backend& b, const Shape& s, const Host& h) {
+  REQUIRE(static_cast<int64_t>(h.size()) == s.numel());
+  Tensor t = b.empty(s);
+  b.upload(t, h.data());
+  return t;
+}
+
+Host down(Backend& b, const Tensor& t) {
+  Host h(static_cast<size_t>(t.numel()));
+  b.synchronize();
+  b.download(t, h.data());
+  return h;
+}
+
+struct Diff {
+  double abs = 0, rel = 0;
+};
+
+Diff diff(const Host& want, const Host& got) {
+  REQUIRE(want.size() == got.size());
+  double max_abs = 0, max_ref = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    double d = std::fabs(static_cast<double>(want[i]) - got[i]);
+    if (!(d <= max_abs)) max_abs = d;  // NaN propagates as a failure
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[i])));
+  }
+  return {max_abs, max_abs / std::max(max_ref, 1e-6)};
+}
+
+// Runs `fn` (which makes its inputs from the same seed, runs one op and returns its outputs)
+// on ref and on each other backend; compares every output.
+using OpFn = std::function<std::vector<Host>(Backend&)>;
+
+void check_op(const std::string& label, const std::vector<std::string>& outputs, const OpFn& fn,
+              double tol = kTol) {
+  std::vector<Host> want = fn(ref_backend());
+  REQUIRE(want.size() == outputs.size());
+  for (auto& o : others()) {
+    std::vector<Host> got = fn(*o.backend);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      Diff d = diff(want[i], got[i]);
+      std::printf("%-4s %-48s %-4s max abs %.3e  max rel %.3e\n", o.ctx.c_str(), label.c_str(),
+                  outputs[i].c_str(), d.abs, d.rel);
+      INFO(o.ctx << " " << label << " " << outputs[i] << ": max abs " << d.abs << ", max rel " << d.rel);
+      CHECK(d.rel < tol);
+    }
+  }
+}
+
+std::string conv_label(const ConvDesc& d) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "conv n%lld c%lld %lldx%lld k%lld %lldx%lld s%lld,%lld p%lld,%lld%s",
+                (long long)d.n, (long long)d.c, (long long)d.h, (long long)d.w, (long long)d.k,
+                (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw,
+                (long long)d.ph, (long long)d.pw, d.bias ? "" : " nobias");
+  return buf;
+}
+
+ConvDesc conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh, int64_t kw,
+              int64_t sh = 1, int64_t sw = 1, int64_t ph = 0, int64_t pw = 0, bool bias = true) {
+  ConvDesc d;
+  d.n = n, d.c = c, d.h = h, d.w = w, d.k = k, d.kh = kh, d.kw = kw;
+  d.sh = sh, d.sw = sw, d.ph = ph, d.pw = pw, d.bias = bias;
+  return d;
+}
+
+PoolDesc pool(PoolType t, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+              int64_t sh, int64_t sw, int64_t ph = 0, int64_t pw = 0) {
+  PoolDesc d;
+  d.type = t, d.n = n, d.c = c, d.h = h, d.w = w, d.kh = kh, d.kw = kw;
+  d.sh = sh, d.sw = sw, d.ph = ph, d.pw = pw;
+  return d;
+}
+
+const std::vector<ConvDesc>& conv_cases() {
+  static const std::vector<ConvDesc> cases = {
+      conv(100, 1, 28, 28, 20, 5, 5),             // LeNet conv1
+      conv(100, 20, 12, 12, 50, 5, 5),            // LeNet conv2
+      conv(1, 3, 7, 9, 4, 3, 3, 1, 1, 1, 1),      // batch 1, padding 1
+      conv(3, 2, 11, 10, 5, 3, 3, 2, 2, 1, 1),    // stride 2
+      conv(2, 3, 9, 8, 6, 3, 2, 1, 2, 2, 1),      // non-square kernel, stride and padding
+      conv(5, 7, 13, 13, 9, 4, 4, 3, 3, 2, 2),    // odd sizes, stride 3, padding 2
+      conv(4, 3, 10, 10, 8, 5, 5, 1, 1, 2, 2, false),  // no bias
+  };
+  return cases;
+}
+
+}  // namespace
+
+TEST_CASE("backends under test", "[backend]") {
+  // Makes the list (and reports a missing GPU once); cpu must always be there.
+  REQUIRE(!others().empty());
+  for (auto& o : others()) std::printf("testing %s against ref\n", o.backend->name().c_str());
+  CHECK(others()[0].backend->name().rfind("cpu (oneDNN ", 0) == 0);
+}
+
+TEST_CASE("fully connected forward and backward match ref", "[backend][fc]") {
+  struct Case { int64_t n, in, out; bool bias; };
+  const std::vector<Case> cases = {{100, 800, 500, true}, {100, 500, 10, true},  // LeNet
+                                   {100, 784, 128, true}, {100, 128, 64, true},  // MLP
+                                   {100, 64, 10, true},   {1, 13, 7, true},      // batch 1
+                                   {7, 33, 17, false}};                           // odd, no bias
+  for (const auto& c : cases) {
+    FcDesc d;
+    d.n = c.n, d.in = c.in, d.out = c.out, d.bias = c.bias;
+    char label[96];
+    std::snprintf(label, sizeof label, "fc %lldx%lld->%lld%s", (long long)c.n, (long long)c.in,
+                  (long long)c.out, c.bias ? "" : " nobias");
+    check_op(std::string(label) + " fwd", {"y"}, [&](Backend& b) {
+      Pcg32 rng(1);
+      Tensor x = up(b, {d.n, d.in}, random_host(rng, d.n * d.in));
+      Tensor w = up(b, {d.out, d.in}, random_host(rng, d.out * d.in, -0.1f, 0.1f));
+      Tensor bias = up(b, {d.out}, random_host(rng, d.out));
+      Tensor y = b.empty({d.n, d.out});
+      b.fc_forward(d, x, w, d.bias ? &bias : nullptr, y);
+      return std::vector<Host>{down(b, y)};
+    });
+    check_op(std::string(label) + " bwd", {"dx", "dw", "db"}, [&](Backend& b) {
+      Pcg32 rng(2);
+      Tensor x = up(b, {d.n, d.in}, random_host(rng, d.n * d.in));
+      Tensor w = up(b, {d.out, d.in}, random_host(rng, d.out * d.in, -0.1f, 0.1f));
+      Tensor dy = up(b, {d.n, d.out}, random_host(rng, d.n * d.out));
+      Tensor dx = b.empty({d.n, d.in}), dw = b.empty({d.out, d.in}), db = b.zeros({d.out});
+      b.fc_backward_data(d, dy, w, dx);
+      b.fc_backward_weights(d, x, dy, dw, d.bias ? &db : nullptr);
+      return std::vector<Host>{down(b, dx), down(b, dw), down(b, db)};
+    });
+  }
+}
+
+TEST_CASE("convolution forward and backward match ref", "[backend][conv]") {
+  for (const ConvDesc& d : conv_cases()) {
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+    check_op(conv_label(d) + " fwd", {"y"}, [&](Backend& b) {
+      Pcg32 rng(3);
+      Tensor x = up(b, xs, random_host(rng, xs.numel()));
+      Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
+      Tensor bias = up(b, {d.k}, random_host(rng, d.k));
+      Tensor y = b.empty(ys);
+      b.conv_forward(d, x, w, d.bias ? &bias : nullptr, y);
+      return std::vector<Host>{down(b, y)};
+    });
+    check_op(conv_label(d) + " bwd", {"dx", "dw", "db"}, [&](Backend& b) {
+      Pcg32 rng(4);
+      Tensor x = up(b, xs, random_host(rng, xs.numel()));
+      Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
+      Tensor dy = up(b, ys, random_host(rng, ys.numel()));
+      Tensor dx = b.empty(xs), dw = b.empty(ws), db = b.zeros({d.k});
+      b.conv_backward_data(d, dy, w, dx);
+      b.conv_backward_weights(d, x, dy, dw, d.bias ? &db : nullptr);
+      return std::vector<Host>{down(b, dx), down(b, dw), down(b, db)};
+    });
+  }
+}
+
+TEST_CASE("pooling forward and backward match ref", "[backend][pool]") {
+  std::vector<PoolDesc> cases;
+  for (PoolType t : {PoolType::max, PoolType::avg}) {
+    cases.push_back(pool(t, 100, 20, 24, 24, 2, 2, 2, 2));       // LeNet pool1
+    cases.push_back(pool(t, 100, 50, 8, 8, 2, 2, 2, 2));         // LeNet pool2
+    cases.push_back(pool(t, 3, 4, 9, 9, 3, 3, 2, 2, 1, 1));      // padding 1, overlapping
+    cases.push_back(pool(t, 2, 3, 7, 8, 3, 2, 2, 1, 1, 0));      // non-square, padding on h only
+    cases.push_back(pool(t, 1, 2, 5, 5, 2, 2, 2, 2));            // floor: the last row/col dropped
+    cases.push_back(pool(t, 2, 2, 11, 10, 5, 4, 3, 2, 2, 2));    // padding 2
+    cases.push_back(pool(t, 2, 3, 6, 6, 3, 3, 1, 1));            // stride 1
+  }
+  for (const PoolDesc& d : cases) {
+    char label[128];
+    std::snprintf(label, sizeof label, "%s pool n%lld c%lld %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld",
+                  d.type == PoolType::max ? "max" : "avg", (long long)d.n, (long long)d.c,
+                  (long long)d.h, (long long)d.w, (long long)d.kh, (long long)d.kw,
+                  (long long)d.sh, (long long)d.sw, (long long)d.ph, (long long)d.pw);
+    const Shape xs{d.n, d.c, d.h, d.w}, ys{d.n, d.c, d.oh(), d.ow()};
+    check_op(label, {"y", "dx"}, [&](Backend& b) {
+      Pcg32 rng(5);
+      Tensor x = up(b, xs, distinct_host(rng, xs.numel()));
+      Tensor dy = up(b, ys, random_host(rng, ys.numel()));
+      Tensor y = b.empty(ys), dx = b.empty(xs);
+      Buffer ws = b.pool_workspace(d);
+      b.pool_forward(d, x, y, ws);
+      b.pool_backward(d, x, y, dy, ws, dx);
+      return std::vector<Host>{down(b, y), down(b, dx)};
+    });
+  }
+}
+
+TEST_CASE("activations forward and backward match ref", "[backend][act]") {
+  const std::vector<std::pair<ActType, const char*>> acts = {
+      {ActType::relu, "relu"}, {ActType::tanh, "tanh"}, {ActType::sigmoid, "sigmoid"},
+      {ActType::softrelu, "softrelu"}};
+  const std::vector<Shape> shapes = {{100, 20, 24, 24}, {100, 500}, {7, 13}, {1}};
+  for (const auto& [a, name] : acts)
+    for (const Shape& s : shapes) {
+      for (bool alias : {false, true}) {
+        std::string label = std::string(name) + " " + s.str() + (alias ? " dx aliases dy" : "");
+        check_op(label, {"y", "dx"}, [&](Backend& b) {
+          Pcg32 rng(6);
+          Tensor x = up(b, s, random_host(rng, s.numel(), -4.0f, 4.0f));
+          Tensor dy = up(b, s, random_host(rng, s.numel()));
+          Tensor y = b.empty(s);
+          b.act_forward(a, x, y);
+          Tensor dx = alias ? dy : b.empty(s);
+          b.act_backward(a, x, y, dy, dx);
+          return std::vector<Host>{down(b, y), down(b, dx)};
+        });
+      }
+    }
+}
+
+TEST_CASE("softmax cross-entropy forward, metrics and backward match ref", "[backend][softmax]") {
+  for (int64_t n : {100, 1, 37}) {
+    const int64_t k = 10;
+    check_op("softmax_xent n" + std::to_string(n), {"probs", "metrics", "dlogits"}, [&](Backend& b) {
+      Pcg32 rng(7);
+      Tensor z = up(b, {n, k}, random_host(rng, n * k, -6.0f, 6.0f));
+      Host lab(static_cast<size_t>(n));
+      for (auto& l : lab) l = static_cast<float>(rng.below(10));
+      Tensor labels = up(b, {n}, lab);
+      Tensor probs = b.empty({n, k});
+      Tensor metrics = up(b, {kMetricSlots}, {1.5f, 2.0f, 3.0f});  // adds to what is there
+      b.softmax_xent_forward(z, labels, probs, &metrics);
+      Tensor dz = b.empty({n, k});
+      b.softmax_xent_backward(probs, labels, 1.0f / static_cast<float>(n), dz);
+      return std::vector<Host>{down(b, probs), down(b, metrics), down(b, dz)};
+    });
+  }
+  // The metrics themselves, against a host computation.
+  for (auto& o : others()) {
+    Backend& b = *o.backend;
+    const int64_t n = 50, k = 10;
+    Pcg32 rng(8);
+    Host zh = random_host(rng, n * k, -6.0f, 6.0f), lab(n);
+    for (auto& l : lab) l = static_cast<float>(rng.below(10));
+    Tensor z = up(b, {n, k}, zh), labels = up(b, {n}, lab), probs = b.empty({n, k});
+    Tensor metrics = b.zeros({kMetricSlots});
+    b.softmax_xent_forward(z, labels, probs, &metrics);
+    double loss = 0;
+    int correct = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* r = zh.data() + i * k;
+      int64_t best = std::max_element(r, r + k) - r;
+      double mx = r[best], s = 0;
+      for (int64_t j = 0; j < k; ++j) s += std::exp(r[j] - mx);
+      loss += -(r[static_cast<int64_t>(lab[i])] - mx - std::log(s));
+      correct += best == static_cast<int64_t>(lab[i]);
+    }
+    Host m = down(b, metrics);
+    INFO(o.ctx);
+    CHECK(m[kMetricCount] == Approx(n));
+    CHECK(m[kMetricCorrect] == Approx(correct));
+    CHECK(m[kMetricLossSum] == Approx(loss).epsilon(1e-5));
+    // Prediction only: labels without data (and no metrics) give the same probabilities.
+    Host with_labels = down(b, probs);
+    Tensor probs2 = b.empty({n, k});
+    b.softmax_xent_forward(z, Tensor{}, probs2, nullptr);
+    CHECK(down(b, probs2) == with_labels);
+  }
+}
+
+TEST_CASE("sgd and adam updates match ref", "[backend][optim]") {
+  const int64_t n = 100003;  // odd, above the parallel threshold
+  struct Sgd { float lr, momentum, wd; };
+  for (const Sgd& s : {Sgd{0.1f, 0.0f, 0.0f}, Sgd{0.1f, 0.9f, 0.0f}, Sgd{0.05f, 0.9f, 1e-4f},
+                       Sgd{0.05f, 0.0f, 1e-3f}}) {
+    char label[96];
+    std::snprintf(label, sizeof label, "sgd lr %g momentum %g wd %g x3", s.lr, s.momentum, s.wd);
+    check_op(label, {"w", "mom"}, [&](Backend& b) {
+      Pcg32 rng(9);
+      Tensor w = up(b, {n}, random_host(rng, n)), mom = b.zeros({n});
+      for (int step = 0; step < 3; ++step) {
+        Tensor g = up(b, {n}, random_host(rng, n));
+        b.sgd_update(w, g, s.momentum != 0.0f ? &mom : nullptr, s.lr, s.momentum, s.wd);
+      }
+      return std::vector<Host>{down(b, w), down(b, mom)};
+    });
+  }
+  for (float wd : {0.0f, 1e-3f}) {
+    check_op("adam lr 1e-3 wd " + std::to_string(wd) + " x3", {"w", "m", "v"}, [&](Backend& b) {
+      Pcg32 rng(10);
+      Tensor w = up(b, {n}, random_host(rng, n)), m = b.zeros({n}), v = b.zeros({n});
+      for (int step = 1; step <= 3; ++step) {
+        Tensor g = up(b, {n}, random_host(rng, n));
+        b.adam_update(w, g, m, v, 1e-3f, 0.9f, 0.999f, 1e-8f, wd, step);
+      }
+      return std::vector<Host>{down(b, w), down(b, m), down(b, v)};
+    });
+  }
+}
+
+TEST_CASE("gather_batch builds the batch from the byte dataset", "[backend][data]") {
+  const int64_t count = 60, ss = 784, first = 7, n = 13;
+  Pcg32 rng(11);
+  std::vector<uint8_t> images(count * ss), labels(count);
+  for (auto& v : images) v = static_cast<uint8_t>(rng.below(256));
+  for (auto& v : labels) v = static_cast<uint8_t>(rng.below(10));
+  std::vector<int32_t> order(count);
+  std::iota(order.begin(), order.end(), 0);
+  rng.shuffle(order);
+  Host want_x(n * ss), want_l(n);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < ss; ++j) want_x[i * ss + j] = images[order[first + i] * ss + j] / 255.0f;
+    want_l[i] = labels[order[first + i]];
+  }
+  auto run = [&](Backend& b, const std::string& ctx) {
+    Buffer bi = b.alloc_bytes(images.size()), bl = b.alloc_bytes(labels.size()),
+           bo = b.alloc_bytes(order.size() * 4);
+    b.upload_bytes(bi, images.data(), images.size());
+    b.upload_bytes(bl, labels.data(), labels.size());
+    b.upload_bytes(bo, order.data(), order.size() * 4);
+    Tensor x = b.empty({n, 1, 28, 28}), l = b.empty({n});
+    b.gather_batch(bi, bl, ss, bo, first, n, x, l);
+    Diff dx = diff(want_x, down(b, x)), dl = diff(want_l, down(b, l));
+    std::printf("%-4s %-48s      max abs %.3e (labels %.3e)\n", ctx.c_str(), "gather_batch",
+                dx.abs, dl.abs);
+    INFO(ctx);
+    CHECK(dx.abs == 0.0);
+    CHECK(dl.abs == 0.0);
+    // Rows past the order list are refused, not read.
+    CHECK_THROWS_AS(b.gather_batch(bi, bl, ss, bo, count - 5, n, x, l), Error);
+  };
+  run(ref_backend(), "ref");
+  for (auto& o : others()) run(*o.backend, o.ctx);
+}
+
+TEST_CASE("dropout masks are identical across backends and keep 1-p", "[backend][dropout]") {
+  const int64_t n = 200001;
+  for (float p : {0.5f, 0.3f}) {
+    auto run = [&](Backend& b) {
+      Pcg32 rng(12);
+      Tensor x = up(b, {n}, random_host(rng, n)), y = b.empty({n}), mask = b.empty({n});
+      b.dropout_forward(p, 42, 1000, x, y, mask);
+      Tensor z = b.empty({n});
+      b.mul(y, mask, z);  // the backward pass of dropout is a mul by the mask
+      return std::vector<Host>{down(b, mask), down(b, y), down(b, z)};
+    };
+    auto want = run(ref_backend());
+    int64_t kept = 0, odd = 0;
+    const float scale = 1.0f / (1.0f - p);
+    for (float m : want[0]) {
+      kept += m != 0.0f;
+      odd += m != 0.0f && m != scale;
+    }
+    CHECK(odd == 0);  // every mask value is 0 or 1/(1-p)
+    double frac = static_cast<double>(kept) / n;
+    std::printf("ref  dropout p=%.2f keep fraction %.4f (expected %.4f)\n", p, frac, 1.0 - p);
+    CHECK(std::fabs(frac - (1.0 - p)) < 0.01);
+    for (auto& o : others()) {
+      auto got = run(*o.backend);
+      INFO(o.ctx << " dropout p=" << p);
+      CHECK(got[0] == want[0]);  // bit-identical masks
+      Diff dy = diff(want[1], got[1]), dz = diff(want[2], got[2]);
+      std::printf("%-4s dropout p=%.2f mask identical, y max rel %.3e, mul max rel %.3e\n",
+                  o.ctx.c_str(), p, dy.rel, dz.rel);
+      CHECK(dy.rel < kTol);
+      CHECK(dz.rel < kTol);
+    }
+  }
+}
+
+TEST_CASE("fill, copy, upload and download round-trip exactly", "[backend][memory]") {
+  auto run = [](Backend& b, const std::string& ctx) {
+    INFO(ctx);
+    Pcg32 rng(13);
+    Host h = random_host(rng, 100001);
+    Tensor t = up(b, {100001}, h);
+    CHECK(down(b, t) == h);
+    Tensor c = b.empty({100001});
+    b.copy(t, c);
+    CHECK(down(b, c) == h);
+    b.fill(c, 2.5f);
+    CHECK(down(b, c) == Host(100001, 2.5f));
+    CHECK(down(b, b.zeros({3, 5})) == Host(15, 0.0f));
+    Tensor wrong = b.empty({7});
+    CHECK_THROWS_AS(b.copy(t, wrong), Error);
+    Tensor e = b.empty({0});
+    CHECK(e.numel() == 0);
+  };
+  run(ref_backend(), "ref");
+  for (auto& o : others()) run(*o.backend, o.ctx);
+}
+
+TEST_CASE("wrong tensor sizes are refused with an error", "[backend][errors]") {
+  auto run = [](Backend& b) {
+    ConvDesc d = conv(2, 3, 8, 8, 4, 3, 3);
+    Tensor x = b.zeros({2, 3, 8, 8}), w = b.zeros({4, 3, 3, 3}), y = b.zeros({2, 4, 5, 6});
+    CHECK_THROWS_AS(b.conv_forward(d, x, w, nullptr, y), Error);
+    FcDesc f;
+    f.n = 2, f.in = 5, f.out = 3;
+    Tensor fx = b.zeros({2, 5}), fw = b.zeros({3, 4}), fy = b.zeros({2, 3});
+    CHECK_THROWS_AS(b.fc_forward(f, fx, fw, nullptr, fy), Error);
+    PoolDesc p = pool(PoolType::max, 1, 1, 4, 4, 2, 2, 2, 2, 2, 2);  // padding == window
+    CHECK_THROWS_AS(b.pool_workspace(p), Error);
+  };
+  for (auto& o : others()) run(*o.backend);
+  // The ref backend refuses the same, except pool_workspace (it needs none).
+  ConvDesc d = conv(2, 3, 8, 8, 4, 3, 3);
+  Backend& r = ref_backend();
+  Tensor x = r.zeros({2, 3, 8, 8}), w = r.zeros({4, 3, 3, 3}), y = r.zeros({2, 4, 5, 6});
+  CHECK_THROWS_AS(r.conv_forward(d, x, w, nullptr, y), Error);
+}
+
+TEST_CASE("cpu backend is bit-identical on repeated calls and revisited shapes", "[backend][cpu][repeat]") {
+  Backend& b = *others()[0].backend;
+  // One LeNet step's conv, pool, act and fc ops as a function of the input seed.
+  auto step = [&](const ConvDesc& d) {
+    Pcg32 rng(14);
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+    Tensor x = up(b, xs, random_host(rng, xs.numel()));
+    Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
+    Tensor bias = up(b, {d.k}, random_host(rng, d.k));
+    Tensor dy = up(b, ys, random_host(rng, ys.numel()));
+    Tensor y = b.empty(ys), a = b.empty(ys), dx = b.empty(xs), dw = b.empty(ws), db = b.empty({d.k});
+    b.conv_forward(d, x, w, &bias, y);
+    b.act_forward(ActType::tanh, y, a);
+    b.conv_backward_data(d, dy, w, dx);
+    b.conv_backward_weights(d, x, dy, dw, &db);
+    FcDesc f;
+    f.n = d.n, f.in = ys.per_sample(), f.out = 10;
+    Tensor fw = up(b, {10, f.in}, random_host(rng, 10 * f.in, -0.1f, 0.1f));
+    Tensor fb = up(b, {10}, random_host(rng, 10));
+    Tensor fy = b.empty({d.n, 10}), fdw = b.empty({10, f.in}), fdb = b.empty({10});
+    b.fc_forward(f, a.view({d.n, f.in}), fw, &fb, fy);
+    b.fc_backward_weights(f, a.view({d.n, f.in}), fy, fdw, &fdb);
+    return std::vector<Host>{down(b, y), down(b, a), down(b, dx), down(b, dw), down(b, db),
+                             down(b, fy), down(b, fdw), down(b, fdb)};
+  };
+  ConvDesc lenet2 = conv(100, 20, 12, 12, 50, 5, 5);
+  ConvDesc other = conv(7, 3, 15, 13, 10, 3, 3, 2, 2, 1, 1);
+  auto first = step(lenet2);
+  auto again = step(lenet2);
+  auto between = step(other);
+  auto after = step(lenet2);
+  for (size_t i = 0; i < first.size(); ++i) {
+    INFO("output " << i);
+    CHECK(first[i] == again[i]);
+    CHECK(first[i] == after[i]);
+  }
+  std::printf("cpu  repeated and revisited shapes: %zu outputs bit-identical\n", first.size());
+  CHECK(between.size() == first.size());
+}
+
+TEST_CASE("cpu backend with 1 thread matches the multi-threaded one", "[backend][cpu][threads]") {
+  auto one = make_backend("cpu", BackendOptions{1, false, false});
+  CHECK(one->name().find("1 thread") != std::string::npos);
+  ConvDesc d = conv(100, 20, 12, 12, 50, 5, 5);
+  auto run = [&](Backend& b) {
+    Pcg32 rng(15);
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+    Tensor x = up(b, xs, random_host(rng, xs.numel()));
+    Tensor dy = up(b, ys, random_host(rng, ys.numel()));
+    Tensor dw = b.empty(ws), db = b.empty({d.k});
+    b.conv_backward_weights(d, x, dy, dw, &db);
+    return std::vector<Host>{down(b, dw), down(b, db)};
+  };
+  auto a = run(*one), b = run(*others()[0].backend);
+  for (size_t i = 0; i < a.size(); ++i) {
+    Diff df = diff(a[i], b[i]);
+    std::printf("cpu  1 thread vs %s: max rel %.3e\n", others()[0].backend->name().c_str(), df.rel);
+    CHECK(df.rel < kTol);
+  }
+}
+
+// ---- finite-difference checks of the ref backend's gradients ------------------------------
+// Loss L = sum(y * r) for a fixed random r, so dL/dy = r; conv and fc are linear in each
+// argument, so central differences are exact up to rounding.
+namespace {
+double loss_of(Backend& b, const Tensor& y, const Host& r) {
+  Host h = down(b, y);
+  double s = 0;
+  for (size_t i = 0; i < h.size(); ++i) s += static_cast<double>(h[i]) * r[i];
+  return s;
+}
+
+// Perturbs a few entries of `param` and compares (L(+e) - L(-e)) / 2e with `grad`.
+double fd_check(Backend& b, Tensor& param, const Host& grad, const std::function<double()>& loss) {
+  Host p = down(b, param);
+  double worst = 0, scale = 1e-6;
+  for (float g : grad) scale = std::max(scale, std::fabs(static_cast<double>(g)));
+  const double eps = 1e-2;
+  for (size_t i = 0; i < p.size(); i += std::max<size_t>(1, p.size() / 23)) {
+    Host q = p;
+    q[i] = static_cast<float>(p[i] + eps);
+    b.upload(param, q.data());
+    double lp = loss();
+    q[i] = static_cast<float>(p[i] - eps);
+    b.upload(param, q.data());
+    double lm = loss();
+    worst = std::max(worst, std::fabs((lp - lm) / (2 * eps) - grad[i]) / scale);
+  }
+  b.upload(param, p.data());
+  return worst;
+}
+}  // namespace
+
+TEST_CASE("ref conv and fc gradients match finite differences", "[backend][ref][gradcheck]") {
+  Backend& b = ref_backend();
+  {
+    ConvDesc d = conv(2, 3, 7, 6, 4, 3, 2, 2, 1, 1, 1);
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+    Pcg32 rng(16);
+    Tensor x = up(b, xs, random_host(rng, xs.numel())), w = up(b, ws, random_host(rng, ws.numel()));
+    Tensor bias = up(b, {d.k}, random_host(rng, d.k)), y = b.empty(ys);
+    Host r = random_host(rng, ys.numel());
+    Tensor dy = up(b, ys, r), dx = b.empty(xs), dw = b.empty(ws), db = b.empty({d.k});
+    b.conv_backward_data(d, dy, w, dx);
+    b.conv_backward_weights(d, x, dy, dw, &db);
+    auto loss = [&] {
+      b.conv_forward(d, x, w, &bias, y);
+      return loss_of(b, y, r);
+    };
+    double ex = fd_check(b, x, down(b, dx), loss), ew = fd_check(b, w, down(b, dw), loss),
+           eb = fd_check(b, bias, down(b, db), loss);
+    std::printf("ref  conv gradcheck: dx %.2e dw %.2e db %.2e (relative)\n", ex, ew, eb);
+    CHECK(ex < 1e-3);
+    CHECK(ew < 1e-3);
+    CHECK(eb < 1e-3);
+  }
+  {
+    FcDesc d;
+    d.n = 3, d.in = 11, d.out = 5;
+    Pcg32 rng(17);
+    Tensor x = up(b, {d.n, d.in}, random_host(rng, d.n * d.in));
+    Tensor w = up(b, {d.out, d.in}, random_host(rng, d.out * d.in));
+    Tensor bias = up(b, {d.out}, random_host(rng, d.out)), y = b.empty({d.n, d.out});
+    Host r = random_host(rng, d.n * d.out);
+    Tensor dy = up(b, {d.n, d.out}, r), dx = b.empty({d.n, d.in}), dw = b.empty({d.out, d.in}),
+           db = b.empty({d.out});
+    b.fc_backward_data(d, dy, w, dx);
+    b.fc_backward_weights(d, x, dy, dw, &db);
+    auto loss = [&] {
+      b.fc_forward(d, x, w, &bias, y);
+      return loss_of(b, y, r);
+    };
+    double ex = fd_check(b, x, down(b, dx), loss), ew = fd_check(b, w, down(b, dw), loss),
+           eb = fd_check(b, bias, down(b, db), loss);
+    std::printf("ref  fc gradcheck: dx %.2e dw %.2e db %.2e (relative)\n", ex, ew, eb);
+    CHECK(ex < 1e-3);
+    CHECK(ew < 1e-3);
+    CHECK(eb < 1e-3);
+  }
+}

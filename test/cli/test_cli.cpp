@@ -1,0 +1,243 @@
+// End to end through the binary on small slices of real MNIST: a short MLP run learns,
+// eval and predict read its checkpoint, an interrupted and resumed run ends with exactly
+// the weights of an uninterrupted one, and bad input gives the documented exit codes.
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include <catch2/catch.hpp>
+
+#include "cli/process.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+using namespace mnistctl;
+using namespace mnistctl::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A data root whose mnist/ folder links to the real files; empty when they are absent.
+std::string data_root(const std::string& name) {
+  std::string src = mnist_dir();
+  if (src.empty()) return "";
+  std::string root = scratch_dir(name);
+  fs::create_directories(root + "/mnist");
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
+    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
+  return root;
+}
+
+#define REQUIRE_MNIST(root)                                                        \
+  if ((root).empty()) {                                                            \
+    WARN("SKIP: real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)"); \
+    return;                                                                        \
+  }
+
+// A quick MLP recipe: xavier init learns within one small epoch (the tutorial's +-0.01
+// init needs more data than a test should spend).
+std::vector<std::string> quick_mlp(const std::string& root, const std::string& out, int epochs,
+                                   int limit = 6000) {
+  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", root, "--out",
+          out, "--epochs", std::to_string(epochs), "--threads", "2", "--set", "data.train_limit=" + std::to_string(limit),
+          "--set", "init.type=xavier", "--set", "train.log_interval=10"};
+}
+
+double json_number(const std::string& json, const std::string& key) {
+  std::smatch m;
+  REQUIRE(std::regex_search(json, m, std::regex("\"" + key + "\":([0-9.eE+-]+)")));
+  return std::stod(m[1]);
+}
+
+// Parameters and optimizer state of a checkpoint, bit for bit.
+std::vector<NamedTensor> weights(const std::string& path) {
+  Checkpoint c = load_checkpoint(path);
+  std::vector<NamedTensor> w;
+  for (auto& t : c.tensors)
+    if (t.name.rfind("param/", 0) == 0 || t.name.rfind("optim/", 0) == 0) w.push_back(t);
+  return w;
+}
+
+void require_same_weights(const std::string& a, const std::string& b) {
+  auto wa = weights(a), wb = weights(b);
+  REQUIRE(wa.size() == wb.size());
+  REQUIRE(!wa.empty());
+  for (size_t i = 0; i < wa.size(); ++i) {
+    INFO(wa[i].name);
+    CHECK(wa[i].name == wb[i].name);
+    CHECK(wa[i].data == wb[i].data);  // exact, not approximately
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a short MLP run learns and eval and predict read its checkpoint") {
+  std::string root = data_root("cli-learn");
+  REQUIRE_MNIST(root);
+  std::string out = scratch_dir("cli-learn-run");
+  RunResult r = run_mnistctl(quick_mlp(root, out, 2));
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("Speed:") != std::string::npos);
+  CHECK(fs::exists(out + "/last.ckpt"));
+  CHECK(fs::exists(out + "/checkpoints/epoch-001.ckpt"));
+  CHECK(fs::exists(out + "/checkpoints/epoch-002.ckpt"));
+  CHECK(fs::exists(out + "/config.yaml"));
+  std::ifstream jl(out + "/metrics.jsonl");
+  int epochs = 0;
+  double val = 0;
+  for (std::string line; std::getline(jl, line);)
+    if (line.find("\"type\":\"epoch\"") != std::string::npos) {
+      ++epochs;
+      val = json_number(line, "val_accuracy");
+    }
+  CHECK(epochs == 2);
+  CHECK(val > 0.8);  // chance is 0.1
+
+  RunResult e = run_mnistctl({"eval", "--model", out, "--data-dir", root, "--json"});
+  INFO(e.err);
+  REQUIRE(e.code == 0);
+  double acc = json_number(e.out, "accuracy");
+  CHECK(acc == Approx(val).margin(1e-4));  // the same test set, the same weights
+  CHECK(json_number(e.out, "images") == 10000);
+  CHECK(json_number(e.out, "top_k_accuracy") >= acc);
+  CHECK(e.out.find("\"confusion_matrix\":[[") != std::string::npos);
+
+  CHECK(run_mnistctl({"eval", "--model", out, "--data-dir", root, "--min-accuracy", "0.5"}).code == 0);
+  RunResult gate = run_mnistctl({"eval", "--model", out, "--data-dir", root, "--min-accuracy", "0.999"});
+  CHECK(gate.code == 1);
+  CHECK(gate.err.find("below --min-accuracy") != std::string::npos);
+
+  RunResult p = run_mnistctl({"predict", "--model", out + "/last.ckpt", "--data-dir", root});
+  REQUIRE(p.code == 0);
+  CHECK(std::count(p.out.begin(), p.out.end(), '\n') == 10001);  // header + one row per test image
+  CHECK(p.out.rfind("source,index,predicted,p0,", 0) == 0);
+
+  std::string pj = out + "/pred.json";
+  RunResult pr = run_mnistctl({"predict", "--model", out, "--data-dir", root, "--format", "json", "--output", pj});
+  REQUIRE(pr.code == 0);
+  std::ifstream in(pj);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(std::count(text.begin(), text.end(), '{') == 10000);
+  CHECK(text.find("\"probabilities\":[") != std::string::npos);
+}
+
+TEST_CASE("resume after an interruption gives exactly the weights of an uninterrupted run") {
+  std::string root = data_root("cli-resume");
+  REQUIRE_MNIST(root);
+  std::string whole = scratch_dir("cli-resume-whole"), split = scratch_dir("cli-resume-split");
+  REQUIRE(run_mnistctl(quick_mlp(root, whole, 2)).code == 0);
+
+  // Ctrl-C in the middle of the first epoch: exit 130 with a checkpoint.
+  bool sent = false;
+  RunResult r = run_mnistctl(quick_mlp(root, split, 2), [&](const std::string& line, pid_t pid) {
+    if (!sent && line.find("Batch[20/") != std::string::npos) {
+      kill(pid, SIGINT);
+      sent = true;
+    }
+  });
+  INFO(r.out << r.err);
+  REQUIRE(sent);
+  REQUIRE(r.code == 130);
+  CHECK(r.out.find("interrupted") != std::string::npos);
+  Checkpoint c = load_checkpoint(split + "/last.ckpt");
+  CHECK(c.meta_int("epoch", "") == 0);
+  CHECK(c.meta_int("batch", "") > 0);
+
+  RunResult resumed = run_mnistctl({"train", "--out", split, "--data-dir", root, "--resume", "--threads", "2"});
+  INFO(resumed.out << resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK(resumed.out.find("resuming") != std::string::npos);
+  require_same_weights(whole + "/last.ckpt", split + "/last.ckpt");
+
+  // Extending a finished run by an epoch with --resume --epochs equals training 3 at once.
+  std::string three = scratch_dir("cli-resume-three");
+  REQUIRE(run_mnistctl(quick_mlp(root, three, 3)).code == 0);
+  REQUIRE(run_mnistctl({"train", "--out", whole, "--data-dir", root, "--resume", "--epochs", "3", "--threads", "2"})
+              .code == 0);
+  require_same_weights(three + "/last.ckpt", whole + "/last.ckpt");
+}
+
+TEST_CASE("CPU training is deterministic: the same seed gives bit-identical weights") {
+  std::string root = data_root("cli-determinism");
+  REQUIRE_MNIST(root);
+  std::string a = scratch_dir("cli-det-a"), b = scratch_dir("cli-det-b");
+  REQUIRE(run_mnistctl(quick_mlp(root, a, 1, 3000)).code == 0);
+  REQUIRE(run_mnistctl(quick_mlp(root, b, 1, 3000)).code == 0);
+  require_same_weights(a + "/last.ckpt", b + "/last.ckpt");
+}
+
+TEST_CASE("a LeNet step on the CPU runs through the binary (one small epoch)") {
+  std::string root = data_root("cli-lenet");
+  REQUIRE_MNIST(root);
+  std::string out = scratch_dir("cli-lenet-run");
+  RunResult r = run_mnistctl({"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml",
+                              "--data-dir", root, "--out", out, "--epochs", "1", "--set", "data.train_limit=2000",
+                              "--set", "data.test_limit=500", "--set", "init.type=xavier"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("Validation-accuracy=") != std::string::npos);
+}
+
+TEST_CASE("bad input gives one line and the documented exit code") {
+  std::string dir = scratch_dir("cli-errors");
+  auto one_line = [](const RunResult& r) { return std::count(r.err.begin(), r.err.end(), '\n') == 1; };
+
+  SECTION("a config with an unknown key: exit 2, file:line:col") {
+    std::ofstream(dir + "/bad.yaml") << "network:\n  layers:\n    - {type: flatten}\ntrain:\n  learning_rat: 0.1\n";
+    RunResult r = run_mnistctl({"train", "--config", dir + "/bad.yaml", "--dry-run"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("bad.yaml:5:") != std::string::npos);
+    CHECK(one_line(r));
+  }
+  SECTION("a missing config file: exit 2") {
+    RunResult r = run_mnistctl({"train", "--config", dir + "/nope.yaml"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("nope.yaml") != std::string::npos);
+    CHECK(one_line(r));
+  }
+  SECTION("no data yet: exit 2, says to fetch") {
+    RunResult r = run_mnistctl({"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml",
+                                "--data-dir", dir + "/empty", "--out", dir + "/run"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("mnistctl fetch") != std::string::npos);
+    CHECK(one_line(r));
+  }
+  SECTION("an unknown context: exit 2") {
+    RunResult r = run_mnistctl({"eval", "--model", dir, "--ctx", "tpu"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("tpu") != std::string::npos);
+  }
+  SECTION("a missing or damaged checkpoint: exit 2, says what is wrong") {
+    RunResult r = run_mnistctl({"eval", "--model", dir + "/none.ckpt"});
+    CHECK(r.code == 2);
+    CHECK(one_line(r));
+    std::ofstream(dir + "/junk.ckpt") << "not a checkpoint at all";
+    r = run_mnistctl({"eval", "--model", dir + "/junk.ckpt"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("not an mnistctl checkpoint") != std::string::npos);
+  }
+  SECTION("a bad option value: exit 2") {
+    CHECK(run_mnistctl({"eval", "--model", dir, "--min-accuracy", "2"}).code == 2);
+    CHECK(run_mnistctl({"train", "--bogus"}).code == 2);
+    CHECK(run_mnistctl({}).code == 2);
+  }
+}
+
+TEST_CASE("a diverging run stops with exit 3 and names the epoch and batch") {
+  std::string root = data_root("cli-nan");
+  REQUIRE_MNIST(root);
+  std::string out = scratch_dir("cli-nan-run");
+  // Weight decay of 1 at learning rate 10 multiplies every weight by -9 per step: the
+  // weights overflow within a few dozen batches.
+  auto args = quick_mlp(root, out, 1, 6000);
+  args.insert(args.end(), {"--set", "train.learning_rate=10", "--set", "train.weight_decay=1"});
+  RunResult r = run_mnistctl(args);
+  INFO(r.out << r.err);
+  CHECK(r.code == 3);
+  CHECK(std::regex_search(r.err, std::regex("loss became (NaN|infinite) in epoch 1 by batch [0-9]+")));
+}

@@ -1,0 +1,37 @@
+// Evaluation metrics on hand-made probabilities whose answers follow from their definitions.
+#include <cmath>
+
+#include <catch2/catch.hpp>
+
+#include "train/metrics.h"
+
+using namespace mnistctl;
+
+TEST_CASE("accuracy and top-k and cross-entropy and per-class accuracy and the confusion matrix") {
+  // 3 classes, 4 images.
+  const float probs[] = {0.7f, 0.2f, 0.1f,   // label 0, predicted 0
+                         0.1f, 0.3f, 0.6f,   // label 1, predicted 2 (label is 2nd)
+                         0.2f, 0.5f, 0.3f,   // label 2, predicted 1 (label is 2nd)
+                         0.1f, 0.1f, 0.8f};  // label 2, predicted 2
+  const uint8_t labels[] = {0, 1, 2, 2};
+  EvalAccumulator acc(3, 2);
+  acc.add(probs, labels, 2);
+  acc.add(probs + 6, labels + 2, 2);  // in two batches
+  EvalResult r = acc.result();
+  CHECK(r.count == 4);
+  CHECK(r.accuracy == Approx(0.5));
+  CHECK(r.top_k == 2);
+  CHECK(r.top_k_accuracy == Approx(1.0));
+  CHECK(r.mean_xent == Approx(-(std::log(0.7) + std::log(0.3) + std::log(0.3) + std::log(0.8)) / 4).epsilon(1e-6));
+  CHECK(r.per_class_accuracy == std::vector<double>{1.0, 0.0, 0.5});
+  CHECK(r.confusion == std::vector<int64_t>{1, 0, 0, 0, 0, 1, 0, 1, 1});
+  std::string json = format_eval_json(r, "m\"1");
+  CHECK(json.find("\"model\":\"m\\\"1\"") != std::string::npos);
+  CHECK(json.find("\"confusion_matrix\":[[1,0,0],[0,0,1],[0,1,1]]") != std::string::npos);
+  CHECK(format_eval_text(r).find("accuracy: 0.5000") != std::string::npos);
+}
+
+TEST_CASE("argmax takes the first of equal maxima") {
+  const float row[] = {0.1f, 0.4f, 0.4f};
+  CHECK(argmax(row, 3) == 1);
+}
