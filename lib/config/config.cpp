@@ -1,6 +1,7 @@
 // The config loader: YAML text -> tree (yaml_tree) -> --set overrides -> validated Config.
 //
-// Validation walks the sections in document order and stops at the first problem, with a
+// Validation walks the sections in a fixed order (name, data, network, init, train; unknown
+// keys of a mapping before its values) and stops at the first problem, with a
 // one-line message at the offending key or value (spec_node_impl.h has the format). The
 // loader checks the sections it owns completely (unknown keys, types, ranges, enums) but
 // only the shape of each layer (a mapping with a string `type`, a unique name): each
@@ -93,10 +94,9 @@ std::vector<std::pair<std::string, std::string>> prefixed(const std::string& pre
 const std::vector<std::string> kDataKeys = {"dataset", "train_limit", "test_limit", "shuffle"};
 const std::vector<std::string> kNetworkKeys = {"input", "layers"};
 const std::vector<std::string> kInitKeys = {"type", "scale", "sigma", "rnd_type", "factor_type", "magnitude"};
-// The optimizer's fields sit directly in `train`, as MXNet's fit(optimizer='sgd',
-// optimizer_params={'learning_rate': 0.1}) reads, so `--set train.learning_rate=0.05` works.
-const std::vector<std::string> kOptimizerKeys = {"optimizer", "learning_rate", "momentum", "weight_decay",
-                                                 "beta1",     "beta2",         "epsilon"};
+// The optimizer's name and fields sit directly in `train` (optimizer: sgd, learning_rate: 0.1),
+// as MXNet's fit(optimizer='sgd', optimizer_params={'learning_rate': 0.1}) reads, so that
+// `--set train.learning_rate=0.05` works. Only lr_schedule is a nested mapping.
 const std::vector<std::string> kTrainKeys = {"batch_size",    "epochs",        "seed",       "log_interval",
                                              "deterministic", "allow_tf32",    "optimizer",  "learning_rate",
                                              "momentum",      "weight_decay",  "beta1",      "beta2",
@@ -199,6 +199,7 @@ InitSpec read_init(const Impl& top) {
   return in;
 }
 
+// The optimizer's fields, read from `train` itself (labels "train.learning_rate", ...).
 OptimizerSpec read_optimizer(const Impl& train) {
   const Impl* s = &train;
   OptimizerSpec o;

@@ -79,7 +79,7 @@ void apply_one(yaml::Node& root, const std::string& text) {
     if (last) {
       *slot = value;
     } else {
-      // An empty value on the way ("optimizer:" with nothing under it) becomes a mapping.
+      // An empty value on the way ("lr_schedule:" with nothing under it) becomes a mapping.
       if ((*slot)->is_null()) *slot = new_map(origin);
       cur = slot->get();
     }

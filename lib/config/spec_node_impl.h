@@ -5,7 +5,7 @@
 // Every message has the same shape so that users learn to read one format:
 //   "<where>: <label>: <what was expected>, got <what was found>"
 // where <where> is "file:line:col" of the offending value (or key), or the --set text it
-// came from, and <label> is "train.optimizer.learning_rate" for a section field or
+// came from, and <label> is "train.lr_schedule.min_lr" for a section field or
 // "layer 'fc1' (fully_connected): num_hidden" for a layer field.
 #pragma once
 
@@ -23,7 +23,7 @@ struct SpecNodeImpl {
   yaml::NodePtr node;   // a mapping, a Null (empty section) or nullptr (absent section)
   std::string source;   // the file name that positions refer to
   std::string self;     // where the mapping is (for absent sections: where it would go)
-  std::string what;     // "train.optimizer", "layer 'fc1' (fully_connected)", "" at the top
+  std::string what;     // "train.lr_schedule", "layer 'fc1' (fully_connected)", "" at the top
   std::string sep = ".";                   // between `what` and a key in labels
   std::vector<std::string> implicit_keys;  // accepted by every check_keys (a layer's type, name)
 };
@@ -60,7 +60,7 @@ std::string to_enum(const SpecNodeImpl& s, const yaml::Node& v, const std::strin
 double get_double(const SpecNodeImpl& s, const std::string& key, double def, const Range& range);
 
 // Fails at the first key of the mapping that is neither in `known` nor implicit. `moved`
-// maps keys that belong elsewhere to a hint ("learning_rate" -> "optimizer.learning_rate").
+// maps keys that belong elsewhere to a hint ("min_lr" -> "lr_schedule.min_lr").
 void check_keys(const SpecNodeImpl& s, const std::vector<std::string>& known,
                 const std::vector<std::pair<std::string, std::string>>& moved = {});
 

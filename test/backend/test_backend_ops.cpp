@@ -280,7 +280,7 @@ TEST_CASE("activations forward and backward match ref", "[backend][act]") {
     }
 }
 
-TEST_CASE("softmax cross-entropy forward, metrics and backward match ref", "[backend][softmax]") {
+TEST_CASE("softmax cross-entropy forward and metrics and backward match ref", "[backend][softmax]") {
   for (int64_t n : {100, 1, 37}) {
     const int64_t k = 10;
     check_op("softmax_xent n" + std::to_string(n), {"probs", "metrics", "dlogits"}, [&](Backend& b) {
@@ -430,7 +430,7 @@ TEST_CASE("dropout masks are identical across backends and keep 1-p", "[backend]
   }
 }
 
-TEST_CASE("fill, copy, upload and download round-trip exactly", "[backend][memory]") {
+TEST_CASE("fill and copy and upload and download round-trip exactly", "[backend][memory]") {
   auto run = [](Backend& b, const std::string& ctx) {
     INFO(ctx);
     Pcg32 rng(13);
