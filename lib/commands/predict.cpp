@@ -26,6 +26,14 @@ struct Inputs {
   int64_t count = 0;
 };
 
+// RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
 bool is_picture(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char head[8] = {0};
@@ -59,6 +67,9 @@ int run_predict(const PredictOptions& o) {
   }
   for (const auto& path : o.inputs) {
     if (is_picture(path)) {
+      if (size != 28 * 28)
+        throw UsageError(fmt::format("{}: pictures are read as 28x28 digits, the model expects {}", path,
+                                     m.net->input_shape().str()));
       std::vector<uint8_t> px = load_digit_image(path);
       add(in, path, px.data(), 1, static_cast<int64_t>(px.size()));
     } else {
@@ -86,7 +97,7 @@ int run_predict(const PredictOptions& o) {
                     size_t k = static_cast<size_t>(first + i);
                     int pred = argmax(row, classes);
                     if (o.format == "csv") {
-                      out += fmt::format("{},{},{}", in.source[k], in.index[k], pred);
+                      out += fmt::format("{},{},{}", csv_field(in.source[k]), in.index[k], pred);
                       for (int c = 0; c < classes; ++c) out += fmt::format(",{:.6g}", row[c]);
                       out += "\n";
                     } else {

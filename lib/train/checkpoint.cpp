@@ -117,8 +117,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
     for (int64_t d : t.shape.dims) put<int64_t>(out, d);
     out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
   }
-  uint32_t crc = static_cast<uint32_t>(
-      crc32(0L, reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size())));
+  uint32_t crc = static_cast<uint32_t>(crc32_z(0L, reinterpret_cast<const Bytef*>(out.data()), out.size()));
   put<uint32_t>(out, crc);
   write_file_atomic(path, out);
 }
@@ -138,7 +137,7 @@ Checkpoint load_checkpoint(const std::string& path) {
                                  path, version, Checkpoint::kVersion));
   uint32_t stored_crc;
   std::memcpy(&stored_crc, d.data() + body, 4);
-  uint32_t crc = static_cast<uint32_t>(crc32(0L, d.data(), static_cast<uInt>(body)));
+  uint32_t crc = static_cast<uint32_t>(crc32_z(0L, d.data(), body));
   if (crc != stored_crc)
     throw UsageError(fmt::format("{}: checkpoint checksum mismatch (stored {:08x}, computed {:08x}): "
                                  "the file is damaged or truncated",

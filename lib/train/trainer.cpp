@@ -105,6 +105,9 @@ class Trainer {
     if (train.sample_size() != net.input_shape().numel())
       throw UsageError(fmt::format("{}: network.input is {} but {} images are 1x{}x{}", cfg_.source,
                                    net.input_shape().str(), cfg_.data.dataset, train.rows, train.cols));
+    if (net.num_classes() != train.num_classes)
+      throw UsageError(fmt::format("{}: the last layers give {} outputs but {} has {} classes", cfg_.source,
+                                   net.num_classes(), cfg_.data.dataset, train.num_classes));
 
     auto be = make_backend(req_.ctx, req_.backend);
     out_line(fmt::format("mnistctl train: {} on {} ({} training, {} test images), {} parameters", cfg_.name,
@@ -130,19 +133,34 @@ class Trainer {
       opt.set_steps(c.meta_int("step", last_path));
       start_epoch = c.meta_int("epoch", last_path);
       start_batch = c.meta_int("batch", last_path);
-      if (const NamedTensor* m = c.find("metrics/train")) resumed_sums = m->data;
+      // The position inside an epoch is counted in batches of the size it was saved with.
+      if (start_batch > 0 && c.meta_int("batch_size", last_path) != t_.batch_size)
+        throw UsageError(fmt::format("{}: saved in the middle of an epoch at batch size {}; resume it with "
+                                     "the same train.batch_size (now {})",
+                                     last_path, c.meta_int("batch_size", last_path), t_.batch_size));
+      if (start_batch > 0) {
+        const NamedTensor* m = c.find("metrics/train");
+        if (!m || m->data.size() != kMetricSlots)
+          throw UsageError(fmt::format("{}: saved in the middle of an epoch but has no valid metrics/train record",
+                                       last_path));
+        resumed_sums = m->data;
+      }
       out_line(fmt::format("resuming {} at epoch {}, batch {} (step {})", last_path, start_epoch + 1,
                            start_batch, opt.steps()));
     } else {
       initialize_params(*be, net.params(), cfg_.init, static_cast<uint64_t>(t_.seed));
+      // A fresh run replaces whatever an earlier run left in the folder.
       std::filesystem::remove(req_.out_dir + "/metrics.jsonl");
+      std::filesystem::remove(last_path);
+      for (const auto& e : std::filesystem::directory_iterator(ckpt_dir))
+        if (e.path().extension() == ".ckpt") std::filesystem::remove(e.path());
     }
-    write_file_atomic(req_.out_dir + "/config.yaml", cfg_.resolved_yaml);
     if (start_epoch >= t_.epochs) {
       out_line(fmt::format("{} already holds {} trained epochs; nothing to do (raise --epochs to go on)",
                            req_.out_dir, start_epoch));
       return kExitOk;
     }
+    write_file_atomic(req_.out_dir + "/config.yaml", cfg_.resolved_yaml);
     jsonl_.open(req_.out_dir + "/metrics.jsonl", std::ios::app);
     if (!jsonl_) throw RuntimeError(fmt::format("{}/metrics.jsonl: cannot open for writing", req_.out_dir));
 
@@ -162,7 +180,7 @@ class Trainer {
       const float lr = static_cast<float>(learning_rate_at(t_, epoch));
       set_order(*be, dtrain, epoch_order(train.count, cfg_.data.shuffle, static_cast<uint64_t>(t_.seed), epoch));
       int64_t b0 = 0;
-      if (epoch == start_epoch && !resumed_sums.empty()) {
+      if (epoch == start_epoch && start_batch > 0) {
         be->upload(sums, resumed_sums.data());
         b0 = start_batch;
       } else {
@@ -269,6 +287,7 @@ class Trainer {
     c.meta["batch"] = std::to_string(batch);
     c.meta["step"] = std::to_string(opt.steps());
     c.meta["seed"] = std::to_string(t_.seed);
+    c.meta["batch_size"] = std::to_string(t_.batch_size);
     c.meta["backend"] = be.name();
     auto grab = [&](const std::string& name, const Tensor& t) {
       NamedTensor nt{name, t.shape, std::vector<float>(static_cast<size_t>(t.numel()))};

@@ -12,6 +12,7 @@
 
 #include "cli/process.h"
 #include "test_util.h"
+#include "data/dataset.h"
 #include "train/checkpoint.h"
 
 using namespace mnistctl;
@@ -126,15 +127,59 @@ TEST_CASE("a short MLP run learns and eval and predict read its checkpoint") {
   CHECK(text.find("\"probabilities\":[") != std::string::npos);
 }
 
+TEST_CASE("predict reads the user's own PGM images at 28x28 and larger") {
+  std::string root = data_root("cli-pgm");
+  REQUIRE_MNIST(root);
+  std::string out = scratch_dir("cli-pgm-run");
+  REQUIRE(run_mnistctl(quick_mlp(root, out, 2)).code == 0);
+  // Test image 0 is a clear 7. Written as a 28x28 PGM, and as a 3x larger one with dark ink
+  // on white paper (as a scan would be), which predict must invert, shrink and centre.
+  Dataset test = load_split(root, "mnist", Split::test, 1);
+  REQUIRE(test.labels[0] == 7);
+  {
+    std::ofstream f(out + "/seven.pgm", std::ios::binary);
+    f << "P5\n28 28\n255\n";
+    f.write(reinterpret_cast<const char*>(test.images.data()), 28 * 28);
+  }
+  {
+    std::ofstream f(out + "/seven-big.pgm", std::ios::binary);
+    f << "P5\n# scanned\n84 84\n255\n";
+    for (int y = 0; y < 84; ++y)
+      for (int x = 0; x < 84; ++x) f.put(static_cast<char>(255 - test.images[static_cast<size_t>((y / 3) * 28 + x / 3)]));
+  }
+  RunResult p = run_mnistctl({"predict", "--model", out, "--input", out + "/seven.pgm", "--input", out + "/seven-big.pgm"});
+  INFO(p.out << p.err);
+  REQUIRE(p.code == 0);
+  CHECK(p.out.find(out + "/seven.pgm,0,7,") != std::string::npos);
+  CHECK(p.out.find(out + "/seven-big.pgm,0,7,") != std::string::npos);
+
+  std::ofstream(out + "/broken.pgm") << "P5\n28 28\n255\nshort";
+  RunResult bad = run_mnistctl({"predict", "--model", out, "--input", out + "/broken.pgm"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("broken.pgm") != std::string::npos);
+}
+
 TEST_CASE("resume after an interruption gives exactly the weights of an uninterrupted run") {
   std::string root = data_root("cli-resume");
   REQUIRE_MNIST(root);
   std::string whole = scratch_dir("cli-resume-whole"), split = scratch_dir("cli-resume-split");
-  REQUIRE(run_mnistctl(quick_mlp(root, whole, 2)).code == 0);
+  // Momentum (optimizer state in the checkpoint), dropout (masks from the step counter) and a
+  // batch size that leaves a smaller last batch: everything resume must carry over.
+  std::string cfg = scratch_dir("cli-resume-config") + "/mlp-dropout.yaml";
+  std::ofstream(cfg) << "name: mlp-dropout\nnetwork:\n  layers:\n    - {type: flatten}\n"
+                        "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: relu}\n"
+                        "    - {type: dropout, p: 0.2}\n    - {type: fully_connected, num_hidden: 10}\n"
+                        "    - {type: softmax_output}\ninit: {type: xavier}\n"
+                        "train: {batch_size: 64, momentum: 0.9, log_interval: 10}\n";
+  auto recipe = [&](const std::string& out, int epochs) {
+    return std::vector<std::string>{"train", "--config", cfg, "--data-dir", root, "--out", out, "--epochs",
+                                    std::to_string(epochs), "--threads", "2", "--set", "data.train_limit=6000"};
+  };
+  REQUIRE(run_mnistctl(recipe(whole, 2)).code == 0);
 
   // Ctrl-C in the middle of the first epoch: exit 130 with a checkpoint.
   bool sent = false;
-  RunResult r = run_mnistctl(quick_mlp(root, split, 2), [&](const std::string& line, pid_t pid) {
+  RunResult r = run_mnistctl(recipe(split, 2), [&](const std::string& line, pid_t pid) {
     if (!sent && line.find("Batch[20/") != std::string::npos) {
       kill(pid, SIGINT);
       sent = true;
@@ -153,10 +198,11 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
   REQUIRE(resumed.code == 0);
   CHECK(resumed.out.find("resuming") != std::string::npos);
   require_same_weights(whole + "/last.ckpt", split + "/last.ckpt");
+  CHECK(weights(split + "/last.ckpt").size() == 8);  // 4 parameters and their momentum
 
   // Extending a finished run by an epoch with --resume --epochs equals training 3 at once.
   std::string three = scratch_dir("cli-resume-three");
-  REQUIRE(run_mnistctl(quick_mlp(root, three, 3)).code == 0);
+  REQUIRE(run_mnistctl(recipe(three, 3)).code == 0);
   REQUIRE(run_mnistctl({"train", "--out", whole, "--data-dir", root, "--resume", "--epochs", "3", "--threads", "2"})
               .code == 0);
   require_same_weights(three + "/last.ckpt", whole + "/last.ckpt");

@@ -3,7 +3,6 @@
 // standard activations) are in cudnn_ops.cpp; the design is described in cuda_backend.h.
 #include "backend/cuda/cuda_backend.h"
 
-#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -17,20 +16,6 @@
 #include "core/error.h"
 
 namespace mnistctl::cuda {
-namespace {
-
-void require(bool ok, const char* op, const std::string& what) {
-  if (!ok) throw RuntimeError(std::string(op) + ": " + what);
-}
-
-// cuBLAS takes int extents.
-int blas_int(int64_t v, const char* op) {
-  require(v >= 0 && v <= INT_MAX, op, "extent " + std::to_string(v) + " exceeds cuBLAS's int range");
-  return static_cast<int>(v);
-}
-
-}  // namespace
-
 // ---- device context -----------------------------------------------------------------
 
 DeviceContext::DeviceContext(int dev, bool allow_tf32) : device(dev) {
@@ -212,9 +197,9 @@ void CudaBackend::fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, 
     launch_bias_rows(b->data, d.n, d.out, y.data, ctx_->stream);
     beta = 1.0f;
   }
-  check_cublas(cublasSgemm(ctx_->cublas, CUBLAS_OP_T, CUBLAS_OP_N, blas_int(d.out, op),
-                           blas_int(d.n, op), blas_int(d.in, op), &one, w.data, blas_int(d.in, op),
-                           x.data, blas_int(d.in, op), &beta, y.data, blas_int(d.out, op)),
+  check_cublas(cublasSgemm(ctx_->cublas, CUBLAS_OP_T, CUBLAS_OP_N, to_int(d.out, op),
+                           to_int(d.n, op), to_int(d.in, op), &one, w.data, to_int(d.in, op),
+                           x.data, to_int(d.in, op), &beta, y.data, to_int(d.out, op)),
                op, "cublasSgemm");
 }
 
@@ -225,9 +210,9 @@ void CudaBackend::fc_backward_data(const FcDesc& d, const Tensor& dy, const Tens
   opcheck::numel(op, "w", w, d.out * d.in);
   opcheck::numel(op, "dx", dx, d.n * d.in);
   float one = 1.0f, zero = 0.0f;
-  check_cublas(cublasSgemm(ctx_->cublas, CUBLAS_OP_N, CUBLAS_OP_N, blas_int(d.in, op),
-                           blas_int(d.n, op), blas_int(d.out, op), &one, w.data, blas_int(d.in, op),
-                           dy.data, blas_int(d.out, op), &zero, dx.data, blas_int(d.in, op)),
+  check_cublas(cublasSgemm(ctx_->cublas, CUBLAS_OP_N, CUBLAS_OP_N, to_int(d.in, op),
+                           to_int(d.n, op), to_int(d.out, op), &one, w.data, to_int(d.in, op),
+                           dy.data, to_int(d.out, op), &zero, dx.data, to_int(d.in, op)),
                op, "cublasSgemm");
 }
 
@@ -240,18 +225,18 @@ void CudaBackend::fc_backward_weights(const FcDesc& d, const Tensor& x, const Te
   opcheck::numel(op, "dw", dw, d.out * d.in);
   if (db) opcheck::numel(op, "db", *db, d.out);
   float one = 1.0f, zero = 0.0f;
-  check_cublas(cublasSgemm(ctx_->cublas, CUBLAS_OP_N, CUBLAS_OP_T, blas_int(d.in, op),
-                             blas_int(d.out, op), blas_int(d.n, op), &one, x.data, blas_int(d.in, op),
-                             dy.data, blas_int(d.out, op), &zero, dw.data, blas_int(d.in, op)),
-                 op, "cublasSgemm");
+  check_cublas(cublasSgemm(ctx_->cublas, CUBLAS_OP_N, CUBLAS_OP_T, to_int(d.in, op),
+                           to_int(d.out, op), to_int(d.n, op), &one, x.data, to_int(d.in, op),
+                           dy.data, to_int(d.out, op), &zero, dw.data, to_int(d.in, op)),
+               op, "cublasSgemm");
   if (db) {
     size_t need = static_cast<size_t>(d.n) * sizeof(float);
     if (need > ones_bytes_) {
       float* ones = static_cast<float*>(scratch(ones_, ones_bytes_, need, op));
       launch_fill(ones, d.n, 1.0f, ctx_->stream);
     }
-    check_cublas(cublasSgemv(ctx_->cublas, CUBLAS_OP_N, blas_int(d.out, op), blas_int(d.n, op), &one,
-                             dy.data, blas_int(d.out, op), static_cast<const float*>(ones_.get()), 1,
+    check_cublas(cublasSgemv(ctx_->cublas, CUBLAS_OP_N, to_int(d.out, op), to_int(d.n, op), &one,
+                             dy.data, to_int(d.out, op), static_cast<const float*>(ones_.get()), 1,
                              &zero, db->data, 1),
                  op, "cublasSgemv");
   }

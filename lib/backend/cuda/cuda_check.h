@@ -11,6 +11,8 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
+#include <climits>
+#include <cstdint>
 #include <string>
 
 #include "core/error.h"
@@ -31,6 +33,17 @@ inline void check_cudnn(cudnnStatus_t s, const char* op, const char* call) {
 
 inline void check_cublas(cublasStatus_t s, const char* op, const char* call) {
   if (s != CUBLAS_STATUS_SUCCESS) throw RuntimeError(op_error(op, call, cublasGetStatusString(s)));
+}
+
+// An argument check of an op: RuntimeError "op: what" when it fails.
+inline void require(bool ok, const char* op, const std::string& what) {
+  if (!ok) throw RuntimeError(std::string(op) + ": " + what);
+}
+
+// cuDNN and cuBLAS take int extents.
+inline int to_int(int64_t v, const char* op) {
+  require(v >= 0 && v <= INT_MAX, op, "extent " + std::to_string(v) + " exceeds the int range of cuDNN/cuBLAS");
+  return static_cast<int>(v);
 }
 
 // After a kernel launch: catches bad launch configurations at once (no sync); faults

@@ -13,17 +13,14 @@ namespace mnistctl::cuda {
 namespace {
 
 __global__ void fill_kernel(float* x, int64_t n, float value) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    x[i] = value;
+  MNISTCTL_GRID_STRIDE(i, n) { x[i] = value; }
 }
 
 __global__ void gather_kernel(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
                               int64_t num_samples, const int32_t* order, int64_t first, int64_t n,
                               float* x, float* labels) {
   int64_t total = n * sample_size;
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total;
-       t += int64_t(gridDim.x) * blockDim.x) {
+  MNISTCTL_GRID_STRIDE(t, total) {
     int64_t i = t / sample_size, k = t - i * sample_size;
     int64_t idx = order[first + i];
     bool ok = idx >= 0 && idx < num_samples;
@@ -34,9 +31,7 @@ __global__ void gather_kernel(const uint8_t* images, const uint8_t* labels_u8, i
 
 __global__ void bias_rows_kernel(const float* b, int64_t rows, int64_t cols, float* y) {
   int64_t total = rows * cols;
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total;
-       t += int64_t(gridDim.x) * blockDim.x)
-    y[t] = b[t % cols];
+  MNISTCTL_GRID_STRIDE(t, total) { y[t] = b[t % cols]; }
 }
 
 }  // namespace

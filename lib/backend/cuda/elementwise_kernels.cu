@@ -12,24 +12,20 @@
 namespace mnistctl::cuda {
 namespace {
 
-#define GRID_STRIDE(i, n)                                                          \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
-       i += int64_t(gridDim.x) * blockDim.x)
-
 __global__ void softrelu_forward_kernel(const float* x, float* y, int64_t n) {
-  GRID_STRIDE(i, n) {
+  MNISTCTL_GRID_STRIDE(i, n) {
     float v = x[i];
     y[i] = fmaxf(v, 0.0f) + log1pf(expf(-fabsf(v)));
   }
 }
 
 __global__ void softrelu_backward_kernel(const float* x, const float* dy, float* dx, int64_t n) {
-  GRID_STRIDE(i, n) { dx[i] = dy[i] / (1.0f + expf(-x[i])); }
+  MNISTCTL_GRID_STRIDE(i, n) { dx[i] = dy[i] / (1.0f + expf(-x[i])); }
 }
 
 __global__ void dropout_kernel(float p, float keep_scale, uint64_t seed, uint64_t counter, const float* x, float* y,
                                float* mask, int64_t n) {
-  GRID_STRIDE(i, n) {
+  MNISTCTL_GRID_STRIDE(i, n) {
     float m = hash_uniform(seed, counter + uint64_t(i)) >= p ? keep_scale : 0.0f;
     mask[i] = m;
     y[i] = x[i] * m;
@@ -37,7 +33,7 @@ __global__ void dropout_kernel(float p, float keep_scale, uint64_t seed, uint64_
 }
 
 __global__ void mul_kernel(const float* a, const float* b, float* out, int64_t n) {
-  GRID_STRIDE(i, n) { out[i] = a[i] * b[i]; }
+  MNISTCTL_GRID_STRIDE(i, n) { out[i] = a[i] * b[i]; }
 }
 
 }  // namespace

@@ -12,6 +12,12 @@ namespace mnistctl::cuda {
 
 constexpr int kThreads = 256;
 
+// for (int64_t i = first index of this thread; i < n; i += all threads of the grid)
+// (for .cu files only: it uses the kernel built-ins).
+#define MNISTCTL_GRID_STRIDE(i, n)                                                     \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
+       i += int64_t(gridDim.x) * blockDim.x)
+
 inline unsigned grid_for(int64_t n) {
   int64_t blocks = (n + kThreads - 1) / kThreads;
   if (blocks < 1) blocks = 1;

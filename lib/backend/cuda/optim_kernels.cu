@@ -13,8 +13,7 @@ namespace {
 
 __global__ void sgd_kernel(float* w, const float* g, float* mom, int64_t n, float lr,
                            float momentum, float wd) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MNISTCTL_GRID_STRIDE(i, n) {
     float gi = g[i] + wd * w[i];
     if (mom) {
       float m = momentum * mom[i] - lr * gi;
@@ -28,8 +27,7 @@ __global__ void sgd_kernel(float* w, const float* g, float* mom, int64_t n, floa
 
 __global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_t n, float lr,
                             float beta1, float beta2, float eps, float wd, float bc1, float bc2) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MNISTCTL_GRID_STRIDE(i, n) {
     float gi = g[i] + wd * w[i];
     float mi = beta1 * m[i] + (1.0f - beta1) * gi;
     float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;

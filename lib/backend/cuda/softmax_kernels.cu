@@ -23,8 +23,7 @@ __device__ inline int label_index(const float* labels, int64_t i, int64_t c) {
 
 __global__ void softmax_rows_kernel(const float* logits, const float* labels, int64_t n, int64_t c,
                                     float* probs, float* row_stats) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MNISTCTL_GRID_STRIDE(i, n) {
     const float* z = logits + i * c;
     float* p = probs + i * c;
     float mx = z[0];
@@ -79,8 +78,7 @@ __global__ void metrics_reduce_kernel(const float* row_stats, int64_t n, float* 
 __global__ void softmax_backward_kernel(const float* probs, const float* labels, int64_t n,
                                         int64_t c, float scale, float* dlogits) {
   int64_t total = n * c;
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total;
-       t += int64_t(gridDim.x) * blockDim.x) {
+  MNISTCTL_GRID_STRIDE(t, total) {
     int64_t i = t / c, j = t - i * c;
     float onehot = label_index(labels, i, c) == j ? 1.0f : 0.0f;
     dlogits[t] = (probs[t] - onehot) * scale;

@@ -22,9 +22,9 @@ class Dropout : public Layer {
       return;
     }
     Tensor m = mask_.view(x.shape);
-    // Distinct counters per layer: the layer's position is folded into the seed.
-    be.dropout_forward(p_, pass.seed ^ name_hash(), pass.counter * x.numel(), x,
-                       y, m);
+    // Distinct masks per layer (its name is folded into the seed) and per step (each step
+    // owns a full batch's range of counters, also when its batch is the smaller last one).
+    be.dropout_forward(p_, pass.seed ^ name_hash(), pass.counter * static_cast<uint64_t>(mask_.numel()), x, y, m);
     active_ = true;
   }
   void backward(Backend& be, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) override {

@@ -1,0 +1,78 @@
+// core: the RNG's output is the specified one (so shuffles and weights are the same on
+// every machine), atomic writes, JSON strings, shapes.
+#include <filesystem>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/json.h"
+#include "core/rng.h"
+#include "core/shape.h"
+#include "test_util.h"
+
+using namespace mnistctl;
+
+TEST_CASE("Pcg32 reproduces the reference PCG32 output") {
+  // pcg32-demo from the PCG reference implementation: pcg32_srandom_r(&rng, 42u, 54u).
+  Pcg32 rng(42, 54);
+  const uint32_t expected[] = {0xa15c02b7u, 0x7b47f409u, 0xba1d3330u, 0x83d2f293u, 0xbfa4784bu, 0xcbed606eu};
+  for (uint32_t e : expected) CHECK(rng.next_u32() == e);
+}
+
+TEST_CASE("Pcg32 bounded draws are uniform and in range") {
+  Pcg32 rng(7);
+  std::vector<int> counts(10, 0);
+  for (int i = 0; i < 100000; ++i) {
+    uint32_t v = rng.below(10);
+    REQUIRE(v < 10);
+    ++counts[v];
+  }
+  for (int c : counts) CHECK(std::abs(c - 10000) < 500);  // about 5 standard deviations
+  for (int i = 0; i < 1000; ++i) {
+    float u = rng.uniform();
+    REQUIRE(u >= 0.0f);
+    REQUIRE(u < 1.0f);
+  }
+}
+
+TEST_CASE("hash_uniform is a pure function of seed and counter") {
+  CHECK(hash_uniform(1, 2) == hash_uniform(1, 2));
+  CHECK(hash_uniform(1, 2) != hash_uniform(1, 3));
+  CHECK(hash_uniform(1, 2) != hash_uniform(2, 2));
+  double mean = 0;
+  for (uint64_t i = 0; i < 100000; ++i) mean += hash_uniform(99, i);
+  CHECK(mean / 100000 == Approx(0.5).margin(0.01));
+}
+
+TEST_CASE("write_file_atomic replaces a file whole and leaves no temporary behind") {
+  std::string dir = test::scratch_dir("core-atomic");
+  std::string path = dir + "/f.txt";
+  write_file_atomic(path, std::string("first version, longer"));
+  write_file_atomic(path, std::string("second"));
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text == "second");
+  int files = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) files += e.is_regular_file();
+  CHECK(files == 1);
+  CHECK_THROWS_AS(write_file_atomic(dir + "/no/such/folder/f", std::string("x")), Error);
+  try {
+    read_file(dir + "/missing");
+  } catch (const Error& e) {
+    CHECK(e.code() == kExitUsage);
+    CHECK(std::string(e.what()).find("missing") != std::string::npos);
+  }
+}
+
+TEST_CASE("json_string escapes quotes and control characters") {
+  CHECK(json_string("a\"b\\c\n") == "\"a\\\"b\\\\c\\u000a\"");
+}
+
+TEST_CASE("Shape arithmetic") {
+  Shape s{100, 1, 28, 28};
+  CHECK(s.numel() == 78400);
+  CHECK(s.per_sample() == 784);
+  CHECK(s.str() == "100x1x28x28");
+}
