@@ -1,18 +1,17 @@
 // The CPU backend (--ctx cpu) on oneDNN 2.6.
 //
-// Convolution, inner product (fully connected), pooling and the activations run as oneDNN
-// primitives. oneDNN's expensive part is making a primitive (JIT code generation, layout
-// choice), so every primitive, its primitive_desc, its memory objects and its argument map
-// are made once per descriptor and kept in a cache keyed by every field that shapes them;
-// a call then only points the memory objects at the caller's buffers (set_data_handle) and
-// executes. The layouts at the Backend boundary are plain (NCHW, KCRS, (out,in)).
-// Convolution and inner product are made with format_tag::any, so oneDNN picks its fast
-// kernels (blocked nChw16c / AB16b64a layouts, jit:avx512 and brgemm instead of the gemm
-// fallback it uses for plain layouts), and the arguments are reordered at the op boundary
-// through scratch buffers cached with the primitive. bench_ops measured this faster for
-// LeNet's and the MLP's shapes (2 threads, LeNet step 19 ms vs 29 ms with plain layouts,
-// MLP 0.41 ms vs 0.48 ms). MNISTCTL_DNNL_LAYOUT=plain|conv|fc (any layouts for none, for
-// conv only, for fc only) selects the other policies for such measurements.
+// Convolution, inner product (fully connected) and the activations run as oneDNN
+// primitives; pooling is plain OpenMP loops (pool_kernels.cpp: oneDNN's pooling is slow on
+// plain layouts). oneDNN's expensive part is making a primitive (JIT code generation,
+// layout choice), so every primitive, its primitive_desc, its memory objects and its
+// argument map are made once per descriptor and kept in a cache keyed by every field that
+// shapes them; a call then only points the memory objects at the caller's buffers
+// (set_data_handle) and executes. The layouts at the Backend boundary are plain (NCHW,
+// KCRS, (out,in)). Inside, convolution runs on nhwc or oneDNN's blocked layouts (see
+// act_md), with the arguments reordered at the op boundary through scratch buffers cached
+// with the primitive; inner product runs on the plain layouts (see fc_md).
+// MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts for
+// measurements with bench_ops.
 //
 // Threads: Debian's libdnnl is built with DNNL_CPU_RUNTIME=OMP, so oneDNN runs on the
 // OpenMP pool and takes its thread count from omp_get_max_threads(). The backend sets it
@@ -25,6 +24,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +35,7 @@
 #include <fmt/format.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "backend/cpu/pool_kernels.h"
 #include "backend/ref/op_checks.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -104,7 +105,6 @@ struct Op {
   std::unordered_map<int, memory> args;
   Arg a, b, c;        // the op's tensor arguments (which is which: see each op)
   memory bias;        // plain (k) bias or diff-bias, when the op has one
-  size_t ws_bytes = 0;
 };
 
 std::string conv_key(const char* what, const ConvDesc& d, bool bias) {
@@ -118,12 +118,15 @@ class DnnlBackend final : public Backend {
       : threads_(threads > 0 ? threads : usable_cores()),
         eng_(dnnl::engine::kind::cpu, 0),
         strm_(eng_) {
-    // Tuning knob for bench_ops: "plain", "conv" or "fc" (which ops get layout any);
-    // unset or anything else: both (the measured fastest).
+    // Tuning knob for bench_ops: "plain", "blocked" or "nhwc" (that convolution layout for
+    // every shape); unset or anything else: the default
+    // policy (act_md).
     const char* env = std::getenv("MNISTCTL_DNNL_LAYOUT");
-    const std::string layout = env ? env : "any";
-    any_conv_ = layout != "plain" && layout != "fc";
-    any_fc_ = layout != "plain" && layout != "conv";
+    layout_name_ = env ? env : "";
+    if (layout_name_ == "plain") conv_layout_ = ConvLayout::plain;
+    else if (layout_name_ == "blocked") conv_layout_ = ConvLayout::blocked;
+    else if (layout_name_ == "nhwc") conv_layout_ = ConvLayout::nhwc;
+    else layout_name_.clear();
     set_threads();
   }
 
@@ -131,8 +134,7 @@ class DnnlBackend final : public Backend {
     const dnnl_version_t* v = dnnl::version();
     return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{})", v->major, v->minor, v->patch,
                        threads_, threads_ == 1 ? "" : "s",
-                       any_conv_ && any_fc_ ? ""
-                       : fmt::format(", layout any:{}{}", any_conv_ ? " conv" : "", any_fc_ ? " fc" : " none"));
+                       layout_name_.empty() ? "" : ", layout " + layout_name_);
   }
 
   // ---- memory ------------------------------------------------------------------------
@@ -319,8 +321,8 @@ class DnnlBackend final : public Backend {
     Op& op = cached(conv_key("conv_bwd_data", d, false), [&] {
       auto hint = conv_fwd_pd(d, false);
       dnnl::convolution_backward_data::desc desc(
-          dnnl::algorithm::convolution_direct, act_md(d.n, d.c, d.h, d.w),
-          weight_md(d), act_md(d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw},
+          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w),
+          weight_md(d), act_md(d, d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw},
           {d.ph, d.pw});
       dnnl::convolution_backward_data::primitive_desc pd(desc, eng_, hint);
       auto o = std::make_unique<Op>();
@@ -345,8 +347,8 @@ class DnnlBackend final : public Backend {
     Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr), [&] {
       auto hint = conv_fwd_pd(d, db != nullptr);
       dnnl::convolution_backward_weights::desc desc(
-          dnnl::algorithm::convolution_direct, act_md(d.n, d.c, d.h, d.w), weight_md(d),
-          db ? plain_md({d.k}, tag::a) : memory::desc(), act_md(d.n, d.k, d.oh(), d.ow()),
+          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w), weight_md(d),
+          db ? plain_md({d.k}, tag::a) : memory::desc(), act_md(d, d.n, d.k, d.oh(), d.ow()),
           {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
       dnnl::convolution_backward_weights::primitive_desc pd(desc, eng_, hint);
       auto o = std::make_unique<Op>();
@@ -364,61 +366,26 @@ class DnnlBackend final : public Backend {
     strm_.wait();
   }
 
-  // ---- pooling (plain NCHW: oneDNN pooling follows its input's layout) ----------------
-  // Forward: a = src, c = dst, workspace from the caller. Backward: a = diff_src, c = diff_dst.
+  // ---- pooling (plain NCHW, OpenMP loops in pool_kernels.cpp) --------------------------
+  // Max pooling keeps one int32 argmax index per output in the caller's workspace.
   Buffer pool_workspace(const PoolDesc& d) override {
-    opcheck::pool("pool_workspace", d);
-    set_threads();
-    size_t bytes = pool_fwd(d).ws_bytes;
+    check_pool_desc("pool_workspace", d);
+    size_t bytes = cpu::pool_workspace_bytes(d);
     return bytes ? alloc_bytes(bytes) : Buffer{};
   }
 
   void pool_forward(const PoolDesc& d, const Tensor& x, Tensor& y, Buffer& ws) override {
     check_pool("pool_forward", d, x, y);
-    set_threads();
-    Op& op = pool_fwd(d);
-    if (ws.bytes < op.ws_bytes)
-      throw RuntimeError(fmt::format("pool_forward: workspace of {} bytes, {} needed (make it with pool_workspace)",
-                                     ws.bytes, op.ws_bytes));
-    op.a.user.set_data_handle(x.data);
-    op.c.user.set_data_handle(y.data);
-    if (op.ws_bytes) op.bias.set_data_handle(ws.data);  // `bias` holds the workspace memory
-    op.prim.execute(strm_, op.args);
-    strm_.wait();
+    check_pool_ws("pool_forward", d, ws);
+    cpu::pool_forward(d, x.data, y.data, static_cast<int32_t*>(ws.data), threads_);
   }
 
   void pool_backward(const PoolDesc& d, const Tensor& x, const Tensor& y, const Tensor& dy,
                      const Buffer& ws, Tensor& dx) override {
     check_pool("pool_backward", d, x, y);
     check_pool("pool_backward", d, dx, dy);
-    set_threads();
-    Op& fwd = pool_fwd(d);
-    if (ws.bytes < fwd.ws_bytes)
-      throw RuntimeError(fmt::format("pool_backward: workspace of {} bytes, {} needed (the one pool_forward filled)",
-                                     ws.bytes, fwd.ws_bytes));
-    Op& op = cached(pool_key("pool_bwd", d), [&] {
-      auto hint = pool_fwd_pd(d);
-      dnnl::pooling_backward::desc desc(pool_alg(d), act_md(d.n, d.c, d.h, d.w),
-                                        act_md(d.n, d.c, d.oh(), d.ow()), {d.sh, d.sw},
-                                        {d.kh, d.kw}, {d.ph, d.pw}, {d.ph, d.pw});
-      dnnl::pooling_backward::primitive_desc pd(desc, eng_, hint);
-      auto o = std::make_unique<Op>();
-      o->prim = dnnl::pooling_backward(pd);
-      o->a.init(eng_, pd.diff_src_desc(), pd.diff_src_desc());
-      o->c.init(eng_, pd.diff_dst_desc(), pd.diff_dst_desc());
-      o->args = {{DNNL_ARG_DIFF_SRC, o->a.prim}, {DNNL_ARG_DIFF_DST, o->c.prim}};
-      o->ws_bytes = hint.workspace_desc().get_size();
-      if (o->ws_bytes) {
-        o->bias = memory(hint.workspace_desc(), eng_, DNNL_MEMORY_NONE);
-        o->args[DNNL_ARG_WORKSPACE] = o->bias;
-      }
-      return o;
-    });
-    op.a.user.set_data_handle(dx.data);
-    op.c.user.set_data_handle(dy.data);
-    if (op.ws_bytes) op.bias.set_data_handle(ws.data);
-    op.prim.execute(strm_, op.args);
-    strm_.wait();
+    check_pool_ws("pool_backward", d, ws);
+    cpu::pool_backward(d, dy.data, static_cast<const int32_t*>(ws.data), dx.data, threads_);
   }
 
   // ---- elementwise ---------------------------------------------------------------------
@@ -674,22 +641,34 @@ class DnnlBackend final : public Backend {
     }
   }
 
-  memory::desc act_md(int64_t n, int64_t c, int64_t h, int64_t w) const {
-    return any_conv_ ? any_md({n, c, h, w}) : plain_md({n, c, h, w}, tag::nchw);
+  // Convolution activations: blocked (nChw16c, oneDNN's choice through `any`) when the
+  // input has one channel (the first layer: its source stays plain and the blocked
+  // kernels are the fastest), nhwc otherwise: blocked pads the channels to a multiple of
+  // 16, which for LeNet's conv2 (20 -> 50) wastes half the work, while nhwc pads nothing
+  // and gets oneDNN's brgemm convolution. Measured (1 thread, this repo's bench) conv2
+  // fwd/bwd-data/bwd-weights 2.2/3.1/2.4 ms nhwc vs 4.0/3.9/4.3 ms blocked.
+  memory::desc act_md(const ConvDesc& d, int64_t n, int64_t c, int64_t h, int64_t w) const {
+    if (conv_layout_ == ConvLayout::plain) return plain_md({n, c, h, w}, tag::nchw);
+    if (conv_layout_ == ConvLayout::nhwc || (conv_layout_ == ConvLayout::auto_ && d.c > 1))
+      return plain_md({n, c, h, w}, tag::nhwc);
+    return any_md({n, c, h, w});
   }
   memory::desc weight_md(const ConvDesc& d) const {
-    return any_conv_ ? any_md({d.k, d.c, d.kh, d.kw}) : plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw);
+    return conv_layout_ != ConvLayout::plain ? any_md({d.k, d.c, d.kh, d.kw}) : plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw);
   }
-  memory::desc fc_md(int64_t rows, int64_t cols) const {
-    // (n, in) / (n, out) activations are "nc"; (out, in) weights are "oi": the same layout.
-    return any_fc_ ? any_md({rows, cols}) : plain_md({rows, cols}, tag::ab);
-  }
+  // Inner product runs on the plain layouts ((n, in) / (n, out) activations are "nc",
+  // (out, in) weights "oi": both "ab"), where oneDNN uses its gemm. Its brgemm kernels
+  // (format_tag::any) want AB16b64a weights, and the reorders of the weights (in) and
+  // their gradient (out) on every call cost more than brgemm saves: measured here
+  // (1 thread) LeNet fc1 fwd + bwd-data + bwd-weights 1.44 ms plain vs 2.02 ms any, the MLP
+  // step 0.32 ms vs 0.39 ms.
+  static memory::desc fc_md(int64_t rows, int64_t cols) { return plain_md({rows, cols}, tag::ab); }
 
   dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDesc& d, bool bias) {
     dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-        act_md(d.n, d.c, d.h, d.w), weight_md(d), bias ? plain_md({d.k}, tag::a) : memory::desc(),
-        act_md(d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
+        act_md(d, d.n, d.c, d.h, d.w), weight_md(d), bias ? plain_md({d.k}, tag::a) : memory::desc(),
+        act_md(d, d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
     return dnnl::convolution_forward::primitive_desc(desc, eng_);
   }
 
@@ -709,43 +688,22 @@ class DnnlBackend final : public Backend {
     opcheck::numel(op, "y/dy", y, d.n * d.k * d.oh() * d.ow());
   }
 
-  void check_pool(const char* op, const PoolDesc& d, const Tensor& x, const Tensor& y) {
+  // The argmax indices are int32 offsets within an input plane.
+  static void check_pool_desc(const char* op, const PoolDesc& d) {
     opcheck::pool(op, d);
+    if (d.h * d.w > INT32_MAX)
+      throw RuntimeError(fmt::format("{}: input plane {}x{} too large for int32 indices", op, d.h, d.w));
+  }
+  static void check_pool(const char* op, const PoolDesc& d, const Tensor& x, const Tensor& y) {
+    check_pool_desc(op, d);
     opcheck::numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
     opcheck::numel(op, "y/dy", y, d.n * d.c * d.oh() * d.ow());
   }
-
-  static std::string pool_key(const char* what, const PoolDesc& d) {
-    return fmt::format("{}:{}:{},{},{},{}:{},{}:{},{}:{},{}", what, static_cast<int>(d.type), d.n,
-                       d.c, d.h, d.w, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw);
-  }
-  static dnnl::algorithm pool_alg(const PoolDesc& d) {
-    return d.type == PoolType::max ? dnnl::algorithm::pooling_max
-                                   : dnnl::algorithm::pooling_avg_include_padding;
-  }
-  // Pooling is always plain NCHW (it follows its input's layout; the neighbours are plain).
-  dnnl::pooling_forward::primitive_desc pool_fwd_pd(const PoolDesc& d) {
-    dnnl::pooling_forward::desc desc(dnnl::prop_kind::forward_training, pool_alg(d),
-                                     plain_md({d.n, d.c, d.h, d.w}, tag::nchw),
-                                     plain_md({d.n, d.c, d.oh(), d.ow()}, tag::nchw),
-                                     {d.sh, d.sw}, {d.kh, d.kw}, {d.ph, d.pw}, {d.ph, d.pw});
-    return dnnl::pooling_forward::primitive_desc(desc, eng_);
-  }
-  Op& pool_fwd(const PoolDesc& d) {
-    return cached(pool_key("pool_fwd", d), [&] {
-      auto pd = pool_fwd_pd(d);
-      auto o = std::make_unique<Op>();
-      o->prim = dnnl::pooling_forward(pd);
-      o->a.init(eng_, pd.src_desc(), pd.src_desc());
-      o->c.init(eng_, pd.dst_desc(), pd.dst_desc());
-      o->args = {{DNNL_ARG_SRC, o->a.prim}, {DNNL_ARG_DST, o->c.prim}};
-      o->ws_bytes = pd.workspace_desc().get_size();
-      if (o->ws_bytes) {
-        o->bias = memory(pd.workspace_desc(), eng_, DNNL_MEMORY_NONE);
-        o->args[DNNL_ARG_WORKSPACE] = o->bias;
-      }
-      return o;
-    });
+  static void check_pool_ws(const char* op, const PoolDesc& d, const Buffer& ws) {
+    const size_t need = cpu::pool_workspace_bytes(d);
+    if (ws.bytes < need || (need && !ws.data))
+      throw RuntimeError(fmt::format("{}: workspace of {} bytes, {} needed (make it with pool_workspace)",
+                                     op, ws.bytes, need));
   }
 
   static bool uses_dst(ActType a) { return a != ActType::softrelu; }
@@ -765,7 +723,9 @@ class DnnlBackend final : public Backend {
   }
 
   int threads_;
-  bool any_conv_ = false, any_fc_ = false;
+  enum class ConvLayout { auto_, plain, blocked, nhwc };
+  ConvLayout conv_layout_ = ConvLayout::auto_;
+  std::string layout_name_;  // the MNISTCTL_DNNL_LAYOUT override, empty for the default
   dnnl::engine eng_;
   dnnl::stream strm_;
   std::unordered_map<std::string, std::unique_ptr<Op>> cache_;

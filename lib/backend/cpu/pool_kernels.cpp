@@ -1,0 +1,198 @@
+// Pooling loops for the CPU backend (see pool_kernels.h). Every loop runs over image
+// planes (n*c of them) with a static schedule, and each plane is written by one thread
+// only, so results do not depend on the thread count.
+#include "backend/cpu/pool_kernels.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace mnistctl::cpu {
+namespace {
+
+// Below this many input elements the loops run on one thread: waking the pool costs more.
+constexpr int64_t kParallelMin = 1 << 14;
+
+bool is_2x2_s2(const PoolDesc& d) {
+  return d.kh == 2 && d.kw == 2 && d.sh == 2 && d.sw == 2 && d.ph == 0 && d.pw == 0;
+}
+
+// Index within the plane of the first maximum of window (oy, ox); padding never wins
+// (the reference backend's rule). Every window touches the input (opcheck::pool).
+inline int32_t window_argmax(const PoolDesc& d, const float* plane, int64_t oy, int64_t ox) {
+  int64_t best = -1;
+  for (int64_t r = 0; r < d.kh; ++r) {
+    const int64_t iy = oy * d.sh - d.ph + r;
+    if (iy < 0 || iy >= d.h) continue;
+    for (int64_t q = 0; q < d.kw; ++q) {
+      const int64_t ix = ox * d.sw - d.pw + q;
+      if (ix < 0 || ix >= d.w) continue;
+      const int64_t i = iy * d.w + ix;
+      if (best < 0 || plane[i] > plane[best]) best = i;
+    }
+  }
+  return static_cast<int32_t>(best);
+}
+
+// 2x2 stride 2: each output reads two adjacent pairs; the comparisons keep the reference's
+// order (row by row, left to right, strictly greater replaces).
+void max_2x2_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, int threads) {
+  const int64_t H = d.h, W = d.w, OH = d.oh(), OW = d.ow(), planes = d.n * d.c;
+#pragma omp parallel for schedule(static) num_threads(threads) if (planes * H * W >= kParallelMin)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * H * W;
+    float* yp = y + p * OH * OW;
+    int32_t* wp = ws + p * OH * OW;
+    for (int64_t oy = 0; oy < OH; ++oy) {
+      const float* r0 = xp + (2 * oy) * W;
+      const float* r1 = r0 + W;
+      const int32_t base = static_cast<int32_t>(2 * oy * W);
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        const int64_t ix = 2 * ox;
+        float best = r0[ix];
+        int32_t at = base + static_cast<int32_t>(ix);
+        if (r0[ix + 1] > best) best = r0[ix + 1], at = base + static_cast<int32_t>(ix + 1);
+        if (r1[ix] > best) best = r1[ix], at = base + static_cast<int32_t>(W + ix);
+        if (r1[ix + 1] > best) best = r1[ix + 1], at = base + static_cast<int32_t>(W + ix + 1);
+        yp[oy * OW + ox] = best;
+        wp[oy * OW + ox] = at;
+      }
+    }
+  }
+}
+
+void avg_2x2_forward(const PoolDesc& d, const float* x, float* y, int threads) {
+  const int64_t H = d.h, W = d.w, OH = d.oh(), OW = d.ow(), planes = d.n * d.c;
+#pragma omp parallel for schedule(static) num_threads(threads) if (planes * H * W >= kParallelMin)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * H * W;
+    float* yp = y + p * OH * OW;
+    for (int64_t oy = 0; oy < OH; ++oy) {
+      const float* r0 = xp + (2 * oy) * W;
+      const float* r1 = r0 + W;
+      for (int64_t ox = 0; ox < OW; ++ox)
+        yp[oy * OW + ox] = ((r0[2 * ox] + r0[2 * ox + 1]) + (r1[2 * ox] + r1[2 * ox + 1])) * 0.25f;
+    }
+  }
+}
+
+// 2x2 stride 2 backward: windows do not overlap, so every input cell gets at most one
+// value and dx is written once, no accumulation.
+void max_2x2_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx,
+                      int threads) {
+  const int64_t H = d.h, W = d.w, OH = d.oh(), OW = d.ow(), planes = d.n * d.c;
+#pragma omp parallel for schedule(static) num_threads(threads) if (planes * H * W >= kParallelMin)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* dp = dx + p * H * W;
+    const float* gp = dy + p * OH * OW;
+    const int32_t* wp = ws + p * OH * OW;
+    std::fill(dp, dp + H * W, 0.0f);
+    for (int64_t i = 0; i < OH * OW; ++i) dp[wp[i]] = gp[i];
+  }
+}
+
+void avg_2x2_backward(const PoolDesc& d, const float* dy, float* dx, int threads) {
+  const int64_t H = d.h, W = d.w, OH = d.oh(), OW = d.ow(), planes = d.n * d.c;
+#pragma omp parallel for schedule(static) num_threads(threads) if (planes * H * W >= kParallelMin)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* dp = dx + p * H * W;
+    const float* gp = dy + p * OH * OW;
+    for (int64_t iy = 0; iy < H; ++iy) {
+      float* row = dp + iy * W;
+      const int64_t oy = iy / 2;
+      if (oy >= OH) {  // the floor convention drops an odd last row
+        std::fill(row, row + W, 0.0f);
+        continue;
+      }
+      for (int64_t ix = 0; ix < W; ++ix)
+        row[ix] = ix / 2 < OW ? gp[oy * OW + ix / 2] * 0.25f : 0.0f;
+    }
+  }
+}
+
+// Any window, stride and padding. Forward as the reference: max by window_argmax, average
+// summed in double and divided by the full window (count_include_pad).
+void generic_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, int threads) {
+  const int64_t H = d.h, W = d.w, OH = d.oh(), OW = d.ow(), planes = d.n * d.c;
+  const double area = static_cast<double>(d.kh * d.kw);
+#pragma omp parallel for schedule(static) num_threads(threads) if (planes * H * W >= kParallelMin)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * H * W;
+    for (int64_t oy = 0; oy < OH; ++oy)
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        const int64_t o = (p * OH + oy) * OW + ox;
+        if (d.type == PoolType::max) {
+          const int32_t at = window_argmax(d, xp, oy, ox);
+          y[o] = xp[at];
+          ws[o] = at;
+          continue;
+        }
+        double s = 0.0;
+        for (int64_t r = 0; r < d.kh; ++r) {
+          const int64_t iy = oy * d.sh - d.ph + r;
+          if (iy < 0 || iy >= H) continue;
+          for (int64_t q = 0; q < d.kw; ++q) {
+            const int64_t ix = ox * d.sw - d.pw + q;
+            if (ix >= 0 && ix < W) s += xp[iy * W + ix];
+          }
+        }
+        y[o] = static_cast<float>(s / area);
+      }
+  }
+}
+
+// Windows may overlap: each plane accumulates in double (in the reference's order) in a
+// per-thread buffer, then is rounded to float once.
+void generic_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx,
+                      int threads) {
+  const int64_t H = d.h, W = d.w, OH = d.oh(), OW = d.ow(), planes = d.n * d.c;
+  const double area = static_cast<double>(d.kh * d.kw);
+#pragma omp parallel num_threads(threads) if (planes * H * W >= kParallelMin)
+  {
+    std::vector<double> acc(static_cast<size_t>(H * W));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t oy = 0; oy < OH; ++oy)
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          const int64_t o = (p * OH + oy) * OW + ox;
+          double g = dy[o];
+          if (d.type == PoolType::max) {
+            acc[static_cast<size_t>(ws[o])] += g;
+            continue;
+          }
+          g /= area;
+          for (int64_t r = 0; r < d.kh; ++r) {
+            const int64_t iy = oy * d.sh - d.ph + r;
+            if (iy < 0 || iy >= H) continue;
+            for (int64_t q = 0; q < d.kw; ++q) {
+              const int64_t ix = ox * d.sw - d.pw + q;
+              if (ix >= 0 && ix < W) acc[static_cast<size_t>(iy * W + ix)] += g;
+            }
+          }
+        }
+      float* dp = dx + p * H * W;
+      for (int64_t i = 0; i < H * W; ++i) dp[i] = static_cast<float>(acc[static_cast<size_t>(i)]);
+    }
+  }
+}
+
+}  // namespace
+
+size_t pool_workspace_bytes(const PoolDesc& d) {
+  if (d.type != PoolType::max) return 0;
+  return static_cast<size_t>(d.n * d.c * d.oh() * d.ow()) * sizeof(int32_t);
+}
+
+void pool_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, int threads) {
+  if (!is_2x2_s2(d)) return generic_forward(d, x, y, ws, threads);
+  if (d.type == PoolType::max) return max_2x2_forward(d, x, y, ws, threads);
+  avg_2x2_forward(d, x, y, threads);
+}
+
+void pool_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx, int threads) {
+  if (!is_2x2_s2(d)) return generic_backward(d, dy, ws, dx, threads);
+  if (d.type == PoolType::max) return max_2x2_backward(d, dy, ws, dx, threads);
+  avg_2x2_backward(d, dy, dx, threads);
+}
+
+}  // namespace mnistctl::cpu
