@@ -9,22 +9,20 @@
 #include "core/progress.h"
 #include "data/dataset.h"
 #include "train/metrics.h"
-#include "train/model.h"
+#include "commands/open_model.h"
 
 namespace mnistctl {
 
 int run_eval(const EvalOptions& o) {
-  BackendOptions bo;
-  bo.threads = o.run.threads;
-  auto be = make_backend(o.run.ctx, bo);
-  const int64_t batch = 100;
-  Model m = load_model(o.model, *be, batch);
+  OpenModel om = open_model(o.run, o.model);
+  Backend* be = om.backend.get();
+  const Model& m = om.model;
   Dataset test = load_split(o.run.data_dir, m.config.data.dataset, Split::test);
   if (m.net->num_classes() != test.num_classes)
     throw UsageError(fmt::format("{}: the network has {} outputs, {} has {} classes", m.path,
                                  m.net->num_classes(), m.config.data.dataset, test.num_classes));
   EvalAccumulator acc(static_cast<int>(m.net->num_classes()), o.top_k);
-  run_inference(*m.net, *be, test.images.data(), test.count, test.sample_size(), batch,
+  run_inference(*m.net, *be, test.images.data(), test.count, test.sample_size(), kInferenceBatch,
                 [&](int64_t first, int64_t n, const float* probs) {
                   acc.add(probs, test.labels.data() + first, n);
                 });

@@ -14,7 +14,7 @@
 #include "data/idx.h"
 #include "data/image.h"
 #include "train/metrics.h"
-#include "train/model.h"
+#include "commands/open_model.h"
 
 namespace mnistctl {
 namespace {
@@ -53,11 +53,9 @@ void add(Inputs& in, const std::string& source, const uint8_t* px, int64_t n, in
 }  // namespace
 
 int run_predict(const PredictOptions& o) {
-  BackendOptions bo;
-  bo.threads = o.run.threads;
-  auto be = make_backend(o.run.ctx, bo);
-  const int64_t batch = 100;
-  Model m = load_model(o.model, *be, batch);
+  OpenModel om = open_model(o.run, o.model);
+  Backend* be = om.backend.get();
+  const Model& m = om.model;
   const int64_t size = m.net->input_shape().numel();
 
   Inputs in;
@@ -90,7 +88,7 @@ int run_predict(const PredictOptions& o) {
   } else {
     out = "[";
   }
-  run_inference(*m.net, *be, in.pixels.data(), in.count, size, batch,
+  run_inference(*m.net, *be, in.pixels.data(), in.count, size, kInferenceBatch,
                 [&](int64_t first, int64_t n, const float* probs) {
                   for (int64_t i = 0; i < n; ++i) {
                     const float* row = probs + i * classes;

@@ -1,0 +1,22 @@
+// What eval and predict both start from: the backend for --ctx and a checkpoint loaded onto it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "commands/commands.h"
+#include "train/model.h"
+
+namespace mnistctl {
+
+// Inference batch size: the tutorial's, and what the speed comparisons use.
+inline constexpr int64_t kInferenceBatch = 100;
+
+struct OpenModel {
+  std::unique_ptr<Backend> backend;  // declared first: destroyed after the model's tensors
+  Model model;
+};
+
+OpenModel open_model(const RunContext& run, const std::string& model_path);
+
+}  // namespace mnistctl
