@@ -246,6 +246,12 @@ for net in env["BENCH_NETS"].split():
         r1 = f"**{m_ips / t_ips:.2f}x**" if i == 0 else "1.00x"
         r2 = f"**{m_inf / t_inf:.2f}x**" if i == 0 else "1.00x"
         out.append(f"| {tool} | {t:.3f} | {ips:,.0f} | {r1} | {inf:,.0f} | {r2} | {rss:.0f} | {acc:.4f} |")
+    if len(tm) > 1 and len(tt) > 1:
+        fm, ft = min(e["time_s"] for e in tm), min(e["time_s"] for e in tt)
+        fastest = (f" Fastest timed epoch (the least disturbed by other load): mnistctl {fm:.3f} s, "
+                   f"PyTorch {ft:.3f} s, ratio {ft / fm:.2f}x.")
+    else:
+        fastest = ""
     pt = [float(x) for x in open(f"{work}/predict-{net}-test.txt").read().split()]
     p1 = [float(x) for x in open(f"{work}/predict-{net}-100.txt").read().split()]
     out.append("")
@@ -253,7 +259,7 @@ for net in env["BENCH_NETS"].split():
                f"(above 1: mnistctl is faster). Inference: the 10,000 test images at batch 100, in-process. "
                f"`mnistctl predict` end to end (start-up, model and data loading, inference, CSV) over the "
                f"test set: {med(pt):.3f} s; on 100 images (start-up and model loading): {med(p1):.3f} s; "
-               f"median of 3.\n")
+               f"median of 3.{fastest}\n")
 
 hdr = [
     f"CPU benchmark, mnistctl vs PyTorch, {env['BENCH_EPOCHS']} epochs, {env['BENCH_THREADS']} threads",

@@ -86,6 +86,8 @@ def main():
     ap.add_argument("--limit-batches", type=int, default=0, help="train only this many batches per epoch")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
+    if args.epochs < 1 or args.batch_size < 1 or args.infer_batch < 1 or args.threads < 0:
+        ap.error("--epochs, --batch-size and --infer-batch must be >= 1, --threads >= 0")
 
     import torch  # imported here so that the IDX reader above works without torch
     import torch.nn as nn

@@ -563,6 +563,18 @@ double fd_check(Backend& b, Tensor& param, const Host& grad, const std::function
   b.upload(param, p.data());
   return worst;
 }
+
+// The finite-difference check of one layer's three gradients, against `loss`.
+void check_gradients(Backend& b, const char* layer, Tensor& x, Tensor& w, Tensor& bias,
+                     const Tensor& dx, const Tensor& dw, const Tensor& db,
+                     const std::function<double()>& loss) {
+  double ex = fd_check(b, x, down(b, dx), loss), ew = fd_check(b, w, down(b, dw), loss),
+         eb = fd_check(b, bias, down(b, db), loss);
+  std::printf("ref  %s gradcheck: dx %.2e dw %.2e db %.2e (relative)\n", layer, ex, ew, eb);
+  CHECK(ex < 1e-3);
+  CHECK(ew < 1e-3);
+  CHECK(eb < 1e-3);
+}
 }  // namespace
 
 TEST_CASE("ref conv and fc gradients match finite differences", "[backend][ref][gradcheck]") {
@@ -577,16 +589,10 @@ TEST_CASE("ref conv and fc gradients match finite differences", "[backend][ref][
     Tensor dy = up(b, ys, r), dx = b.empty(xs), dw = b.empty(ws), db = b.empty({d.k});
     b.conv_backward_data(d, dy, w, dx);
     b.conv_backward_weights(d, x, dy, dw, &db);
-    auto loss = [&] {
+    check_gradients(b, "conv", x, w, bias, dx, dw, db, [&] {
       b.conv_forward(d, x, w, &bias, y);
       return loss_of(b, y, r);
-    };
-    double ex = fd_check(b, x, down(b, dx), loss), ew = fd_check(b, w, down(b, dw), loss),
-           eb = fd_check(b, bias, down(b, db), loss);
-    std::printf("ref  conv gradcheck: dx %.2e dw %.2e db %.2e (relative)\n", ex, ew, eb);
-    CHECK(ex < 1e-3);
-    CHECK(ew < 1e-3);
-    CHECK(eb < 1e-3);
+    });
   }
   {
     FcDesc d;
@@ -600,16 +606,10 @@ TEST_CASE("ref conv and fc gradients match finite differences", "[backend][ref][
            db = b.empty({d.out});
     b.fc_backward_data(d, dy, w, dx);
     b.fc_backward_weights(d, x, dy, dw, &db);
-    auto loss = [&] {
+    check_gradients(b, "fc", x, w, bias, dx, dw, db, [&] {
       b.fc_forward(d, x, w, &bias, y);
       return loss_of(b, y, r);
-    };
-    double ex = fd_check(b, x, down(b, dx), loss), ew = fd_check(b, w, down(b, dw), loss),
-           eb = fd_check(b, bias, down(b, db), loss);
-    std::printf("ref  fc gradcheck: dx %.2e dw %.2e db %.2e (relative)\n", ex, ew, eb);
-    CHECK(ex < 1e-3);
-    CHECK(ew < 1e-3);
-    CHECK(eb < 1e-3);
+    });
   }
 }
 

@@ -16,8 +16,16 @@
 // Threads: Debian's libdnnl is built with DNNL_CPU_RUNTIME=OMP, so oneDNN runs on the
 // OpenMP pool and takes its thread count from omp_get_max_threads(). The backend sets it
 // (omp_set_num_threads) before making or running primitives, and its own loops (softmax,
-// optimizers, data path) are OpenMP loops with static schedules and no cross-thread
-// floating-point reductions, so a fixed thread count gives bit-identical results run to run.
+// optimizers, and HostBackend's fill and gather_batch) are OpenMP loops with static
+// schedules and no cross-thread floating-point reductions, so a fixed thread count gives
+// bit-identical results run to run.
+//
+// Memory and the data path are HostBackend's (host/host_backend.h, shared with ref); the
+// argument checks are backend/op_checks.h. The numeric loops here stay separate from the
+// reference's on purpose, even where they look alike: softmax and Adam run in float where
+// ref uses double (and softmax sums per-row slots in order), and dropout, mul and SGD,
+// the same float arithmetic as ref's on OpenMP, are ops the tests compare against ref,
+// which only means something while ref is its own code.
 #include "backend/cpu/dnnl_backend.h"
 
 #include <omp.h>
@@ -27,7 +35,6 @@
 #include <cstdint>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -36,7 +43,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backend/cpu/pool_kernels.h"
-#include "backend/ref/op_checks.h"
+#include "backend/host/host_backend.h"
+#include "backend/op_checks.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -46,17 +54,6 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
-
-// Below this many elements an elementwise loop runs on one thread: waking the pool costs
-// more than the work.
-constexpr int64_t kParallelMin = 1 << 14;
-
-std::shared_ptr<void> host_alloc(size_t bytes) {
-  size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
-  void* p = std::aligned_alloc(64, rounded);
-  if (!p) throw RuntimeError("cpu: out of memory allocating " + std::to_string(bytes) + " bytes");
-  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-}
 
 int usable_cores() {
   cpu_set_t set;
@@ -112,10 +109,10 @@ std::string conv_key(const char* what, const ConvDesc& d, bool bias) {
                      d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, bias);
 }
 
-class DnnlBackend final : public Backend {
+class DnnlBackend final : public HostBackend {
  public:
   explicit DnnlBackend(int threads)
-      : threads_(threads > 0 ? threads : usable_cores()),
+      : HostBackend("cpu", threads > 0 ? threads : usable_cores()),
         eng_(dnnl::engine::kind::cpu, 0),
         strm_(eng_) {
     // Tuning knob for bench_ops: "plain", "blocked" or "nhwc" (that convolution layout for
@@ -137,137 +134,35 @@ class DnnlBackend final : public Backend {
                        layout_name_.empty() ? "" : ", layout " + layout_name_);
   }
 
-  // ---- memory ------------------------------------------------------------------------
-  Tensor empty(const Shape& shape) override {
-    for (int64_t d : shape.dims)
-      if (d < 0) throw RuntimeError("cpu: negative extent in shape " + shape.str());
-    Tensor t;
-    t.shape = shape;
-    t.storage = host_alloc(static_cast<size_t>(shape.numel()) * sizeof(float));
-    t.data = static_cast<float*>(t.storage.get());
-    return t;
-  }
-  Buffer alloc_bytes(size_t bytes) override {
-    Buffer b;
-    b.bytes = bytes;
-    b.storage = host_alloc(bytes);
-    b.data = b.storage.get();
-    return b;
-  }
-  void fill(Tensor& t, float value) override {
-    float* p = t.data;
-    const int64_t n = t.numel();
-#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) p[i] = value;
-  }
-  void upload(Tensor& dst, const float* host) override {
-    if (dst.numel()) std::memcpy(dst.data, host, static_cast<size_t>(dst.numel()) * sizeof(float));
-  }
-  void download(const Tensor& src, float* host) override {
-    if (src.numel()) std::memcpy(host, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
-  }
-  void upload_bytes(Buffer& dst, const void* host, size_t bytes) override {
-    if (bytes > dst.bytes)
-      throw RuntimeError("upload_bytes: " + std::to_string(bytes) + " bytes into a buffer of " +
-                         std::to_string(dst.bytes));
-    if (bytes) std::memcpy(dst.data, host, bytes);
-  }
-  void copy(const Tensor& src, Tensor& dst) override {
-    opcheck::same("copy", src, dst);
-    if (src.numel()) std::memmove(dst.data, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
-  }
-
-  // ---- data path ---------------------------------------------------------------------
-  void gather_batch(const Buffer& images, const Buffer& labels_u8, int64_t sample_size,
-                    const Buffer& order, int64_t first, int64_t n, Tensor& x,
-                    Tensor& labels) override {
-    opcheck::positive("gather_batch", sample_size, "sample_size");
-    const int64_t count = std::min(static_cast<int64_t>(images.bytes) / sample_size,
-                                   static_cast<int64_t>(labels_u8.bytes));
-    const int64_t order_len = static_cast<int64_t>(order.bytes / sizeof(int32_t));
-    if (first < 0 || n < 0 || first + n > order_len)
-      throw RuntimeError("gather_batch: rows " + std::to_string(first) + ".." +
-                         std::to_string(first + n) + " outside the order list of " +
-                         std::to_string(order_len));
-    opcheck::numel("gather_batch", "x", x, n * sample_size);
-    opcheck::numel("gather_batch", "labels", labels, n);
-    const auto* img = static_cast<const uint8_t*>(images.data);
-    const auto* lab = static_cast<const uint8_t*>(labels_u8.data);
-    const auto* ord = static_cast<const int32_t*>(order.data) + first;
-    for (int64_t i = 0; i < n; ++i)  // validate before touching memory
-      if (ord[i] < 0 || ord[i] >= count)
-        throw RuntimeError("gather_batch: sample index " + std::to_string(ord[i]) +
-                           " outside the " + std::to_string(count) + " samples");
-    float* xd = x.data;
-    float* ld = labels.data;
-#pragma omp parallel for schedule(static) num_threads(threads_) if (n * sample_size >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const uint8_t* src = img + static_cast<int64_t>(ord[i]) * sample_size;
-      float* dst = xd + i * sample_size;
-      for (int64_t j = 0; j < sample_size; ++j) dst[j] = static_cast<float>(src[j]) / 255.0f;
-      ld[i] = static_cast<float>(lab[ord[i]]);
-    }
-  }
-
   // ---- fully connected (inner product) ------------------------------------------------
-  // a = src (x / dx), b = weights (w / dw), c = dst (y / dy).
+  // Each: check, find or make the cached Op (make_forward etc. below), run it.
   void fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                   Tensor& y) override {
-    opcheck::fc("fc_forward", d);
-    opcheck::numel("fc_forward", "x", x, d.n * d.in);
-    opcheck::numel("fc_forward", "w", w, d.out * d.in);
-    if (b) opcheck::numel("fc_forward", "b", *b, d.out);
-    opcheck::numel("fc_forward", "y", y, d.n * d.out);
+    opcheck::fc_forward(d, x, w, b, y);
     set_threads();
     Op& op = cached(fmt::format("fc_fwd:{},{},{}:{}", d.n, d.in, d.out, b != nullptr), [&] {
       auto pd = fc_fwd_pd(d, b != nullptr);
-      auto o = std::make_unique<Op>();
-      o->prim = dnnl::inner_product_forward(pd);
-      bind(*o, pd, d, b != nullptr, DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS,
-           pd.src_desc(), pd.weights_desc(), pd.dst_desc());
-      return o;
+      return make_forward<dnnl::inner_product_forward>(pd, d, b != nullptr);
     });
-    op.a.in(x.data, strm_);
-    op.b.in(w.data, strm_);
-    if (b) op.bias.set_data_handle(b->data);
-    op.c.out(y.data);
-    op.prim.execute(strm_, op.args);
-    op.c.finish(strm_);
-    strm_.wait();
+    run_forward(op, x, w, b, y);
   }
 
   void fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) override {
-    opcheck::fc("fc_backward_data", d);
-    opcheck::numel("fc_backward_data", "dy", dy, d.n * d.out);
-    opcheck::numel("fc_backward_data", "w", w, d.out * d.in);
-    opcheck::numel("fc_backward_data", "dx", dx, d.n * d.in);
+    opcheck::fc_backward_data(d, dy, w, dx);
     set_threads();
     Op& op = cached(fmt::format("fc_bwd_data:{},{},{}", d.n, d.in, d.out), [&] {
       auto hint = fc_fwd_pd(d, false);
       dnnl::inner_product_backward_data::desc desc(fc_md(d.n, d.in), fc_md(d.out, d.in),
                                                    fc_md(d.n, d.out));
       dnnl::inner_product_backward_data::primitive_desc pd(desc, eng_, hint);
-      auto o = std::make_unique<Op>();
-      o->prim = dnnl::inner_product_backward_data(pd);
-      bind(*o, pd, d, false, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, 0,
-           pd.diff_src_desc(), pd.weights_desc(), pd.diff_dst_desc());
-      return o;
+      return make_backward_data<dnnl::inner_product_backward_data>(pd, d);
     });
-    op.c.in(dy.data, strm_);
-    op.b.in(w.data, strm_);
-    op.a.out(dx.data);
-    op.prim.execute(strm_, op.args);
-    op.a.finish(strm_);
-    strm_.wait();
+    run_backward_data(op, dy, w, dx);
   }
 
   void fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                            Tensor* db) override {
-    opcheck::fc("fc_backward_weights", d);
-    opcheck::numel("fc_backward_weights", "x", x, d.n * d.in);
-    opcheck::numel("fc_backward_weights", "dy", dy, d.n * d.out);
-    opcheck::numel("fc_backward_weights", "dw", dw, d.out * d.in);
-    if (db) opcheck::numel("fc_backward_weights", "db", *db, d.out);
+    opcheck::fc_backward_weights(d, x, dy, dw, db);
     set_threads();
     Op& op = cached(fmt::format("fc_bwd_w:{},{},{}:{}", d.n, d.in, d.out, db != nullptr), [&] {
       auto hint = fc_fwd_pd(d, db != nullptr);
@@ -275,48 +170,27 @@ class DnnlBackend final : public Backend {
           fc_md(d.n, d.in), fc_md(d.out, d.in),
           db ? plain_md({d.out}, tag::a) : memory::desc(), fc_md(d.n, d.out));
       dnnl::inner_product_backward_weights::primitive_desc pd(desc, eng_, hint);
-      auto o = std::make_unique<Op>();
-      o->prim = dnnl::inner_product_backward_weights(pd);
-      bind(*o, pd, d, db != nullptr, DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST,
-           DNNL_ARG_DIFF_BIAS, pd.src_desc(), pd.diff_weights_desc(), pd.diff_dst_desc());
-      return o;
+      return make_backward_weights<dnnl::inner_product_backward_weights>(pd, d, db != nullptr);
     });
-    op.a.in(x.data, strm_);
-    op.c.in(dy.data, strm_);
-    op.b.out(dw.data);
-    if (db) op.bias.set_data_handle(db->data);
-    op.prim.execute(strm_, op.args);
-    op.b.finish(strm_);
-    strm_.wait();
+    run_backward_weights(op, x, dy, dw, db);
   }
 
   // ---- convolution ---------------------------------------------------------------------
-  // a = src (x / dx), b = weights (w / dw), c = dst (y / dy).
   void conv_forward(const ConvDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                     Tensor& y) override {
-    check_conv("conv_forward", d, x, w, y);
+    opcheck::conv_args("conv_forward", d, x, w, y);
     if (b) opcheck::numel("conv_forward", "b", *b, d.k);
     set_threads();
     Op& op = cached(conv_key("conv_fwd", d, b != nullptr), [&] {
       auto pd = conv_fwd_pd(d, b != nullptr);
-      auto o = std::make_unique<Op>();
-      o->prim = dnnl::convolution_forward(pd);
-      bind(*o, pd, d, b != nullptr, DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS,
-           pd.src_desc(), pd.weights_desc(), pd.dst_desc());
-      return o;
+      return make_forward<dnnl::convolution_forward>(pd, d, b != nullptr);
     });
-    op.a.in(x.data, strm_);
-    op.b.in(w.data, strm_);
-    if (b) op.bias.set_data_handle(b->data);
-    op.c.out(y.data);
-    op.prim.execute(strm_, op.args);
-    op.c.finish(strm_);
-    strm_.wait();
+    run_forward(op, x, w, b, y);
   }
 
   void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
                           Tensor& dx) override {
-    check_conv("conv_backward_data", d, dx, w, dy);
+    opcheck::conv_args("conv_backward_data", d, dx, w, dy);
     set_threads();
     Op& op = cached(conv_key("conv_bwd_data", d, false), [&] {
       auto hint = conv_fwd_pd(d, false);
@@ -325,23 +199,14 @@ class DnnlBackend final : public Backend {
           weight_md(d), act_md(d, d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw},
           {d.ph, d.pw});
       dnnl::convolution_backward_data::primitive_desc pd(desc, eng_, hint);
-      auto o = std::make_unique<Op>();
-      o->prim = dnnl::convolution_backward_data(pd);
-      bind(*o, pd, d, false, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, 0,
-           pd.diff_src_desc(), pd.weights_desc(), pd.diff_dst_desc());
-      return o;
+      return make_backward_data<dnnl::convolution_backward_data>(pd, d);
     });
-    op.c.in(dy.data, strm_);
-    op.b.in(w.data, strm_);
-    op.a.out(dx.data);
-    op.prim.execute(strm_, op.args);
-    op.a.finish(strm_);
-    strm_.wait();
+    run_backward_data(op, dy, w, dx);
   }
 
   void conv_backward_weights(const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                              Tensor* db) override {
-    check_conv("conv_backward_weights", d, x, dw, dy);
+    opcheck::conv_args("conv_backward_weights", d, x, dw, dy);
     if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
     set_threads();
     Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr), [&] {
@@ -351,19 +216,9 @@ class DnnlBackend final : public Backend {
           db ? plain_md({d.k}, tag::a) : memory::desc(), act_md(d, d.n, d.k, d.oh(), d.ow()),
           {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
       dnnl::convolution_backward_weights::primitive_desc pd(desc, eng_, hint);
-      auto o = std::make_unique<Op>();
-      o->prim = dnnl::convolution_backward_weights(pd);
-      bind(*o, pd, d, db != nullptr, DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST,
-           DNNL_ARG_DIFF_BIAS, pd.src_desc(), pd.diff_weights_desc(), pd.diff_dst_desc());
-      return o;
+      return make_backward_weights<dnnl::convolution_backward_weights>(pd, d, db != nullptr);
     });
-    op.a.in(x.data, strm_);
-    op.c.in(dy.data, strm_);
-    op.b.out(dw.data);
-    if (db) op.bias.set_data_handle(db->data);
-    op.prim.execute(strm_, op.args);
-    op.b.finish(strm_);
-    strm_.wait();
+    run_backward_weights(op, x, dy, dw, db);
   }
 
   // ---- pooling (plain NCHW, OpenMP loops in pool_kernels.cpp) --------------------------
@@ -471,13 +326,7 @@ class DnnlBackend final : public Backend {
   // sums in order afterwards, so the metrics do not depend on the thread count.
   void softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
                             Tensor* metrics) override {
-    opcheck::same("softmax_xent_forward", logits, probs);
-    if (logits.shape.rank() < 1 || logits.shape[0] <= 0)
-      throw RuntimeError("softmax_xent_forward: logits need a batch extent, got " + logits.shape.str());
-    const int64_t n = logits.shape[0], k = logits.numel() / n;
-    const bool have_labels = labels.data != nullptr && labels.numel() > 0;  // no data: prediction only
-    if (have_labels) opcheck::numel("softmax_xent_forward", "labels", labels, n);
-    if (metrics) opcheck::numel("softmax_xent_forward", "metrics", *metrics, kMetricSlots);
+    const auto [n, k, have_labels] = opcheck::softmax_xent_forward(logits, labels, probs, metrics);
     row_loss_.assign(static_cast<size_t>(n), 0.0);
     row_hit_.assign(static_cast<size_t>(n), 0);
     const float* z = logits.data;
@@ -522,11 +371,7 @@ class DnnlBackend final : public Backend {
 
   void softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale,
                              Tensor& dlogits) override {
-    opcheck::same("softmax_xent_backward", probs, dlogits);
-    if (probs.shape.rank() < 1 || probs.shape[0] <= 0)
-      throw RuntimeError("softmax_xent_backward: probs need a batch extent, got " + probs.shape.str());
-    const int64_t n = probs.shape[0], k = probs.numel() / n;
-    opcheck::numel("softmax_xent_backward", "labels", labels, n);
+    const auto [n, k] = opcheck::softmax_xent_backward(probs, labels, dlogits);
     const float* p = probs.data;
     const float* lab = labels.data;
     float* g = dlogits.data;
@@ -542,11 +387,7 @@ class DnnlBackend final : public Backend {
   // ---- optimizers ----------------------------------------------------------------------
   void sgd_update(Tensor& w, const Tensor& g, Tensor* mom, float lr, float momentum,
                   float wd) override {
-    opcheck::same("sgd_update", w, g);
-    if (momentum != 0.0f) {
-      if (!mom) throw RuntimeError("sgd_update: momentum " + std::to_string(momentum) + " needs a momentum tensor");
-      opcheck::same("sgd_update", w, *mom);
-    }
+    opcheck::sgd_update(w, g, mom, momentum);
     const int64_t n = w.numel();
     float* wd_ = w.data;
     const float* gd = g.data;
@@ -569,10 +410,7 @@ class DnnlBackend final : public Backend {
 
   void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, float lr, float beta1,
                    float beta2, float eps, float wd, int64_t step) override {
-    opcheck::same("adam_update", w, g);
-    opcheck::same("adam_update", w, m);
-    opcheck::same("adam_update", w, v);
-    if (step < 1) throw RuntimeError("adam_update: step counts from 1, got " + std::to_string(step));
+    opcheck::adam_update(w, g, m, v, step);
     const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step))));
     const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step))));
     const int64_t n = w.numel();
@@ -612,12 +450,17 @@ class DnnlBackend final : public Backend {
     return *cache_.emplace(key, std::move(op)).first->second;
   }
 
-  // Wires a conv / inner-product primitive: a, b, c between the plain user layouts and the
-  // layouts the primitive chose, plus the plain bias (or diff-bias) when present.
-  template <typename Desc, typename PD>
-  void bind(Op& o, const PD&, const Desc& d, bool bias, int arg_a, int arg_b, int arg_c,
-            int arg_bias, const memory::desc& prim_a, const memory::desc& prim_b,
-            const memory::desc& prim_c) {
+  // Makes a conv / inner-product primitive of type Prim from its primitive_desc and wires
+  // it: a = src (x / dx), b = weights (w / dw), c = dst (y / dy), each between the plain
+  // user layout and the layout the primitive chose (prim_a/b/c), plus the plain bias (or
+  // diff-bias) when present. The cache entry every conv / fc op keeps (see make_forward).
+  template <typename Prim, typename PD, typename Desc>
+  std::unique_ptr<Op> make_op(const PD& pd, const Desc& d, bool bias, int arg_a, int arg_b,
+                              int arg_c, int arg_bias, const memory::desc& prim_a,
+                              const memory::desc& prim_b, const memory::desc& prim_c) {
+    auto op = std::make_unique<Op>();
+    Op& o = *op;
+    o.prim = Prim(pd);
     memory::desc ua, ub, uc;
     int64_t nbias;
     if constexpr (std::is_same_v<Desc, ConvDesc>) {
@@ -639,6 +482,52 @@ class DnnlBackend final : public Backend {
       o.bias = memory(plain_md({nbias}, tag::a), eng_, DNNL_MEMORY_NONE);
       o.args[arg_bias] = o.bias;
     }
+    return op;
+  }
+
+  // Each direction's entry and its run, the same for convolution and inner product:
+  // make_* fixes which primitive argument is a, b and c; run_* points them at the caller's
+  // tensors (reordering inputs in), executes, reorders the result out and waits.
+  template <typename Prim, typename PD, typename Desc>
+  std::unique_ptr<Op> make_forward(const PD& pd, const Desc& d, bool bias) {
+    return make_op<Prim>(pd, d, bias, DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS,
+                         pd.src_desc(), pd.weights_desc(), pd.dst_desc());
+  }
+  template <typename Prim, typename PD, typename Desc>
+  std::unique_ptr<Op> make_backward_data(const PD& pd, const Desc& d) {
+    return make_op<Prim>(pd, d, false, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, 0,
+                         pd.diff_src_desc(), pd.weights_desc(), pd.diff_dst_desc());
+  }
+  template <typename Prim, typename PD, typename Desc>
+  std::unique_ptr<Op> make_backward_weights(const PD& pd, const Desc& d, bool bias) {
+    return make_op<Prim>(pd, d, bias, DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST,
+                         DNNL_ARG_DIFF_BIAS, pd.src_desc(), pd.diff_weights_desc(),
+                         pd.diff_dst_desc());
+  }
+  void run_forward(Op& op, const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+    op.a.in(x.data, strm_);
+    op.b.in(w.data, strm_);
+    if (b) op.bias.set_data_handle(b->data);
+    op.c.out(y.data);
+    execute(op, op.c);
+  }
+  void run_backward_data(Op& op, const Tensor& dy, const Tensor& w, Tensor& dx) {
+    op.c.in(dy.data, strm_);
+    op.b.in(w.data, strm_);
+    op.a.out(dx.data);
+    execute(op, op.a);
+  }
+  void run_backward_weights(Op& op, const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* db) {
+    op.a.in(x.data, strm_);
+    op.c.in(dy.data, strm_);
+    op.b.out(dw.data);
+    if (db) op.bias.set_data_handle(db->data);
+    execute(op, op.b);
+  }
+  void execute(Op& op, Arg& result) {
+    op.prim.execute(strm_, op.args);
+    result.finish(strm_);
+    strm_.wait();
   }
 
   // Convolution activations: blocked (nChw16c, oneDNN's choice through `any`) when the
@@ -680,14 +569,6 @@ class DnnlBackend final : public Backend {
     return dnnl::inner_product_forward::primitive_desc(desc, eng_);
   }
 
-  void check_conv(const char* op, const ConvDesc& d, const Tensor& x, const Tensor& w,
-                  const Tensor& y) {
-    opcheck::conv(op, d);
-    opcheck::numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
-    opcheck::numel(op, "w/dw", w, d.k * d.c * d.kh * d.kw);
-    opcheck::numel(op, "y/dy", y, d.n * d.k * d.oh() * d.ow());
-  }
-
   // The argmax indices are int32 offsets within an input plane.
   static void check_pool_desc(const char* op, const PoolDesc& d) {
     opcheck::pool(op, d);
@@ -722,7 +603,6 @@ class DnnlBackend final : public Backend {
     return dnnl::eltwise_forward::primitive_desc(desc, eng_);
   }
 
-  int threads_;
   enum class ConvLayout { auto_, plain, blocked, nhwc };
   ConvLayout conv_layout_ = ConvLayout::auto_;
   std::string layout_name_;  // the MNISTCTL_DNNL_LAYOUT override, empty for the default

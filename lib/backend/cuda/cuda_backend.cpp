@@ -12,7 +12,7 @@
 #include "backend/cuda/elementwise_kernels.h"
 #include "backend/cuda/optim_kernels.h"
 #include "backend/cuda/softmax_kernels.h"
-#include "backend/ref/op_checks.h"  // the same argument checks as the CPU backends
+#include "backend/op_checks.h"  // the argument checks every backend shares
 #include "core/error.h"
 
 namespace mnistctl::cuda {
@@ -187,11 +187,7 @@ void CudaBackend::gather_batch(const Buffer& images, const Buffer& labels_u8, in
 void CudaBackend::fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                              Tensor& y) {
   const char* op = "fc_forward";
-  opcheck::fc(op, d);
-  opcheck::numel(op, "x", x, d.n * d.in);
-  opcheck::numel(op, "w", w, d.out * d.in);
-  opcheck::numel(op, "y", y, d.n * d.out);
-  if (b) opcheck::numel(op, "b", *b, d.out);
+  opcheck::fc_forward(d, x, w, b, y);
   float one = 1.0f, beta = 0.0f;
   if (b) {
     launch_bias_rows(b->data, d.n, d.out, y.data, ctx_->stream);
@@ -205,10 +201,7 @@ void CudaBackend::fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, 
 
 void CudaBackend::fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) {
   const char* op = "fc_backward_data";
-  opcheck::fc(op, d);
-  opcheck::numel(op, "dy", dy, d.n * d.out);
-  opcheck::numel(op, "w", w, d.out * d.in);
-  opcheck::numel(op, "dx", dx, d.n * d.in);
+  opcheck::fc_backward_data(d, dy, w, dx);
   float one = 1.0f, zero = 0.0f;
   check_cublas(cublasSgemm(ctx_->cublas, CUBLAS_OP_N, CUBLAS_OP_N, to_int(d.in, op),
                            to_int(d.n, op), to_int(d.out, op), &one, w.data, to_int(d.in, op),
@@ -219,11 +212,7 @@ void CudaBackend::fc_backward_data(const FcDesc& d, const Tensor& dy, const Tens
 void CudaBackend::fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& dy,
                                       Tensor& dw, Tensor* db) {
   const char* op = "fc_backward_weights";
-  opcheck::fc(op, d);
-  opcheck::numel(op, "x", x, d.n * d.in);
-  opcheck::numel(op, "dy", dy, d.n * d.out);
-  opcheck::numel(op, "dw", dw, d.out * d.in);
-  if (db) opcheck::numel(op, "db", *db, d.out);
+  opcheck::fc_backward_weights(d, x, dy, dw, db);
   float one = 1.0f, zero = 0.0f;
   check_cublas(cublasSgemm(ctx_->cublas, CUBLAS_OP_N, CUBLAS_OP_T, to_int(d.in, op),
                            to_int(d.out, op), to_int(d.n, op), &one, x.data, to_int(d.in, op),

@@ -20,7 +20,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/elementwise_kernels.h"
-#include "backend/ref/op_checks.h"  // the same argument checks as the CPU backends
+#include "backend/op_checks.h"  // the argument checks every backend shares
 #include "core/error.h"
 
 namespace mnistctl::cuda {
@@ -29,19 +29,30 @@ namespace {
 constexpr size_t kMaxWorkspace = size_t(512) << 20;
 
 // The first usable result: cudnnFind sorts by time, the _v7 heuristics by expected speed.
+// None usable: RuntimeError naming the op and the direction (what).
 template <typename Perf>
-const Perf* pick(const Perf* perf, int count, bool deterministic) {
+const Perf& pick(const Perf* perf, int count, bool deterministic, const char* op, const char* what) {
   for (int i = 0; i < count; ++i) {
     if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kMaxWorkspace) continue;
     if (deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-    return &perf[i];
+    return perf[i];
   }
-  return nullptr;
+  throw RuntimeError(std::string(op) + ": cuDNN offers no usable " +
+                     (deterministic ? "deterministic " : "") + what + " algorithm for this shape");
 }
 
-std::string no_algo(const char* what, bool deterministic) {
-  return std::string("cuDNN offers no usable ") + (deterministic ? "deterministic " : "") + what +
-         " algorithm for this shape";
+// A 4-d NCHW FP32 tensor descriptor (cuDNN takes int extents).
+void set_nchw(cudnnTensorDescriptor_t t, int64_t n, int64_t c, int64_t h, int64_t w, const char* op) {
+  check_cudnn(cudnnSetTensor4dDescriptor(t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, to_int(n, op), to_int(c, op),
+                                         to_int(h, op), to_int(w, op)),
+              op, "cudnnSetTensor4dDescriptor");
+}
+
+// The output extent cuDNN computes must be the one the descriptor (and the caller's y) has.
+void require_out(int oh, int ow, int64_t want_h, int64_t want_w, const char* op) {
+  require(oh == want_h && ow == want_w, op,
+          "cuDNN computes a " + std::to_string(oh) + "x" + std::to_string(ow) + " output, expected " +
+              std::to_string(want_h) + "x" + std::to_string(want_w));
 }
 
 const float kOne = 1.0f, kZero = 0.0f;
@@ -57,9 +68,7 @@ ConvPlan& CudaBackend::conv_plan(const ConvDesc& d) {
 
   const char* op = "convolution";
   auto p = std::make_unique<ConvPlan>();
-  check_cudnn(cudnnSetTensor4dDescriptor(p->x.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, to_int(d.n, op),
-                                         to_int(d.c, op), to_int(d.h, op), to_int(d.w, op)),
-              op, "cudnnSetTensor4dDescriptor");
+  set_nchw(p->x.get(), d.n, d.c, d.h, d.w, op);
   check_cudnn(cudnnSetFilter4dDescriptor(p->w.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, to_int(d.k, op),
                                          to_int(d.c, op), to_int(d.kh, op), to_int(d.kw, op)),
               op, "cudnnSetFilter4dDescriptor");
@@ -71,18 +80,19 @@ ConvPlan& CudaBackend::conv_plan(const ConvDesc& d) {
   int on = 0, oc = 0, oh = 0, ow = 0;
   check_cudnn(cudnnGetConvolution2dForwardOutputDim(p->conv.get(), p->x.get(), p->w.get(), &on, &oc, &oh, &ow),
               op, "cudnnGetConvolution2dForwardOutputDim");
-  require(oh == d.oh() && ow == d.ow(), op,
-          "cuDNN computes a " + std::to_string(oh) + "x" + std::to_string(ow) + " output, expected " +
-              std::to_string(d.oh()) + "x" + std::to_string(d.ow()));
-  check_cudnn(cudnnSetTensor4dDescriptor(p->y.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, on, oc, oh, ow),
-              op, "cudnnSetTensor4dDescriptor");
-  check_cudnn(cudnnSetTensor4dDescriptor(p->bias.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, oc, 1, 1),
-              op, "cudnnSetTensor4dDescriptor");
+  require_out(oh, ow, d.oh(), d.ow(), op);
+  set_nchw(p->y.get(), on, oc, oh, ow, op);
+  set_nchw(p->bias.get(), 1, oc, 1, 1, op);
   return *(conv_plans_[key] = std::move(p));
 }
 
 // Each choose_* runs once per shape and direction. The math type of the chosen algorithm
 // is kept: with TF32 allowed cuDNN may pick a tensor-op variant; without, FMA stays.
+// The three stay written out on purpose: they differ in the cuDNN functions (Find / Get_v7
+// / GetWorkspaceSize per direction), in the descriptor order each takes (x,w,y / w,y,x /
+// x,y,w) and in the plan fields they set; a template over three function families would
+// hide exactly what one reads to check that a call is right. What is the same (picking the
+// first usable algorithm, the error) is pick().
 void CudaBackend::choose_fwd(ConvPlan& p) {
   const char* op = "conv_forward";
   cudnnHandle_t h = ctx_->cudnn;
@@ -96,10 +106,9 @@ void CudaBackend::choose_fwd(ConvPlan& p) {
     check_cudnn(cudnnFindConvolutionForwardAlgorithm(h, p.x.get(), p.w.get(), p.conv.get(), p.y.get(),
                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf),
                 op, "cudnnFindConvolutionForwardAlgorithm");
-  const auto* best = pick(perf, got, opts_.deterministic);
-  if (!best) throw RuntimeError(std::string(op) + ": " + no_algo("forward", opts_.deterministic));
-  p.fwd = best->algo;
-  p.fwd_math = opts_.allow_tf32 ? best->mathType : CUDNN_FMA_MATH;
+  const auto& best = pick(perf, got, opts_.deterministic, op, "forward");
+  p.fwd = best.algo;
+  p.fwd_math = opts_.allow_tf32 ? best.mathType : CUDNN_FMA_MATH;
   check_cudnn(cudnnSetConvolutionMathType(p.conv.get(), p.fwd_math), op, "cudnnSetConvolutionMathType");
   check_cudnn(cudnnGetConvolutionForwardWorkspaceSize(h, p.x.get(), p.w.get(), p.conv.get(), p.y.get(),
                                                       p.fwd, &p.fwd_ws),
@@ -120,10 +129,9 @@ void CudaBackend::choose_bwd_data(ConvPlan& p) {
     check_cudnn(cudnnFindConvolutionBackwardDataAlgorithm(h, p.w.get(), p.y.get(), p.conv.get(), p.x.get(),
                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf),
                 op, "cudnnFindConvolutionBackwardDataAlgorithm");
-  const auto* best = pick(perf, got, opts_.deterministic);
-  if (!best) throw RuntimeError(std::string(op) + ": " + no_algo("backward-data", opts_.deterministic));
-  p.bwd_data = best->algo;
-  p.bwd_data_math = opts_.allow_tf32 ? best->mathType : CUDNN_FMA_MATH;
+  const auto& best = pick(perf, got, opts_.deterministic, op, "backward-data");
+  p.bwd_data = best.algo;
+  p.bwd_data_math = opts_.allow_tf32 ? best.mathType : CUDNN_FMA_MATH;
   check_cudnn(cudnnSetConvolutionMathType(p.conv.get(), p.bwd_data_math), op, "cudnnSetConvolutionMathType");
   check_cudnn(cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w.get(), p.y.get(), p.conv.get(), p.x.get(),
                                                            p.bwd_data, &p.bwd_data_ws),
@@ -144,10 +152,9 @@ void CudaBackend::choose_bwd_filter(ConvPlan& p) {
     check_cudnn(cudnnFindConvolutionBackwardFilterAlgorithm(h, p.x.get(), p.y.get(), p.conv.get(), p.w.get(),
                                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf),
                 op, "cudnnFindConvolutionBackwardFilterAlgorithm");
-  const auto* best = pick(perf, got, opts_.deterministic);
-  if (!best) throw RuntimeError(std::string(op) + ": " + no_algo("backward-filter", opts_.deterministic));
-  p.bwd_filter = best->algo;
-  p.bwd_filter_math = opts_.allow_tf32 ? best->mathType : CUDNN_FMA_MATH;
+  const auto& best = pick(perf, got, opts_.deterministic, op, "backward-filter");
+  p.bwd_filter = best.algo;
+  p.bwd_filter_math = opts_.allow_tf32 ? best.mathType : CUDNN_FMA_MATH;
   check_cudnn(cudnnSetConvolutionMathType(p.conv.get(), p.bwd_filter_math), op, "cudnnSetConvolutionMathType");
   check_cudnn(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p.x.get(), p.y.get(), p.conv.get(), p.w.get(),
                                                              p.bwd_filter, &p.bwd_filter_ws),
@@ -171,24 +178,17 @@ PoolPlan& CudaBackend::pool_plan(const PoolDesc& d) {
                                           to_int(d.kw, op), to_int(d.ph, op), to_int(d.pw, op),
                                           to_int(d.sh, op), to_int(d.sw, op)),
               op, "cudnnSetPooling2dDescriptor");
-  check_cudnn(cudnnSetTensor4dDescriptor(p->x.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, to_int(d.n, op),
-                                         to_int(d.c, op), to_int(d.h, op), to_int(d.w, op)),
-              op, "cudnnSetTensor4dDescriptor");
+  set_nchw(p->x.get(), d.n, d.c, d.h, d.w, op);
   int on = 0, oc = 0, oh = 0, ow = 0;
   check_cudnn(cudnnGetPooling2dForwardOutputDim(p->pool.get(), p->x.get(), &on, &oc, &oh, &ow), op,
               "cudnnGetPooling2dForwardOutputDim");
-  require(oh == d.oh() && ow == d.ow(), op,
-          "cuDNN computes a " + std::to_string(oh) + "x" + std::to_string(ow) + " output, expected " +
-              std::to_string(d.oh()) + "x" + std::to_string(d.ow()));
-  check_cudnn(cudnnSetTensor4dDescriptor(p->y.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, on, oc, oh, ow),
-              op, "cudnnSetTensor4dDescriptor");
+  require_out(oh, ow, d.oh(), d.ow(), op);
+  set_nchw(p->y.get(), on, oc, oh, ow, op);
   return *(pool_plans_[key] = std::move(p));
 }
 
 cudnnTensorDescriptor_t CudaBackend::flat_desc(int64_t n, const char* op) {
-  check_cudnn(cudnnSetTensor4dDescriptor(flat_->get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 1,
-                                         to_int(n, op)),
-              op, "cudnnSetTensor4dDescriptor");
+  set_nchw(flat_->get(), 1, 1, 1, n, op);
   return flat_->get();
 }
 

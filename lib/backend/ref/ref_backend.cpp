@@ -3,29 +3,22 @@
 // tested against, so it favours being obviously right over being fast: sums are
 // accumulated in double, convolution backward passes scatter into a double buffer instead
 // of inverting the index arithmetic, and max pooling recomputes its argmax in the
-// backward pass rather than keeping a workspace.
+// backward pass rather than keeping a workspace. Memory and gather_batch are not here:
+// they come from HostBackend (host/host_backend.h), shared with the cpu backend and run
+// single-threaded for this one; the argument checks are backend/op_checks.h, shared by all.
 #include "backend/ref/ref_backend.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
-#include "backend/ref/op_checks.h"
+#include "backend/host/host_backend.h"
+#include "backend/op_checks.h"
 #include "core/error.h"
 #include "core/rng.h"
 
 namespace mnistctl {
 namespace {
-
-// 64-byte aligned host memory released through the shared_ptr's deleter.
-std::shared_ptr<void> host_alloc(size_t bytes) {
-  size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
-  void* p = std::aligned_alloc(64, rounded);
-  if (!p) throw RuntimeError("ref: out of memory allocating " + std::to_string(bytes) + " bytes");
-  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-}
 
 // Label of row i, or -1 when it is not a valid class index (never matches, no one-hot).
 int64_t label_at(const Tensor& labels, int64_t i, int64_t classes) {
@@ -34,81 +27,32 @@ int64_t label_at(const Tensor& labels, int64_t i, int64_t classes) {
   return static_cast<int64_t>(l);
 }
 
-class RefBackend final : public Backend {
- public:
-  std::string name() const override { return "ref"; }
-
-  Tensor empty(const Shape& shape) override {
-    Tensor t;
-    t.shape = shape;
-    for (int64_t d : shape.dims)
-      if (d < 0) throw RuntimeError("ref: negative extent in shape " + shape.str());
-    t.storage = host_alloc(static_cast<size_t>(shape.numel()) * sizeof(float));
-    t.data = static_cast<float*>(t.storage.get());
-    return t;
-  }
-
-  Buffer alloc_bytes(size_t bytes) override {
-    Buffer b;
-    b.bytes = bytes;
-    b.storage = host_alloc(bytes);
-    b.data = b.storage.get();
-    return b;
-  }
-
-  void fill(Tensor& t, float value) override { std::fill(t.data, t.data + t.numel(), value); }
-
-  void upload(Tensor& dst, const float* host) override {
-    if (dst.numel()) std::memcpy(dst.data, host, static_cast<size_t>(dst.numel()) * sizeof(float));
-  }
-  void download(const Tensor& src, float* host) override {
-    if (src.numel()) std::memcpy(host, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
-  }
-  void upload_bytes(Buffer& dst, const void* host, size_t bytes) override {
-    if (bytes > dst.bytes)
-      throw RuntimeError("upload_bytes: " + std::to_string(bytes) + " bytes into a buffer of " +
-                         std::to_string(dst.bytes));
-    if (bytes) std::memcpy(dst.data, host, bytes);
-  }
-  void copy(const Tensor& src, Tensor& dst) override {
-    opcheck::same("copy", src, dst);
-    if (src.numel()) std::memmove(dst.data, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
-  }
-
-  void gather_batch(const Buffer& images, const Buffer& labels_u8, int64_t sample_size,
-                    const Buffer& order, int64_t first, int64_t n, Tensor& x,
-                    Tensor& labels) override {
-    opcheck::positive("gather_batch", sample_size, "sample_size");
-    int64_t count = static_cast<int64_t>(images.bytes) / sample_size;
-    int64_t order_len = static_cast<int64_t>(order.bytes / sizeof(int32_t));
-    if (first < 0 || n < 0 || first + n > order_len)
-      throw RuntimeError("gather_batch: rows " + std::to_string(first) + ".." +
-                         std::to_string(first + n) + " outside the order list of " +
-                         std::to_string(order_len));
-    opcheck::numel("gather_batch", "x", x, n * sample_size);
-    opcheck::numel("gather_batch", "labels", labels, n);
-    const auto* img = static_cast<const uint8_t*>(images.data);
-    const auto* lab = static_cast<const uint8_t*>(labels_u8.data);
-    const auto* ord = static_cast<const int32_t*>(order.data);
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t s = ord[first + i];
-      if (s < 0 || s >= count || s >= static_cast<int64_t>(labels_u8.bytes))
-        throw RuntimeError("gather_batch: sample index " + std::to_string(s) + " outside the " +
-                           std::to_string(count) + " samples");
-      for (int64_t j = 0; j < sample_size; ++j)
-        x.data[i * sample_size + j] = static_cast<float>(img[s * sample_size + j]) / 255.0f;
-      labels.data[i] = static_cast<float>(lab[s]);
+// Calls f(r, q, iy, ix) for each tap (r, q) of the kh x kw window whose output is (oy, ox)
+// and whose input cell (iy, ix) lies inside the h x w input: taps on the zero padding are
+// skipped. Row-major over the window, the order every sum below accumulates in. Desc is a
+// ConvDesc or a PoolDesc (both have the window, stride, padding and input extent).
+template <typename Desc, typename F>
+void for_each_tap(const Desc& d, int64_t oy, int64_t ox, F f) {
+  for (int64_t r = 0; r < d.kh; ++r) {
+    int64_t iy = oy * d.sh - d.ph + r;
+    if (iy < 0 || iy >= d.h) continue;
+    for (int64_t q = 0; q < d.kw; ++q) {
+      int64_t ix = ox * d.sw - d.pw + q;
+      if (ix < 0 || ix >= d.w) continue;
+      f(r, q, iy, ix);
     }
   }
+}
+
+class RefBackend final : public HostBackend {
+ public:
+  RefBackend() : HostBackend("ref", 1) {}  // one thread: the memory loops stay serial
+  std::string name() const override { return "ref"; }
 
   // ---- fully connected ---------------------------------------------------------------
   void fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                   Tensor& y) override {
-    opcheck::fc("fc_forward", d);
-    opcheck::numel("fc_forward", "x", x, d.n * d.in);
-    opcheck::numel("fc_forward", "w", w, d.out * d.in);
-    if (b) opcheck::numel("fc_forward", "b", *b, d.out);
-    opcheck::numel("fc_forward", "y", y, d.n * d.out);
+    opcheck::fc_forward(d, x, w, b, y);
     for (int64_t i = 0; i < d.n; ++i)
       for (int64_t o = 0; o < d.out; ++o) {
         double s = b ? b->data[o] : 0.0;
@@ -119,10 +63,7 @@ class RefBackend final : public Backend {
   }
 
   void fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) override {
-    opcheck::fc("fc_backward_data", d);
-    opcheck::numel("fc_backward_data", "dy", dy, d.n * d.out);
-    opcheck::numel("fc_backward_data", "w", w, d.out * d.in);
-    opcheck::numel("fc_backward_data", "dx", dx, d.n * d.in);
+    opcheck::fc_backward_data(d, dy, w, dx);
     for (int64_t i = 0; i < d.n; ++i)
       for (int64_t j = 0; j < d.in; ++j) {
         double s = 0.0;
@@ -134,11 +75,7 @@ class RefBackend final : public Backend {
 
   void fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                            Tensor* db) override {
-    opcheck::fc("fc_backward_weights", d);
-    opcheck::numel("fc_backward_weights", "x", x, d.n * d.in);
-    opcheck::numel("fc_backward_weights", "dy", dy, d.n * d.out);
-    opcheck::numel("fc_backward_weights", "dw", dw, d.out * d.in);
-    if (db) opcheck::numel("fc_backward_weights", "db", *db, d.out);
+    opcheck::fc_backward_weights(d, x, dy, dw, db);
     for (int64_t o = 0; o < d.out; ++o) {
       for (int64_t j = 0; j < d.in; ++j) {
         double s = 0.0;
@@ -155,17 +92,9 @@ class RefBackend final : public Backend {
   }
 
   // ---- convolution: y[n,k,oy,ox] = b[k] + sum_{c,r,s} x[n,c,oy*sh-ph+r,ox*sw-pw+s] w[k,c,r,s]
-  void check_conv(const char* op, const ConvDesc& d, const Tensor& x, const Tensor& w,
-                  const Tensor& y) {
-    opcheck::conv(op, d);
-    opcheck::numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
-    opcheck::numel(op, "w/dw", w, d.k * d.c * d.kh * d.kw);
-    opcheck::numel(op, "y/dy", y, d.n * d.k * d.oh() * d.ow());
-  }
-
   void conv_forward(const ConvDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                     Tensor& y) override {
-    check_conv("conv_forward", d, x, w, y);
+    opcheck::conv_args("conv_forward", d, x, w, y);
     if (b) opcheck::numel("conv_forward", "b", *b, d.k);
     const int64_t OH = d.oh(), OW = d.ow();
     for (int64_t n = 0; n < d.n; ++n)
@@ -174,16 +103,10 @@ class RefBackend final : public Backend {
           for (int64_t ox = 0; ox < OW; ++ox) {
             double s = b ? b->data[k] : 0.0;
             for (int64_t c = 0; c < d.c; ++c)
-              for (int64_t r = 0; r < d.kh; ++r) {
-                int64_t iy = oy * d.sh - d.ph + r;
-                if (iy < 0 || iy >= d.h) continue;
-                for (int64_t q = 0; q < d.kw; ++q) {
-                  int64_t ix = ox * d.sw - d.pw + q;
-                  if (ix < 0 || ix >= d.w) continue;
-                  s += static_cast<double>(x.data[((n * d.c + c) * d.h + iy) * d.w + ix]) *
-                       w.data[((k * d.c + c) * d.kh + r) * d.kw + q];
-                }
-              }
+              for_each_tap(d, oy, ox, [&](int64_t r, int64_t q, int64_t iy, int64_t ix) {
+                s += static_cast<double>(x.data[((n * d.c + c) * d.h + iy) * d.w + ix]) *
+                     w.data[((k * d.c + c) * d.kh + r) * d.kw + q];
+              });
             y.data[((n * d.k + k) * OH + oy) * OW + ox] = static_cast<float>(s);
           }
   }
@@ -191,7 +114,7 @@ class RefBackend final : public Backend {
   // The transpose of the forward loop: every (output, tap) pair scatters into dx.
   void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
                           Tensor& dx) override {
-    check_conv("conv_backward_data", d, dx, w, dy);
+    opcheck::conv_args("conv_backward_data", d, dx, w, dy);
     const int64_t OH = d.oh(), OW = d.ow();
     std::vector<double> acc(static_cast<size_t>(dx.numel()), 0.0);
     for (int64_t n = 0; n < d.n; ++n)
@@ -200,23 +123,19 @@ class RefBackend final : public Backend {
           for (int64_t ox = 0; ox < OW; ++ox) {
             double g = dy.data[((n * d.k + k) * OH + oy) * OW + ox];
             for (int64_t c = 0; c < d.c; ++c)
-              for (int64_t r = 0; r < d.kh; ++r) {
-                int64_t iy = oy * d.sh - d.ph + r;
-                if (iy < 0 || iy >= d.h) continue;
-                for (int64_t q = 0; q < d.kw; ++q) {
-                  int64_t ix = ox * d.sw - d.pw + q;
-                  if (ix < 0 || ix >= d.w) continue;
-                  acc[static_cast<size_t>(((n * d.c + c) * d.h + iy) * d.w + ix)] +=
-                      g * w.data[((k * d.c + c) * d.kh + r) * d.kw + q];
-                }
-              }
+              for_each_tap(d, oy, ox, [&](int64_t r, int64_t q, int64_t iy, int64_t ix) {
+                acc[static_cast<size_t>(((n * d.c + c) * d.h + iy) * d.w + ix)] +=
+                    g * w.data[((k * d.c + c) * d.kh + r) * d.kw + q];
+              });
           }
     for (size_t i = 0; i < acc.size(); ++i) dx.data[i] = static_cast<float>(acc[i]);
   }
 
+  // Not for_each_tap: here the tap (r, q) is fixed and the sum runs over the outputs that
+  // see it, so the bounds tests sit on the output loops; written out on purpose.
   void conv_backward_weights(const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                              Tensor* db) override {
-    check_conv("conv_backward_weights", d, x, dw, dy);
+    opcheck::conv_args("conv_backward_weights", d, x, dw, dy);
     if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
     const int64_t OH = d.oh(), OW = d.ow();
     for (int64_t k = 0; k < d.k; ++k) {
@@ -260,16 +179,10 @@ class RefBackend final : public Backend {
   // Index (within the image plane) of the first maximum of window (oy, ox).
   static int64_t argmax(const PoolDesc& d, const float* plane, int64_t oy, int64_t ox) {
     int64_t best = -1;
-    for (int64_t r = 0; r < d.kh; ++r) {
-      int64_t iy = oy * d.sh - d.ph + r;
-      if (iy < 0 || iy >= d.h) continue;
-      for (int64_t q = 0; q < d.kw; ++q) {
-        int64_t ix = ox * d.sw - d.pw + q;
-        if (ix < 0 || ix >= d.w) continue;
-        int64_t i = iy * d.w + ix;
-        if (best < 0 || plane[i] > plane[best]) best = i;
-      }
-    }
+    for_each_tap(d, oy, ox, [&](int64_t, int64_t, int64_t iy, int64_t ix) {
+      int64_t i = iy * d.w + ix;
+      if (best < 0 || plane[i] > plane[best]) best = i;
+    });
     return best;  // >= 0: opcheck::pool guarantees every window touches the input
   }
 
@@ -285,14 +198,9 @@ class RefBackend final : public Backend {
             out = plane[argmax(d, plane, oy, ox)];
           } else {
             double s = 0.0;
-            for (int64_t r = 0; r < d.kh; ++r) {
-              int64_t iy = oy * d.sh - d.ph + r;
-              if (iy < 0 || iy >= d.h) continue;
-              for (int64_t q = 0; q < d.kw; ++q) {
-                int64_t ix = ox * d.sw - d.pw + q;
-                if (ix >= 0 && ix < d.w) s += plane[iy * d.w + ix];
-              }
-            }
+            for_each_tap(d, oy, ox, [&](int64_t, int64_t, int64_t iy, int64_t ix) {
+              s += plane[iy * d.w + ix];
+            });
             out = static_cast<float>(s / static_cast<double>(d.kh * d.kw));
           }
           y.data[(p * OH + oy) * OW + ox] = out;
@@ -317,14 +225,9 @@ class RefBackend final : public Backend {
             continue;
           }
           g /= static_cast<double>(d.kh * d.kw);
-          for (int64_t r = 0; r < d.kh; ++r) {
-            int64_t iy = oy * d.sh - d.ph + r;
-            if (iy < 0 || iy >= d.h) continue;
-            for (int64_t q = 0; q < d.kw; ++q) {
-              int64_t ix = ox * d.sw - d.pw + q;
-              if (ix >= 0 && ix < d.w) out[iy * d.w + ix] += g;
-            }
-          }
+          for_each_tap(d, oy, ox, [&](int64_t, int64_t, int64_t iy, int64_t ix) {
+            out[iy * d.w + ix] += g;
+          });
         }
     }
     for (size_t i = 0; i < acc.size(); ++i) dx.data[i] = static_cast<float>(acc[i]);
@@ -387,13 +290,7 @@ class RefBackend final : public Backend {
   // ---- softmax + cross-entropy -------------------------------------------------------
   void softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
                             Tensor* metrics) override {
-    opcheck::same("softmax_xent_forward", logits, probs);
-    if (logits.shape.rank() < 1 || logits.shape[0] <= 0)
-      throw RuntimeError("softmax_xent_forward: logits need a batch extent, got " + logits.shape.str());
-    const int64_t n = logits.shape[0], k = logits.numel() / n;
-    const bool have_labels = labels.data != nullptr && labels.numel() > 0;  // no data: prediction only
-    if (have_labels) opcheck::numel("softmax_xent_forward", "labels", labels, n);
-    if (metrics) opcheck::numel("softmax_xent_forward", "metrics", *metrics, kMetricSlots);
+    const auto [n, k, have_labels] = opcheck::softmax_xent_forward(logits, labels, probs, metrics);
     double loss = 0.0, correct = 0.0;
     for (int64_t i = 0; i < n; ++i) {
       const float* z = logits.data + i * k;
@@ -421,11 +318,7 @@ class RefBackend final : public Backend {
 
   void softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale,
                              Tensor& dlogits) override {
-    opcheck::same("softmax_xent_backward", probs, dlogits);
-    if (probs.shape.rank() < 1 || probs.shape[0] <= 0)
-      throw RuntimeError("softmax_xent_backward: probs need a batch extent, got " + probs.shape.str());
-    const int64_t n = probs.shape[0], k = probs.numel() / n;
-    opcheck::numel("softmax_xent_backward", "labels", labels, n);
+    const auto [n, k] = opcheck::softmax_xent_backward(probs, labels, dlogits);
     for (int64_t i = 0; i < n; ++i) {
       int64_t l = label_at(labels, i, k);
       for (int64_t j = 0; j < k; ++j)
@@ -436,11 +329,7 @@ class RefBackend final : public Backend {
   // ---- optimizers --------------------------------------------------------------------
   void sgd_update(Tensor& w, const Tensor& g, Tensor* mom, float lr, float momentum,
                   float wd) override {
-    opcheck::same("sgd_update", w, g);
-    if (momentum != 0.0f) {
-      if (!mom) throw RuntimeError("sgd_update: momentum " + std::to_string(momentum) + " needs a momentum tensor");
-      opcheck::same("sgd_update", w, *mom);
-    }
+    opcheck::sgd_update(w, g, mom, momentum);
     for (int64_t i = 0; i < w.numel(); ++i) {
       float gi = g.data[i] + wd * w.data[i];
       if (momentum != 0.0f) {
@@ -454,10 +343,7 @@ class RefBackend final : public Backend {
 
   void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, float lr, float beta1,
                    float beta2, float eps, float wd, int64_t step) override {
-    opcheck::same("adam_update", w, g);
-    opcheck::same("adam_update", w, m);
-    opcheck::same("adam_update", w, v);
-    if (step < 1) throw RuntimeError("adam_update: step counts from 1, got " + std::to_string(step));
+    opcheck::adam_update(w, g, m, v, step);
     const double c1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
     const double c2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
     for (int64_t i = 0; i < w.numel(); ++i) {

@@ -1,0 +1,105 @@
+// HostBackend: memory and the data path on host memory, shared by the ref and cpu
+// backends (see host_backend.h for why they share it).
+#include "backend/host/host_backend.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "backend/op_checks.h"
+#include "core/error.h"
+
+namespace mnistctl {
+namespace {
+
+// 64-byte aligned host memory released through the shared_ptr's deleter. aligned_alloc
+// wants a size that is a multiple of the alignment, and at least one line.
+std::shared_ptr<void> host_alloc(size_t bytes, const std::string& tag) {
+  size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw RuntimeError(tag + ": out of memory allocating " + std::to_string(bytes) + " bytes");
+  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+}
+
+}  // namespace
+
+Tensor HostBackend::empty(const Shape& shape) {
+  for (int64_t d : shape.dims)
+    if (d < 0) throw RuntimeError(tag_ + ": negative extent in shape " + shape.str());
+  Tensor t;
+  t.shape = shape;
+  t.storage = host_alloc(static_cast<size_t>(shape.numel()) * sizeof(float), tag_);
+  t.data = static_cast<float*>(t.storage.get());
+  return t;
+}
+
+Buffer HostBackend::alloc_bytes(size_t bytes) {
+  Buffer b;
+  b.bytes = bytes;
+  b.storage = host_alloc(bytes, tag_);
+  b.data = b.storage.get();
+  return b;
+}
+
+void HostBackend::fill(Tensor& t, float value) {
+  float* p = t.data;
+  const int64_t n = t.numel();
+#pragma omp parallel for schedule(static) num_threads(threads_) if (threads_ > 1 && n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) p[i] = value;
+}
+
+void HostBackend::upload(Tensor& dst, const float* host) {
+  if (dst.numel()) std::memcpy(dst.data, host, static_cast<size_t>(dst.numel()) * sizeof(float));
+}
+
+void HostBackend::download(const Tensor& src, float* host) {
+  if (src.numel()) std::memcpy(host, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
+}
+
+void HostBackend::upload_bytes(Buffer& dst, const void* host, size_t bytes) {
+  if (bytes > dst.bytes)
+    throw RuntimeError("upload_bytes: " + std::to_string(bytes) + " bytes into a buffer of " +
+                       std::to_string(dst.bytes));
+  if (bytes) std::memcpy(dst.data, host, bytes);
+}
+
+void HostBackend::copy(const Tensor& src, Tensor& dst) {
+  opcheck::same("copy", src, dst);
+  if (src.numel()) std::memmove(dst.data, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
+}
+
+void HostBackend::gather_batch(const Buffer& images, const Buffer& labels_u8, int64_t sample_size,
+                               const Buffer& order, int64_t first, int64_t n, Tensor& x,
+                               Tensor& labels) {
+  opcheck::positive("gather_batch", sample_size, "sample_size");
+  // A sample needs both its image and its label byte.
+  const int64_t count = std::min(static_cast<int64_t>(images.bytes) / sample_size,
+                                 static_cast<int64_t>(labels_u8.bytes));
+  const int64_t order_len = static_cast<int64_t>(order.bytes / sizeof(int32_t));
+  if (first < 0 || n < 0 || first + n > order_len)
+    throw RuntimeError("gather_batch: rows " + std::to_string(first) + ".." +
+                       std::to_string(first + n) + " outside the order list of " +
+                       std::to_string(order_len));
+  opcheck::numel("gather_batch", "x", x, n * sample_size);
+  opcheck::numel("gather_batch", "labels", labels, n);
+  const auto* img = static_cast<const uint8_t*>(images.data);
+  const auto* lab = static_cast<const uint8_t*>(labels_u8.data);
+  const auto* ord = static_cast<const int32_t*>(order.data) + first;
+  for (int64_t i = 0; i < n; ++i)  // validate before touching memory
+    if (ord[i] < 0 || ord[i] >= count)
+      throw RuntimeError("gather_batch: sample index " + std::to_string(ord[i]) +
+                         " outside the " + std::to_string(count) + " samples");
+  float* xd = x.data;
+  float* ld = labels.data;
+#pragma omp parallel for schedule(static) num_threads(threads_) \
+    if (threads_ > 1 && n * sample_size >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* src = img + static_cast<int64_t>(ord[i]) * sample_size;
+    float* dst = xd + i * sample_size;
+    for (int64_t j = 0; j < sample_size; ++j) dst[j] = static_cast<float>(src[j]) / 255.0f;
+    ld[i] = static_cast<float>(lab[ord[i]]);
+  }
+}
+
+}  // namespace mnistctl
