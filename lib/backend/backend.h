@@ -75,6 +75,14 @@ class Backend {
   virtual void upload(Tensor& dst, const float* host) = 0;          // dst.numel() floats
   virtual void download(const Tensor& src, float* host) = 0;        // src.numel() floats
   virtual void upload_bytes(Buffer& dst, const void* host, size_t bytes) = 0;
+  // Takes host bytes over as a Buffer (the dataset, uploaded once). Device backends copy;
+  // host backends keep the vector itself, so a dataset is never held twice.
+  virtual Buffer adopt_bytes(std::vector<uint8_t>&& bytes) {
+    Buffer b = alloc_bytes(bytes.size());
+    upload_bytes(b, bytes.data(), bytes.size());
+    std::vector<uint8_t>().swap(bytes);
+    return b;
+  }
   virtual void copy(const Tensor& src, Tensor& dst) = 0;            // same numel
 
   // ---- data path ----------------------------------------------------------------

@@ -29,7 +29,35 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return data;
 }
 
+namespace {
+// Plain write, for targets that are not regular files (/dev/null, /dev/stdout, a FIFO):
+// renaming over them would replace the device node itself.
+void write_in_place(const std::string& path, const void* data, size_t size) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw RuntimeError(fmt::format("{}: cannot open for writing: {}", path, std::strerror(errno)));
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t w = ::write(fd, p, size);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      int e = errno;
+      ::close(fd);
+      throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
+    }
+    p += w;
+    size -= static_cast<size_t>(w);
+  }
+  ::close(fd);
+}
+}  // namespace
+
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) throw UsageError(fmt::format("{}: is a folder, expected a file name", path));
+    write_in_place(path, data, size);
+    return;
+  }
   std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw RuntimeError(fmt::format("{}: cannot create: {}", tmp, std::strerror(errno)));

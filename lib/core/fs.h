@@ -11,7 +11,8 @@ namespace mnistctl {
 std::vector<uint8_t> read_file(const std::string& path);
 
 // Writes atomically: a temporary file in the same folder, fsync, then rename over `path`.
-// An interrupted write never leaves a truncated file under the final name.
+// An interrupted write never leaves a truncated file under the final name. A target that
+// exists and is not a regular file (/dev/null, a FIFO) is written in place instead.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 inline void write_file_atomic(const std::string& path, const std::string& text) {
   write_file_atomic(path, text.data(), text.size());

@@ -61,14 +61,14 @@ struct DeviceData {
   int64_t count = 0, sample_size = 0;
 };
 
-DeviceData upload(Backend& be, const Dataset& ds) {
+// Hands the dataset's bytes over to the backend (the host copy is gone afterwards: on the
+// CPU the backend keeps the very same memory, so 52 MB of MNIST is never held twice).
+DeviceData upload(Backend& be, Dataset& ds) {
   DeviceData d;
   d.count = ds.count;
   d.sample_size = ds.sample_size();
-  d.images = be.alloc_bytes(ds.images.size());
-  be.upload_bytes(d.images, ds.images.data(), ds.images.size());
-  d.labels = be.alloc_bytes(ds.labels.size());
-  be.upload_bytes(d.labels, ds.labels.data(), ds.labels.size());
+  d.images = be.adopt_bytes(std::move(ds.images));
+  d.labels = be.adopt_bytes(std::move(ds.labels));
   d.order = be.alloc_bytes(static_cast<size_t>(ds.count) * sizeof(int32_t));
   return d;
 }

@@ -1,5 +1,7 @@
 // core: the RNG's output is the specified one (so shuffles and weights are the same on
 // every machine), atomic writes, JSON strings, shapes.
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -64,6 +66,15 @@ TEST_CASE("write_file_atomic replaces a file whole and leaves no temporary behin
     CHECK(e.code() == kExitUsage);
     CHECK(std::string(e.what()).find("missing") != std::string::npos);
   }
+}
+
+TEST_CASE("write_file_atomic writes into a device in place and never renames over it") {
+  write_file_atomic("/dev/null", std::string("discarded"));
+  struct stat st;
+  REQUIRE(::stat("/dev/null", &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));  // still the device, not a regular file
+  std::string dir = test::scratch_dir("core-atomic-dir");
+  CHECK_THROWS_AS(write_file_atomic(dir, std::string("x")), Error);
 }
 
 TEST_CASE("json_string escapes quotes and control characters") {

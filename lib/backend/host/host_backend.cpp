@@ -34,6 +34,15 @@ Tensor HostBackend::empty(const Shape& shape) {
   return t;
 }
 
+Buffer HostBackend::adopt_bytes(std::vector<uint8_t>&& bytes) {
+  auto owner = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  Buffer b;
+  b.data = owner->data();
+  b.bytes = owner->size();
+  b.storage = owner;
+  return b;
+}
+
 Buffer HostBackend::alloc_bytes(size_t bytes) {
   Buffer b;
   b.bytes = bytes;

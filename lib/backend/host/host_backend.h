@@ -27,6 +27,7 @@ class HostBackend : public Backend {
   // Tensor / Buffer that shares it.
   Tensor empty(const Shape& shape) override;
   Buffer alloc_bytes(size_t bytes) override;
+  Buffer adopt_bytes(std::vector<uint8_t>&& bytes) override;
   void fill(Tensor& t, float value) override;
   void upload(Tensor& dst, const float* host) override;
   void download(const Tensor& src, float* host) override;
