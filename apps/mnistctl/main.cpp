@@ -17,7 +17,7 @@ namespace {
 
 const char* kExitCodes =
     "Exit codes: 0 success, 1 eval gate failed (--min-accuracy), 2 bad usage, config or input,\n"
-    "3 runtime failure (network, I/O, NaN loss, backend), 130 interrupted.";
+    "3 runtime failure (network, I/O, NaN loss, backend), 130/143 interrupted (SIGINT/SIGTERM).";
 
 void add_run_context(CLI::App* cmd, RunContext& r) {
   std::string ctxs;
@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
                 "~/.cache/mnistctl); one sub-folder per dataset");
   f->add_option("--mirror", fetch.mirrors,
                 "Base URL or local folder to try first (repeatable; also $MNISTCTL_MIRROR)");
-  f->add_flag("--force", fetch.force, "Download again even if the files are present and verify");
+  f->add_flag("--force", fetch.force, "Download again even when the files are present and verified");
   f->footer("\nEnvironment: MNISTCTL_MIRROR (mirrors tried after --mirror, separated by spaces or commas),\n"
             "MNISTCTL_NO_BUILTIN_MIRRORS=1 (skip the built-in mirrors), MNISTCTL_FETCH_CONNECT_SECONDS (20),\n"
             "MNISTCTL_FETCH_STALL_SECONDS (30), MNISTCTL_FETCH_RETRIES (2).\n"
@@ -100,9 +100,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
-    // CLI11 returns 0 for --help/--version and non-zero for real usage errors.
-    int rc = app.exit(err);
-    return rc == 0 ? 0 : kExitUsage;
+    // --help and --version arrive as "errors" with exit code 0: CLI11 prints them.
+    if (err.get_exit_code() == 0) return app.exit(err);
+    // A real usage error: one line in the tool's own style, then where to look.
+    std::fprintf(stderr, "mnistctl: %s (see mnistctl %s--help)\n", err.what(),
+                 app.get_subcommands().empty() ? "" : (app.get_subcommands()[0]->get_name() + " ").c_str());
+    return kExitUsage;
   }
 
   try {

@@ -28,9 +28,12 @@ int run_eval(const EvalOptions& o) {
                 });
   EvalResult r = acc.result();
   if (o.json) {
-    std::fputs((format_eval_json(r, m.path) + "\n").c_str(), stdout);
+    EvalSource src{m.path, m.config.data.dataset + " (test)", be->name(), o.min_accuracy};
+    std::fputs((format_eval_json(r, src) + "\n").c_str(), stdout);
   } else {
-    std::fputs(fmt::format("model: {}\nbackend: {}\n{}", m.path, be->name(), format_eval_text(r)).c_str(),
+    std::fputs(fmt::format("model: {}\ndataset: {} (test set)\nbackend: {}\n{}", m.path, m.config.data.dataset,
+                           be->name(), format_eval_text(r))
+                   .c_str(),
                stdout);
   }
   std::fflush(stdout);

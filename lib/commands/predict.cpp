@@ -34,11 +34,20 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-bool is_picture(const std::string& path) {
+enum class InputKind { picture, idx, unknown };
+
+// By content, not name: PNG or PGM pictures, IDX image files (raw, or gzip which the IDX
+// reader then checks). A file that can't be opened is left to the readers to report.
+InputKind sniff(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  char head[8] = {0};
-  in.read(head, sizeof head);
-  return std::memcmp(head, "\x89PNG", 4) == 0 || (head[0] == 'P' && (head[1] == '5' || head[1] == '2'));
+  if (!in) return InputKind::idx;
+  unsigned char head[4] = {0};
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  if (std::memcmp(head, "\x89PNG", 4) == 0 || (head[0] == 'P' && (head[1] == '5' || head[1] == '2')))
+    return InputKind::picture;
+  if ((head[0] == 0x1f && head[1] == 0x8b) || (head[0] == 0 && head[1] == 0 && head[2] == 0x08 && head[3] == 0x03))
+    return InputKind::idx;
+  return InputKind::unknown;
 }
 
 void add(Inputs& in, const std::string& source, const uint8_t* px, int64_t n, int64_t size) {
@@ -64,7 +73,10 @@ int run_predict(const PredictOptions& o) {
     add(in, "test", test.images.data(), test.count, test.sample_size());
   }
   for (const auto& path : o.inputs) {
-    if (is_picture(path)) {
+    InputKind kind = sniff(path);
+    if (kind == InputKind::unknown)
+      throw UsageError(fmt::format("{}: not a PGM (P5/P2), PNG or IDX image file", path));
+    if (kind == InputKind::picture) {
       if (size != 28 * 28)
         throw UsageError(fmt::format("{}: pictures are read as 28x28 digits, the model expects {}", path,
                                      m.net->input_shape().str()));

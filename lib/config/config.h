@@ -52,7 +52,7 @@ struct ScheduleSpec {
   std::string type = "fixed";  // fixed | step | cosine
   double factor = 0.1;         // step: lr *= factor every `step_epochs`
   int64_t step_epochs = 1;
-  double min_lr = 0.0;         // cosine: the floor reached at the last epoch
+  double min_lr = 0.0;         // cosine: the floor it falls towards (reached after the last epoch)
 };
 
 struct TrainSpec {

@@ -60,7 +60,13 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
   }
   std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw RuntimeError(fmt::format("{}: cannot create: {}", tmp, std::strerror(errno)));
+  if (fd < 0) {
+    // A folder that isn't there or can't be written is the caller's path, not a failure of ours.
+    int e = errno;
+    std::string msg = fmt::format("{}: cannot create: {}", path, std::strerror(e));
+    if (e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS) throw UsageError(msg);
+    throw RuntimeError(msg);
+  }
   const char* p = static_cast<const char*>(data);
   size_t left = size;
   while (left > 0) {

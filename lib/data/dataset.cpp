@@ -1,6 +1,9 @@
 // Dataset loading (see dataset.h).
 #include "data/dataset.h"
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -11,10 +14,17 @@
 #include "data/idx.h"
 
 namespace mnistctl {
+namespace {
+
+void check_limit(int64_t limit) {
+  if (limit < 0) throw UsageError(fmt::format("sample limit must be >= 0, got {}", limit));
+}
+
+}  // namespace
 
 Dataset load_dataset(const std::string& images_path, const std::string& labels_path,
                      int64_t limit) {
-  if (limit < 0) throw UsageError(fmt::format("sample limit must be >= 0, got {}", limit));
+  check_limit(limit);
   Dataset ds;
   ds.name = std::filesystem::path(images_path).filename().string();
   IdxImages im = read_idx_images(images_path);
@@ -40,6 +50,7 @@ const char* split_name(Split s) { return s == Split::train ? "train" : "test"; }
 
 Dataset load_split(const std::string& data_root, const std::string& dataset, Split split,
                    int64_t limit) {
+  check_limit(limit);  // before the try below: a bad limit is not a broken file
   const DatasetInfo& info = find_dataset(dataset);
   std::string dir = dataset_dir(data_root, dataset);
   const DataFile& fi = split == Split::train ? info.train_images : info.test_images;
@@ -59,7 +70,21 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
         p.string(), dataset, dataset, dataset));
   };
   std::string ip = locate(fi), lp = locate(fl);
-  Dataset ds = load_dataset(ip, lp, limit);
+  // A file that cannot be opened at all (permissions) is not cured by downloading it again:
+  // its own error, without the hint below.
+  for (const auto& p : {ip, lp})
+    if (std::FILE* f = std::fopen(p.c_str(), "rb")) std::fclose(f);
+    else throw UsageError(fmt::format("{}: cannot open: {}", p, std::strerror(errno)));
+  Dataset ds;
+  try {
+    ds = load_dataset(ip, lp, limit);
+  } catch (const Error& e) {
+    // Present but broken (truncated, corrupt gzip, bad header, counts that disagree): say
+    // how to replace it. Runtime failures (memory) keep their message as it is.
+    if (e.code() != kExitUsage) throw;
+    throw UsageError(fmt::format("{} (run 'mnistctl fetch --dataset {} --force' to download it "
+                                 "again)", e.what(), dataset));
+  }
   ds.name = dataset + "/" + split_name(split);
   return ds;
 }

@@ -29,7 +29,9 @@ const char* split_name(Split s);
 
 // Finds <data_root>/<dataset>/<the split's two files> (the catalog's .gz names, or the same
 // names without .gz when the user decompressed them). A missing file -> UsageError that says
-// to run `mnistctl fetch --dataset X` (or set --data-dir / $MNISTCTL_DATA).
+// to run `mnistctl fetch --dataset X` (or set --data-dir / $MNISTCTL_DATA). A file that is
+// present but broken -> the reader's UsageError with "(run 'mnistctl fetch --dataset X
+// --force' to download it again)" appended.
 // data_root "" -> default_data_root().
 Dataset load_split(const std::string& data_root, const std::string& dataset, Split split,
                    int64_t limit = 0);

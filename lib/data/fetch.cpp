@@ -2,6 +2,7 @@
 #include "data/fetch.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,17 +44,49 @@ bool env_flag(const char* name) {
   return v && *v && std::string(v) != "0";
 }
 
-bool is_remote(const std::string& m) { return m.find("://") != std::string::npos && m.rfind("file://", 0) != 0; }
+// One mirror, parsed and checked before anything is tried.
+struct Mirror {
+  std::string spec;   // as given
+  bool remote = false;
+  std::string base;   // the base URL (remote) or the folder (local)
+  bool builtin_remote = false;  // one of the dataset's own download sites
+};
 
-// file:///a/b, file://localhost/a/b or a plain path -> the folder path.
-std::string local_path(const std::string& m) {
-  if (m.rfind("file://", 0) != 0) return m;
-  std::string rest = m.substr(7);
-  if (rest.rfind("localhost/", 0) == 0) rest = rest.substr(9);
-  if (rest.empty() || rest[0] != '/')
-    throw UsageError(fmt::format("mirror '{}': a file:// URL needs an absolute path "
-                                 "(file:///path/to/folder)", m));
-  return rest;
+// http(s):// -> remote; file:///abs or a plain path -> a local folder; any other scheme
+// (ftp://, s3://, a typo) is a usage error up front, so nothing is half-tried with it.
+// `origin` names where the mirror came from, for the message.
+Mirror parse_mirror(const std::string& m, const std::string& origin) {
+  Mirror out;
+  out.spec = m;
+  const size_t sep = m.find("://");
+  bool has_scheme = sep != std::string::npos && sep > 0 && std::isalpha(static_cast<unsigned char>(m[0]));
+  for (size_t i = 0; has_scheme && i < sep; ++i) {
+    const unsigned char c = static_cast<unsigned char>(m[i]);
+    has_scheme = std::isalnum(c) || c == '+' || c == '-' || c == '.';
+  }
+  if (!has_scheme) {  // a plain folder path (even one with "://" inside a folder name)
+    out.base = m;
+    return out;
+  }
+  std::string scheme = m.substr(0, sep);
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme == "http" || scheme == "https") {
+    out.remote = true;
+    out.base = m;
+    return out;
+  }
+  if (scheme == "file") {
+    std::string rest = m.substr(sep + 3);
+    if (rest.rfind("localhost/", 0) == 0) rest = rest.substr(9);
+    if (rest.empty() || rest[0] != '/')
+      throw UsageError(fmt::format("{} '{}': a file:// URL needs an absolute path "
+                                   "(file:///path/to/folder)", origin, m));
+    out.base = rest;
+    return out;
+  }
+  throw UsageError(fmt::format(
+      "{} '{}': unsupported scheme '{}://' (a mirror is an http:// or https:// URL, a "
+      "file:///path/to/folder URL or a folder path)", origin, m, scheme));
 }
 
 std::string join_url(const std::string& base, const std::string& name) {
@@ -153,10 +186,26 @@ std::string checksum_failure(const DataFile& f, const std::string& sha, int64_t 
                      sha.substr(0, 12), bytes, f.sha256.substr(0, 12), f.bytes);
 }
 
-Attempt copy_local(const DataFile& f, const std::string& src, TempFile& tmp, int64_t cap,
+// What a local attempt names in messages: the folder itself when the folder is the problem
+// (so "--mirror /typo" reads "folder not found", not a missing file), else the file.
+std::string local_source(const std::string& folder, const std::string& name) {
+  std::error_code ec;
+  return fs::is_directory(folder, ec) ? join_url(folder, name) : folder;
+}
+
+Attempt copy_local(const DataFile& f, const std::string& folder, TempFile& tmp, int64_t cap,
                    Progress& bar) {
   Attempt a;
   std::error_code ec;
+  if (!fs::exists(folder, ec)) {
+    a.why = "folder not found";
+    return a;
+  }
+  if (!fs::is_directory(folder, ec)) {
+    a.why = "not a folder";
+    return a;
+  }
+  const std::string src = join_url(folder, f.name);
   if (!fs::exists(src, ec)) {
     a.why = "not found";
     return a;
@@ -256,13 +305,78 @@ std::vector<std::string> mirror_list(const DatasetInfo& info, const std::vector<
   return out;
 }
 
-std::string fetch_files(const DatasetInfo& info, const std::string& dir, const FetchRequest& req) {
+namespace {
+
+// The mirrors to try, parsed; an unusable one is a UsageError before anything is tried.
+std::vector<Mirror> parse_mirrors(const DatasetInfo& info, const std::vector<std::string>& first) {
+  std::vector<std::string> from_env;
+  if (const char* env = std::getenv("MNISTCTL_MIRROR")) split_into(env, from_env);
+  std::vector<Mirror> out;
+  for (const auto& m : mirror_list(info, first)) {
+    const bool given = std::find(first.begin(), first.end(), m) != first.end();
+    const bool env = std::find(from_env.begin(), from_env.end(), m) != from_env.end();
+    Mirror mm = parse_mirror(m, given ? "--mirror" : env ? "$MNISTCTL_MIRROR entry" : "built-in mirror");
+    mm.builtin_remote = mm.remote && std::find(info.mirrors.begin(), info.mirrors.end(), m) != info.mirrors.end();
+    out.push_back(mm);
+  }
+  return out;
+}
+
+// The folders that creating `dir` will add, deepest first (so that a failed fetch can take
+// back exactly what it created, and nothing that was there before).
+std::vector<fs::path> folders_to_create(const std::string& dir) {
+  std::string d = dir;
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::path p = d; !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    out.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  return out;
+}
+
+// Removes the folders a failed fetch created, while they are empty (a concurrent fetch that
+// put a file there keeps its folder: removing a non-empty folder fails harmlessly).
+void remove_created_folders(const std::vector<fs::path>& created) {
+  for (const auto& p : created) {
+    std::error_code ec;
+    if (!fs::is_directory(p, ec) || !fs::is_empty(p, ec) || !fs::remove(p, ec)) break;
+  }
+}
+
+// Temporary files "<name>.part.<pid>" left by a fetch that was killed: removed when that
+// process no longer exists. A live pid (another fetch, or an unrelated process that reused
+// the number) keeps its file; that only costs disk space until the next run.
+void remove_stale_parts(const DatasetInfo& info, const std::string& dir) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    for (const DataFile* f : info.files()) {
+      const std::string prefix = f->name + ".part.";
+      if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+      const std::string digits = name.substr(prefix.size());
+      if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      const long pid = std::stol(digits);
+      if (pid <= 0 || pid == ::getpid()) continue;
+      if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to signal)
+      std::error_code rec;
+      if (fs::remove(it->path(), rec))
+        log_line(fmt::format("{}: removed, left by an interrupted fetch (process {} is gone)",
+                             it->path().string(), pid));
+    }
+  }
+}
+
+// Fetches every file not already present and verified; throws on the first file that no
+// mirror has (later files would fail the same way, and waiting on them helps nobody).
+void fetch_all(const DatasetInfo& info, const std::string& dir, const FetchRequest& req,
+               const std::vector<Mirror>& mirrors) {
   HttpOptions hopt;
   hopt.connect_timeout_s = env_long("MNISTCTL_FETCH_CONNECT_SECONDS", 20, 1, 3600);
   hopt.stall_timeout_s = env_long("MNISTCTL_FETCH_STALL_SECONDS", 30, 1, 3600);
   const int retries = static_cast<int>(env_long("MNISTCTL_FETCH_RETRIES", 2, 0, 10));
-  const std::vector<std::string> mirrors = mirror_list(info, req.mirrors);
-  make_dirs(dir);
 
   for (const DataFile* fp : info.files()) {
     const DataFile& f = *fp;
@@ -287,18 +401,21 @@ std::string fetch_files(const DatasetInfo& info, const std::string& dir, const F
     const int64_t cap = f.max_bytes() + std::max<int64_t>(64 * 1024, f.max_bytes() / 64);
     hopt.max_bytes = cap;
     TempFile tmp(dest);
+    // "<source>: <why>" per mirror that failed, each once. Printed only if a later mirror
+    // then works; when none does, they make up the one-line error instead (not both).
     std::vector<std::string> tried;
-    bool done = false;
-    for (const auto& m : mirrors) {
-      const bool remote = is_remote(m);
-      const std::string src = remote ? join_url(m, f.name) : join_url(local_path(m), f.name);
+    bool done = false, builtin_tried = false;
+    for (const Mirror& m : mirrors) {
+      const std::string src = m.remote ? join_url(m.base, f.name) : local_source(m.base, f.name);
+      builtin_tried = builtin_tried || m.builtin_remote;
       for (int attempt = 0;; ++attempt) {
         tmp.reset();
         Progress bar(f.name, f.bytes);
-        Attempt a = remote ? download(f, src, tmp, cap, hopt, bar) : copy_local(f, src, tmp, cap, bar);
+        Attempt a = m.remote ? download(f, src, tmp, cap, hopt, bar) : copy_local(f, m.base, tmp, cap, bar);
         if (a.ok) {
           tmp.commit();
-          bar.done(fmt::format("{} from {} ({}, verified)", remote ? "downloaded" : "copied", src,
+          for (const auto& t : tried) log_line(fmt::format("{}: {}", f.name, t));
+          bar.done(fmt::format("{} from {} ({}, verified)", m.remote ? "downloaded" : "copied", src,
                               human_bytes(a.bytes)));
           done = true;
           break;
@@ -311,7 +428,6 @@ std::string fetch_files(const DatasetInfo& info, const std::string& dir, const F
         }
         std::string why = a.why;
         if (attempt > 0) why += fmt::format(" ({} attempts)", attempt + 1);
-        log_line(fmt::format("{}: {}: {}", f.name, src, why));
         tried.push_back(fmt::format("{}: {}", src, why));
         break;
       }
@@ -320,9 +436,29 @@ std::string fetch_files(const DatasetInfo& info, const std::string& dir, const F
     if (!done) {
       std::string list;
       for (const auto& t : tried) list += (list.empty() ? "" : "; ") + t;
-      throw RuntimeError(fmt::format("{}: could not fetch {} from any of {} mirror(s): {}",
-                                     info.name, f.name, tried.size(), list));
+      throw RuntimeError(fmt::format(
+          "{}: could not fetch {} from any of {} mirror(s): {}{}", info.name, f.name, tried.size(),
+          list,
+          builtin_tried ? " (offline? pass --mirror DIR or set MNISTCTL_MIRROR to a folder "
+                          "holding the .gz files)"
+                        : ""));
     }
+  }
+}
+
+}  // namespace
+
+std::string fetch_files(const DatasetInfo& info, const std::string& dir, const FetchRequest& req) {
+  const std::vector<Mirror> mirrors = parse_mirrors(info, req.mirrors);
+  const std::vector<fs::path> created = folders_to_create(dir);
+  make_dirs(dir);
+  try {
+    remove_stale_parts(info, dir);
+    fetch_all(info, dir, req, mirrors);
+  } catch (...) {
+    // The temporary file is gone by now (unwound); take back the folders made for nothing.
+    remove_created_folders(created);
+    throw;
   }
   return dir;
 }

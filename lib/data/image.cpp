@@ -256,14 +256,9 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
   border /= static_cast<double>(nb);
   const bool invert = border > 127.5;
 
-  if (w == 28 && h == 28) {
-    std::vector<uint8_t> out(gray);
-    if (invert)
-      for (auto& v : out) v = static_cast<uint8_t>(255 - v);
-    return out;
-  }
-
-  // Level: background (the border's mean) -> 0, the strongest ink -> 255.
+  // Ink, after the polarity decision: pixels brighter than the background (the border's
+  // mean). The same test for every size, 28x28 included: a blank, uniform or nearly uniform
+  // image is not a digit, and classifying it would be a silently wrong answer.
   std::vector<float> g(gray.size());
   float mx = 0;
   for (size_t i = 0; i < gray.size(); ++i) {
@@ -271,9 +266,18 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
     mx = std::max(mx, g[i]);
   }
   const float bg = static_cast<float>(invert ? 255.0 - border : border);
-  if (mx - bg < 16.0f)
+  if (mx - bg < kMinInkContrast)
     throw UsageError(fmt::format("{}: no digit found: the image has no ink that stands out from "
-                                 "its background", what));
+                                 "its background (ink contrast {:.0f} of 255, at least {:.0f} needed)", what, std::max(0.0f, mx - bg), kMinInkContrast));
+
+  if (w == 28 && h == 28) {
+    std::vector<uint8_t> out(gray);
+    if (invert)
+      for (auto& v : out) v = static_cast<uint8_t>(255 - v);
+    return out;
+  }
+
+  // Level: background -> 0, the strongest ink -> 255.
   for (auto& v : g) v = std::clamp((v - bg) / (mx - bg), 0.0f, 1.0f) * 255.0f;
 
   // Crop to the ink's bounding box (ink: above 10% after levelling, ignoring faint noise).

@@ -5,6 +5,10 @@
 // The result is what the network was trained on: 28x28 uint8, 0 = background, 255 = ink.
 //  * Polarity: dark ink on a light background (the mean of the border pixels is above
 //    mid-gray) is inverted.
+//  * No ink: an image whose strongest pixel (after the polarity decision) is less than
+//    kMinInkContrast (16 of 255, about 6%) above the background (the border's mean) is
+//    refused, whatever its size: "<file>: no digit found: ..." (UsageError). Blank, all-white,
+//    all-black and uniform grey images are never classified.
 //  * A 28x28 image is then used as is.
 //  * Any other size is prepared the way MNIST was made: background levelled to 0 and the ink
 //    stretched to 255, cropped to the ink's bounding box, scaled with area averaging
@@ -28,6 +32,9 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t wid
                                    int64_t height, const std::string& what);
 
 constexpr int64_t kImageMaxSide = 16384;
+// The least ink (brightest pixel minus the background, 0..255 after the polarity decision)
+// that counts as a digit; below it the image is refused as blank.
+constexpr float kMinInkContrast = 16.0f;
 constexpr int64_t kImageMaxPixels = int64_t(1) << 26;
 
 }  // namespace mnistctl

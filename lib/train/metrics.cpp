@@ -75,11 +75,15 @@ std::string format_eval_text(const EvalResult& r) {
 }
 
 
-std::string format_eval_json(const EvalResult& r, const std::string& model) {
+std::string format_eval_json(const EvalResult& r, const EvalSource& src) {
+  std::string gate;
+  if (src.min_accuracy >= 0)
+    gate = fmt::format("\"min_accuracy\":{},\"passed\":{},", src.min_accuracy,
+                       r.accuracy >= src.min_accuracy ? "true" : "false");
   std::string s = fmt::format(
-      "{{\"model\":{},\"images\":{},\"accuracy\":{:.6f},\"top_k\":{},\"top_k_accuracy\":{:.6f},"
+      "{{\"model\":{},\"dataset\":{},\"backend\":{},{}\"images\":{},\"accuracy\":{:.6f},\"top_k\":{},\"top_k_accuracy\":{:.6f},"
       "\"mean_cross_entropy\":{:.6f},\"per_class_accuracy\":[",
-      json_string(model), r.count, r.accuracy, r.top_k, r.top_k_accuracy, r.mean_xent);
+      json_string(src.model), json_string(src.dataset), json_string(src.backend), gate, r.count, r.accuracy, r.top_k, r.top_k_accuracy, r.mean_xent);
   for (int c = 0; c < r.classes; ++c) s += fmt::format("{}{:.6f}", c ? "," : "", r.per_class_accuracy[c]);
   s += "],\"confusion_matrix\":[";
   for (int c = 0; c < r.classes; ++c) {

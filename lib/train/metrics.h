@@ -36,7 +36,14 @@ class EvalAccumulator {
 // Argmax with the first maximum winning (as the backends count accuracy).
 int argmax(const float* row, int n);
 
+// Where a result came from, printed with it.
+struct EvalSource {
+  std::string model, dataset, backend;
+  double min_accuracy = -1;  // < 0: no gate
+};
+
 std::string format_eval_text(const EvalResult& r);
-std::string format_eval_json(const EvalResult& r, const std::string& model);
+// One JSON object: the source fields, "passed" when a gate was given, then the metrics.
+std::string format_eval_json(const EvalResult& r, const EvalSource& src);
 
 }  // namespace mnistctl

@@ -10,9 +10,8 @@ double learning_rate_at(const TrainSpec& t, int64_t epoch) {
   if (s.type == "step") return lr * std::pow(s.factor, static_cast<double>(epoch / s.step_epochs));
   if (s.type == "cosine") {
     const double pi = 3.14159265358979323846;
-    if (t.epochs <= 1) return lr;
     return s.min_lr + (lr - s.min_lr) * (1.0 + std::cos(pi * static_cast<double>(epoch) /
-                                                        static_cast<double>(t.epochs - 1))) / 2.0;
+                                                        static_cast<double>(t.epochs))) / 2.0;
   }
   return lr;
 }

@@ -1,8 +1,9 @@
 // Learning-rate schedules, evaluated once per epoch (0-based):
 //   fixed:  lr
 //   step:   lr * factor^floor(epoch / step_epochs)
-//   cosine: min_lr + (lr - min_lr) * (1 + cos(pi * epoch / (epochs - 1))) / 2
-//           (lr in the first epoch, min_lr in the last)
+//   cosine: min_lr + (lr - min_lr) * (1 + cos(pi * epoch / epochs)) / 2
+//           (PyTorch's CosineAnnealingLR with T_max = epochs: lr in the first epoch, falling
+//           towards min_lr, which it would reach after the last one, so no epoch is wasted)
 #pragma once
 
 #include <cstdint>

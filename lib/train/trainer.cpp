@@ -27,22 +27,31 @@
 namespace mnistctl {
 namespace {
 
+// The signal that asked the run to stop (SIGINT or SIGTERM), 0 while none did.
 volatile std::sig_atomic_t g_interrupted = 0;
 
-extern "C" void on_sigint(int) {
-  g_interrupted = 1;
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+extern "C" void on_stop_signal(int sig) {
+  g_interrupted = sig;
+  std::signal(sig, SIG_DFL);  // a second one ends the process at once
 }
 
-// Installs the handler for the life of one training run.
-struct SigintGuard {
-  SigintGuard() {
+// Installs the handlers for the life of one training run: Ctrl-C, and the SIGTERM that
+// timeout(1), CI runners and container stops send.
+struct StopSignalGuard {
+  StopSignalGuard() {
     g_interrupted = 0;
-    prev_ = std::signal(SIGINT, on_sigint);
+    prev_int_ = std::signal(SIGINT, on_stop_signal);
+    prev_term_ = std::signal(SIGTERM, on_stop_signal);
   }
-  ~SigintGuard() { std::signal(SIGINT, prev_); }
-  void (*prev_)(int);
+  ~StopSignalGuard() {
+    std::signal(SIGINT, prev_int_);
+    std::signal(SIGTERM, prev_term_);
+  }
+  void (*prev_int_)(int);
+  void (*prev_term_)(int);
 };
+
+int interrupted_exit_code() { return 128 + static_cast<int>(g_interrupted); }
 
 double physical_memory_bytes() {
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
@@ -94,11 +103,9 @@ class Trainer {
   explicit Trainer(const TrainRequest& req) : req_(req), cfg_(req.config), t_(cfg_.train) {}
 
   int run() {
+    StopSignalGuard signals;
     Network net(cfg_.network);
-    if (!net.has_loss())
-      throw UsageError(fmt::format("{}: network.layers: the last layer must be softmax_output to train",
-                                   cfg_.source));
-    net.check_fits(t_.batch_size, physical_memory_bytes(), cfg_.source);
+    check_trainable(cfg_, net);
 
     Dataset train = load_split(req_.data_root, cfg_.data.dataset, Split::train, cfg_.data.train_limit);
     Dataset test = load_split(req_.data_root, cfg_.data.dataset, Split::test, cfg_.data.test_limit);
@@ -110,6 +117,10 @@ class Trainer {
                                    net.num_classes(), cfg_.data.dataset, train.num_classes));
 
     auto be = make_backend(req_.ctx, req_.backend);
+    if (g_interrupted) {
+      out_line("interrupted before training started: nothing written");
+      return interrupted_exit_code();
+    }
     out_line(fmt::format("mnistctl train: {} on {} ({} training, {} test images), {} parameters", cfg_.name,
                          be->name(), train.count, test.count, net.param_count()));
     net.bind(*be, t_.batch_size);
@@ -138,6 +149,10 @@ class Trainer {
         throw UsageError(fmt::format("{}: saved in the middle of an epoch at batch size {}; resume it with "
                                      "the same train.batch_size (now {})",
                                      last_path, c.meta_int("batch_size", last_path), t_.batch_size));
+      if (start_batch > 0 && c.meta_int("train_samples", last_path) != train.count)
+        throw UsageError(fmt::format("{}: saved in the middle of an epoch over {} training images; resume it "
+                                     "with the same data (now {}: was data.train_limit changed?)",
+                                     last_path, c.meta_int("train_samples", last_path), train.count));
       if (start_batch > 0) {
         const NamedTensor* m = c.find("metrics/train");
         if (!m || m->data.size() != kMetricSlots)
@@ -145,8 +160,9 @@ class Trainer {
                                        last_path));
         resumed_sums = m->data;
       }
-      out_line(fmt::format("resuming {} at epoch {}, batch {} (step {})", last_path, start_epoch + 1,
-                           start_batch, opt.steps()));
+      if (start_epoch < t_.epochs)
+        out_line(fmt::format("resuming {} at epoch {}, batch {} (step {})", last_path, start_epoch + 1,
+                             start_batch, opt.steps()));
     } else {
       initialize_params(*be, net.params(), cfg_.init, static_cast<uint64_t>(t_.seed));
       // A fresh run replaces whatever an earlier run left in the folder.
@@ -164,6 +180,7 @@ class Trainer {
     jsonl_.open(req_.out_dir + "/metrics.jsonl", std::ios::app);
     if (!jsonl_) throw RuntimeError(fmt::format("{}/metrics.jsonl: cannot open for writing", req_.out_dir));
 
+    train_samples_ = train.count;
     DeviceData dtrain = upload(*be, train), dtest = upload(*be, test);
     std::vector<int32_t> identity(static_cast<size_t>(test.count));
     for (size_t i = 0; i < identity.size(); ++i) identity[i] = static_cast<int32_t>(i);
@@ -173,7 +190,6 @@ class Trainer {
     Tensor labels = be->empty(Shape{t_.batch_size});
     Tensor sums = be->zeros(Shape{kMetricSlots});
     Tensor val_sums = be->zeros(Shape{kMetricSlots});
-    SigintGuard sigint;
 
     const int64_t nb = num_batches(train.count, t_.batch_size);
     for (int64_t epoch = start_epoch; epoch < t_.epochs; ++epoch) {
@@ -221,7 +237,7 @@ class Trainer {
           save(net, opt, epoch, b + 1, &sums, last_path);
           out_line(fmt::format("interrupted: checkpoint written to {} (epoch {}, batch {}); continue with --resume",
                                last_path, epoch + 1, b + 1));
-          return kExitInterrupted;
+          return interrupted_exit_code();
         }
       }
       Sums s = read_metrics(*be, sums);  // also waits for the device
@@ -257,10 +273,10 @@ class Trainer {
       if (g_interrupted) {
         out_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with --resume",
                              last_path, epoch + 1));
-        return kExitInterrupted;
+        return interrupted_exit_code();
       }
     }
-    out_line(fmt::format("done: {} epochs, model in {}", t_.epochs, last_path));
+    out_line(fmt::format("done: {} epoch{}, model in {}", t_.epochs, t_.epochs == 1 ? "" : "s", last_path));
     return kExitOk;
   }
 
@@ -288,6 +304,7 @@ class Trainer {
     c.meta["step"] = std::to_string(opt.steps());
     c.meta["seed"] = std::to_string(t_.seed);
     c.meta["batch_size"] = std::to_string(t_.batch_size);
+    c.meta["train_samples"] = std::to_string(train_samples_);
     c.meta["backend"] = be.name();
     auto grab = [&](const std::string& name, const Tensor& t) {
       NamedTensor nt{name, t.shape, std::vector<float>(static_cast<size_t>(t.numel()))};
@@ -301,6 +318,7 @@ class Trainer {
   }
 
   const TrainRequest& req_;
+  int64_t train_samples_ = 0;
   const Config& cfg_;
   const TrainSpec& t_;
   std::ofstream jsonl_;
@@ -309,5 +327,18 @@ class Trainer {
 }  // namespace
 
 int train_network(const TrainRequest& req) { return Trainer(req).run(); }
+
+void check_trainable(const Config& cfg, const Network& net) {
+  if (!net.has_loss())
+    throw UsageError(fmt::format("{}: network.layers: the last layer must be softmax_output to train", cfg.source));
+  const Shape image{1, 28, 28};
+  if (net.input_shape().numel() != image.numel())
+    throw UsageError(fmt::format("{}: network.input is {} but {} images are {}", cfg.source,
+                                 net.input_shape().str(), cfg.data.dataset, image.str()));
+  if (net.num_classes() != 10)
+    throw UsageError(fmt::format("{}: the last layers give {} outputs but {} has 10 classes", cfg.source,
+                                 net.num_classes(), cfg.data.dataset));
+  net.check_fits(cfg.train.batch_size, physical_memory_bytes(), cfg.source);
+}
 
 }  // namespace mnistctl

@@ -16,6 +16,7 @@
 
 #include "backend/backend.h"
 #include "config/config.h"
+#include "nn/network.h"
 
 namespace mnistctl {
 
@@ -28,7 +29,14 @@ struct TrainRequest {
   bool resume = false;
 };
 
-// Returns kExitOk, or kExitInterrupted after Ctrl-C (a checkpoint was written).
+// Returns kExitOk, or 128 + the signal after SIGINT (130, Ctrl-C) or SIGTERM (143): the
+// current batch finishes and a checkpoint is written (nothing is written when the signal
+// came before training started).
 int train_network(const TrainRequest& req);
+
+// What a config must satisfy before any data or backend is touched (and what --dry-run
+// checks): a softmax_output at the end, an input and output that fit the datasets (every
+// dataset of the catalog is 1x28x28 with 10 classes), and memory for the batch size.
+void check_trainable(const Config& cfg, const Network& net);
 
 }  // namespace mnistctl

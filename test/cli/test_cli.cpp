@@ -153,6 +153,11 @@ TEST_CASE("predict reads the user's own PGM images at 28x28 and larger") {
   CHECK(p.out.find(out + "/seven.pgm,0,7,") != std::string::npos);
   CHECK(p.out.find(out + "/seven-big.pgm,0,7,") != std::string::npos);
 
+  std::ofstream(out + "/notes.txt") << "hello, world\n";
+  RunResult txt = run_mnistctl({"predict", "--model", out, "--input", out + "/notes.txt"});
+  CHECK(txt.code == 2);
+  CHECK(txt.err.find("not a PGM (P5/P2), PNG or IDX image file") != std::string::npos);
+
   std::ofstream(out + "/broken.pgm") << "P5\n28 28\n255\nshort";
   RunResult bad = run_mnistctl({"predict", "--model", out, "--input", out + "/broken.pgm"});
   CHECK(bad.code == 2);
@@ -206,6 +211,31 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
   REQUIRE(run_mnistctl({"train", "--out", whole, "--data-dir", root, "--resume", "--epochs", "3", "--threads", "2"})
               .code == 0);
   require_same_weights(three + "/last.ckpt", whole + "/last.ckpt");
+}
+
+TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume refuses changed data") {
+  std::string root = data_root("cli-sigterm");
+  REQUIRE_MNIST(root);
+  std::string out = scratch_dir("cli-sigterm-run");
+  bool sent = false;
+  RunResult r = run_mnistctl(quick_mlp(root, out, 1), [&](const std::string& line, pid_t pid) {
+    if (!sent && line.find("Batch[10/") != std::string::npos) {
+      kill(pid, SIGTERM);
+      sent = true;
+    }
+  });
+  INFO(r.out << r.err);
+  REQUIRE(sent);
+  CHECK(r.code == 143);
+  Checkpoint c = load_checkpoint(out + "/last.ckpt");
+  CHECK(c.meta_int("batch", "") > 0);
+  CHECK(c.meta_int("train_samples", "") == 6000);
+  // The position inside the epoch is only meaningful for the same data.
+  RunResult changed = run_mnistctl({"train", "--out", out, "--data-dir", root, "--resume", "--set",
+                                    "data.train_limit=5000"});
+  CHECK(changed.code == 2);
+  CHECK(changed.err.find("data.train_limit") != std::string::npos);
+  CHECK(run_mnistctl({"train", "--out", out, "--data-dir", root, "--resume"}).code == 0);
 }
 
 TEST_CASE("CPU training is deterministic: the same seed gives bit-identical weights") {
@@ -267,11 +297,35 @@ TEST_CASE("bad input gives one line and the documented exit code") {
     CHECK(r.code == 2);
     CHECK(r.err.find("not an mnistctl checkpoint") != std::string::npos);
   }
-  SECTION("a bad option value: exit 2") {
-    CHECK(run_mnistctl({"eval", "--model", dir, "--min-accuracy", "2"}).code == 2);
+  SECTION("a bad option value: exit 2, one line in the tool's style") {
+    RunResult r = run_mnistctl({"eval", "--model", dir, "--min-accuracy", "2"});
+    CHECK(r.code == 2);
+    CHECK(r.err.rfind("mnistctl: ", 0) == 0);
+    CHECK(one_line(r));
     CHECK(run_mnistctl({"train", "--bogus"}).code == 2);
     CHECK(run_mnistctl({}).code == 2);
   }
+  SECTION("a failed train leaves no run folder behind") {
+    std::string mlp = std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml";
+    CHECK(run_mnistctl({"train", "--config", mlp, "--data-dir", dir + "/empty", "--out", dir + "/r1"}).code == 2);
+    CHECK(run_mnistctl({"train", "--config", mlp, "--ctx", "tpu", "--out", dir + "/r2"}).code == 2);
+    CHECK(!fs::exists(dir + "/r1"));
+    CHECK(!fs::exists(dir + "/r2"));
+  }
+  SECTION("--dry-run makes the checks a real run makes") {
+    std::string mlp = std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml";
+    RunResult r = run_mnistctl({"train", "--config", mlp, "--dry-run", "--set", "network.layers.6.type=flatten"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("softmax_output") != std::string::npos);
+    r = run_mnistctl({"train", "--config", mlp, "--dry-run", "--set", "network.layers.5.num_hidden=7"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("10 classes") != std::string::npos);
+    r = run_mnistctl({"train", "--config", mlp, "--dry-run"});
+    CHECK(r.code == 0);
+    CHECK(r.out.find("total parameters: 109386") != std::string::npos);
+    CHECK(r.out.find("sgd at learning rate 0.1") != std::string::npos);
+  }
+
 }
 
 TEST_CASE("a diverging run stops with exit 3 and names the epoch and batch") {

@@ -25,8 +25,10 @@ TEST_CASE("accuracy and top-k and cross-entropy and per-class accuracy and the c
   CHECK(r.mean_xent == Approx(-(std::log(0.7) + std::log(0.3) + std::log(0.3) + std::log(0.8)) / 4).epsilon(1e-6));
   CHECK(r.per_class_accuracy == std::vector<double>{1.0, 0.0, 0.5});
   CHECK(r.confusion == std::vector<int64_t>{1, 0, 0, 0, 0, 1, 0, 1, 1});
-  std::string json = format_eval_json(r, "m\"1");
-  CHECK(json.find("\"model\":\"m\\\"1\"") != std::string::npos);
+  std::string json = format_eval_json(r, EvalSource{"m\"1", "mnist", "ref", 0.6});
+  CHECK(json.find("\"model\":\"m\\\"1\",\"dataset\":\"mnist\",\"backend\":\"ref\",") != std::string::npos);
+  CHECK(json.find("\"passed\":false") != std::string::npos);  // 0.5 < 0.6
+  CHECK(format_eval_json(r, EvalSource{"m", "mnist", "ref"}).find("passed") == std::string::npos);
   CHECK(json.find("\"confusion_matrix\":[[1,0,0],[0,0,1],[0,1,1]]") != std::string::npos);
   CHECK(format_eval_text(r).find("accuracy: 0.5000") != std::string::npos);
 }

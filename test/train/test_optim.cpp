@@ -101,8 +101,9 @@ TEST_CASE("learning-rate schedules") {
   t.lr_schedule.type = "cosine";
   t.lr_schedule.min_lr = 0.001;
   CHECK(learning_rate_at(t, 0) == Approx(0.1));
-  CHECK(learning_rate_at(t, 9) == Approx(0.001));  // the floor, in the last epoch
-  CHECK(learning_rate_at(t, 3) == Approx(0.001 + 0.099 * (1 + std::cos(3.14159265358979 / 3)) / 2));
+  CHECK(learning_rate_at(t, 5) == Approx(0.001 + 0.099 * 0.5));  // halfway
+  CHECK(learning_rate_at(t, 9) > 0.001);  // the last epoch still learns
+  CHECK(learning_rate_at(t, 9) == Approx(0.001 + 0.099 * (1 + std::cos(3.14159265358979 * 0.9)) / 2));
   CHECK(learning_rate_at(t, 9) < learning_rate_at(t, 8));
 }
 

@@ -3,8 +3,13 @@
 //
 // Everything that can go wrong before a backend exists (no driver, an old driver, no
 // device, an index past the last device, a cuDNN or cuBLAS that fails to start) comes back
-// as nullptr plus one readable line, which make_backend() turns into a UsageError (exit 2).
+// as nullptr plus one readable line, which make_backend() turns into a UsageError (exit 2):
+//   no NVIDIA driver found (libcuda.so.1 is not loadable)      -- nothing else: no CUDA error
+//   <cudaGetErrorString> (<cudaGetErrorName>)                   -- a driver, but no device count
+//   gpu:N does not exist: K CUDA devices found
 // Nothing here may throw across the C boundary.
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -23,14 +28,25 @@ void set_error(char* err, size_t err_len, const std::string& msg) {
 
 std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
 
-// Why cudaGetDeviceCount failed, in words a user can act on.
+// Whether the driver library can be loaded at all. cudart reports a missing libcuda.so.1 as
+// cudaErrorInsufficientDriver ("CUDA driver version is insufficient for CUDA runtime
+// version"), which reads as an old driver; asking the loader tells the two cases apart.
+bool driver_loadable() {
+  void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (!h) return false;
+  dlclose(h);  // cudart keeps its own reference when it loaded it
+  return true;
+}
+
+// Why cudaGetDeviceCount failed, in words a user can act on: either there is no driver (and
+// then nothing else, the CUDA error would contradict it), or the CUDA error string and name.
 std::string no_device_reason(cudaError_t e) {
+  if (!driver_loadable()) return "no NVIDIA driver found (libcuda.so.1 is not loadable)";
+  std::string what = std::string(cudaGetErrorString(e)) + " (" + cudaGetErrorName(e) + ")";
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
-  std::string what = std::string(cudaGetErrorString(e)) + " (" + cudaGetErrorName(e) + ")";
-  if (driver == 0) return "no NVIDIA driver found (libcuda.so.1 is not loadable): " + what;
-  if (e == cudaErrorInsufficientDriver)
+  if (e == cudaErrorInsufficientDriver && driver > 0)
     return "the NVIDIA driver supports CUDA " + cuda_version(driver) + ", this build needs CUDA " +
            cuda_version(runtime) + ": " + what;
   return what;

@@ -10,7 +10,7 @@ class FullyConnected : public Layer {
  public:
   explicit FullyConnected(const LayerSpec& s) : Layer(s) {
     spec().check_keys({"type", "name", "num_hidden", "no_bias", "flatten"});
-    out_features_ = spec().require_int("num_hidden", 1, 1 << 24);
+    out_features_ = spec().require_int("num_hidden", 1, 1 << 20);
     bias_ = !spec().get_bool("no_bias", false);
     if (!spec().get_bool("flatten", true))
       spec().fail("flatten", "only flatten: true is supported (the input is read as one vector per sample)");
