@@ -153,6 +153,20 @@ TEST_CASE("predict reads the user's own PGM images at 28x28 and larger") {
   CHECK(p.out.find(out + "/seven.pgm,0,7,") != std::string::npos);
   CHECK(p.out.find(out + "/seven-big.pgm,0,7,") != std::string::npos);
 
+  // An IDX file of three test images (raw, big-endian header), as a user's own batch.
+  Dataset three = load_split(root, "mnist", Split::test, 3);
+  {
+    std::ofstream f(out + "/three.idx", std::ios::binary);
+    const unsigned char header[] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 28, 0, 0, 0, 28};
+    f.write(reinterpret_cast<const char*>(header), sizeof header);
+    f.write(reinterpret_cast<const char*>(three.images.data()), 3 * 28 * 28);
+  }
+  RunResult idx = run_mnistctl({"predict", "--model", out, "--input", out + "/three.idx", "--format", "json"});
+  INFO(idx.err);
+  REQUIRE(idx.code == 0);
+  CHECK(std::count(idx.out.begin(), idx.out.end(), '{') == 3);
+  CHECK(idx.out.find("\"index\":2,\"predicted\":" + std::to_string(three.labels[2])) != std::string::npos);
+
   std::ofstream(out + "/notes.txt") << "hello, world\n";
   RunResult txt = run_mnistctl({"predict", "--model", out, "--input", out + "/notes.txt"});
   CHECK(txt.code == 2);
