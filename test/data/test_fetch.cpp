@@ -3,6 +3,13 @@
 // test sets MNISTCTL_NO_BUILTIN_MIRRORS=1 and short timeouts.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 
@@ -89,6 +96,64 @@ std::string fetch_error(const DatasetInfo& info, const std::string& dir, const F
   return "";
 }
 
+// Everything written to stderr (fd 2) while one scope runs: what `mnistctl fetch` prints
+// before its final error.
+class StderrCapture {
+ public:
+  explicit StderrCapture(const std::string& path) : path_(path) {
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+    ::dup2(fd, 2);
+    ::close(fd);
+  }
+  ~StderrCapture() { restore(); }
+  std::string text() {
+    restore();
+    std::string all;
+    for (const auto& l : read_lines(path_)) all += l + "\n";
+    return all;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    saved_ = -1;
+  }
+  std::string path_;
+  int saved_ = -1;
+};
+
+// http://127.0.0.1:<port>/ where nothing listens (a port the kernel just handed out and
+// that was closed again): connections are refused at once. No python needed.
+std::string closed_port_url() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  ::close(fd);
+  return "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/";
+}
+
+// How many times `needle` occurs in `hay`.
+size_t occurrences(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+  return n;
+}
+
+const std::string kOfflineHint =
+    " (offline? pass --mirror DIR or set MNISTCTL_MIRROR to a folder holding the .gz files)";
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -156,7 +221,7 @@ TEST_CASE("fetch from local mirrors (plain folder and file://) and already-verif
   // ... unless forced.
   req.force = true;
   std::string err = fetch_error(info, base + "/b", req);
-  CHECK(err.find(base + "/no-such-folder/train-images-idx3-ubyte.gz: not found") != std::string::npos);
+  CHECK(err.find(base + "/no-such-folder: folder not found") != std::string::npos);
   // The verified file is still there: a failed attempt never touches it.
   CHECK(sha256_file(base + "/b/" + info.train_images.name) == info.train_images.sha256);
 
@@ -241,6 +306,7 @@ TEST_CASE("fetch over HTTP refuses wrong bytes / truncation / a stall / a flood 
     CHECK(err.find(c.expect) != std::string::npos);
     CHECK(secs < 10.0);  // the 1 s stall limit, not the 30 s default (slack for a loaded machine)
     CHECK(listing(out).empty());  // the temporary file was removed, nothing renamed in
+    CHECK_FALSE(fs::exists(out));  // and the folder this fetch created for it is gone too
   }
 }
 
@@ -295,9 +361,10 @@ TEST_CASE("fetch failing on every mirror lists every URL and why") {
   CHECK(err.find(missing.url() + n.substr(1) + ": HTTP 404") != std::string::npos);
   CHECK(err.find(wrong.url() + n.substr(1) + ": checksum mismatch") != std::string::npos);
   CHECK(err.find(closed + n.substr(1) + ": cannot connect") != std::string::npos);
-  CHECK(err.find(base + "/nowhere" + n + ": not found") != std::string::npos);
-  CHECK(err.find(base + "/nowhere2" + n + ": not found") != std::string::npos);
+  CHECK(err.find(base + "/nowhere: folder not found") != std::string::npos);
+  CHECK(err.find(base + "/nowhere2: folder not found") != std::string::npos);
   CHECK(err.find('\n') == std::string::npos);  // one line
+  CHECK(err.find("offline?") == std::string::npos);  // no built-in mirror was tried
   CHECK(listing(base + "/out").empty());
 }
 
@@ -345,4 +412,185 @@ TEST_CASE("fetch Fashion-MNIST from the Debian-installed copy (a local mirror)")
   for (uint8_t l : test.labels) per[l]++;
   CHECK(per == std::vector<int>(10, 1000));  // Fashion-MNIST is balanced
   CHECK(read_idx_labels(dir + "/train-labels-idx1-ubyte.gz").size() == 60000u);
+}
+
+TEST_CASE("fetch refuses an unsupported mirror scheme before trying anything") {
+  OfflineEnv env;
+  std::string base = scratch_dir("fetch_scheme");
+  DatasetInfo info = tiny_dataset(base + "/upstream");
+  auto usage_error = [&](const FetchRequest& req, const std::string& out) {
+    try {
+      fetch_files(info, out, req);
+    } catch (const Error& e) {
+      CHECK(e.code() == kExitUsage);
+      return std::string(e.what());
+    }
+    FAIL("no error");
+    return std::string();
+  };
+  FetchRequest req;
+  // A good mirror first: if anything were tried before the check, it would be fetched.
+  req.mirrors = {base + "/upstream", "ftp://example.org/mnist/"};
+  std::string err = usage_error(req, base + "/out");
+  INFO(err);
+  CHECK(err.find("--mirror 'ftp://example.org/mnist/': unsupported scheme 'ftp://'") == 0);
+  CHECK(err.find("http:// or https://") != std::string::npos);
+  CHECK(err.find("file://") != std::string::npos);
+  CHECK(err.find("folder path") != std::string::npos);
+  CHECK_FALSE(fs::exists(base + "/out"));  // not even the folder
+
+  // From $MNISTCTL_MIRROR, named as such; scheme case does not matter for http.
+  {
+    EnvGuard m("MNISTCTL_MIRROR", "S3://bucket/mnist");
+    req.mirrors = {base + "/upstream"};
+    err = usage_error(req, base + "/out");
+    CHECK(err.find("$MNISTCTL_MIRROR entry 'S3://bucket/mnist': unsupported scheme 's3://'") == 0);
+    CHECK_FALSE(fs::exists(base + "/out"));
+  }
+  req.mirrors = {"file://relative/dir"};
+  CHECK(usage_error(req, base + "/out").find("needs an absolute path") != std::string::npos);
+  CHECK_FALSE(fs::exists(base + "/out"));
+
+  // Not a scheme: a folder whose name merely contains "://" is a folder.
+  fs::create_directories(base + "/odd/a://b");
+  for (const DataFile* f : info.files()) fs::copy_file(base + "/upstream/" + f->name, base + "/odd/a://b/" + f->name);
+  req.mirrors = {base + "/odd/a://b"};
+  fetch_files(info, base + "/out", req);
+  check_all_verified(info, base + "/out");
+}
+
+TEST_CASE("fetch errors are one line with each source once and nothing echoed on stderr") {
+  OfflineEnv env;
+  std::string base = scratch_dir("fetch_oneline");
+  DatasetInfo info = tiny_dataset(base + "/upstream");
+  const std::string closed = closed_port_url();
+  const std::string out = base + "/root/tiny";
+
+  // Two broken mirrors (the reproduction from the trial: a dead port and a missing folder).
+  FetchRequest req;
+  req.mirrors = {closed, base + "/nonexistent"};
+  std::string err, logged;
+  {
+    StderrCapture cap(base + "/stderr.txt");
+    err = fetch_error(info, out, req);
+    logged = cap.text();
+  }
+  INFO("error: " << err << "\nstderr: " << logged);
+  const std::string n = "train-images-idx3-ubyte.gz";
+  CHECK(err.find("tiny: could not fetch " + n + " from any of 2 mirror(s): " + closed + n +
+                 ": cannot connect (") == 0);
+  const std::string tail = "; " + base + "/nonexistent: folder not found";
+  REQUIRE(err.size() > tail.size());
+  CHECK(err.compare(err.size() - tail.size(), tail.size(), tail) == 0);
+  CHECK(occurrences(err, closed) == 1);
+  CHECK(occurrences(err, base + "/nonexistent") == 1);
+  CHECK(err.find(base + "/nonexistent/" + n) == std::string::npos);  // the folder, not the file
+  CHECK(err.find('\n') == std::string::npos);
+  // Nothing on stderr repeats what the error says.
+  CHECK(logged.find(closed) == std::string::npos);
+  CHECK(logged.find("nonexistent") == std::string::npos);
+  // The folders the failed fetch created (root/ and root/tiny/) are gone; nothing else.
+  CHECK_FALSE(fs::exists(base + "/root"));
+  CHECK(fs::exists(base + "/upstream"));
+
+  // A folder that existed before stays, even when empty.
+  fs::create_directories(out);
+  fetch_error(info, out, req);
+  CHECK(fs::is_directory(out));
+
+  // A mirror folder that exists but lacks the file: the file is named.
+  fs::create_directories(base + "/partial");
+  req.mirrors = {base + "/partial"};
+  err = fetch_error(info, out, req);
+  CHECK(err.find(base + "/partial/" + n + ": not found") != std::string::npos);
+  // A mirror "folder" that is a file.
+  req.mirrors = {base + "/upstream/" + n};
+  err = fetch_error(info, out, req);
+  CHECK(err.find(base + "/upstream/" + n + ": not a folder") != std::string::npos);
+
+  // A broken mirror before a good one: the failure is reported once per file on stderr, as
+  // the file then comes from the next mirror.
+  req.mirrors = {base + "/nonexistent", base + "/upstream"};
+  {
+    StderrCapture cap(base + "/stderr2.txt");
+    fetch_files(info, out, req);
+    logged = cap.text();
+  }
+  INFO("stderr: " << logged);
+  check_all_verified(info, out);
+  for (const DataFile* f : info.files())
+    CHECK(occurrences(logged, f->name + ": " + base + "/nonexistent: folder not found") == 1);
+}
+
+TEST_CASE("fetch ends with an offline hint when the built-in internet mirrors failed too") {
+  OfflineEnv env;
+  std::string base = scratch_dir("fetch_offline");
+  DatasetInfo info = tiny_dataset(base + "/upstream");
+  // The made-up dataset's "download site" is a dead local port: fails at once, like an
+  // offline machine, without leaving the loopback interface.
+  info.mirrors = {closed_port_url()};
+  FetchRequest req;
+  req.mirrors = {base + "/nonexistent"};
+  {
+    EnvGuard builtin("MNISTCTL_NO_BUILTIN_MIRRORS", std::nullopt);
+    std::string err = fetch_error(info, base + "/out", req);
+    INFO(err);
+    CHECK(err.find("from any of 2 mirror(s)") != std::string::npos);
+    CHECK(err.find(info.mirrors[0] + "train-images-idx3-ubyte.gz: cannot connect") != std::string::npos);
+    REQUIRE(err.size() > kOfflineHint.size());
+    CHECK(err.compare(err.size() - kOfflineHint.size(), kOfflineHint.size(), kOfflineHint) == 0);
+  }
+  // Only the user's own mirrors failed (the built-in ones switched off, as here): no hint.
+  req.mirrors = {closed_port_url(), base + "/nonexistent"};
+  std::string err = fetch_error(info, base + "/out", req);
+  INFO(err);
+  CHECK(err.find("cannot connect") != std::string::npos);
+  CHECK(err.find("offline?") == std::string::npos);
+}
+
+TEST_CASE("fetch removes temporaries of killed fetches and keeps those of live processes") {
+  OfflineEnv env;
+  std::string base = scratch_dir("fetch_stale");
+  DatasetInfo info = tiny_dataset(base + "/upstream");
+  const std::string out = base + "/out";
+  fs::create_directories(out);
+  // A pid that is certainly gone: a child that has exited and been reaped.
+  pid_t dead = ::fork();
+  REQUIRE(dead >= 0);
+  if (dead == 0) ::_exit(0);
+  int st;
+  REQUIRE(::waitpid(dead, &st, 0) == dead);
+  const pid_t live = ::getppid();  // whoever started this test: alive while it runs
+  const std::string n = info.train_images.name, m = info.test_labels.name;
+  const std::vector<std::string> stale = {n + ".part." + std::to_string(dead),
+                                          m + ".part." + std::to_string(dead)};
+  const std::vector<std::string> kept = {n + ".part." + std::to_string(live),  // a live fetch's
+                                         n + ".part.abc",                      // not a pid
+                                         "notes.txt.part." + std::to_string(dead)};  // not ours
+  for (const auto& f : stale) write_bytes(out + "/" + f, Bytes(100, 1));
+  for (const auto& f : kept) write_bytes(out + "/" + f, Bytes(100, 1));
+
+  FetchRequest req;
+  req.mirrors = {base + "/upstream"};
+  fetch_files(info, out, req);
+  for (const auto& f : stale) {
+    INFO(f);
+    CHECK_FALSE(fs::exists(out + "/" + f));
+  }
+  for (const auto& f : kept) {
+    INFO(f);
+    CHECK(fs::exists(out + "/" + f));
+  }
+  for (const DataFile* f : info.files()) CHECK(sha256_file(out + "/" + f->name) == f->sha256);
+  CHECK(listing(out).size() == 4u + kept.size());
+
+  // Also when every file is already there (nothing to fetch) and when the fetch fails.
+  write_bytes(out + "/" + stale[0], Bytes(10, 2));
+  fetch_files(info, out, req);
+  CHECK_FALSE(fs::exists(out + "/" + stale[0]));
+  write_bytes(out + "/" + stale[0], Bytes(10, 2));
+  req.force = true;
+  req.mirrors = {base + "/nonexistent"};
+  fetch_error(info, out, req);
+  CHECK_FALSE(fs::exists(out + "/" + stale[0]));
 }

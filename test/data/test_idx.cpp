@@ -177,6 +177,55 @@ TEST_CASE("load_split finds <root>/<dataset>/ files and says how to get missing 
   CHECK(dataset_dir(root + "/", "mnist") == root + "/mnist");
 }
 
+TEST_CASE("load_split on a present but broken file says how to download it again") {
+  std::string root = scratch_dir("split_broken");
+  const std::string d = root + "/mnist";
+  std::filesystem::create_directories(d);
+  const std::string img = d + "/t10k-images-idx3-ubyte.gz", lab = d + "/t10k-labels-idx1-ubyte.gz";
+  Bytes px = pattern(3 * 28 * 28, 5);
+  Bytes good_img = gzip_bytes(idx_bytes(kImg, {3, 28, 28}, px));
+  Bytes good_lab = gzip_bytes(idx_bytes(kLab, {3}, {1, 2, 3}));
+  write_bytes(lab, good_lab);
+  const std::string hint = " (run 'mnistctl fetch --dataset mnist --force' to download it again)";
+
+  Bytes bad_crc = good_img;
+  bad_crc[bad_crc.size() - 8] ^= 0xFF;
+  struct Case {
+    const char* name;
+    Bytes images, labels;
+    std::string file, expect;
+  };
+  for (const Case& c : {
+           Case{"truncated", Bytes(good_img.begin(), good_img.begin() + good_img.size() / 2),
+                good_lab, img, "truncated gzip stream"},
+           Case{"bad crc", bad_crc, good_lab, img, "corrupt gzip data (incorrect data check)"},
+           Case{"bad header", gzip_bytes(idx_bytes(0x12345678, {3, 28, 28}, px)), good_lab, img,
+                "bad magic 0x12345678"},
+           Case{"count mismatch", good_img, gzip_bytes(idx_bytes(kLab, {2}, {1, 2})), img,
+                "holds 3 images but"},
+       }) {
+    INFO("case " << c.name);
+    write_bytes(img, c.images);
+    write_bytes(lab, c.labels);
+    std::string err = error_of([&] { load_split(root, "mnist", Split::test); });
+    INFO("error: " << err);
+    CHECK(err.find(c.file) == 0);  // names the broken file first
+    CHECK(err.find(c.expect) != std::string::npos);
+    REQUIRE(err.size() > hint.size());
+    CHECK(err.compare(err.size() - hint.size(), hint.size(), hint) == 0);  // appended, once
+    CHECK(err.find("--force") == err.rfind("--force"));
+    CHECK(err.find('\n') == std::string::npos);
+  }
+  // Not broken files: no such hint (a missing file has its own advice; a bad limit is usage).
+  write_bytes(img, good_img);
+  write_bytes(lab, good_lab);
+  CHECK(load_split(root, "mnist", Split::test).count == 3);
+  CHECK(error_of([&] { load_split(root, "mnist", Split::test, -1); }).find("--force") == std::string::npos);
+  std::string missing = error_of([&] { load_split(root, "mnist", Split::train); });
+  CHECK(missing.find("not found") != std::string::npos);
+  CHECK(missing.find("--force") == std::string::npos);
+}
+
 TEST_CASE("Real MNIST counts / first labels / per-class counts") {
   std::string dir = mnist_dir();
   if (dir.empty()) {

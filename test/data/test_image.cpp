@@ -3,6 +3,7 @@
 
 #include <png.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csetjmp>
 #include <cstdio>
@@ -251,4 +252,43 @@ TEST_CASE("Bad images are refused with the file and the reason") {
   write_bytes(dir + "/cut.png", cut);
   e = error_of(dir + "/cut.png");
   CHECK(e.find(dir + "/cut.png: PNG: ") == 0);
+}
+
+TEST_CASE("Blank images are refused as 'no digit found' whatever their size") {
+  std::string dir = scratch_dir("image_blank");
+  // Blank: one value everywhere, or noise weaker than the ink threshold (kMinInkContrast).
+  struct Blank {
+    const char* name;
+    uint8_t base;
+    int noise;  // added to every 7th pixel
+  };
+  for (Blank b : {Blank{"white", 255, 0}, Blank{"black", 0, 0}, Blank{"grey", 128, 0},
+                  Blank{"faint-noise-dark", 0, 12}, Blank{"faint-noise-light", 240, -12}}) {
+    for (int side : {28, 100}) {
+      Bytes px(side * side, b.base);
+      for (size_t i = 0; i < px.size(); i += 7) px[i] = static_cast<uint8_t>(b.base + b.noise);
+      std::string path = dir + "/" + b.name + "-" + std::to_string(side) + ".pgm";
+      write_pgm_p5(path, side, side, px);
+      std::string e = error_of(path);
+      INFO(path << ": " << e);
+      CHECK(e.find(path + ": no digit found: ") == 0);
+    }
+  }
+  // PNG too (the check is after decoding, in prepare_digit).
+  std::vector<uint16_t> white(784, 255);
+  write_png(dir + "/white.png", 28, 28, PNG_COLOR_TYPE_GRAY, 8, white);
+  CHECK(error_of(dir + "/white.png").find(dir + "/white.png: no digit found: ") == 0);
+
+  // Just above the threshold is still a digit, at 28x28 and at other sizes: the rule is
+  // the same for both.
+  for (int side : {28, 100}) {
+    Bytes px(side * side, 0);
+    for (int y = side / 4; y < 3 * side / 4; ++y) px[y * side + side / 2] = 20;
+    std::string path = dir + "/faint-digit-" + std::to_string(side) + ".pgm";
+    write_pgm_p5(path, side, side, px);
+    INFO(path);
+    Bytes out = load_digit_image(path);
+    CHECK(out.size() == 784u);
+    CHECK(*std::max_element(out.begin(), out.end()) == (side == 28 ? 20 : 255));
+  }
 }

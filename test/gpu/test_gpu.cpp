@@ -7,6 +7,7 @@
 // The GPU backend's numbers are checked by test/backend/test_backend_ops (parity with ref).
 #include <catch2/catch.hpp>
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -146,6 +147,15 @@ int count_lines(const std::string& s) {
 
 bool not_implemented(const Run& r) { return r.err.find("not implemented yet") != std::string::npos; }
 
+// Whether the dynamic loader finds a libcuda.so.1 (the NVIDIA driver's library) for this
+// process: decides which refusal make_backend("gpu") must give.
+bool driver_loadable() {
+  void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (!h) return false;
+  dlclose(h);
+  return true;
+}
+
 // Whether make_backend("gpu") works here; the reason when it does not.
 bool gpu_usable(std::string* why = nullptr) {
   try {
@@ -186,16 +196,73 @@ TEST_CASE("asking for a GPU gives a backend or one line that says why not", "[gp
     CHECK(msg.find(" CUDA device") != std::string::npos);
     return;
   }
-  // No usable GPU here: both contexts are refused with the reason cudart gave.
-  for (const char* ctx : {"gpu", "gpu:1"}) {
+  // No usable GPU here: every context is refused with one reason that does not contradict
+  // itself. Without a driver library that is all it says (no CUDA error string: cudart's
+  // "driver version is insufficient" would suggest an old driver, not a missing one).
+  const bool driver = driver_loadable();
+  std::printf("libcuda.so.1 %s\n", driver ? "loads" : "is not loadable");
+  for (const char* ctx : {"gpu", "gpu:1", "gpu:7"}) {
     std::string msg = usage_error_of(ctx);
     std::printf("%-6s -> %s\n", ctx, msg.c_str());
-    CHECK(msg.rfind(std::string("--ctx ") + ctx + ": ", 0) == 0);
-    bool says_what = msg.find("no usable CUDA device: ") != std::string::npos ||
-                     msg.find("does not exist: ") != std::string::npos ||
-                     msg.find("cannot load the CUDA backend: ") != std::string::npos;
+    const std::string head = std::string("--ctx ") + ctx + ": ";
+    CHECK(msg.rfind(head, 0) == 0);
+    if (msg.find("cannot load the CUDA backend: ") != std::string::npos) continue;  // module itself
+    if (!driver) {
+      CHECK(msg == head + "no usable CUDA device: no NVIDIA driver found (libcuda.so.1 is not loadable)");
+      continue;
+    }
+    // A driver library, but no usable device: the CUDA error string and its name, or the
+    // device count when the index is past the last device.
+    CHECK(msg.find("no NVIDIA driver found") == std::string::npos);
+    bool says_what = (msg.find("no usable CUDA device: ") != std::string::npos &&
+                      msg.find(" (cudaError") != std::string::npos) ||
+                     msg.find("does not exist: ") != std::string::npos;
     CHECK(says_what);
   }
+}
+
+// Runs in a fresh process (started by the test below) whose LD_LIBRARY_PATH puts the CUDA
+// toolkit's stub libcuda.so.1 first: a driver library that loads but cannot count devices.
+TEST_CASE("stub driver child", "[.][stub-driver-child]") {
+  REQUIRE(driver_loadable());
+  std::string why;
+  if (gpu_usable(&why)) {
+    std::printf("SKIP: the real driver was loaded instead of the stub\n");
+    return;
+  }
+  for (const char* ctx : {"gpu", "gpu:7"}) {
+    std::string msg = usage_error_of(ctx);
+    std::printf("stub driver, %-6s -> %s\n", ctx, msg.c_str());
+    CHECK(msg.rfind(std::string("--ctx ") + ctx + ": no usable CUDA device: ", 0) == 0);
+    CHECK(msg.find("no NVIDIA driver found") == std::string::npos);
+    CHECK(msg.find(" (cudaError") != std::string::npos);  // the CUDA error's name
+  }
+}
+
+TEST_CASE("a driver library that cannot count devices is reported by its CUDA error", "[gpu][ctx]") {
+  if (!MNISTCTL_HAVE_CUDA) {
+    WARN("SKIP: built without the CUDA backend (no module to load)");
+    return;
+  }
+  const std::string stub = MNISTCTL_CUDA_DRIVER_STUB;
+  if (stub.empty() || !fs::exists(stub)) {
+    WARN("SKIP: the CUDA toolkit's stub libcuda.so was not found at configure time");
+    return;
+  }
+  std::string dir = test::scratch_dir("gpu-stub-driver");
+  fs::create_symlink(stub, dir + "/libcuda.so.1");
+  const char* old = std::getenv("LD_LIBRARY_PATH");
+  std::string path = dir + (old && *old ? std::string(":") + old : "");
+  std::string self = fs::read_symlink("/proc/self/exe").string();
+  Run r = run("LD_LIBRARY_PATH='" + path + "' '" + self + "' '[stub-driver-child]'", dir);
+  std::printf("%s", r.out.c_str());
+  INFO(r.out << r.err);
+  if (r.out.find("SKIP:") != std::string::npos) {
+    WARN("SKIP: the real driver was loaded instead of the stub");
+    return;
+  }
+  CHECK(r.code == 0);
+  CHECK(r.out.find("All tests passed") != std::string::npos);
 }
 
 TEST_CASE("MNISTCTL_CUDA_MODULE naming a missing or broken file is reported by name", "[gpu][ctx]") {
