@@ -186,6 +186,19 @@ std::string checksum_failure(const DataFile& f, const std::string& sha, int64_t 
                      sha.substr(0, 12), bytes, f.sha256.substr(0, 12), f.bytes);
 }
 
+// The common end of an attempt that received the whole body: it counts only if the bytes
+// are one of the file's accepted forms (checksum and size).
+Attempt verify_received(const DataFile& f, Receiver& rx, Attempt a) {
+  std::string sha = rx.hash.hex();
+  if (!f.accepts(sha, rx.bytes)) {
+    a.why = checksum_failure(f, sha, rx.bytes);
+    return a;
+  }
+  a.ok = true;
+  a.bytes = rx.bytes;
+  return a;
+}
+
 // What a local attempt names in messages: the folder itself when the folder is the problem
 // (so "--mirror /typo" reads "folder not found", not a missing file), else the file.
 std::string local_source(const std::string& folder, const std::string& name) {
@@ -241,14 +254,7 @@ Attempt copy_local(const DataFile& f, const std::string& folder, TempFile& tmp, 
     a.why = "read failed";
     return a;
   }
-  std::string sha = rx.hash.hex();
-  if (!f.accepts(sha, rx.bytes)) {
-    a.why = checksum_failure(f, sha, rx.bytes);
-    return a;
-  }
-  a.ok = true;
-  a.bytes = rx.bytes;
-  return a;
+  return verify_received(f, rx, a);
 }
 
 Attempt download(const DataFile& f, const std::string& url, TempFile& tmp, int64_t cap,
@@ -264,14 +270,7 @@ Attempt download(const DataFile& f, const std::string& url, TempFile& tmp, int64
     a.transient = r.transient && rx.stop_reason.empty();
     return a;
   }
-  std::string sha = rx.hash.hex();
-  if (!f.accepts(sha, rx.bytes)) {
-    a.why = checksum_failure(f, sha, rx.bytes);
-    return a;
-  }
-  a.ok = true;
-  a.bytes = rx.bytes;
-  return a;
+  return verify_received(f, rx, a);
 }
 
 void split_into(const std::string& s, std::vector<std::string>& out) {
