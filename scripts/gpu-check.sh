@@ -6,7 +6,8 @@
 #
 # Steps: (1) the backend parity test (test_backend_ops must test "gpu", not skip it),
 # (2) test_gpu, (3) LeNet trained 10 epochs on the GPU, its checkpoint evaluated on the
-# CPU and on the GPU (>= 0.98), (4) determinism: two --deterministic runs give byte-identical
+# CPU and on the GPU (>= 0.98), a CPU-trained MLP evaluated and used for predict on the GPU
+# (the same accuracy and predictions as on the CPU), (4) determinism: two --deterministic runs give byte-identical
 # checkpoints (and what determinism costs: epoch 2 times of a deterministic and a default run), (5) the same LeNet in PyTorch on the same GPU
 # (scripts/bench_torch.py), (6) a Markdown table comparing the two.
 # Exits non-zero when any step failed, after a summary. Everything printed is also written
@@ -197,11 +198,36 @@ PY
   return "$rc"
 }
 
+cpu_to_gpu() {  # the other direction: a CPU-trained checkpoint, scored and used on the GPU
+  local m=$work/mlp-cpu
+  run timeout 100 "$mnistctl" train --config "$src/configs/mlp.yaml" --ctx cpu --data-dir "$data" --out "$m" \
+    --epochs 2 >"$work/mlp-cpu.log" 2>&1 || { tail -n 5 "$work/mlp-cpu.log"; return 1; }
+  local ctx
+  for ctx in cpu gpu; do
+    run timeout 60 "$mnistctl" eval --ctx $ctx --model "$m" --data-dir "$data" --json >"$work/eval-$ctx.json" &&
+      run timeout 60 "$mnistctl" predict --ctx $ctx --model "$m" --data-dir "$data" --output "$work/pred-$ctx.csv" ||
+      return 1
+  done
+  python3 - "$work" <<'PY'
+import csv, json, sys
+w = sys.argv[1]
+acc = {c: json.load(open(f"{w}/eval-{c}.json"))["accuracy"] for c in ("cpu", "gpu")}
+rows = {c: list(csv.reader(open(f"{w}/pred-{c}.csv")))[1:] for c in ("cpu", "gpu")}
+same = sum(a[2] == b[2] for a, b in zip(rows["cpu"], rows["gpu"]))
+dp = max(abs(float(x) - float(y)) for a, b in zip(rows["cpu"], rows["gpu"]) for x, y in zip(a[3:], b[3:]))
+print(f"cpu->gpu: eval accuracy cpu {acc['cpu']:.4f}, gpu {acc['gpu']:.4f}; predict: {same}/{len(rows['cpu'])} "
+      f"classes agree, max probability difference {dp:.2e}")
+ok = abs(acc["cpu"] - acc["gpu"]) <= 1e-4 and len(rows["cpu"]) == 10000 and same >= 9999 and dp < 1e-4
+sys.exit(0 if ok else 1)
+PY
+}
+
 step "1 parity: test_backend_ops (gpu vs ref, max rel < 1e-4)" parity
 step "2 test_gpu" gpu_tests
 step "3a train LeNet 10 epochs on gpu" train_lenet
 step "3b eval the GPU checkpoint on cpu (>= 0.98)" eval_on cpu
 step "3c eval the GPU checkpoint on gpu (>= 0.98)" eval_on gpu
+step "3d a CPU-trained MLP on the gpu: eval and predict agree with the cpu" cpu_to_gpu
 step "4 determinism: two --deterministic runs, byte-identical checkpoints" determinism
 step "5 PyTorch LeNet on the same GPU (scripts/bench_torch.py)" torch_bench
 step "6 comparison table" table

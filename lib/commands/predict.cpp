@@ -1,6 +1,7 @@
 // `mnistctl predict`: class probabilities and the predicted class, one row per image, for
 // the test set (default), IDX image files, or the user's own PGM/PNG digits.
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 
@@ -120,7 +121,8 @@ int run_predict(const PredictOptions& o) {
                 });
   if (o.format == "json") out += "\n]\n";
   if (o.output.empty()) {
-    std::fwrite(out.data(), 1, out.size(), stdout);
+    if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0)
+      throw RuntimeError(fmt::format("writing the predictions to stdout failed: {}", std::strerror(errno)));
   } else {
     write_file_atomic(o.output, out);
   }

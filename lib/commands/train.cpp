@@ -18,21 +18,28 @@ int run_train(const TrainOptions& o) {
   if (o.seed >= 0) sets.push_back(fmt::format("train.seed={}", o.seed));
   if (o.deterministic) sets.push_back("train.deterministic=true");
 
-  Config cfg = o.config.empty() ? load_config_text(builtin_lenet_yaml(), "<built-in lenet.yaml>", sets)
-                                : load_config_file(o.config, sets);
-  const std::string out_dir = o.out.empty() ? "runs/" + cfg.name : o.out;
-  if (o.resume) {
-    // The run's own config wins, so a resumed run is the same run; only the overrides given
-    // now (--epochs to extend it, say) are applied on top. A --config naming another
-    // network is a mistake worth stopping for.
+  // On --resume the run's own config wins, so a resumed run is the same run: the overrides
+  // given now (--epochs to extend it, say) apply to it, and --config serves only to name
+  // the run folder (runs/<name>) and to catch resuming another network by mistake.
+  auto given = [&](const std::vector<std::string>& overrides) {
+    return o.config.empty() ? load_config_text(builtin_lenet_yaml(), "<built-in lenet.yaml>", overrides)
+                            : load_config_file(o.config, overrides);
+  };
+  Config cfg;
+  std::string out_dir = o.out;
+  if (!o.resume) {
+    cfg = given(sets);
+    if (out_dir.empty()) out_dir = "runs/" + cfg.name;
+  } else {
+    std::string named;  // the name --config (or the built-in LeNet) gives, without overrides
+    if (out_dir.empty() || !o.config.empty()) named = given({}).name;
+    if (out_dir.empty()) out_dir = "runs/" + named;
     std::string last = out_dir + "/last.ckpt";
-    Checkpoint c = load_checkpoint(last);
-    Config saved = load_config_text(c.config_yaml, last + " (embedded config)", sets);
-    if (!o.config.empty() && saved.name != cfg.name)
+    cfg = load_config_text(load_checkpoint(last).config_yaml, last + " (embedded config)", sets);
+    if (!o.config.empty() && named != cfg.name)
       throw UsageError(fmt::format("--resume: {} holds a run of '{}', but --config {} is '{}' (leave out "
                                    "--config to resume the run as it was)",
-                                   out_dir, saved.name, o.config, cfg.name));
-    cfg = saved;
+                                   out_dir, cfg.name, o.config, named));
   }
 
   Network net(cfg.network);

@@ -22,8 +22,12 @@ struct Shape {
     for (int64_t d : dims) n *= d;
     return n;
   }
-  // Elements per sample: everything but the outermost (batch) extent.
-  int64_t per_sample() const { return dims.empty() ? 0 : numel() / dims[0]; }
+  // Elements per sample: everything but the outermost (batch) extent (an empty batch too).
+  int64_t per_sample() const {
+    int64_t n = 1;
+    for (size_t i = 1; i < dims.size(); ++i) n *= dims[i];
+    return dims.empty() ? 0 : n;
+  }
   bool operator==(const Shape& o) const { return dims == o.dims; }
   bool operator!=(const Shape& o) const { return dims != o.dims; }
   // "1x28x28"
@@ -36,5 +40,15 @@ struct Shape {
     return s;
   }
 };
+
+// A per-sample shape with the batch extent n in front: batched(100, {1, 28, 28}) is
+// 100x1x28x28.
+inline Shape batched(int64_t n, const Shape& per_sample) {
+  Shape b;
+  b.dims.reserve(per_sample.dims.size() + 1);
+  b.dims.push_back(n);
+  b.dims.insert(b.dims.end(), per_sample.dims.begin(), per_sample.dims.end());
+  return b;
+}
 
 }  // namespace mnistctl

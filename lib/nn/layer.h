@@ -76,13 +76,6 @@ class Layer {
     p.fan_out = fan_out;
     params_.push_back(std::move(p));
   }
-  // Prepends the batch extent to a per-sample shape.
-  static Shape batched(int64_t n, const Shape& s) {
-    Shape b;
-    b.dims.push_back(n);
-    b.dims.insert(b.dims.end(), s.dims.begin(), s.dims.end());
-    return b;
-  }
 
  private:
   friend class Network;

@@ -6,15 +6,6 @@
 #include "nn/registry.h"
 
 namespace mnistctl {
-namespace {
-Shape batched(int64_t n, const Shape& s) {
-  Shape b;
-  b.dims.push_back(n);
-  b.dims.insert(b.dims.end(), s.dims.begin(), s.dims.end());
-  return b;
-}
-}  // namespace
-
 Network::Network(const NetworkSpec& spec) : input_(spec.input) {
   if (spec.layers.empty()) throw UsageError("network.layers: expected at least one layer");
   Shape shape = input_;
@@ -56,7 +47,7 @@ void Network::check_fits(int64_t batch, double limit, const std::string& where) 
   if (need > limit)
     throw UsageError(fmt::format(
         "{}: the network needs about {:.1f} GiB at batch size {} ({} parameters), more than the "
-        "{:.1f} GiB available",
+        "{:.1f} GiB of memory this machine has",
         where, need / (1024.0 * 1024 * 1024), batch, param_count(), limit / (1024.0 * 1024 * 1024)));
 }
 

@@ -102,6 +102,10 @@ int64_t Checkpoint::meta_int(const std::string& key, const std::string& source) 
 }
 
 void save_checkpoint(const std::string& path, const Checkpoint& c) {
+  write_file_atomic(path, serialize_checkpoint(c));
+}
+
+std::string serialize_checkpoint(const Checkpoint& c) {
   std::string out(kMagic, sizeof kMagic);
   put<uint32_t>(out, Checkpoint::kVersion);
   put<uint32_t>(out, static_cast<uint32_t>(2 + c.tensors.size()));
@@ -119,7 +123,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
   }
   uint32_t crc = static_cast<uint32_t>(crc32_z(0L, reinterpret_cast<const Bytef*>(out.data()), out.size()));
   put<uint32_t>(out, crc);
-  write_file_atomic(path, out);
+  return out;
 }
 
 Checkpoint load_checkpoint(const std::string& path) {

@@ -36,6 +36,8 @@ struct Checkpoint {
   int64_t meta_int(const std::string& key, const std::string& source) const;
 };
 
+// The file's bytes (what save_checkpoint writes).
+std::string serialize_checkpoint(const Checkpoint& ckpt);
 // Serialises and writes atomically (temporary file, fsync, rename).
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
 // Throws UsageError naming the file and the failed check.

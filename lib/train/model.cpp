@@ -37,11 +37,11 @@ void load_params(Network& net, const Checkpoint& ckpt, const std::string& source
 Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch) {
   Model m;
   m.path = resolve_checkpoint(run_dir_or_file);
-  m.ckpt = load_checkpoint(m.path);
-  m.config = load_config_text(m.ckpt.config_yaml, m.path + " (embedded config)");
+  const Checkpoint ckpt = load_checkpoint(m.path);  // weights are copied out; the rest is not kept
+  m.config = load_config_text(ckpt.config_yaml, m.path + " (embedded config)");
   m.net = std::make_unique<Network>(m.config.network);
   m.net->bind(be, max_batch);
-  load_params(*m.net, m.ckpt, m.path);
+  load_params(*m.net, ckpt, m.path);
   return m;
 }
 
@@ -68,9 +68,7 @@ void run_inference(Network& net, Backend& be, const uint8_t* images, int64_t cou
   Pass pass;  // inference: no labels, no metrics
   for (int64_t first = 0; first < count; first += batch) {
     int64_t n = std::min(batch, count - first);
-    Shape xs{n};
-    xs.dims.insert(xs.dims.end(), in.dims.begin(), in.dims.end());
-    Tensor xv = x.view(xs), lv = labels.view(Shape{n});
+    Tensor xv = x.view(batched(n, in)), lv = labels.view(Shape{n});
     be.gather_batch(img, lab, sample_size, ord, first, n, xv, lv);
     const Tensor& y = net.forward(xv, pass);
     be.download(y, probs.data());

@@ -23,7 +23,6 @@ void load_params(Network& net, const Checkpoint& ckpt, const std::string& source
 struct Model {
   std::string path;  // the checkpoint file
   Config config;
-  Checkpoint ckpt;
   std::unique_ptr<Network> net;
 };
 

@@ -3,11 +3,10 @@
 namespace mnistctl {
 
 Optimizer::Optimizer(const OptimizerSpec& spec, Backend& be, std::vector<Param*> params)
-    : spec_(spec), be_(be), params_(std::move(params)) {
+    : spec_(spec), adam_(spec.type == "adam"), be_(be), params_(std::move(params)) {
   for (Param* p : params_) {
-    bool adam = spec_.type == "adam";
-    s1_.push_back(adam || spec_.momentum > 0 ? be_.zeros(p->shape) : Tensor{});
-    s2_.push_back(adam ? be_.zeros(p->shape) : Tensor{});
+    s1_.push_back(adam_ || spec_.momentum > 0 ? be_.zeros(p->shape) : Tensor{});
+    s2_.push_back(adam_ ? be_.zeros(p->shape) : Tensor{});
   }
 }
 
@@ -16,7 +15,7 @@ void Optimizer::step(float lr) {
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = *params_[i];
     float wd = p.is_bias ? 0.0f : static_cast<float>(spec_.weight_decay);
-    if (spec_.type == "adam") {
+    if (adam_) {
       be_.adam_update(p.value, p.grad, s1_[i], s2_[i], lr, static_cast<float>(spec_.beta1),
                       static_cast<float>(spec_.beta2), static_cast<float>(spec_.epsilon), wd, steps_);
     } else {
@@ -28,9 +27,8 @@ void Optimizer::step(float lr) {
 
 std::vector<std::pair<std::string, Tensor*>> Optimizer::state() {
   std::vector<std::pair<std::string, Tensor*>> out;
-  bool adam = spec_.type == "adam";
   for (size_t i = 0; i < params_.size(); ++i) {
-    if (s1_[i].data) out.emplace_back(params_[i]->name + (adam ? ":adam_m" : ":momentum"), &s1_[i]);
+    if (s1_[i].data) out.emplace_back(params_[i]->name + (adam_ ? ":adam_m" : ":momentum"), &s1_[i]);
     if (s2_[i].data) out.emplace_back(params_[i]->name + ":adam_v", &s2_[i]);
   }
   return out;

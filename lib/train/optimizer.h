@@ -25,6 +25,7 @@ class Optimizer {
 
  private:
   OptimizerSpec spec_;
+  bool adam_;  // else SGD; decided once, not per parameter per step
   Backend& be_;
   std::vector<Param*> params_;
   std::vector<Tensor> s1_, s2_;

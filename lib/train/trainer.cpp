@@ -58,12 +58,6 @@ double physical_memory_bytes() {
   return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
 }
 
-Shape batched(int64_t n, const Shape& s) {
-  Shape b{n};
-  b.dims.insert(b.dims.end(), s.dims.begin(), s.dims.end());
-  return b;
-}
-
 // Dataset and epoch order living in backend memory.
 struct DeviceData {
   Buffer images, labels, order;
@@ -234,7 +228,7 @@ class Trainer {
                             epoch + 1, b + 1, speed, s.accuracy(), s.mean_loss()));
         }
         if (g_interrupted) {
-          save(net, opt, epoch, b + 1, &sums, last_path);
+          save(net, opt, epoch, b + 1, &sums, {last_path});
           out_line(fmt::format("interrupted: checkpoint written to {} (epoch {}, batch {}); continue with --resume",
                                last_path, epoch + 1, b + 1));
           return interrupted_exit_code();
@@ -268,8 +262,7 @@ class Trainer {
                         epoch + 1, train_time, speed, s.accuracy(), s.mean_loss(), v.accuracy(), v.mean_loss(),
                         val_time, lr));
       std::string epoch_path = fmt::format("{}/epoch-{:03d}.ckpt", ckpt_dir, epoch + 1);
-      save(net, opt, epoch + 1, 0, nullptr, epoch_path);
-      save(net, opt, epoch + 1, 0, nullptr, last_path);
+      save(net, opt, epoch + 1, 0, nullptr, {epoch_path, last_path});
       if (g_interrupted) {
         out_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with --resume",
                              last_path, epoch + 1));
@@ -291,10 +284,12 @@ class Trainer {
   void jsonl(const std::string& line) {
     jsonl_ << line << '\n';
     jsonl_.flush();
+    if (!jsonl_) throw RuntimeError(fmt::format("{}/metrics.jsonl: write failed (disk full?)", req_.out_dir));
   }
 
+  // Downloads and serialises once, then writes the same bytes to each path.
   void save(Network& net, Optimizer& opt, int64_t epoch, int64_t batch, const Tensor* sums,
-            const std::string& path) {
+            const std::vector<std::string>& paths) {
     Backend& be = net.backend();
     Checkpoint c;
     c.config_yaml = cfg_.resolved_yaml;
@@ -314,7 +309,8 @@ class Trainer {
     for (Param* p : net.params()) grab("param/" + p->name, p->value);
     for (auto& [name, t] : opt.state()) grab("optim/" + name, *t);
     if (sums) grab("metrics/train", *sums);
-    save_checkpoint(path, c);
+    const std::string bytes = serialize_checkpoint(c);
+    for (const auto& path : paths) write_file_atomic(path, bytes);
   }
 
   const TrainRequest& req_;

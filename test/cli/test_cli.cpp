@@ -54,6 +54,22 @@ double json_number(const std::string& json, const std::string& key) {
   return std::stod(m[1]);
 }
 
+// A small convolutional net with momentum (optimizer state in the checkpoint), dropout (masks
+// from the step counter) and batch 64 (a smaller last batch): everything resume must carry
+// over. Convolutions also make each batch slow enough (a fraction of a millisecond would
+// let a 6,000-image epoch end before a test's signal arrives).
+std::string interruptible_config(const std::string& name) {
+  std::string cfg = scratch_dir(name) + "/conv-dropout.yaml";
+  std::ofstream(cfg) << "name: conv-dropout\nnetwork:\n  layers:\n"
+                        "    - {type: convolution, kernel: 5, num_filter: 16}\n    - {type: activation, act_type: relu}\n"
+                        "    - {type: pooling, kernel: 2, stride: 2}\n    - {type: flatten}\n"
+                        "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: relu}\n"
+                        "    - {type: dropout, p: 0.2}\n    - {type: fully_connected, num_hidden: 10}\n"
+                        "    - {type: softmax_output}\ninit: {type: xavier}\n"
+                        "train: {batch_size: 64, momentum: 0.9, log_interval: 10}\n";
+  return cfg;
+}
+
 // Parameters and optimizer state of a checkpoint, bit for bit.
 std::vector<NamedTensor> weights(const std::string& path) {
   Checkpoint c = load_checkpoint(path);
@@ -184,15 +200,10 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
   std::string whole = scratch_dir("cli-resume-whole"), split = scratch_dir("cli-resume-split");
   // Momentum (optimizer state in the checkpoint), dropout (masks from the step counter) and a
   // batch size that leaves a smaller last batch: everything resume must carry over.
-  std::string cfg = scratch_dir("cli-resume-config") + "/mlp-dropout.yaml";
-  std::ofstream(cfg) << "name: mlp-dropout\nnetwork:\n  layers:\n    - {type: flatten}\n"
-                        "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: dropout, p: 0.2}\n    - {type: fully_connected, num_hidden: 10}\n"
-                        "    - {type: softmax_output}\ninit: {type: xavier}\n"
-                        "train: {batch_size: 64, momentum: 0.9, log_interval: 10}\n";
+  std::string cfg = interruptible_config("cli-resume-config");
   auto recipe = [&](const std::string& out, int epochs) {
     return std::vector<std::string>{"train", "--config", cfg, "--data-dir", root, "--out", out, "--epochs",
-                                    std::to_string(epochs), "--threads", "2", "--set", "data.train_limit=6000"};
+                                    std::to_string(epochs), "--threads", "2", "--set", "data.train_limit=12000"};
   };
   REQUIRE(run_mnistctl(recipe(whole, 2)).code == 0);
 
@@ -200,7 +211,7 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
   bool sent = false;
   RunResult r = run_mnistctl(recipe(split, 2), [&](const std::string& line, pid_t pid) {
     if (!sent && line.find("Batch[20/") != std::string::npos) {
-      kill(pid, SIGINT);
+      kill(pid, SIGINT);  // 168 batches of the epoch remain: far more time than the signal needs
       sent = true;
     }
   });
@@ -212,12 +223,18 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
   CHECK(c.meta_int("epoch", "") == 0);
   CHECK(c.meta_int("batch", "") > 0);
 
+  // Resuming with --config of another network is refused; the run is untouched.
+  RunResult other = run_mnistctl({"train", "--out", split, "--data-dir", root, "--resume", "--config",
+                                  std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml"});
+  CHECK(other.code == 2);
+  CHECK(other.err.find("holds a run of 'conv-dropout'") != std::string::npos);
+
   RunResult resumed = run_mnistctl({"train", "--out", split, "--data-dir", root, "--resume", "--threads", "2"});
   INFO(resumed.out << resumed.err);
   REQUIRE(resumed.code == 0);
   CHECK(resumed.out.find("resuming") != std::string::npos);
   require_same_weights(whole + "/last.ckpt", split + "/last.ckpt");
-  CHECK(weights(split + "/last.ckpt").size() == 8);  // 4 parameters and their momentum
+  CHECK(weights(split + "/last.ckpt").size() == 12);  // 6 parameters and their momentum
 
   // Extending a finished run by an epoch with --resume --epochs equals training 3 at once.
   std::string three = scratch_dir("cli-resume-three");
@@ -231,8 +248,10 @@ TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume r
   std::string root = data_root("cli-sigterm");
   REQUIRE_MNIST(root);
   std::string out = scratch_dir("cli-sigterm-run");
+  std::vector<std::string> args = {"train", "--config", interruptible_config("cli-sigterm-config"), "--data-dir",
+                                   root, "--out", out, "--epochs", "1", "--set", "data.train_limit=6000"};
   bool sent = false;
-  RunResult r = run_mnistctl(quick_mlp(root, out, 1), [&](const std::string& line, pid_t pid) {
+  RunResult r = run_mnistctl(args, [&](const std::string& line, pid_t pid) {
     if (!sent && line.find("Batch[10/") != std::string::npos) {
       kill(pid, SIGTERM);
       sent = true;
@@ -244,6 +263,7 @@ TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume r
   Checkpoint c = load_checkpoint(out + "/last.ckpt");
   CHECK(c.meta_int("batch", "") > 0);
   CHECK(c.meta_int("train_samples", "") == 6000);
+  CHECK(c.meta_int("batch_size", "") == 64);
   // The position inside the epoch is only meaningful for the same data.
   RunResult changed = run_mnistctl({"train", "--out", out, "--data-dir", root, "--resume", "--set",
                                     "data.train_limit=5000"});

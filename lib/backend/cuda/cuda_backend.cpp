@@ -64,6 +64,7 @@ CudaBackend::CudaBackend(int device, const BackendOptions& opts)
   name_ = "gpu:" + std::to_string(device) + " (" + prop.name + ")";
   conv_math_ = opts.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
   flat_ = std::make_unique<TensorDesc>();
+  rows_ = std::make_unique<TensorDesc>();
   const cudnnActivationMode_t modes[3] = {CUDNN_ACTIVATION_RELU, CUDNN_ACTIVATION_TANH,
                                           CUDNN_ACTIVATION_SIGMOID};
   for (int i = 0; i < 3; ++i) {
@@ -259,11 +260,12 @@ void CudaBackend::softmax_xent_forward(const Tensor& logits, const Tensor& label
   bool with_labels = labels.data != nullptr;  // no labels: prediction only
   if (with_labels) opcheck::numel(op, "labels", labels, n);
   if (metrics) opcheck::numel(op, "metrics", *metrics, kMetricSlots);
-  float* stats = nullptr;
-  if (with_labels && n > 0)
-    stats = static_cast<float*>(scratch(row_stats_, row_stats_bytes_, 2 * n * sizeof(float), op));
-  launch_softmax_xent_forward(logits.data, with_labels ? labels.data : nullptr, n, c, probs.data,
-                              stats, metrics ? metrics->data : nullptr, ctx_->stream);
+  if (n == 0) return;
+  softmax_rows(logits, probs, n, c, op);  // cuDNN
+  if (!with_labels) return;
+  float* stats = static_cast<float*>(scratch(row_stats_, row_stats_bytes_, 2 * n * sizeof(float), op));
+  launch_xent_stats(logits.data, probs.data, labels.data, n, c, stats, metrics ? metrics->data : nullptr,
+                    ctx_->stream);
 }
 
 void CudaBackend::softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale,

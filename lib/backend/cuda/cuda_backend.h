@@ -158,6 +158,8 @@ class CudaBackend final : public Backend {
   PoolPlan& pool_plan(const PoolDesc& d);
   // A 1x1x1xN descriptor for elementwise cuDNN calls.
   cudnnTensorDescriptor_t flat_desc(int64_t n, const char* op);
+  // probs = softmax(logits) over each row of an (n, c) matrix, through cuDNN.
+  void softmax_rows(const Tensor& logits, Tensor& probs, int64_t n, int64_t c, const char* op);
 
   std::shared_ptr<DeviceContext> ctx_;
   BackendOptions opts_;
@@ -167,6 +169,7 @@ class CudaBackend final : public Backend {
   std::map<std::array<int64_t, 11>, std::unique_ptr<ConvPlan>> conv_plans_;
   std::map<std::array<int64_t, 11>, std::unique_ptr<PoolPlan>> pool_plans_;
   std::unique_ptr<TensorDesc> flat_;
+  std::unique_ptr<TensorDesc> rows_;  // n x c x 1 x 1, for the softmax
   std::unique_ptr<ActivationDesc> act_[3];  // relu, tanh, sigmoid
 
   std::shared_ptr<void> ws_;        // the cuDNN workspace, grown to the largest plan's need

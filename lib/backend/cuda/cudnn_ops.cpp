@@ -192,6 +192,16 @@ cudnnTensorDescriptor_t CudaBackend::flat_desc(int64_t n, const char* op) {
   return flat_->get();
 }
 
+// ---- softmax ------------------------------------------------------------------------
+
+void CudaBackend::softmax_rows(const Tensor& logits, Tensor& probs, int64_t n, int64_t c, const char* op) {
+  set_nchw(rows_->get(), n, c, 1, 1, op);
+  // ACCURATE subtracts each row's maximum first, as the reference does.
+  check_cudnn(cudnnSoftmaxForward(ctx_->cudnn, CUDNN_SOFTMAX_ACCURATE, CUDNN_SOFTMAX_MODE_INSTANCE, &kOne,
+                                  rows_->get(), logits.data, &kZero, rows_->get(), probs.data),
+              op, "cudnnSoftmaxForward");
+}
+
 // ---- convolution --------------------------------------------------------------------
 
 void CudaBackend::conv_forward(const ConvDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,

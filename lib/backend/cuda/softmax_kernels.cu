@@ -1,7 +1,8 @@
-// Fused softmax + cross-entropy as MXNet's SoftmaxOutput. See softmax_kernels.h.
+// Cross-entropy and accuracy for MXNet's SoftmaxOutput, around cuDNN's softmax (which the
+// backend calls first: cudnnSoftmaxForward, ACCURATE, per instance). See softmax_kernels.h.
 //
 // MNIST has 10 classes, so one thread per row is the simple and fast choice: a batch of
-// 100 rows is one block and each thread reads its 10 logits three times from L1.
+// 100 rows is one block and each thread reads its 10 logits once from L1.
 // Metrics are accumulated on the device without atomics: the row kernel writes per-row
 // loss and hit, then one block sums them in a fixed tree order and adds to `metrics`.
 // Float atomics would make the sums depend on thread timing; this way the logged loss of
@@ -21,31 +22,23 @@ __device__ inline int label_index(const float* labels, int64_t i, int64_t c) {
   return (l >= 0.0f && l < float(c)) ? int(l) : -1;
 }
 
-__global__ void softmax_rows_kernel(const float* logits, const float* labels, int64_t n, int64_t c,
-                                    float* probs, float* row_stats) {
+__global__ void xent_rows_kernel(const float* logits, const float* probs, const float* labels, int64_t n,
+                                 int64_t c, float* row_stats) {
   MNISTCTL_GRID_STRIDE(i, n) {
+    // The argmax of the logits, not of the probabilities: exp can round two close logits
+    // to equal probabilities, and the first maximum must be the reference's.
     const float* z = logits + i * c;
-    float* p = probs + i * c;
     float mx = z[0];
     int64_t arg = 0;
     for (int64_t j = 1; j < c; ++j)
-      if (z[j] > mx) {  // strict: the first maximum wins, as the reference
+      if (z[j] > mx) {
         mx = z[j];
         arg = j;
       }
-    float sum = 0.0f;
-    for (int64_t j = 0; j < c; ++j) {
-      float e = expf(z[j] - mx);
-      p[j] = e;
-      sum += e;
-    }
-    for (int64_t j = 0; j < c; ++j) p[j] = p[j] / sum;
-    if (labels) {
-      int l = label_index(labels, i, c);
-      float pl = l >= 0 ? p[l] : 0.0f;
-      row_stats[2 * i] = -logf(fmaxf(pl, 1e-12f));
-      row_stats[2 * i + 1] = (l >= 0 && arg == l) ? 1.0f : 0.0f;
-    }
+    int l = label_index(labels, i, c);
+    float pl = l >= 0 ? probs[i * c + l] : 0.0f;
+    row_stats[2 * i] = -logf(fmaxf(pl, 1e-12f));
+    row_stats[2 * i + 1] = (l >= 0 && arg == l) ? 1.0f : 0.0f;
   }
 }
 
@@ -87,12 +80,12 @@ __global__ void softmax_backward_kernel(const float* probs, const float* labels,
 
 }  // namespace
 
-void launch_softmax_xent_forward(const float* logits, const float* labels, int64_t n, int64_t c,
-                                 float* probs, float* row_stats, float* metrics, cudaStream_t s) {
+void launch_xent_stats(const float* logits, const float* probs, const float* labels, int64_t n,
+                       int64_t c, float* row_stats, float* metrics, cudaStream_t s) {
   if (n <= 0 || c <= 0) return;
-  softmax_rows_kernel<<<grid_for(n), kThreads, 0, s>>>(logits, labels, n, c, probs, row_stats);
+  xent_rows_kernel<<<grid_for(n), kThreads, 0, s>>>(logits, probs, labels, n, c, row_stats);
   check_launch("softmax_xent_forward");
-  if (labels && metrics) {
+  if (metrics) {
     metrics_reduce_kernel<<<1, kThreads, 0, s>>>(row_stats, n, metrics);
     check_launch("softmax_xent_forward (metrics)");
   }

@@ -10,6 +10,7 @@ class Dropout : public Layer {
   explicit Dropout(const LayerSpec& s) : Layer(s) {
     spec().check_keys({"type", "name", "p"});
     p_ = static_cast<float>(spec().get_double("p", 0.5, 0.0, 0.999));
+    name_hash_ = name_hash();
   }
   Shape setup(const Shape& in) override { return in; }
   void bind(Backend& be, int64_t max_batch) override {
@@ -24,7 +25,7 @@ class Dropout : public Layer {
     Tensor m = mask_.view(x.shape);
     // Distinct masks per layer (its name is folded into the seed) and per step (each step
     // owns a full batch's range of counters, also when its batch is the smaller last one).
-    be.dropout_forward(p_, pass.seed ^ name_hash(), pass.counter * static_cast<uint64_t>(mask_.numel()), x, y, m);
+    be.dropout_forward(p_, pass.seed ^ name_hash_, pass.counter * static_cast<uint64_t>(mask_.numel()), x, y, m);
     active_ = true;
   }
   void backward(Backend& be, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) override {
@@ -44,6 +45,7 @@ class Dropout : public Layer {
     for (unsigned char c : name()) h = (h ^ c) * 1099511628211ull;
     return h;
   }
+  uint64_t name_hash_ = 0;
   float p_ = 0.5f;
   Tensor mask_;
   bool active_ = false;
