@@ -74,6 +74,14 @@ int main(int argc, char** argv) {
   t->add_flag("--deterministic", train.deterministic,
               "GPU: only deterministic cuDNN algorithms (bit-identical reruns)");
   t->add_option("--set", train.sets, "Override any YAML field, e.g. --set train.learning_rate=0.05 (repeatable)");
+  t->footer(std::string("\nExamples:\n"
+                        "  mnistctl train --config configs/mlp.yaml --epochs 5\n"
+                        "  mnistctl train --config configs/lenet.yaml --set train.learning_rate=0.05 --out runs/lr005\n"
+                        "  mnistctl train --out runs/lr005 --resume          # after Ctrl-C: continues exactly\n"
+                        "  mnistctl train --config configs/lenet.yaml --dry-run\n"
+                        "The run folder gets config.yaml, checkpoints/epoch-NNN.ckpt, last.ckpt and metrics.jsonl.\n"
+                        "Fields: docs/config.md.\n\n") +
+            kExitCodes);
 
   EvalOptions eval;
   auto* e = app.add_subcommand("eval", "Score a trained model on the test set");
@@ -84,6 +92,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   e->add_option("--top-k", eval.top_k, "Also report top-k accuracy")->check(CLI::Range(1, 10))
       ->capture_default_str();
+  e->footer(std::string("\nExamples:\n"
+                        "  mnistctl eval --model runs/lenet                       # accuracy, top-k, per class, confusion\n"
+                        "  mnistctl eval --model runs/lenet --json --min-accuracy 0.98   # a CI gate: exit 1 below\n\n") +
+            kExitCodes);
 
   PredictOptions predict;
   auto* p = app.add_subcommand("predict", "Class probabilities for the test set or your images");
@@ -96,6 +108,11 @@ int main(int argc, char** argv) {
   p->add_option("--format", predict.format, "csv or json")
       ->check(CLI::IsMember({"csv", "json"}))
       ->capture_default_str();
+  p->footer(std::string("\nExamples:\n"
+                        "  mnistctl predict --model runs/lenet --output test-probs.csv   # the test set\n"
+                        "  mnistctl predict --model runs/lenet --input digit.png --input scan.pgm --format json\n"
+                        "One row per image: source, index, predicted class, then the 10 class probabilities.\n\n") +
+            kExitCodes);
 
   try {
     app.parse(argc, argv);

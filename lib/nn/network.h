@@ -39,7 +39,6 @@ class Network {
   // Allocates parameters (uninitialised), gradients and activations on `be`.
   void bind(Backend& be, int64_t max_batch);
   Backend& backend() const { return *be_; }
-  int64_t max_batch() const { return max_batch_; }
   std::vector<Param*> params();
 
   // Runs every layer on x (n x input_shape). Returns the last layer's output (n x classes),
