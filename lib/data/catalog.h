@@ -31,6 +31,8 @@ struct DataFile {
 
 struct DatasetInfo {
   std::string name;
+  int64_t rows = 28, cols = 28;  // image size (both datasets are MNIST-shaped)
+  int classes = 10;
   DataFile train_images, train_labels, test_images, test_labels;
   std::vector<std::string> mirrors;     // base URLs, tried in order
   std::vector<std::string> local_dirs;  // folders a system package may have installed

@@ -16,6 +16,7 @@
 #include "core/fs.h"
 #include "core/progress.h"
 #include "data/batch.h"
+#include "data/catalog.h"
 #include "data/dataset.h"
 #include "nn/network.h"
 #include "train/checkpoint.h"
@@ -103,12 +104,10 @@ class Trainer {
 
     Dataset train = load_split(req_.data_root, cfg_.data.dataset, Split::train, cfg_.data.train_limit);
     Dataset test = load_split(req_.data_root, cfg_.data.dataset, Split::test, cfg_.data.test_limit);
-    if (train.sample_size() != net.input_shape().numel())
-      throw UsageError(fmt::format("{}: network.input is {} but {} images are 1x{}x{}", cfg_.source,
-                                   net.input_shape().str(), cfg_.data.dataset, train.rows, train.cols));
-    if (net.num_classes() != train.num_classes)
-      throw UsageError(fmt::format("{}: the last layers give {} outputs but {} has {} classes", cfg_.source,
-                                   net.num_classes(), cfg_.data.dataset, train.num_classes));
+    // The files on disk must be the dataset the catalog describes (check_trainable used that).
+    if (train.sample_size() != net.input_shape().numel() || test.sample_size() != train.sample_size())
+      throw UsageError(fmt::format("{}: the {} files hold {}x{} images, expected {}", req_.data_root,
+                                   cfg_.data.dataset, train.rows, train.cols, net.input_shape().str()));
 
     auto be = make_backend(req_.ctx, req_.backend);
     if (g_interrupted) {
@@ -327,13 +326,14 @@ int train_network(const TrainRequest& req) { return Trainer(req).run(); }
 void check_trainable(const Config& cfg, const Network& net) {
   if (!net.has_loss())
     throw UsageError(fmt::format("{}: network.layers: the last layer must be softmax_output to train", cfg.source));
-  const Shape image{1, 28, 28};
+  const DatasetInfo& info = find_dataset(cfg.data.dataset);
+  const Shape image{1, info.rows, info.cols};
   if (net.input_shape().numel() != image.numel())
     throw UsageError(fmt::format("{}: network.input is {} but {} images are {}", cfg.source,
                                  net.input_shape().str(), cfg.data.dataset, image.str()));
-  if (net.num_classes() != 10)
-    throw UsageError(fmt::format("{}: the last layers give {} outputs but {} has 10 classes", cfg.source,
-                                 net.num_classes(), cfg.data.dataset));
+  if (net.num_classes() != info.classes)
+    throw UsageError(fmt::format("{}: the last layers give {} outputs but {} has {} classes", cfg.source,
+                                 net.num_classes(), cfg.data.dataset, info.classes));
   net.check_fits(cfg.train.batch_size, physical_memory_bytes(), cfg.source);
 }
 

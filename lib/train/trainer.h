@@ -35,8 +35,8 @@ struct TrainRequest {
 int train_network(const TrainRequest& req);
 
 // What a config must satisfy before any data or backend is touched (and what --dry-run
-// checks): a softmax_output at the end, an input and output that fit the datasets (every
-// dataset of the catalog is 1x28x28 with 10 classes), and memory for the batch size.
+// checks): a softmax_output at the end, an input and output that fit the dataset's images
+// and classes (from the catalog), and memory for the batch size.
 void check_trainable(const Config& cfg, const Network& net);
 
 }  // namespace mnistctl

@@ -36,6 +36,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <array>
 #include <unordered_map>
 #include <vector>
 
@@ -104,9 +105,28 @@ struct Op {
   memory bias;        // plain (k) bias or diff-bias, when the op has one
 };
 
-std::string conv_key(const char* what, const ConvDesc& d, bool bias) {
-  return fmt::format("{}:{},{},{},{}:{},{},{}:{},{},{},{}:{}", what, d.n, d.c, d.h, d.w, d.k,
-                     d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, bias);
+// The primitive cache key: the op's name and every number that shapes it. Plain integers,
+// not a formatted string: the key is built on every call, in the training step's hot path.
+struct OpKey {
+  const char* what;  // a string literal: compared by address
+  std::array<int64_t, 12> v{};
+  bool operator==(const OpKey& o) const { return what == o.what && v == o.v; }
+  std::string str() const {
+    std::string s = what;
+    for (int64_t x : v) s += ":" + std::to_string(x);
+    return s;
+  }
+};
+struct OpKeyHash {
+  size_t operator()(const OpKey& k) const {
+    uint64_t h = std::hash<const void*>{}(k.what);
+    for (int64_t x : k.v) h = (h ^ static_cast<uint64_t>(x)) * 1099511628211ull;  // FNV-1a style
+    return static_cast<size_t>(h);
+  }
+};
+
+OpKey conv_key(const char* what, const ConvDesc& d, bool bias) {
+  return {what, {d.n, d.c, d.h, d.w, d.k, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, bias}};
 }
 
 class DnnlBackend final : public HostBackend {
@@ -140,7 +160,7 @@ class DnnlBackend final : public HostBackend {
                   Tensor& y) override {
     opcheck::fc_forward(d, x, w, b, y);
     set_threads();
-    Op& op = cached(fmt::format("fc_fwd:{},{},{}:{}", d.n, d.in, d.out, b != nullptr), [&] {
+    Op& op = cached(OpKey{"fc_fwd", {d.n, d.in, d.out, b != nullptr}}, [&] {
       auto pd = fc_fwd_pd(d, b != nullptr);
       return make_forward<dnnl::inner_product_forward>(pd, d, b != nullptr);
     });
@@ -150,7 +170,7 @@ class DnnlBackend final : public HostBackend {
   void fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) override {
     opcheck::fc_backward_data(d, dy, w, dx);
     set_threads();
-    Op& op = cached(fmt::format("fc_bwd_data:{},{},{}", d.n, d.in, d.out), [&] {
+    Op& op = cached(OpKey{"fc_bwd_data", {d.n, d.in, d.out}}, [&] {
       auto hint = fc_fwd_pd(d, false);
       dnnl::inner_product_backward_data::desc desc(fc_md(d.n, d.in), fc_md(d.out, d.in),
                                                    fc_md(d.n, d.out));
@@ -164,7 +184,7 @@ class DnnlBackend final : public HostBackend {
                            Tensor* db) override {
     opcheck::fc_backward_weights(d, x, dy, dw, db);
     set_threads();
-    Op& op = cached(fmt::format("fc_bwd_w:{},{},{}:{}", d.n, d.in, d.out, db != nullptr), [&] {
+    Op& op = cached(OpKey{"fc_bwd_w", {d.n, d.in, d.out, db != nullptr}}, [&] {
       auto hint = fc_fwd_pd(d, db != nullptr);
       dnnl::inner_product_backward_weights::desc desc(
           fc_md(d.n, d.in), fc_md(d.out, d.in),
@@ -248,7 +268,7 @@ class DnnlBackend final : public HostBackend {
     opcheck::same("act_forward", x, y);
     if (x.numel() == 0) return;
     set_threads();
-    Op& op = cached(fmt::format("act_fwd:{}:{}", static_cast<int>(a), x.numel()), [&] {
+    Op& op = cached(OpKey{"act_fwd", {static_cast<int64_t>(a), x.numel()}}, [&] {
       auto pd = act_fwd_pd(a, x.numel());
       auto o = std::make_unique<Op>();
       o->prim = dnnl::eltwise_forward(pd);
@@ -271,7 +291,7 @@ class DnnlBackend final : public HostBackend {
     opcheck::same("act_backward", x, y);
     if (x.numel() == 0) return;
     set_threads();
-    Op& op = cached(fmt::format("act_bwd:{}:{}", static_cast<int>(a), x.numel()), [&] {
+    Op& op = cached(OpKey{"act_bwd", {static_cast<int64_t>(a), x.numel()}}, [&] {
       auto hint = act_fwd_pd(a, x.numel());
       memory::desc md = plain_md({x.numel()}, tag::a);
       dnnl::eltwise_backward::desc desc(act_alg(a), md, md);
@@ -437,14 +457,14 @@ class DnnlBackend final : public HostBackend {
   }
 
   template <typename Make>
-  Op& cached(const std::string& key, Make make) {
+  Op& cached(const OpKey& key, Make make) {
     auto it = cache_.find(key);
     if (it != cache_.end()) return *it->second;
     std::unique_ptr<Op> op;
     try {
       op = make();
     } catch (const dnnl::error& e) {
-      throw RuntimeError(fmt::format("cpu: oneDNN cannot make {}: {} (status {})", key, e.what(),
+      throw RuntimeError(fmt::format("cpu: oneDNN cannot make {}: {} (status {})", key.str(), e.what(),
                                      static_cast<int>(e.status)));
     }
     return *cache_.emplace(key, std::move(op)).first->second;
@@ -608,7 +628,7 @@ class DnnlBackend final : public HostBackend {
   std::string layout_name_;  // the MNISTCTL_DNNL_LAYOUT override, empty for the default
   dnnl::engine eng_;
   dnnl::stream strm_;
-  std::unordered_map<std::string, std::unique_ptr<Op>> cache_;
+  std::unordered_map<OpKey, std::unique_ptr<Op>, OpKeyHash> cache_;
   std::vector<double> row_loss_;
   std::vector<uint8_t> row_hit_;
 };
