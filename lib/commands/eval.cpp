@@ -22,7 +22,7 @@ int run_eval(const EvalOptions& o) {
     throw UsageError(fmt::format("{}: the network has {} outputs, {} has {} classes", m.path,
                                  m.net->num_classes(), m.config.data.dataset, test.num_classes));
   EvalAccumulator acc(static_cast<int>(m.net->num_classes()), o.top_k);
-  run_inference(*m.net, *be, test.images.data(), test.count, test.sample_size(), kInferenceBatch,
+  run_inference(*m.net, *be, std::move(test.images), test.count, test.sample_size(), kInferenceBatch,
                 [&](int64_t first, int64_t n, const float* probs) {
                   acc.add(probs, test.labels.data() + first, n);
                 });

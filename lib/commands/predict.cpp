@@ -101,7 +101,7 @@ int run_predict(const PredictOptions& o) {
   } else {
     out = "[";
   }
-  run_inference(*m.net, *be, in.pixels.data(), in.count, size, kInferenceBatch,
+  run_inference(*m.net, *be, std::move(in.pixels), in.count, size, kInferenceBatch,
                 [&](int64_t first, int64_t n, const float* probs) {
                   for (int64_t i = 0; i < n; ++i) {
                     const float* row = probs + i * classes;

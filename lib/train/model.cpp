@@ -45,13 +45,14 @@ Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_ba
   return m;
 }
 
-void run_inference(Network& net, Backend& be, const uint8_t* images, int64_t count,
+void run_inference(Network& net, Backend& be, std::vector<uint8_t>&& images, int64_t count,
                    int64_t sample_size, int64_t batch, const ProbSink& sink) {
   if (sample_size != net.input_shape().numel())
     throw UsageError(fmt::format("images have {} pixels, the network expects {} ({})", sample_size,
                                  net.input_shape().numel(), net.input_shape().str()));
-  Buffer img = be.alloc_bytes(static_cast<size_t>(count * sample_size));
-  be.upload_bytes(img, images, static_cast<size_t>(count * sample_size));
+  if (static_cast<int64_t>(images.size()) != count * sample_size)
+    throw std::logic_error("run_inference: image bytes do not match count x sample_size");
+  Buffer img = be.adopt_bytes(std::move(images));
   std::vector<uint8_t> zeros(static_cast<size_t>(count), 0);
   Buffer lab = be.alloc_bytes(zeros.size());
   be.upload_bytes(lab, zeros.data(), zeros.size());

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "nn/network.h"
@@ -30,9 +31,10 @@ Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_ba
 
 // Runs the network over `count` uint8 images (sample_size bytes each, already the
 // network's input size) in batches and hands each batch's probabilities (n x classes, on
-// the host) to `sink(first, n, probs)`.
+// the host) to `sink(first, n, probs)`. The images are handed over to the backend
+// (adopt_bytes), so they are never held twice.
 using ProbSink = std::function<void(int64_t first, int64_t n, const float* probs)>;
-void run_inference(Network& net, Backend& be, const uint8_t* images, int64_t count,
+void run_inference(Network& net, Backend& be, std::vector<uint8_t>&& images, int64_t count,
                    int64_t sample_size, int64_t batch, const ProbSink& sink);
 
 }  // namespace mnistctl
