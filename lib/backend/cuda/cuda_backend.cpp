@@ -254,15 +254,10 @@ void CudaBackend::mul(const Tensor& a, const Tensor& b, Tensor& out) {
 void CudaBackend::softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
                                        Tensor* metrics) {
   const char* op = "softmax_xent_forward";
-  require(logits.shape.rank() >= 1, op, "logits need a batch dimension");
-  int64_t n = logits.shape[0], c = logits.shape.per_sample();
-  opcheck::numel(op, "probs", probs, logits.numel());
-  bool with_labels = labels.data != nullptr;  // no labels: prediction only
-  if (with_labels) opcheck::numel(op, "labels", labels, n);
-  if (metrics) opcheck::numel(op, "metrics", *metrics, kMetricSlots);
-  if (n == 0) return;
+  const opcheck::SoftmaxRows r = opcheck::softmax_xent_forward(logits, labels, probs, metrics);
+  const int64_t n = r.n, c = r.k;
   softmax_rows(logits, probs, n, c, op);  // cuDNN
-  if (!with_labels) return;
+  if (!r.labels) return;  // prediction only
   float* stats = static_cast<float*>(scratch(row_stats_, row_stats_bytes_, 2 * n * sizeof(float), op));
   launch_xent_stats(logits.data, probs.data, labels.data, n, c, stats, metrics ? metrics->data : nullptr,
                     ctx_->stream);
@@ -270,34 +265,20 @@ void CudaBackend::softmax_xent_forward(const Tensor& logits, const Tensor& label
 
 void CudaBackend::softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale,
                                         Tensor& dlogits) {
-  const char* op = "softmax_xent_backward";
-  require(probs.shape.rank() >= 1, op, "probs need a batch dimension");
-  int64_t n = probs.shape[0], c = probs.shape.per_sample();
-  opcheck::numel(op, "labels", labels, n);
-  opcheck::numel(op, "dlogits", dlogits, probs.numel());
-  launch_softmax_xent_backward(probs.data, labels.data, n, c, scale, dlogits.data, ctx_->stream);
+  const opcheck::Rows r = opcheck::softmax_xent_backward(probs, labels, dlogits);
+  launch_softmax_xent_backward(probs.data, labels.data, r.n, r.k, scale, dlogits.data, ctx_->stream);
 }
 
 void CudaBackend::sgd_update(Tensor& w, const Tensor& g, Tensor* mom, float lr, float momentum,
                              float wd) {
-  const char* op = "sgd_update";
-  opcheck::numel(op, "g", g, w.numel());
-  float* m = nullptr;
-  if (momentum != 0.0f) {
-    require(mom != nullptr, op, "momentum needs a momentum buffer");
-    opcheck::numel(op, "mom", *mom, w.numel());
-    m = mom->data;
-  }
+  opcheck::sgd_update(w, g, mom, momentum);
+  float* m = momentum != 0.0f ? mom->data : nullptr;
   launch_sgd_update(w.data, g.data, m, w.numel(), lr, momentum, wd, ctx_->stream);
 }
 
 void CudaBackend::adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, float lr,
                               float beta1, float beta2, float eps, float wd, int64_t step) {
-  const char* op = "adam_update";
-  opcheck::numel(op, "g", g, w.numel());
-  opcheck::numel(op, "m", m, w.numel());
-  opcheck::numel(op, "v", v, w.numel());
-  require(step >= 1, op, "step counts from 1");
+  opcheck::adam_update(w, g, m, v, step);
   float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step)));
   float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step)));
   launch_adam_update(w.data, g.data, m.data, v.data, w.numel(), lr, beta1, beta2, eps, wd, bc1, bc2,

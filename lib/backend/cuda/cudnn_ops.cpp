@@ -207,10 +207,7 @@ void CudaBackend::softmax_rows(const Tensor& logits, Tensor& probs, int64_t n, i
 void CudaBackend::conv_forward(const ConvDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                                Tensor& y) {
   const char* op = "conv_forward";
-  opcheck::conv(op, d);
-  opcheck::numel(op, "x", x, d.n * d.c * d.h * d.w);
-  opcheck::numel(op, "w", w, d.k * d.c * d.kh * d.kw);
-  opcheck::numel(op, "y", y, d.n * d.k * d.oh() * d.ow());
+  opcheck::conv_args(op, d, x, w, y);
   if (b) opcheck::numel(op, "b", *b, d.k);
   ConvPlan& p = conv_plan(d);
   if (!p.have_fwd) choose_fwd(p);
@@ -227,10 +224,7 @@ void CudaBackend::conv_forward(const ConvDesc& d, const Tensor& x, const Tensor&
 
 void CudaBackend::conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) {
   const char* op = "conv_backward_data";
-  opcheck::conv(op, d);
-  opcheck::numel(op, "dy", dy, d.n * d.k * d.oh() * d.ow());
-  opcheck::numel(op, "w", w, d.k * d.c * d.kh * d.kw);
-  opcheck::numel(op, "dx", dx, d.n * d.c * d.h * d.w);
+  opcheck::conv_args(op, d, dx, w, dy);
   ConvPlan& p = conv_plan(d);
   if (!p.have_bwd_data) choose_bwd_data(p);
   void* ws = workspace(p.bwd_data_ws, op);
@@ -244,10 +238,7 @@ void CudaBackend::conv_backward_data(const ConvDesc& d, const Tensor& dy, const 
 void CudaBackend::conv_backward_weights(const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                                         Tensor* db) {
   const char* op = "conv_backward_weights";
-  opcheck::conv(op, d);
-  opcheck::numel(op, "x", x, d.n * d.c * d.h * d.w);
-  opcheck::numel(op, "dy", dy, d.n * d.k * d.oh() * d.ow());
-  opcheck::numel(op, "dw", dw, d.k * d.c * d.kh * d.kw);
+  opcheck::conv_args(op, d, x, dw, dy);
   if (db) opcheck::numel(op, "db", *db, d.k);
   ConvPlan& p = conv_plan(d);
   if (!p.have_bwd_filter) choose_bwd_filter(p);
