@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "data/batch.h"
 
 namespace mnistctl {
 
@@ -56,8 +57,7 @@ void run_inference(Network& net, Backend& be, std::vector<uint8_t>&& images, int
   std::vector<uint8_t> zeros(static_cast<size_t>(count), 0);
   Buffer lab = be.alloc_bytes(zeros.size());
   be.upload_bytes(lab, zeros.data(), zeros.size());
-  std::vector<int32_t> order(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) order[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  const std::vector<int32_t> order = epoch_order(count, /*shuffle=*/false, 0, 0);  // in file order
   Buffer ord = be.alloc_bytes(order.size() * sizeof(int32_t));
   be.upload_bytes(ord, order.data(), order.size() * sizeof(int32_t));
 
@@ -67,13 +67,13 @@ void run_inference(Network& net, Backend& be, std::vector<uint8_t>&& images, int
   Tensor labels = be.empty(Shape{batch});
   std::vector<float> probs(static_cast<size_t>(batch * classes));
   Pass pass;  // inference: no labels, no metrics
-  for (int64_t first = 0; first < count; first += batch) {
-    int64_t n = std::min(batch, count - first);
-    Tensor xv = x.view(batched(n, in)), lv = labels.view(Shape{n});
-    be.gather_batch(img, lab, sample_size, ord, first, n, xv, lv);
+  for (int64_t b = 0; b < num_batches(count, batch); ++b) {
+    BatchRange r = batch_range(count, batch, b);
+    Tensor xv = x.view(batched(r.n, in)), lv = labels.view(Shape{r.n});
+    be.gather_batch(img, lab, sample_size, ord, r.first, r.n, xv, lv);
     const Tensor& y = net.forward(xv, pass);
     be.download(y, probs.data());
-    sink(first, n, probs.data());
+    sink(r.first, r.n, probs.data());
   }
 }
 

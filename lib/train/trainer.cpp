@@ -175,9 +175,7 @@ class Trainer {
 
     train_samples_ = train.count;
     DeviceData dtrain = upload(*be, train), dtest = upload(*be, test);
-    std::vector<int32_t> identity(static_cast<size_t>(test.count));
-    for (size_t i = 0; i < identity.size(); ++i) identity[i] = static_cast<int32_t>(i);
-    set_order(*be, dtest, identity);
+    set_order(*be, dtest, epoch_order(test.count, /*shuffle=*/false, 0, 0));  // validation in file order
 
     Tensor x = be->empty(batched(t_.batch_size, net.input_shape()));
     Tensor labels = be->empty(Shape{t_.batch_size});
