@@ -49,6 +49,7 @@ std::vector<DatasetInfo> make_catalog() {
 
   DatasetInfo mnist;
   mnist.name = "mnist";
+  mnist.class_names = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
   mnist.train_images = file("train-images-idx3-ubyte.gz",
                             "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422);
   mnist.train_labels = file("train-labels-idx1-ubyte.gz",
@@ -66,6 +67,8 @@ std::vector<DatasetInfo> make_catalog() {
 
   DatasetInfo fashion;
   fashion.name = "fashion-mnist";
+  fashion.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
   fashion.train_images =
       file("train-images-idx3-ubyte.gz",
            "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc", 26421880,

@@ -33,6 +33,7 @@ struct DatasetInfo {
   std::string name;
   int64_t rows = 28, cols = 28;  // image size (both datasets are MNIST-shaped)
   int classes = 10;
+  std::vector<std::string> class_names;  // one per class, for output a person reads
   DataFile train_images, train_labels, test_images, test_labels;
   std::vector<std::string> mirrors;     // base URLs, tried in order
   std::vector<std::string> local_dirs;  // folders a system package may have installed
