@@ -8,8 +8,10 @@
 #include <CLI/CLI.hpp>
 
 #include "backend/backend.h"
+#include "cli/cli.h"
 #include "commands/commands.h"
 #include "core/error.h"
+#include "data/catalog.h"
 
 using namespace mnistctl;
 
@@ -20,9 +22,11 @@ const char* kExitCodes =
     "3 runtime failure (network, I/O, NaN loss, backend), 130/143 interrupted (SIGINT/SIGTERM).";
 
 void add_run_context(CLI::App* cmd, RunContext& r) {
-  std::string ctxs;
-  for (const auto& c : known_contexts()) ctxs += (ctxs.empty() ? "" : ", ") + c;
-  cmd->add_option("--ctx", r.ctx, "Where to run: " + ctxs)->capture_default_str();
+  // The same text in every build (docs/cli.md is generated from it); a build without the
+  // CUDA module says so when gpu is asked for.
+  cmd->add_option("--ctx", r.ctx, "Where to run: cpu, gpu or gpu:N (needs the CUDA module)")
+      ->check(cli::checked(context_problem, {"cpu", "gpu"}))
+      ->capture_default_str();
   cmd->add_option("--threads", r.threads, "CPU threads (0: all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
@@ -36,7 +40,8 @@ void add_run_context(CLI::App* cmd, RunContext& r) {
 int main(int argc, char** argv) {
   CLI::App app{
       "mnistctl: train, evaluate and serve the classic digit classifiers (MLP, LeNet) on MNIST,\n"
-      "on the CPU (oneDNN) or an NVIDIA GPU (cuDNN + cuBLAS), from one YAML file.\n"};
+      "on the CPU (oneDNN) or an NVIDIA GPU (cuDNN + cuBLAS), from one YAML file.\n",
+      "mnistctl"};
   app.footer(std::string("\nExamples:\n"
                          "  mnistctl fetch\n"
                          "  mnistctl train --config configs/lenet.yaml\n"
@@ -44,12 +49,13 @@ int main(int argc, char** argv) {
                          "  mnistctl predict --model runs/lenet --input digit.png\n\n") +
              kExitCodes);
   app.require_subcommand(1);
-  app.set_version_flag("--version", "mnistctl 0.1.0");
+  app.set_version_flag("--version", [] { return build_report(); },
+                       "Print the build (version, commit, compiler, oneDNN, CUDA module) and exit");
 
   FetchOptions fetch;
   auto* f = app.add_subcommand("fetch", "Download a dataset, verified by SHA-256");
   f->add_option("--dataset", fetch.dataset, "mnist or fashion-mnist")
-      ->check(CLI::IsMember({"mnist", "fashion-mnist"}))
+      ->check(cli::one_of(dataset_names()))
       ->capture_default_str();
   f->add_option("--data-dir", fetch.data_dir,
                 "Data folder (default: $MNISTCTL_DATA, else $XDG_CACHE_HOME/mnistctl, else "
@@ -74,12 +80,17 @@ int main(int argc, char** argv) {
   t->add_flag("--deterministic", train.deterministic,
               "GPU: only deterministic cuDNN algorithms (bit-identical reruns)");
   t->add_option("--set", train.sets, "Override any YAML field, e.g. --set train.learning_rate=0.05 (repeatable)");
+  t->add_option("--dataset", train.dataset, "Train on this dataset (sets data.dataset)")
+      ->check(cli::one_of(dataset_names()));
   t->footer(std::string("\nExamples:\n"
                         "  mnistctl train --config configs/mlp.yaml --epochs 5\n"
                         "  mnistctl train --config configs/lenet.yaml --set train.learning_rate=0.05 --out runs/lr005\n"
                         "  mnistctl train --out runs/lr005 --resume          # after Ctrl-C: continues exactly\n"
                         "  mnistctl train --config configs/lenet.yaml --dry-run\n"
+                        "  mnistctl train --config configs/lenet.yaml --dataset fashion-mnist --out runs/lenet-fashion\n"
                         "The run folder gets config.yaml, checkpoints/epoch-NNN.ckpt, last.ckpt and metrics.jsonl.\n"
+                        "--epochs, --seed, --deterministic and --dataset are applied after every --set: a flag wins.\n"
+                        "--resume with --config refuses when the file differs from the run's config (it names the keys).\n"
                         "Fields: docs/config.md.\n\n") +
             kExitCodes);
 
@@ -92,6 +103,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   e->add_option("--top-k", eval.top_k, "Also report top-k accuracy")->check(CLI::Range(1, 10))
       ->capture_default_str();
+  e->add_option("--dataset", eval.dataset, "Score on this dataset's test set (default: the model's own)")
+      ->check(cli::one_of(dataset_names()));
   e->footer(std::string("\nExamples:\n"
                         "  mnistctl eval --model runs/lenet                       # accuracy, top-k, per class, confusion\n"
                         "  mnistctl eval --model runs/lenet --json --min-accuracy 0.98   # a CI gate: exit 1 below\n\n") +
@@ -106,30 +119,36 @@ int main(int argc, char** argv) {
                 "was made); repeatable. Default: the test set");
   p->add_option("--output", predict.output, "Write here instead of stdout");
   p->add_option("--format", predict.format, "csv or json")
-      ->check(CLI::IsMember({"csv", "json"}))
+      ->check(cli::one_of({"csv", "json"}))
       ->capture_default_str();
+  p->add_option("--dataset", predict.dataset, "Without --input: this dataset's test set (default: the model's own)")
+      ->check(cli::one_of(dataset_names()));
   p->footer(std::string("\nExamples:\n"
                         "  mnistctl predict --model runs/lenet --output test-probs.csv   # the test set\n"
                         "  mnistctl predict --model runs/lenet --input digit.png --input scan.pgm --format json\n"
                         "One row per image: source, index, predicted class, then the 10 class probabilities.\n\n") +
             kExitCodes);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& err) {
-    // --help and --version arrive as "errors" with exit code 0: CLI11 prints them.
-    if (err.get_exit_code() == 0) return app.exit(err);
-    // A real usage error: one line in the tool's own style, then where to look.
-    std::fprintf(stderr, "mnistctl: %s (see mnistctl %s--help)\n", err.what(),
-                 app.get_subcommands().empty() ? "" : (app.get_subcommands()[0]->get_name() + " ").c_str());
-    return kExitUsage;
-  }
+  InfoOptions info;
+  auto* i = app.add_subcommand("info", "What a run folder or checkpoint holds: network, dataset, epoch, accuracy, config");
+  i->add_option("target", info.target, "Run folder or checkpoint file")->required();
+  i->add_flag("--json", info.json, "Print one JSON object");
+  i->footer(std::string("\nExamples:\n"
+                        "  mnistctl info runs/lenet\n"
+                        "  mnistctl info runs/lenet/checkpoints/epoch-003.ckpt --json\n"
+                        "Reads the file on the host only (no backend); the accuracy comes from the run's metrics.jsonl.\n\n") +
+            kExitCodes);
+
+  // help, completion, did-you-mean and the short usage (lib/cli): after every subcommand.
+  cli::add_builtin_commands(app);
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
   try {
     if (*f) return run_fetch(fetch);
     if (*t) return run_train(train);
     if (*e) return run_eval(eval);
     if (*p) return run_predict(predict);
+    if (*i) return run_info(info);
   } catch (const Error& err) {
     std::fprintf(stderr, "mnistctl: %s\n", err.what());
     return err.code();

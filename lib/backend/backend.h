@@ -161,4 +161,13 @@ std::unique_ptr<Backend> make_backend(const std::string& ctx, const BackendOptio
 // Contexts this build knows, for help text: {"cpu", "gpu[:N]"} or {"cpu"}.
 std::vector<std::string> known_contexts();
 
+// Checks the spelling of a context only (no module is loaded): "" when it is "ref", "cpu",
+// "gpu" or "gpu:N", else one line saying what was expected, with a "did you mean"
+// ("cuda" -> "gpu"). make_backend and the command line's --ctx check both use it.
+std::string context_problem(const std::string& ctx);
+
+// `mnistctl --version`: core/build_info.h plus what this room knows: the oneDNN library
+// loaded, whether the CUDA module was built, and whether it is present where the loader looks.
+std::string build_report();
+
 }  // namespace mnistctl

@@ -7,6 +7,7 @@
 // overrides all of it).
 #include <dlfcn.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "backend/cpu/dnnl_backend.h"
 #include "backend/cuda_module.h"
 #include "backend/ref/ref_backend.h"
+#include "core/closest.h"
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -82,8 +84,22 @@ std::unique_ptr<Backend> make_backend(const std::string& ctx, const BackendOptio
   if (ctx == "cpu") return make_dnnl_backend(opts.threads);
   int index = 0;
   if (parse_gpu_index(ctx, index)) return make_gpu_backend(ctx, index, opts);
-  throw UsageError(fmt::format("--ctx {}: unknown context (expected {})", ctx,
-                               MNISTCTL_HAVE_CUDA ? "cpu, gpu or gpu:N" : "cpu"));
+  throw UsageError(fmt::format("--ctx {}: {}", ctx, context_problem(ctx)));
+}
+
+std::string context_problem(const std::string& ctx) {
+  int index = 0;
+  if (ctx == "ref" || ctx == "cpu" || parse_gpu_index(ctx, index)) return "";
+  // Other tools' names for the same devices first, then typos.
+  std::string hint;
+  std::string low;
+  for (char c : ctx) low += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* gpu_word : {"cuda", "gpu", "nvidia"})
+    if (low.rfind(gpu_word, 0) == 0) hint = "gpu" + low.substr(std::string(gpu_word).size());
+  if (!hint.empty() && !parse_gpu_index(hint, index)) hint = "gpu";
+  if (hint.empty()) hint = closest_match(low, {"cpu", "gpu", "ref"});
+  return fmt::format("unknown context '{}' (expected cpu, gpu or gpu:N{})", ctx,
+                     hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint));
 }
 
 std::vector<std::string> known_contexts() {

@@ -33,6 +33,7 @@ struct TrainOptions {
   bool dry_run = false;
   bool deterministic = false;         // GPU: deterministic cuDNN algorithms
   std::vector<std::string> sets;      // key=value overrides
+  std::string dataset;                // sets data.dataset (empty: from the config)
 };
 int run_train(const TrainOptions& o);
 
@@ -42,6 +43,7 @@ struct EvalOptions {
   bool json = false;
   double min_accuracy = -1.0;         // < 0: no gate
   int top_k = 5;
+  std::string dataset;                // test set to score on (empty: the model's own)
 };
 int run_eval(const EvalOptions& o);
 
@@ -51,7 +53,15 @@ struct PredictOptions {
   std::vector<std::string> inputs;    // IDX, PGM or PNG files; empty: the test set
   std::string output;                 // empty: stdout
   std::string format = "csv";         // csv | json
+  std::string dataset;                // test set when no --input (empty: the model's own)
 };
 int run_predict(const PredictOptions& o);
+
+// `mnistctl info`: what a run folder or checkpoint holds, read on the host (no backend).
+struct InfoOptions {
+  std::string target;                 // run folder or checkpoint file
+  bool json = false;
+};
+int run_info(const InfoOptions& o);
 
 }  // namespace mnistctl

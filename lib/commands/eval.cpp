@@ -17,10 +17,11 @@ int run_eval(const EvalOptions& o) {
   OpenModel om = open_model(o.run, o.model);
   Backend* be = om.backend.get();
   const Model& m = om.model;
-  Dataset test = load_split(o.run.data_dir, m.config.data.dataset, Split::test);
+  const std::string dataset = test_dataset_for(m, o.dataset);
+  Dataset test = load_split(o.run.data_dir, dataset, Split::test);
   if (m.net->num_classes() != test.num_classes)
     throw UsageError(fmt::format("{}: the network has {} outputs, {} has {} classes", m.path,
-                                 m.net->num_classes(), m.config.data.dataset, test.num_classes));
+                                 m.net->num_classes(), dataset, test.num_classes));
   EvalAccumulator acc(static_cast<int>(m.net->num_classes()), o.top_k);
   run_inference(*m.net, *be, std::move(test.images), test.count, test.sample_size(), kInferenceBatch,
                 [&](int64_t first, int64_t n, const float* probs) {
@@ -28,10 +29,10 @@ int run_eval(const EvalOptions& o) {
                 });
   EvalResult r = acc.result();
   if (o.json) {
-    EvalSource src{m.path, m.config.data.dataset + " (test)", be->name(), o.min_accuracy};
+    EvalSource src{m.path, dataset + " (test)", be->name(), o.min_accuracy};
     std::fputs((format_eval_json(r, src) + "\n").c_str(), stdout);
   } else {
-    std::fputs(fmt::format("model: {}\ndataset: {} (test set)\nbackend: {}\n{}", m.path, m.config.data.dataset,
+    std::fputs(fmt::format("model: {}\ndataset: {} (test set)\nbackend: {}\n{}", m.path, dataset,
                            be->name(), format_eval_text(r))
                    .c_str(),
                stdout);

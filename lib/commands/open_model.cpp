@@ -1,5 +1,10 @@
 #include "commands/open_model.h"
 
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "data/catalog.h"
+
 namespace mnistctl {
 
 OpenModel open_model(const RunContext& run, const std::string& model_path) {
@@ -9,6 +14,19 @@ OpenModel open_model(const RunContext& run, const std::string& model_path) {
   om.backend = make_backend(run.ctx, bo);
   om.model = load_model(model_path, *om.backend, kInferenceBatch);
   return om;
+}
+
+std::string test_dataset_for(const Model& m, const std::string& requested) {
+  const std::string name = requested.empty() ? m.config.data.dataset : requested;
+  const DatasetInfo& d = find_dataset(name);
+  const Shape in = m.net->input_shape();
+  const Shape want{1, d.rows, d.cols};
+  if (m.net->num_classes() != d.classes || !(in == want))
+    throw UsageError(fmt::format("{}: {} has {} classes of {}x{} images, but the model {} takes {} and has "
+                                 "{} outputs (it was trained on {})",
+                                 requested.empty() ? m.path : "--dataset " + name, name, d.classes, d.rows, d.cols, m.path, in.str(), m.net->num_classes(),
+                                 m.config.data.dataset));
+  return name;
 }
 
 }  // namespace mnistctl

@@ -19,4 +19,9 @@ struct OpenModel {
 
 OpenModel open_model(const RunContext& run, const std::string& model_path);
 
+// The test set eval and predict use: `requested` (--dataset), else the one the model was
+// trained on. A dataset whose class count or image size differs from the network's is a
+// UsageError naming both.
+std::string test_dataset_for(const Model& m, const std::string& requested);
+
 }  // namespace mnistctl

@@ -70,7 +70,7 @@ int run_predict(const PredictOptions& o) {
 
   Inputs in;
   if (o.inputs.empty()) {
-    Dataset test = load_split(o.run.data_dir, m.config.data.dataset, Split::test);
+    Dataset test = load_split(o.run.data_dir, test_dataset_for(m, o.dataset), Split::test);
     add(in, "test", test.images.data(), test.count, test.sample_size());
   }
   for (const auto& path : o.inputs) {

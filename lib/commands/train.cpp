@@ -13,10 +13,13 @@
 namespace mnistctl {
 
 int run_train(const TrainOptions& o) {
+  // The flags are applied after every --set, so an explicit flag wins over --set of the same
+  // key whatever their order on the command line (docs/config.md).
   std::vector<std::string> sets = o.sets;
   if (o.epochs > 0) sets.push_back(fmt::format("train.epochs={}", o.epochs));
   if (o.seed >= 0) sets.push_back(fmt::format("train.seed={}", o.seed));
   if (o.deterministic) sets.push_back("train.deterministic=true");
+  if (!o.dataset.empty()) sets.push_back("data.dataset=" + o.dataset);
 
   // On --resume the run's own config wins, so a resumed run is the same run: the overrides
   // given now (--epochs to extend it, say) apply to it, and --config serves only to name
@@ -40,6 +43,18 @@ int run_train(const TrainOptions& o) {
       throw UsageError(fmt::format("--resume: {} holds a run of '{}', but --config {} is '{}' (leave out "
                                    "--config to resume the run as it was)",
                                    out_dir, cfg.name, o.config, named));
+    // An edited --config is not silently ignored: with the same overrides applied to both, the
+    // file must still say what the run was trained with. --set changes a resumed run.
+    if (!o.config.empty()) {
+      std::vector<std::string> diff = config_differences(given(sets), cfg);
+      if (!diff.empty()) {
+        std::string keys;
+        for (const auto& k : diff) keys += (keys.empty() ? "" : ", ") + k;
+        throw UsageError(fmt::format("--resume: --config {} differs from the config {} was trained with in: {} "
+                                     "(leave out --config to resume the run as it was, or change it with --set)",
+                                     o.config, out_dir, keys));
+      }
+    }
   }
 
   Network net(cfg.network);

@@ -83,6 +83,10 @@ Config load_config_file(const std::string& path, const std::vector<std::string>&
 Config load_config_text(const std::string& yaml, const std::string& source,
                         const std::vector<std::string>& overrides = {});
 
+// The dotted keys ("train.epochs", "network.layers.2.num_hidden") whose values differ
+// between two loaded configs' resolved YAML, in document order; empty when they agree.
+std::vector<std::string> config_differences(const Config& a, const Config& b);
+
 // configs/lenet.yaml, compiled into the binary: the default for `mnistctl train`.
 const std::string& builtin_lenet_yaml();
 

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "config/spec_node_impl.h"
+#include "core/closest.h"
 #include "core/error.h"
 
 namespace mnistctl {
@@ -27,22 +28,6 @@ using yaml::describe;
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
-size_t edit_distance(const std::string& a, const std::string& b) {
-  const size_t n = a.size(), m = b.size();
-  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
-  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
-  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
-  for (size_t i = 1; i <= n; ++i)
-    for (size_t j = 1; j <= m; ++j) {
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  return d[n][m];
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -78,19 +63,7 @@ bool parse_double(const std::string& t, double& out) {
 }  // namespace
 
 std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
-  const std::string w = lower(word);
-  // Allow about one typo per three characters, at most 3.
-  size_t limit = std::max<size_t>(1, std::min<size_t>(3, w.size() / 3));
-  std::string best;
-  size_t best_d = limit + 1;
-  for (const auto& c : candidates) {
-    size_t d = edit_distance(w, lower(c));
-    if (d < best_d && d < w.size()) {  // replacing every letter is not a typo
-      best_d = d;
-      best = c;
-    }
-  }
-  return best;
+  return closest_match(word, candidates);
 }
 
 std::string int_range_text(int64_t min, int64_t max) {

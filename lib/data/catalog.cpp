@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "core/closest.h"
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -109,7 +110,9 @@ const DatasetInfo& find_dataset(const std::string& name) {
     if (d.name == name) return d;
   std::string known;
   for (const auto& n : dataset_names()) known += (known.empty() ? "" : ", ") + n;
-  throw UsageError(fmt::format("unknown dataset '{}' (known: {})", name, known));
+  std::string hint = closest_match(name, dataset_names());
+  throw UsageError(fmt::format("unknown dataset '{}' (known: {}){}", name, known,
+                               hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
 }
 
 std::string dataset_dir(const std::string& data_root, const std::string& name) {

@@ -1,0 +1,44 @@
+// The command line's own behaviour, independent of what each subcommand does: parsing with
+// one-line "did you mean" errors, `mnistctl help [CMD]`, the short usage, and the two
+// documents written from the command tree (docs/cli.md and the bash completion script).
+// Everything here walks the CLI11 App that apps/mnistctl builds, so a subcommand or flag
+// added there is suggested, documented and completed without further work.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace mnistctl::cli {
+
+// Adds `help [CMD] [--markdown]` and the hidden `completion bash`. Call after the other
+// subcommands are added (help lists them; its own entry comes last).
+void add_builtin_commands(CLI::App& app);
+
+// Parses the command line. Returns -1 when one of the caller's subcommands is to run;
+// otherwise the process's exit code, having printed what was asked (help, version, usage,
+// completion, markdown) or one error line ("mnistctl: ...") on stderr (exit 2).
+int parse(CLI::App& app, int argc, char** argv);
+
+// A value from a fixed list; a wrong one fails with the list and a "did you mean".
+// The description "{a,b,c}" is what help shows and what the completion script offers.
+CLI::Validator one_of(std::vector<std::string> allowed);
+
+// A value checked by `problem` (empty: fine, else the one-line reason, a hint included).
+// `choices` (optional) are offered by completion.
+CLI::Validator checked(std::function<std::string(const std::string&)> problem,
+                       std::vector<std::string> choices = {});
+
+// `mnistctl` alone: the subcommands, one line each.
+std::string short_usage(const CLI::App& app);
+// docs/cli.md: every visible subcommand, option, default and footer.
+std::string markdown(const CLI::App& app);
+// A bash completion script (subcommands, each one's flags, choice values, file names).
+std::string bash_completion(const CLI::App& app);
+
+// How docs/cli.md is regenerated (written into it, and into the test that checks it).
+inline constexpr const char* kRegenerateDocs = "build/bin/mnistctl help --markdown > docs/cli.md";
+
+}  // namespace mnistctl::cli
