@@ -282,7 +282,7 @@ std::string markdown(const CLI::App& app) {
       "# The `{0}` command line\n\n"
       "<!-- Generated from the command tree: do not edit. Regenerate with\n"
       "     {1}\n"
-      "     (the test \"cli: docs/cli.md matches the command tree\" fails when it is stale). -->\n\n"
+      "     (the ctest test \"cli:docs/cli.md matches the command tree\" fails when it is stale). -->\n\n"
       "{2}\n\n"
       "`{0} --version` prints the build (version, commit, compiler, oneDNN, CUDA module); "
       "`{0} help [COMMAND]` the usage; `{0}` alone the list of commands. Bash completion is "

@@ -1,0 +1,341 @@
+// The command line's own behaviour, through the real binary: "did you mean" for commands,
+// flags and choice values; help, the short usage and --version; docs/cli.md and the bash
+// completion script written from the command tree (and fresh); the precedence of --epochs,
+// --seed and --dataset over --set; --dataset for train, eval and predict; --resume refusing an
+// edited --config; and `mnistctl info` on a run and on one of its checkpoints.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <catch2/catch.hpp>
+
+#include "cli/process.h"
+#include "config/config.h"
+#include "nn/network.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+using namespace mnistctl;
+using namespace mnistctl::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kSrc = MNISTCTL_SOURCE_DIR;
+const std::string kFashion = "/usr/share/datasets/fashion-mnist";  // Debian's dataset-fashion-mnist
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+// One line on stderr, nothing on stdout, exit 2, containing `want`.
+void require_one_line_usage_error(const std::vector<std::string>& args, const std::string& want) {
+  RunResult r = run_mnistctl(args);
+  INFO("args: " << args.front() << " ... stderr: " << r.err << " stdout: " << r.out);
+  CHECK(r.code == 2);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err.find(want) != std::string::npos);
+}
+
+// A data root whose mnist/ links to the real files. Missing data fails the test: these
+// checks are what the CLI promises, not optional extras.
+std::string data_root(const std::string& name) {
+  std::string src = mnist_dir();
+  if (src.empty()) FAIL("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
+  std::string root = scratch_dir(name);
+  fs::create_directories(root + "/mnist");
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
+    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
+  return root;
+}
+
+// bash: sources the installed completion script and completes `words` (the last is the
+// word being typed). Returns COMPREPLY, space-separated.
+std::string complete(const std::vector<std::string>& words) {
+  std::string script = std::string(MNISTCTL_BINARY_DIR) + "/share/bash-completion/completions/mnistctl";
+  std::string arr;
+  for (const auto& w : words) arr += " '" + w + "'";
+  std::string cmd = "bash -c 'source \"$0\"; COMP_WORDS=(\"${@}\"); COMP_CWORD=$(( $# - 1 )); _mnistctl; "
+                    "echo \"${COMPREPLY[*]}\"' '" + script + "'" + arr;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  REQUIRE(pclose(p) == 0);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::string json_field(const std::string& json, const std::string& key) {
+  std::smatch m;
+  REQUIRE(std::regex_search(json, m, std::regex("\"" + key + "\":(\"[^\"]*\"|[-0-9.eE+]+|null)")));
+  return m[1];
+}
+
+}  // namespace
+
+TEST_CASE("unknown commands, flags and choice values get one line with a suggestion and exit 2") {
+  require_one_line_usage_error({"trian"}, "unknown command 'trian' for mnistctl (did you mean 'train'?)");
+  require_one_line_usage_error({"evaluate", "--model", "x"}, "(did you mean 'eval'?)");
+  require_one_line_usage_error({"train", "--epoch", "1"}, "train: unknown option --epoch (did you mean '--epochs'?)");
+  require_one_line_usage_error({"eval", "--modle", "runs/x"}, "(did you mean '--model'?)");
+  require_one_line_usage_error({"train", "--ctx", "cuda"}, "--ctx: unknown context 'cuda' (expected cpu, gpu or gpu:N; did you mean 'gpu'?)");
+  require_one_line_usage_error({"eval", "--model", "x", "--ctx", "cuda:1"}, "did you mean 'gpu:1'?");
+  require_one_line_usage_error({"train", "--ctx", "cpi"}, "did you mean 'cpu'?");
+  require_one_line_usage_error({"train", "--dataset", "fashion"}, "got 'fashion' (did you mean 'fashion-mnist'?)");
+  require_one_line_usage_error({"fetch", "--dataset", "fashion"}, "(did you mean 'fashion-mnist'?)");
+  require_one_line_usage_error({"predict", "--model", "x", "--format", "jsn"}, "(did you mean 'json'?)");
+  require_one_line_usage_error({"help", "trian"}, "help: unknown command 'trian' (did you mean 'train'?)");
+  // --set data.dataset goes through the config loader, which uses the same closest-match rule.
+  require_one_line_usage_error({"train", "--dry-run", "--set", "data.dataset=fashion"}, "did you mean 'fashion-mnist'?");
+  // Nothing close: no made-up suggestion.
+  RunResult r = run_mnistctl({"train", "--zzzzzz"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("unknown option --zzzzzz") != std::string::npos);
+  CHECK(r.err.find("did you mean") == std::string::npos);
+}
+
+TEST_CASE("help, help COMMAND, the short usage and --version") {
+  RunResult bare = run_mnistctl({});
+  CHECK(bare.code == 2);
+  for (const char* cmd : {"fetch", "train", "eval", "predict", "info", "help"})
+    CHECK(bare.err.find(std::string("\n  ") + cmd + " ") != std::string::npos);
+  CHECK(bare.err.find("completion") == std::string::npos);  // hidden
+
+  RunResult help = run_mnistctl({"help"});
+  CHECK(help.code == 0);
+  CHECK(help.out.find("Usage: mnistctl") != std::string::npos);
+  CHECK(help.out.find("train") != std::string::npos);
+
+  RunResult ht = run_mnistctl({"help", "train"});
+  CHECK(ht.code == 0);
+  CHECK(ht.out.find("Usage: mnistctl train") != std::string::npos);
+  CHECK(ht.out.find("--epochs") != std::string::npos);
+  CHECK(ht.out.find("--dataset") != std::string::npos);
+  RunResult th = run_mnistctl({"train", "--help"});
+  CHECK(th.code == 0);
+  CHECK(th.out == ht.out);  // the same text both ways
+
+  RunResult v = run_mnistctl({"--version"});
+  REQUIRE(v.code == 0);
+  INFO(v.out);
+  CHECK(std::regex_search(v.out, std::regex("^mnistctl [0-9]+\\.[0-9]+\\.[0-9]+\n")));
+  CHECK(std::regex_search(v.out, std::regex("\ncommit: ([0-9a-f]{7,}(-dirty)?|unknown)\n")));
+  CHECK(std::regex_search(v.out, std::regex("\ncompiler: [A-Za-z]+ [0-9.]+")));
+  CHECK(std::regex_search(v.out, std::regex("\noneDNN: [0-9]+\\.[0-9]+\\.[0-9]+")));
+#if MNISTCTL_TEST_CUDA_BUILT
+  CHECK(std::regex_search(v.out, std::regex("\nCUDA module: built, (present|but libmnistctl_cuda.so is not beside)")));
+#else
+  CHECK(v.out.find("\nCUDA module: not built") != std::string::npos);
+#endif
+}
+
+TEST_CASE("docs/cli.md matches the command tree") {
+  RunResult md = run_mnistctl({"help", "--markdown"});
+  REQUIRE(md.code == 0);
+  // Every visible subcommand and each of train's flags is documented.
+  for (const char* s : {"## `mnistctl fetch`", "## `mnistctl train`", "## `mnistctl info`", "`--epochs`", "`--dataset`"})
+    CHECK(md.out.find(s) != std::string::npos);
+  CHECK(md.out.find("## `mnistctl completion`") == std::string::npos);
+  const std::string doc = read_text(kSrc + "/docs/cli.md");
+  if (doc != md.out)
+    FAIL("docs/cli.md is stale (it differs from `mnistctl help --markdown`); regenerate it from the repository root "
+         "after building with: build/bin/mnistctl help --markdown > docs/cli.md");
+  CHECK(doc.find("build/bin/mnistctl help --markdown > docs/cli.md") != std::string::npos);
+}
+
+TEST_CASE("the build writes a bash completion that completes subcommands, flags and choices") {
+  const std::string installed = std::string(MNISTCTL_BINARY_DIR) + "/share/bash-completion/completions/mnistctl";
+  REQUIRE(fs::exists(installed));
+  RunResult gen = run_mnistctl({"completion", "bash"});
+  REQUIRE(gen.code == 0);
+  CHECK(read_text(installed) == gen.out);  // the build's copy is current
+
+  CHECK(complete({"mnistctl", "tr"}) == "train");
+  CHECK(complete({"mnistctl", "e"}) == "eval");
+  CHECK(complete({"mnistctl", "train", "--ep"}) == "--epochs");
+  CHECK(complete({"mnistctl", "train", "--dataset", "fa"}) == "fashion-mnist");
+  CHECK(complete({"mnistctl", "eval", "--ctx", ""}) == "cpu gpu");
+  CHECK(complete({"mnistctl", "predict", "--format", ""}) == "csv json");
+  CHECK(complete({"mnistctl", "help", "pr"}) == "predict");
+  CHECK(complete({"mnistctl", "info", "--j"}) == "--json");
+  CHECK(complete({"mnistctl", "--ver"}) == "--version");
+}
+
+TEST_CASE("the flags --epochs, --seed and --dataset win over --set of the same key, in either order") {
+  auto dry = [](std::vector<std::string> extra) {
+    std::vector<std::string> a = {"train", "--config", kSrc + "/configs/mlp.yaml", "--dry-run"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    RunResult r = run_mnistctl(a);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    return r.out;
+  };
+  CHECK(dry({"--epochs", "3", "--set", "train.epochs=5"}).find(", 3 epochs,") != std::string::npos);
+  CHECK(dry({"--set", "train.epochs=5", "--epochs", "3"}).find(", 3 epochs,") != std::string::npos);
+  CHECK(dry({"--set", "train.epochs=5"}).find(", 5 epochs,") != std::string::npos);
+  CHECK(dry({"--seed", "7", "--set", "train.seed=9"}).find("seed 7") != std::string::npos);
+  CHECK(dry({"--set", "train.seed=9", "--seed", "7"}).find("seed 7") != std::string::npos);
+  CHECK(dry({"--dataset", "fashion-mnist"}).find("dataset fashion-mnist,") != std::string::npos);
+  CHECK(dry({"--set", "data.dataset=mnist", "--dataset", "fashion-mnist"}).find("dataset fashion-mnist,") !=
+        std::string::npos);
+  CHECK(dry({}).find("dataset mnist,") != std::string::npos);
+}
+
+TEST_CASE("a trained run: info, eval/predict --dataset, and --resume refusing an edited config") {
+  const std::string root = data_root("clihelp-data");
+  const std::string dir = scratch_dir("clihelp-run");
+  const std::string cfg = dir + "/my-mlp.yaml";
+  fs::copy_file(kSrc + "/configs/mlp.yaml", cfg);
+  const std::string run = dir + "/run";
+  const std::vector<std::string> sets = {"--set", "data.train_limit=1000", "--set", "data.test_limit=500",
+                                         "--set", "init.type=xavier", "--set", "train.log_interval=0"};
+  auto train = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = {"train", "--config", cfg, "--data-dir", root, "--out", run, "--threads", "2"};
+    a.insert(a.end(), sets.begin(), sets.end());
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_mnistctl(a);
+  };
+  RunResult first = train({"--epochs", "1"});
+  INFO(first.out << first.err);
+  REQUIRE(first.code == 0);
+
+  // --- info, text and JSON, on the run folder and on an epoch checkpoint ---
+  const int64_t params = Network(load_config_file(kSrc + "/configs/mlp.yaml").network).param_count();
+  std::smatch m;
+  const std::string metrics = read_text(run + "/metrics.jsonl");
+  REQUIRE(std::regex_search(metrics, m, std::regex("\"type\":\"epoch\",\"epoch\":1,.*\"val_accuracy\":([0-9.]+)")));
+  const double val = std::stod(m[1]);
+  RunResult info = run_mnistctl({"info", run});
+  INFO(info.out << info.err);
+  REQUIRE(info.code == 0);
+  CHECK(info.out.find("network: mlp, 7 layers, " + std::to_string(params) + " parameters") != std::string::npos);
+  CHECK(info.out.find("fc3 ") != std::string::npos);
+  CHECK(info.out.find("dataset: mnist\n") != std::string::npos);
+  CHECK(info.out.find("progress: 1 of 1 epochs done, step 10 (batch size 100)") != std::string::npos);
+  char acc[64];
+  std::snprintf(acc, sizeof acc, "accuracy: validation %.4f after epoch 1", val);
+  CHECK(info.out.find(acc) != std::string::npos);
+  CHECK(info.out.find("  train_limit: 1000") != std::string::npos);  // the config
+  RunResult ij = run_mnistctl({"info", run + "/checkpoints/epoch-001.ckpt", "--json"});
+  INFO(ij.out << ij.err);
+  REQUIRE(ij.code == 0);
+  CHECK(lines(ij.out) == 1);
+  CHECK(json_field(ij.out, "parameters") == std::to_string(params));
+  CHECK(json_field(ij.out, "run") == "\"" + run + "\"");
+  CHECK(json_field(ij.out, "epoch") == "1");
+  CHECK(json_field(ij.out, "step") == "10");
+  CHECK(json_field(ij.out, "dataset") == "\"mnist\"");
+  CHECK(std::fabs(std::stod(json_field(ij.out, "validation")) - val) < 1e-6);
+  RunResult missing = run_mnistctl({"info", dir + "/nothing-here"});
+  CHECK(missing.code == 2);
+  CHECK(lines(missing.err) == 1);
+
+  // --- eval and predict --dataset ---
+  RunResult own = run_mnistctl({"eval", "--model", run, "--data-dir", root, "--dataset", "mnist", "--threads", "2"});
+  INFO(own.out << own.err);
+  CHECK(own.code == 0);
+  CHECK(own.out.find("dataset: mnist (test set)") != std::string::npos);
+  // A model whose class count fits no dataset: one line, exit 2, before any data is read.
+  Checkpoint c = load_checkpoint(run + "/last.ckpt");
+  const std::string fc3 = "- {type: fully_connected, name: fc3, num_hidden: 10}";
+  REQUIRE(c.config_yaml.find(fc3) != std::string::npos);
+  c.config_yaml.replace(c.config_yaml.find(fc3), fc3.size(), "- {type: fully_connected, name: fc3, num_hidden: 5}");
+  for (auto& t : c.tensors) {
+    if (t.name == "param/fc3.weight" || t.name == "param/fc3.bias") {
+      const int64_t row = t.shape.numel() / t.shape.dims[0];
+      t.shape.dims[0] = 5;
+      t.data.resize(static_cast<size_t>(5 * row));
+    }
+  }
+  const std::string five = dir + "/five.ckpt";
+  save_checkpoint(five, c);
+  for (std::string cmd : {"eval", "predict"}) {
+    RunResult bad = run_mnistctl({cmd, "--model", five, "--data-dir", dir + "/no-data", "--dataset", "fashion-mnist"});
+    INFO(cmd << ": " << bad.err);
+    CHECK(bad.code == 2);
+    CHECK(lines(bad.err) == 1);
+    CHECK(bad.err.find("--dataset fashion-mnist: fashion-mnist has 10 classes of 28x28 images, but the model") !=
+          std::string::npos);
+    CHECK(bad.err.find("has 5 outputs") != std::string::npos);
+  }
+
+  // --- --resume with --config ---
+  // Unchanged file, same overrides: accepted, the run continues to epoch 2.
+  RunResult same = train({"--epochs", "2", "--resume"});
+  INFO(same.out << same.err);
+  REQUIRE(same.code == 0);
+  // An edited file: refused, naming the keys; the run is untouched.
+  std::string text = read_text(cfg);
+  REQUIRE(text.find("learning_rate: 0.1") != std::string::npos);
+  text.replace(text.find("learning_rate: 0.1"), 18, "learning_rate: 0.05");
+  text += "\n";
+  { std::ofstream(cfg, std::ios::binary) << text; }
+  const std::string before = read_text(run + "/last.ckpt");
+  RunResult edited = train({"--epochs", "3", "--resume"});
+  INFO(edited.out << edited.err);
+  CHECK(edited.code == 2);
+  CHECK(lines(edited.err) == 1);
+  CHECK(edited.err.find("differs from the config") != std::string::npos);
+  CHECK(edited.err.find("in: train.learning_rate (") != std::string::npos);
+  CHECK(read_text(run + "/last.ckpt") == before);
+  // Two keys edited: both named.
+  std::string two = text;
+  two.replace(two.find("num_hidden: 128"), 15, "num_hidden: 100");
+  { std::ofstream(cfg, std::ios::binary) << two; }
+  RunResult edited2 = train({"--epochs", "3", "--resume"});
+  CHECK(edited2.code == 2);
+  CHECK(edited2.err.find("network.layers.1.num_hidden, train.learning_rate") != std::string::npos);
+  { std::ofstream(cfg, std::ios::binary) << text; }
+  // --set is the way to change a resumed run: the same change through --set is accepted.
+  RunResult via_set = train({"--epochs", "3", "--resume", "--set", "train.learning_rate=0.05"});
+  INFO(via_set.out << via_set.err);
+  CHECK(via_set.code == 0);
+  CHECK(load_config_text(load_checkpoint(run + "/last.ckpt").config_yaml, "last").train.optimizer.learning_rate == 0.05);
+}
+
+TEST_CASE("Fashion-MNIST end to end: fetch, train --dataset, eval with class counts, eval --dataset") {
+  if (!fs::exists(kFashion + "/t10k-images-idx3-ubyte.gz"))
+    FAIL(kFashion << " not installed (Debian package dataset-fashion-mnist, installed by scripts/setup.sh)");
+  const std::string root = data_root("clihelp-fashion");
+  const std::string dir = scratch_dir("clihelp-fashion-run");
+  RunResult fetch = run_mnistctl({"fetch", "--dataset", "fashion-mnist", "--data-dir", root, "--mirror", kFashion},
+                                 {}, {"MNISTCTL_NO_BUILTIN_MIRRORS=1"});
+  INFO(fetch.out << fetch.err);
+  REQUIRE(fetch.code == 0);
+  RunResult train = run_mnistctl({"train", "--config", kSrc + "/configs/mlp.yaml", "--dataset", "fashion-mnist",
+                                  "--data-dir", root, "--out", dir + "/fashion", "--epochs", "1", "--threads", "2",
+                                  "--set", "data.train_limit=2000", "--set", "data.test_limit=1000", "--set",
+                                  "init.type=xavier", "--set", "train.log_interval=0"});
+  INFO(train.out << train.err);
+  REQUIRE(train.code == 0);
+  RunResult info = run_mnistctl({"info", dir + "/fashion"});
+  CHECK(info.out.find("dataset: fashion-mnist\n") != std::string::npos);
+  // eval uses the model's own dataset by default; well above chance (0.1) after 2,000 images.
+  RunResult ev = run_mnistctl({"eval", "--model", dir + "/fashion", "--data-dir", root, "--json", "--threads", "2"});
+  INFO(ev.out << ev.err);
+  REQUIRE(ev.code == 0);
+  CHECK(ev.out.find("fashion-mnist (test)") != std::string::npos);
+  std::smatch m;
+  REQUIRE(std::regex_search(ev.out, m, std::regex("\"accuracy\":([0-9.]+)")));
+  const double fashion_acc = std::stod(m[1]);
+  CHECK(fashion_acc > 0.5);
+  // --dataset mnist scores the same model on MNIST's test set instead (another figure).
+  RunResult cross = run_mnistctl({"eval", "--model", dir + "/fashion", "--data-dir", root, "--dataset", "mnist",
+                                  "--json", "--threads", "2"});
+  INFO(cross.out << cross.err);
+  REQUIRE(cross.code == 0);
+  CHECK(cross.out.find("\"mnist (test)\"") != std::string::npos);
+  REQUIRE(std::regex_search(cross.out, m, std::regex("\"accuracy\":([0-9.]+)")));
+  CHECK(std::stod(m[1]) != fashion_acc);
+}
