@@ -54,4 +54,15 @@ struct PredictOptions {
 };
 int run_predict(const PredictOptions& o);
 
+struct BenchOptions {
+  RunContext run;
+  std::string config;                 // empty: the embedded configs/lenet.yaml
+  std::vector<std::string> sets;      // key=value overrides
+  long long batch = 0;                // 0: the config's train.batch_size
+  int iters = 50;
+  int warmup = 5;
+  bool json = false;
+};
+int run_bench(const BenchOptions& o);
+
 }  // namespace mnistctl

@@ -11,7 +11,7 @@
 // act_md), with the arguments reordered at the op boundary through scratch buffers cached
 // with the primitive; inner product runs on the plain layouts (see fc_md).
 // MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts for
-// measurements with bench_ops.
+// measurements with `mnistctl bench`.
 //
 // Threads: Debian's libdnnl is built with DNNL_CPU_RUNTIME=OMP, so oneDNN runs on the
 // OpenMP pool and takes its thread count from omp_get_max_threads(). The backend sets it
@@ -135,7 +135,7 @@ class DnnlBackend final : public HostBackend {
       : HostBackend("cpu", threads > 0 ? threads : usable_cores()),
         eng_(dnnl::engine::kind::cpu, 0),
         strm_(eng_) {
-    // Tuning knob for bench_ops: "plain", "blocked" or "nhwc" (that convolution layout for
+    // Tuning knob for `mnistctl bench`: "plain", "blocked" or "nhwc" (that convolution layout for
     // every shape); unset or anything else: the default
     // policy (act_md).
     const char* env = std::getenv("MNISTCTL_DNNL_LAYOUT");
