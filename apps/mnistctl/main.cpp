@@ -73,6 +73,9 @@ int main(int argc, char** argv) {
   t->add_flag("--dry-run", train.dry_run, "Print the network (shapes, parameters) and exit");
   t->add_flag("--deterministic", train.deterministic,
               "GPU: only deterministic cuDNN algorithms (bit-identical reruns)");
+  t->add_option("--precision", train.precision,
+                 "fp32 or bf16 (convolutions and fully-connected layers; shorthand for --set train.precision=...)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   t->add_option("--set", train.sets, "Override any YAML field, e.g. --set train.learning_rate=0.05 (repeatable)");
   t->footer(std::string("\nExamples:\n"
                         "  mnistctl train --config configs/mlp.yaml --epochs 5\n"
@@ -124,6 +127,8 @@ int main(int argc, char** argv) {
   b->add_option("--warmup", bench.warmup, "Untimed iterations before each pass")
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
+  b->add_option("--precision", bench.precision, "fp32 or bf16 (default: the config's train.precision)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   b->add_option("--set", bench.sets, "Override any YAML field, e.g. --set network.layers.0.num_filter=32 (repeatable)");
   b->add_flag("--json", bench.json, "Print one JSON object");
   b->footer(std::string("\nExamples:\n"

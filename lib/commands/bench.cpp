@@ -9,12 +9,16 @@
 namespace mnistctl {
 
 int run_bench(const BenchOptions& o) {
+  std::vector<std::string> sets = o.sets;
+  if (!o.precision.empty()) sets.push_back("train.precision=" + o.precision);
   BenchRequest req;
-  req.config = o.config.empty() ? load_config_text(builtin_lenet_yaml(), "<built-in lenet.yaml>", o.sets)
-                                : load_config_file(o.config, o.sets);
+  req.config = o.config.empty() ? load_config_text(builtin_lenet_yaml(), "<built-in lenet.yaml>", sets)
+                                : load_config_file(o.config, sets);
   req.ctx = o.run.ctx;
   req.backend.threads = o.run.threads;
   req.backend.allow_tf32 = req.config.train.allow_tf32;
+  req.backend.precision = req.config.train.precision == "bf16" ? Precision::bf16 : Precision::fp32;
+  check_precision(o.run.ctx, req.backend.precision, "train.precision");
   req.batch = o.batch;
   req.iters = o.iters;
   req.warmup = o.warmup;

@@ -32,6 +32,7 @@ struct TrainOptions {
   bool resume = false;
   bool dry_run = false;
   bool deterministic = false;         // GPU: deterministic cuDNN algorithms
+  std::string precision;              // "": from the config (train.precision)
   std::vector<std::string> sets;      // key=value overrides
 };
 int run_train(const TrainOptions& o);
@@ -59,6 +60,7 @@ struct BenchOptions {
   std::string config;                 // empty: the embedded configs/lenet.yaml
   std::vector<std::string> sets;      // key=value overrides
   long long batch = 0;                // 0: the config's train.batch_size
+  std::string precision;              // "": from the config (train.precision)
   int iters = 50;
   int warmup = 5;
   bool json = false;
