@@ -32,6 +32,7 @@ struct TrainOptions {
   bool resume = false;
   bool dry_run = false;
   bool deterministic = false;         // GPU: deterministic cuDNN algorithms
+  std::string precision;              // "": from the config (train.precision)
   std::vector<std::string> sets;      // key=value overrides
   std::string dataset;                // sets data.dataset (empty: from the config)
 };
@@ -56,6 +57,18 @@ struct PredictOptions {
   std::string dataset;                // test set when no --input (empty: the model's own)
 };
 int run_predict(const PredictOptions& o);
+
+struct BenchOptions {
+  RunContext run;
+  std::string config;                 // empty: the embedded configs/lenet.yaml
+  std::vector<std::string> sets;      // key=value overrides
+  long long batch = 0;                // 0: the config's train.batch_size
+  std::string precision;              // "": from the config (train.precision)
+  int iters = 50;
+  int warmup = 5;
+  bool json = false;
+};
+int run_bench(const BenchOptions& o);
 
 // `mnistctl info`: what a run folder or checkpoint holds, read on the host (no backend).
 struct InfoOptions {
