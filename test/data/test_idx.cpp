@@ -163,7 +163,7 @@ TEST_CASE("load_split finds <root>/<dataset>/ files and says how to get missing 
   CHECK(err.find("$MNISTCTL_DATA") != std::string::npos);
 
   err = error_of([&] { load_split(root, "emnist", Split::test); });
-  CHECK(err == "unknown dataset 'emnist' (known: mnist, fashion-mnist)");
+  CHECK(err == "unknown dataset 'emnist' (known: mnist, fashion-mnist); did you mean 'mnist'?");
 
   // Decompressed copies are found too.
   std::filesystem::create_directories(root + "/mnist");
