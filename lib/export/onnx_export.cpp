@@ -220,6 +220,14 @@ std::string export_onnx(const Network& net, const Checkpoint& ckpt, const std::s
       throw UsageError(fmt::format("{}: layer '{}' has type '{}', which has no ONNX mapping", source, l->name(),
                                    l->type()));
 
+  // protobuf cannot serialise a message over 2 GiB: say so before copying any weights.
+  double weight_bytes = 0;
+  for (const auto& l : layers)
+    for (const Param& p : l->params()) weight_bytes += static_cast<double>(p.shape.numel()) * sizeof(float);
+  if (weight_bytes > 2000.0 * 1024 * 1024)
+    throw UsageError(fmt::format("{}: {:.0f} MiB of weights; an ONNX file holds at most 2 GiB (protobuf's limit)",
+                                 source, weight_bytes / (1024 * 1024)));
+
   onnx::ModelProto model;
   model.set_ir_version(kOnnxIrVersion);
   model.set_producer_name("mnistctl");
