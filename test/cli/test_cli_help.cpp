@@ -162,7 +162,7 @@ TEST_CASE("the build writes a bash completion that completes subcommands, flags 
   CHECK(read_text(installed) == gen.out);  // the build's copy is current
 
   CHECK(complete({"mnistctl", "tr"}) == "train");
-  CHECK(complete({"mnistctl", "e"}) == "eval");
+  CHECK(complete({"mnistctl", "ev"}) == "eval");
   CHECK(complete({"mnistctl", "train", "--ep"}) == "--epochs");
   CHECK(complete({"mnistctl", "train", "--dataset", "fa"}) == "fashion-mnist");
   CHECK(complete({"mnistctl", "eval", "--ctx", ""}) == "cpu gpu");
