@@ -114,6 +114,20 @@ int main(int argc, char** argv) {
                         "One row per image: source, index, predicted class, then the 10 class probabilities.\n\n") +
             kExitCodes);
 
+  ReportOptions report;
+  report.tool_version = "mnistctl 0.1.0";
+  auto* rp = app.add_subcommand("report", "Write a self-contained HTML report of a run (curves, confusion, errors)");
+  rp->add_option("run", report.run_dir, "Run folder (what `train --out` wrote); may be interrupted or still training")
+      ->required();
+  rp->add_option("--output", report.output,
+                 "HTML file to write (default: RUN/report.html); an existing file is replaced only if it is a report");
+  add_run_context(rp, report.run);
+  rp->footer(std::string("\nExamples:\n"
+                         "  mnistctl report runs/lenet                       # writes runs/lenet/report.html\n"
+                         "  mnistctl report runs/lenet --output lenet.html\n"
+                         "The page needs no network: charts are inline SVG, digits are data URIs, there is no script.\n\n") +
+             kExitCodes);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
@@ -130,6 +144,7 @@ int main(int argc, char** argv) {
     if (*t) return run_train(train);
     if (*e) return run_eval(eval);
     if (*p) return run_predict(predict);
+    if (*rp) return run_report(report);
   } catch (const Error& err) {
     std::fprintf(stderr, "mnistctl: %s\n", err.what());
     return err.code();

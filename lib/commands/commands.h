@@ -54,4 +54,13 @@ struct PredictOptions {
 };
 int run_predict(const PredictOptions& o);
 
+// mnistctl report: one self-contained HTML page about a run folder (lib/report).
+struct ReportOptions {
+  RunContext run;                     // where the checkpoint is evaluated on the test set
+  std::string run_dir;                // the run folder
+  std::string output;                 // empty: <run_dir>/report.html; an existing file must be a report
+  std::string tool_version;           // shown in the page, e.g. "mnistctl 0.1.0"
+};
+int run_report(const ReportOptions& o);
+
 }  // namespace mnistctl
