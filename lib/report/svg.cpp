@@ -22,6 +22,8 @@ void require_finite(double v, const std::string& what) {
 }
 
 // Heckbert's nice number: 1, 2, 5 or 10 times a power of ten near x (rounded or the ceiling).
+// The step is the nice number nearest range / (target - 1) (Heckbert also rounds the range
+// first, which gives fewer ticks than asked for).
 double nice_num(double x, bool round) {
   const double e = std::floor(std::log10(x));
   const double f = x / std::pow(10.0, e);
@@ -54,7 +56,7 @@ AxisFormat axis_format(const Ticks& t) {
   }
   return f;
 }
-std::string axis_label(double v, const AxisFormat& f) { return tick_label(v / f.scale, f.decimals) + f.suffix; }
+std::string axis_label(double v, const AxisFormat& f) { return v == 0 ? "0" : tick_label(v / f.scale, f.decimals) + f.suffix; }
 
 // The Blues colour map at t in [0, 1].
 std::string blues(double t) {
@@ -104,8 +106,7 @@ Ticks nice_ticks(double lo, double hi, int target) {
     hi += pad;
   }
   Ticks t;
-  const double range = nice_num(hi - lo, false);
-  t.step = nice_num(range / (target - 1), true);
+  t.step = nice_num((hi - lo) / (target - 1), true);
   t.lo = std::floor(lo / t.step + 1e-9) * t.step;
   t.hi = std::ceil(hi / t.step - 1e-9) * t.step;
   const int n = static_cast<int>(std::lround((t.hi - t.lo) / t.step)) + 1;
