@@ -10,6 +10,8 @@ PKGS=(
   catch2 zlib1g-dev libcurl4-openssl-dev libpng-dev
   dataset-fashion-mnist
   libssl-dev
+  nlohmann-json3-dev                   # mnistctl report: reads metrics.jsonl
+  chromium fonts-dejavu-core            # the report's browser test (headless screenshot)
 )
 
 missing=()

@@ -36,7 +36,7 @@ table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #e
 th{color:#444;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f9;border:1px solid #eee;padding:10px;overflow:auto;font-size:12px;margin:0}
 .digits{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0;width:112px;text-align:center;font-size:12px;border:1px solid #eee;border-radius:4px;padding:6px 2px}
+figure{margin:0;width:124px;text-align:center;font-size:12px;border:1px solid #eee;border-radius:4px;padding:6px 2px}
 figure img{width:84px;height:84px;image-rendering:pixelated;display:block;margin:0 auto 4px}
 figcaption .t{color:#1a7f37}figcaption .p{color:#c62828;font-weight:bold}figcaption .c{color:#666}
 )";
@@ -183,11 +183,12 @@ std::string test_panels(const ReportInputs& in) {
   b.y_label = "class";
   b.color = "#4c78a8";
   b.height = std::max(320, 60 + 44 * r.classes);
+  b.width = 460;  // beside the heat map in a 1200px page, even with Fashion-MNIST's long names
   for (int k = 0; k < r.classes; ++k) {
     b.labels.push_back(class_name(in, k));
     b.values.push_back(r.per_class_accuracy[static_cast<size_t>(k)]);
     const int64_t n = r.per_class_count[static_cast<size_t>(k)];
-    b.annotations.push_back(fmt::format("{:.3f} of {}", r.per_class_accuracy[static_cast<size_t>(k)], n));
+    b.annotations.push_back(fmt::format("{:.3f}, n={}", r.per_class_accuracy[static_cast<size_t>(k)], n));
   }
   // Zoom in where the classes actually are (0.9-1.0 for a good model) but never hide a bar.
   double worst = 1;
@@ -202,15 +203,17 @@ std::string misclassified_panel(const ReportInputs& in) {
   const TestResults& t = *in.test;
   if (t.worst.empty()) return "<p>No test image is misclassified.</p>\n";
   std::string o = fmt::format(
-      "<p class=\"sub\">The {} wrong predictions the model was surest of, most confident first: the true class, the "
-      "predicted class and its probability, and the image's index in the test set.</p>\n<div class=\"digits\">\n",
+      "<p class=\"sub\">The {} wrong predictions the model was surest of, most confident first. Under each image: "
+      "<span style=\"color:#1a7f37\">the true class</span>, <span style=\"color:#c62828\">&rarr; the predicted "
+      "class</span>, the model's probability for it and the image's index in the test set.</p>\n<div class=\"digits\">\n",
       t.worst.size());
   for (const auto& m : t.worst) {
     o += fmt::format(
-        "<figure><img alt=\"test image {}\" src=\"{}\"><figcaption><span class=\"t\">true {}</span><br>"
-        "<span class=\"p\">predicted {}</span><br><span class=\"c\">{:.1f}% &middot; #{}</span></figcaption></figure>\n",
+        "<figure title=\"test image #{0}: true {2}, predicted {3} with probability {4:.3f}\"><img alt=\"test image {0}\" "
+        "src=\"{1}\"><figcaption><span class=\"t\">true {2}</span><br><span class=\"p\">&rarr; {3}</span><br>"
+        "<span class=\"c\">{5:.1f}% &middot; #{0}</span></figcaption></figure>\n",
         m.index, png_data_uri(m.pixels.data(), t.cols, t.rows), html_escape(class_name(in, m.truth)),
-        html_escape(class_name(in, m.predicted)), m.confidence * 100.0, m.index);
+        html_escape(class_name(in, m.predicted)), m.confidence, m.confidence * 100.0);
   }
   return o + "</div>\n";
 }

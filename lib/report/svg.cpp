@@ -290,7 +290,7 @@ std::string heat_map(const HeatMap& h) {
   const bool rotate = col_w > cell - 4;  // long class names run diagonally under the grid
   const double left = 28 + row_w + 8, top = 34;
   const double grid_w = cell * cols, grid_h = cell * rows;
-  const double col_area = rotate ? col_w * 0.72 + 14 : 18;
+  const double col_area = rotate ? col_w * 0.66 + 12 : 18;
   const double bar_x = left + grid_w + 24, bar_w = 14;
   const int width = static_cast<int>(bar_x + bar_w + 56);
   const int height = static_cast<int>(top + grid_h + col_area + 30);
