@@ -249,20 +249,19 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
   if (static_cast<int64_t>(gray.size()) != w * h)
     throw UsageError(fmt::format("{}: {} pixels for a {}x{} image", what, gray.size(), w, h));
 
-  // Polarity from the border: MNIST is light ink on black.
-  double border = 0;
-  int64_t nb = 0;
+  // Polarity and background from the border: MNIST is light ink on black. The median, not the
+  // mean, so that a digit touching the frame (drawn in a corner) does not shift the background.
+  std::vector<uint8_t> edge;
+  edge.reserve(static_cast<size_t>(2 * (w + h)));
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x)
-      if (y == 0 || x == 0 || y == h - 1 || x == w - 1) {
-        border += gray[static_cast<size_t>(y * w + x)];
-        ++nb;
-      }
-  border /= static_cast<double>(nb);
+      if (y == 0 || x == 0 || y == h - 1 || x == w - 1) edge.push_back(gray[static_cast<size_t>(y * w + x)]);
+  std::nth_element(edge.begin(), edge.begin() + static_cast<std::ptrdiff_t>(edge.size() / 2), edge.end());
+  const double border = edge[edge.size() / 2];
   const bool invert = border > 127.5;
 
   // Ink, after the polarity decision: pixels brighter than the background (the border's
-  // mean). The same test for every size, 28x28 included: a blank, uniform or nearly uniform
+  // median). The same test for every size, 28x28 included: a blank, uniform or nearly uniform
   // image is not a digit, and classifying it would be a silently wrong answer.
   std::vector<float> g(gray.size());
   float mx = 0;

@@ -4,10 +4,10 @@
 //
 // One preprocessing for every picture, whatever its size (28x28 included), MNIST's own
 // recipe (docs/predict.md): the result is 28x28 uint8, 0 = background, 255 = ink.
-//  * Polarity: dark ink on a light background (the mean of the border pixels is above
-//    mid-gray) is inverted.
+//  * Polarity: dark ink on a light background (the median of the border pixels, the
+//    background, is above mid-gray) is inverted.
 //  * No ink: an image whose strongest pixel (after the polarity decision) is less than
-//    kMinInkContrast (16 of 255, about 6%) above the background (the border's mean) is
+//    kMinInkContrast (16 of 255, about 6%) above the background (the border's median) is
 //    refused: "<file>: no digit found: ..." (UsageError). Blank, all-white, all-black and
 //    uniform grey images are never classified.
 //  * Level: background to 0, the strongest ink to 255.
