@@ -203,7 +203,7 @@ class Predictor {
     rows_.clear();
     pixels_.clear();
     images_ = 0;
-    progress_.update(done_);
+    progress_.update(done_, "images");
   }
 
   void picture(const std::string& path) {
@@ -397,7 +397,7 @@ class Predictor {
   int64_t written_ = 0;  // rows so far, written or pending (names the saved images)
   int64_t errors_ = 0;
   bool row_json_ = false;
-  Progress progress_{"predict", -1};
+  Progress progress_{"predict:", -1};
   std::chrono::steady_clock::time_point start_;
 };
 
