@@ -32,6 +32,7 @@ struct TrainOptions {
   bool resume = false;
   bool dry_run = false;
   bool deterministic = false;         // GPU: deterministic cuDNN algorithms
+  std::string precision;              // "": from the config (train.precision)
   std::vector<std::string> sets;      // key=value overrides
 };
 int run_train(const TrainOptions& o);
@@ -55,5 +56,28 @@ struct PredictOptions {
   std::string save_preprocessed;      // folder: one PGM per image, what the network saw
 };
 int run_predict(const PredictOptions& o);
+
+struct BenchOptions {
+  RunContext run;
+  std::string config;                 // empty: the embedded configs/lenet.yaml
+  std::vector<std::string> sets;      // key=value overrides
+  long long batch = 0;                // 0: the config's train.batch_size
+  std::string precision;              // "": from the config (train.precision)
+  int iters = 50;
+  int warmup = 5;
+  bool json = false;
+};
+int run_bench(const BenchOptions& o);
+
+struct ExportOptions {
+  std::string model;                  // run folder or checkpoint file
+  std::string checkpoint;             // run folder: best | last (empty: last)
+  std::string format;                 // onnx; empty: from the output's extension
+  std::string output;                 // the file to write
+  bool logits = false;                // also output `logits` (the scores before the softmax)
+  bool force = false;                 // replace an existing output file
+};
+// Exit 2 (one line) in a build without ONNX export (MNISTCTL_ENABLE_ONNX=OFF).
+int run_export(const ExportOptions& o);
 
 }  // namespace mnistctl
