@@ -105,16 +105,24 @@ int main(int argc, char** argv) {
   p->add_option("--model", predict.model, "Run folder or checkpoint file")->required();
   add_run_context(p, predict.run);
   p->add_option("--input", predict.inputs,
-                "IDX image file, or 28x28 grayscale PGM/PNG (larger ones are scaled as MNIST "
-                "was made); repeatable. Default: the test set");
-  p->add_option("--output", predict.output, "Write here instead of stdout");
-  p->add_option("--format", predict.format, "csv or json")
-      ->check(CLI::IsMember({"csv", "json"}))
-      ->capture_default_str();
+                "IDX image file, PGM/PNG picture, or a folder of them (its files sorted by name); "
+                "repeatable. Default: the test set");
+  p->add_option("--output", predict.output,
+                "Write here instead of stdout (written whole or not at all; .json/.csv set the format)");
+  p->add_option("--format", predict.format, "csv or json (default: from --output's extension, else csv)")
+      ->check(CLI::IsMember({"csv", "json"}));
+  p->add_flag("--raw", predict.raw,
+              "Feed pictures as stored (no inversion, cropping, scaling or centring); they must "
+              "already be at the model's input size");
+  p->add_option("--save-preprocessed", predict.save_preprocessed,
+                "Folder: write each image as the network saw it (28x28 PGM, named <row>-<file>.pgm)");
   p->footer(std::string("\nExamples:\n"
-                        "  mnistctl predict --model runs/lenet --output test-probs.csv   # the test set\n"
-                        "  mnistctl predict --model runs/lenet --input digit.png --input scan.pgm --format json\n"
-                        "One row per image: source, index, predicted class, then the 10 class probabilities.\n\n") +
+                        "  mnistctl predict --model runs/lenet --output test-probs.csv   # the test set, with its true labels\n"
+                        "  mnistctl predict --model runs/lenet --input digit.png --input scans/ --output probs.json\n"
+                        "  mnistctl predict --model runs/lenet --input digit.png --save-preprocessed seen/\n"
+                        "One row per image: source, index, [label,] predicted class, then the class probabilities;\n"
+                        "an image that can't be read is an error row, and the run exits 2 at the end.\n"
+                        "Pictures are prepared as MNIST was made (docs/predict.md); --raw turns that off.\n\n") +
             kExitCodes);
 
   BenchOptions bench;

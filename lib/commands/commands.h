@@ -49,9 +49,11 @@ int run_eval(const EvalOptions& o);
 struct PredictOptions {
   RunContext run;
   std::string model;
-  std::vector<std::string> inputs;    // IDX, PGM or PNG files; empty: the test set
+  std::vector<std::string> inputs;    // IDX, PGM or PNG files or folders of them; empty: the test set
   std::string output;                 // empty: stdout
-  std::string format = "csv";         // csv | json
+  std::string format;                 // csv | json; empty: from --output's extension, else csv
+  bool raw = false;                   // pictures used as stored, no preprocessing (docs/predict.md)
+  std::string save_preprocessed;      // folder: one PGM per image, what the network saw
 };
 int run_predict(const PredictOptions& o);
 

@@ -7,6 +7,7 @@
 #include "commands/commands.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "data/catalog.h"
 #include "data/dataset.h"
 #include "train/metrics.h"
 #include "commands/open_model.h"
@@ -28,11 +29,12 @@ int run_eval(const EvalOptions& o) {
                 });
   EvalResult r = acc.result();
   if (o.json) {
-    EvalSource src{m.path, m.config.data.dataset + " (test)", be->name(), o.min_accuracy};
+    EvalSource src{m.path, m.config.data.dataset + " (test)", be->name(), o.min_accuracy,
+                   find_dataset(m.config.data.dataset).class_names};
     std::fputs((format_eval_json(r, src) + "\n").c_str(), stdout);
   } else {
     std::fputs(fmt::format("model: {}\ndataset: {} (test set)\nbackend: {}\n{}", m.path, m.config.data.dataset,
-                           be->name(), format_eval_text(r))
+                           be->name(), format_eval_text(r, find_dataset(m.config.data.dataset).class_names))
                    .c_str(),
                stdout);
   }

@@ -132,7 +132,7 @@ TEST_CASE("a short MLP run learns and eval and predict read its checkpoint") {
   RunResult p = run_mnistctl({"predict", "--model", out + "/last.ckpt", "--data-dir", root});
   REQUIRE(p.code == 0);
   CHECK(std::count(p.out.begin(), p.out.end(), '\n') == 10001);  // header + one row per test image
-  CHECK(p.out.rfind("source,index,predicted,p0,", 0) == 0);
+  CHECK(p.out.rfind("source,index,label,predicted,p0,", 0) == 0);  // the test set: true labels
 
   std::string pj = out + "/pred.json";
   RunResult pr = run_mnistctl({"predict", "--model", out, "--data-dir", root, "--format", "json", "--output", pj});
