@@ -31,12 +31,22 @@ int launcher_size() {
   return 0;
 }
 
+#if !MNISTCTL_HAVE_MPI
+// This process's rank as the launcher tells it (0 when it does not).
+int launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})
+    if (const char* v = std::getenv(name); v && *v) return std::atoi(v);
+  return 0;
+}
+#endif
+
 std::unique_ptr<Collective> join() {
   const int n = launcher_size();
   if (n == 0) return std::make_unique<Collective>();
 #if MNISTCTL_HAVE_MPI
   return make_mpi_collective();
 #else
+  if (n > 1 && launcher_rank() > 0) std::exit(kExitUsage);  // rank 0 says why, once
   if (n > 1)
     throw UsageError(fmt::format("started as one of {} MPI ranks, but this mnistctl was built without MPI "
                                  "(MNISTCTL_ENABLE_MPI=OFF): rebuild with Open MPI, or run it without mpirun",
