@@ -3,7 +3,8 @@
 # --bind-to none) against 1 process x 2 threads, for the MLP and LeNet, alternating the two
 # so that both see the same machine load. Prints one line per run and the load average.
 #   scripts/bench_dist.sh [rounds]        (build/bin/mnistctl, MNIST from $MNISTCTL_DATA or
-#                                          ../shared/datasets beside the checkout)
+#                                          ../shared/datasets beside the checkout; LeNet on
+#                                          $LENET_LIMIT training images, default 20000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -21,7 +22,7 @@ PY
 for r in $(seq "$rounds"); do
   for net in mlp lenet; do
     limit=60000
-    [ "$net" = lenet ] && limit=20000
+    [ "$net" = lenet ] && limit=${LENET_LIMIT:-20000}
     common=(train --config "configs/$net.yaml" --data-dir "$data" --epochs 2 --set "data.train_limit=$limit")
     "$exe" "${common[@]}" --threads 2 --out "$work/$net-1x2-$r" >/dev/null
     echo "round $r $net 1 process x 2 threads: $(epoch2 "$work/$net-1x2-$r")  load $(cut -d' ' -f1 /proc/loadavg)"
