@@ -21,6 +21,7 @@ int train_in_job(const TrainOptions& o, Collective& job) {
   if (o.epochs > 0) sets.push_back(fmt::format("train.epochs={}", o.epochs));
   if (o.seed >= 0) sets.push_back(fmt::format("train.seed={}", o.seed));
   if (o.deterministic) sets.push_back("train.deterministic=true");
+  if (!o.precision.empty()) sets.push_back("train.precision=" + o.precision);
 
   // On --resume the run's own config wins, so a resumed run is the same run: the overrides
   // given now (--epochs to extend it, say) apply to it, and --config serves only to name
@@ -51,6 +52,8 @@ int train_in_job(const TrainOptions& o, Collective& job) {
 
   Network net(cfg.network);
   check_trainable(cfg, net);  // the same checks a real run makes before touching data
+  const Precision precision = cfg.train.precision == "bf16" ? Precision::bf16 : Precision::fp32;
+  check_precision(o.run.ctx, precision, "train.precision");
   if (job.size() > 1 && cfg.train.batch_size % job.size() != 0)
     throw UsageError(fmt::format("train.batch_size {} cannot be split evenly over {} MPI ranks: use a multiple of {} "
                                  "(it is the global batch; each rank takes batch_size / ranks)",
@@ -77,6 +80,7 @@ int train_in_job(const TrainOptions& o, Collective& job) {
   req.backend.threads = o.run.threads;
   req.backend.deterministic = cfg.train.deterministic;
   req.backend.allow_tf32 = cfg.train.allow_tf32;
+  req.backend.precision = precision;
   req.collective = &job;
   return train_network(req);
 }
