@@ -250,14 +250,16 @@ TEST_CASE("Ctrl-C under mpirun stops every rank with one checkpoint and resume e
   std::string whole = scratch_dir("dist-sigint-whole"), split = scratch_dir("dist-sigint-split");
   auto args = [&](const std::string& out) {
     return std::vector<std::string>{"train", "--config", conv_dropout_config("dist-sigint-cfg"), "--data-dir", root,
-                                    "--out", out, "--epochs", "1", "--threads", "1", "--set",
-                                    "data.train_limit=6000", "--set", "data.test_limit=500"};
+                                    "--out", out, "--epochs", "3", "--threads", "1", "--set",
+                                    "data.train_limit=30000", "--set", "data.test_limit=500"};
   };
   REQUIRE(mpirun(2, args(whole)).code == 0);
   bool sent = false;
   RunResult r = mpirun(2, args(split), [&](const std::string& line, pid_t launcher) {
     if (!sent && line.find("Batch[10/") != std::string::npos) {
-      kill(launcher, SIGINT);  // what Ctrl-C sends mpirun; it passes SIGTERM on to the ranks
+      // What Ctrl-C sends mpirun; it passes SIGTERM on to the ranks about a second later,
+      // hence 3 epochs: the signal lands before the run ends even on a quiet machine.
+      kill(launcher, SIGINT);
       sent = true;
     }
   });
@@ -266,8 +268,7 @@ TEST_CASE("Ctrl-C under mpirun stops every rank with one checkpoint and resume e
   CHECK(r.code != 0);
   CHECK(r.out.find("interrupted: checkpoint written") != std::string::npos);
   Checkpoint c = load_checkpoint(split + "/last.ckpt");
-  CHECK(c.meta_int("epoch", "") == 0);
-  CHECK(c.meta_int("batch", "") > 0);
+  CHECK(c.meta_int("epoch", "") < 3);
   RunResult resumed = mpirun(2, {"train", "--out", split, "--data-dir", root, "--resume", "--threads", "1"});
   INFO(resumed.out << resumed.err);
   REQUIRE(resumed.code == 0);
