@@ -13,6 +13,7 @@ PKGS=(
   libonnx-dev libprotobuf-dev
   nlohmann-json3-dev                   # mnistctl report: reads metrics.jsonl
   chromium fonts-dejavu-core            # the report's browser test (headless screenshot)
+  libopenmpi-dev openmpi-bin
 )
 
 # Node.js and npm run the export tests' ONNX Runtime check (onnxruntime-node, from the npm

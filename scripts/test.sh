@@ -25,6 +25,15 @@ if grep -q "^MNISTCTL_ENABLE_CUDA:BOOL=ON" "$BUILD_DIR/CMakeCache.txt"; then
   ctest --test-dir "$BUILD_DIR-nocuda" --output-on-failure -j"$JOBS"
 fi
 
+# Where the main build has the MPI component, also prove that a build without it refuses to
+# be one of several mpirun ranks (test/dist's test for that build).
+if grep -q "^MNISTCTL_ENABLE_MPI:BOOL=ON" "$BUILD_DIR/CMakeCache.txt"; then
+  cmake -S . -B "$BUILD_DIR-nompi" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMNISTCTL_ENABLE_CUDA=OFF \
+    -DMNISTCTL_ENABLE_MPI=OFF -DMNISTCTL_TEST_AREAS=dist
+  cmake --build "$BUILD_DIR-nompi" -j"$JOBS" --target mnistctl test_dist
+  ctest --test-dir "$BUILD_DIR-nompi" --output-on-failure -j"$JOBS"
+fi
+
 # The build without ONNX export (a machine without libonnx-dev): `mnistctl export` refuses
 # with one line and exit 2.
 if grep -q "^MNISTCTL_ENABLE_ONNX:BOOL=ON" "$BUILD_DIR/CMakeCache.txt"; then

@@ -1,18 +1,22 @@
 // `mnistctl train`: resolves the config (file or built-in, --set and flag overrides, or the
-// run's own config on --resume), then hands over to the trainer.
+// run's own config on --resume), then hands over to the trainer. Under mpirun it joins the
+// job first (dist/dist.h): rank 0 reads a resumed run's config and broadcasts it, and an
+// error on any rank ends the whole job.
 #include <cstdio>
 
 #include <fmt/format.h>
 
 #include "commands/commands.h"
 #include "core/error.h"
+#include "dist/dist.h"
 #include "nn/network.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace mnistctl {
+namespace {
 
-int run_train(const TrainOptions& o) {
+int train_in_job(const TrainOptions& o, Collective& job) {
   std::vector<std::string> sets = o.sets;
   if (o.epochs > 0) sets.push_back(fmt::format("train.epochs={}", o.epochs));
   if (o.seed >= 0) sets.push_back(fmt::format("train.seed={}", o.seed));
@@ -36,7 +40,10 @@ int run_train(const TrainOptions& o) {
     if (out_dir.empty() || !o.config.empty()) named = given({}).name;
     if (out_dir.empty()) out_dir = "runs/" + named;
     std::string last = out_dir + "/last.ckpt";
-    cfg = load_config_text(load_checkpoint(last).config_yaml, last + " (embedded config)", sets);
+    std::string saved;  // data parallelism: rank 0 reads the run folder, the others get its copy
+    if (job.is_root()) saved = load_checkpoint(last).config_yaml;
+    job.broadcast(saved);
+    cfg = load_config_text(saved, last + " (embedded config)", sets);
     if (!o.config.empty() && named != cfg.name)
       throw UsageError(fmt::format("--resume: {} holds a run of '{}', but --config {} is '{}' (leave out "
                                    "--config to resume the run as it was)",
@@ -47,6 +54,11 @@ int run_train(const TrainOptions& o) {
   check_trainable(cfg, net);  // the same checks a real run makes before touching data
   const Precision precision = cfg.train.precision == "bf16" ? Precision::bf16 : Precision::fp32;
   check_precision(o.run.ctx, precision, "train.precision");
+  if (job.size() > 1 && cfg.train.batch_size % job.size() != 0)
+    throw UsageError(fmt::format("train.batch_size {} cannot be split evenly over {} MPI ranks: use a multiple of {} "
+                                 "(it is the global batch; each rank takes batch_size / ranks)",
+                                 cfg.train.batch_size, job.size(), job.size()));
+  if (o.dry_run && !job.is_root()) return kExitOk;
   if (o.dry_run) {
     const TrainSpec& t = cfg.train;
     std::fputs(fmt::format("{} ({})\n{}dataset {}, {} epochs, batch {}, {} at learning rate {:g} ({} schedule), "
@@ -69,7 +81,19 @@ int run_train(const TrainOptions& o) {
   req.backend.deterministic = cfg.train.deterministic;
   req.backend.allow_tf32 = cfg.train.allow_tf32;
   req.backend.precision = precision;
+  req.collective = &job;
   return train_network(req);
+}
+
+}  // namespace
+
+int run_train(const TrainOptions& o) {
+  std::unique_ptr<Collective> job = dist::join();  // a single process unless started by mpirun
+  try {
+    return train_in_job(o, *job);
+  } catch (...) {
+    dist::fail(*job, std::current_exception());  // one rank: rethrows; several: aborts the job
+  }
 }
 
 }  // namespace mnistctl
