@@ -1,5 +1,9 @@
 // `mnistctl train`: resolves the config (file or built-in, --set and flag overrides, or the
 // run's own config on --resume), then hands over to the trainer.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -27,6 +31,13 @@ int run_train(const TrainOptions& o) {
   };
   Config cfg;
   std::string out_dir = o.out;
+  // --out must be a folder (or not exist yet): refused before any data loads, --dry-run too.
+  auto check_out = [](const std::string& dir) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+      throw UsageError(fmt::format("--out {}: is a file, expected a run folder", dir));
+  };
+  if (!out_dir.empty()) check_out(out_dir);
   if (!o.resume) {
     cfg = given(sets);
     if (out_dir.empty()) out_dir = "runs/" + cfg.name;
@@ -34,7 +45,12 @@ int run_train(const TrainOptions& o) {
     std::string named;  // the name --config (or the built-in LeNet) gives, without overrides
     if (out_dir.empty() || !o.config.empty()) named = given({}).name;
     if (out_dir.empty()) out_dir = "runs/" + named;
+    check_out(out_dir);
     std::string last = out_dir + "/last.ckpt";
+    if (::access(last.c_str(), F_OK) != 0 && errno == ENOENT)
+      throw UsageError(fmt::format("--resume: {} has no checkpoint yet (stopped before its first one?); start "
+                                   "the run again without --resume",
+                                   out_dir));
     cfg = load_config_text(load_checkpoint(last).config_yaml, last + " (embedded config)", sets);
     if (!o.config.empty() && named != cfg.name)
       throw UsageError(fmt::format("--resume: {} holds a run of '{}', but --config {} is '{}' (leave out "
@@ -42,6 +58,7 @@ int run_train(const TrainOptions& o) {
                                    out_dir, cfg.name, o.config, named));
   }
 
+  if (o.out.empty()) check_out(out_dir);
   Network net(cfg.network);
   check_trainable(cfg, net);  // the same checks a real run makes before touching data
   if (o.dry_run) {

@@ -1,6 +1,7 @@
 #include "core/fs.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,9 @@
 namespace mnistctl {
 
 std::vector<uint8_t> read_file(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw UsageError(fmt::format("{}: is a folder, expected a file", path));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   in.seekg(0, std::ios::end);
@@ -47,7 +51,23 @@ void write_in_place(const std::string& path, const void* data, size_t size) {
     p += w;
     size -= static_cast<size_t>(w);
   }
+  if (::close(fd) != 0)
+    throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(errno)));
+}
+
+// After a rename the new name lives in the folder's entry, which reaches the disk only
+// when the folder itself is synced: without this a power cut can bring back the old file.
+void fsync_parent(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw RuntimeError(fmt::format("{}: cannot open folder to sync: {}", dir, std::strerror(errno)));
+  int rc = ::fsync(fd);
+  int e = errno;
   ::close(fd);
+  // Some file systems cannot sync a folder (EINVAL); the rename is then as durable as it gets.
+  if (rc != 0 && e != EINVAL)
+    throw RuntimeError(fmt::format("{}: cannot sync folder: {}", dir, std::strerror(e)));
 }
 }  // namespace
 
@@ -61,11 +81,8 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
   std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    // A folder that isn't there or can't be written is the caller's path, not a failure of ours.
-    int e = errno;
-    std::string msg = fmt::format("{}: cannot create: {}", path, std::strerror(e));
-    if (e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS) throw UsageError(msg);
-    throw RuntimeError(msg);
+    // An output that cannot be written is an I/O failure (exit 3), whichever command hit it.
+    throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
   }
   const char* p = static_cast<const char*>(data);
   size_t left = size;
@@ -81,8 +98,13 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     p += w;
     left -= static_cast<size_t>(w);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int e = errno;
+  int rc = ::fsync(fd);
+  int e = errno;
+  if (::close(fd) != 0 && rc == 0) {
+    rc = -1;
+    e = errno;
+  }
+  if (rc != 0) {
     ::unlink(tmp.c_str());
     throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
   }
@@ -91,6 +113,40 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     ::unlink(tmp.c_str());
     throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path, std::strerror(e)));
   }
+  fsync_parent(path);
+}
+
+FolderLock::FolderLock(const std::string& folder, const std::string& what) {
+  path_ = (std::filesystem::path(folder) / ".lock").string();
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw RuntimeError(fmt::format("{}: cannot create lock file: {}", path_, std::strerror(errno)));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    std::string holder;
+    char buf[32] = {};
+    if (::pread(fd_, buf, sizeof buf - 1, 0) > 0) holder = buf;
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    if (e == EWOULDBLOCK)
+      throw UsageError(fmt::format("{}: {} is already in use by process {}; wait for it or use another folder",
+                                   folder, what, holder.empty() ? "(unknown)" : holder));
+    throw RuntimeError(fmt::format("{}: cannot lock: {}", path_, std::strerror(e)));
+  }
+  // The holder's process id, for the message a second writer gets.
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    throw RuntimeError(fmt::format("{}: cannot write lock file: {}", path_, std::strerror(e)));
+  }
+}
+
+FolderLock::~FolderLock() {
+  // The file stays (removing it would race with a process that just opened it); the lock
+  // goes with the descriptor.
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void make_dirs(const std::string& path) {
@@ -104,6 +160,21 @@ std::string default_data_root() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/mnistctl";
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/mnistctl";
   return ".cache/mnistctl";
+}
+
+double system_memory_bytes() {
+  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
+}
+
+double inference_memory_budget() {
+  if (const char* b = std::getenv("MNISTCTL_MEMORY_BUDGET_MB"); b && *b) {
+    char* end = nullptr;
+    double mb = std::strtod(b, &end);
+    if (end && *end == '\0' && mb > 0) return mb * 1024.0 * 1024.0;
+    throw UsageError(fmt::format("MNISTCTL_MEMORY_BUDGET_MB: expected a positive number of MiB, got '{}'", b));
+  }
+  return system_memory_bytes() / 2;
 }
 
 std::string executable_dir() {

@@ -18,11 +18,34 @@ inline void write_file_atomic(const std::string& path, const std::string& text) 
   write_file_atomic(path, text.data(), text.size());
 }
 
+// One writer per folder: an exclusive flock on `<folder>/.lock`, held for the object's life
+// and released by the kernel if the process dies (no stale lock to clean up). The file
+// holds the holder's process id. A folder already locked by another process is refused with
+// UsageError (exit 2) naming that process; failing to create the lock is a RuntimeError.
+// `what` names the folder's role in the message ("the run folder").
+class FolderLock {
+ public:
+  FolderLock(const std::string& folder, const std::string& what);
+  ~FolderLock();
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 // Creates a folder and its parents; throws RuntimeError naming it on failure.
 void make_dirs(const std::string& path);
 
 // The data root: $MNISTCTL_DATA, else $XDG_CACHE_HOME/mnistctl, else ~/.cache/mnistctl.
 std::string default_data_root();
+
+// Bytes of physical memory (sysconf); a huge number when the system does not say.
+double system_memory_bytes();
+// What loading a model for eval/predict may take: $MNISTCTL_MEMORY_BUDGET_MB when set (a
+// positive number of MiB), else half of physical memory.
+double inference_memory_budget();
 
 // The folder that holds the running executable (for finding sibling files).
 std::string executable_dir();

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/checked.h"
+
 namespace mnistctl {
 
 struct Shape {
@@ -17,16 +19,22 @@ struct Shape {
 
   int rank() const { return static_cast<int>(dims.size()); }
   int64_t operator[](int i) const { return dims[static_cast<size_t>(i)]; }
+  // Checked: an overflow throws SizeOverflow (exit 2) naming the shape.
   int64_t numel() const {
     int64_t n = 1;
-    for (int64_t d : dims) n *= d;
+    for (int64_t d : dims)
+      if (__builtin_mul_overflow(n, d, &n)) overflow();
     return n;
   }
   // Elements per sample: everything but the outermost (batch) extent (an empty batch too).
   int64_t per_sample() const {
     int64_t n = 1;
-    for (size_t i = 1; i < dims.size(); ++i) n *= dims[i];
+    for (size_t i = 1; i < dims.size(); ++i)
+      if (__builtin_mul_overflow(n, dims[i], &n)) overflow();
     return dims.empty() ? 0 : n;
+  }
+  [[noreturn]] void overflow() const {
+    throw SizeOverflow("shape " + str() + ": element count overflows 64 bits");
   }
   bool operator==(const Shape& o) const { return dims == o.dims; }
   bool operator!=(const Shape& o) const { return dims != o.dims; }

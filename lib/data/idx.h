@@ -25,6 +25,10 @@ IdxImages read_idx_images(const std::string& path);
 // Magic 0x00000801: uint8, 1 dimension. Every label must be below num_classes.
 std::vector<uint8_t> read_idx_labels(const std::string& path, int num_classes = 10);
 
+// Only the header (checked as above): the extents, so that two files' counts can be compared
+// before either is inflated.
+std::vector<int64_t> read_idx_header(const std::string& path, int ndims);
+
 // The most element bytes one IDX file may hold (2 GiB, 40x the MNIST training images): a
 // bound on what a header can make us allocate.
 constexpr int64_t kIdxMaxBytes = int64_t(1) << 31;

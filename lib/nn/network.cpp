@@ -14,7 +14,15 @@ Network::Network(const NetworkSpec& spec) : input_(spec.input) {
     if (layer->is_loss() && i + 1 != spec.layers.size())
       layer->spec().fail("type", "softmax_output must be the last layer");
     layer->in_ = shape;
-    shape = layer->setup(shape);
+    try {
+      // Every extent from here on is computed from the config: check its element counts
+      // once, here, where the layer's YAML can be named.
+      shape = layer->setup(shape);
+      (void)shape.numel();
+      for (const auto& p : layer->params()) (void)p.shape.numel();
+    } catch (const SizeOverflow& e) {
+      layer->spec().fail("", e.what());
+    }
     layer->out_ = shape;
     layers_.push_back(std::move(layer));
   }
@@ -29,8 +37,17 @@ Network::Network(const NetworkSpec& spec) : input_(spec.input) {
 int64_t Network::param_count() const {
   int64_t n = 0;
   for (const auto& l : layers_)
-    for (const auto& p : l->params()) n += p.shape.numel();
+    for (const auto& p : l->params()) n = checked_add(n, p.shape.numel(), "network parameter count");
   return n;
+}
+
+double Network::inference_bytes(int64_t batch) const {
+  // Parameter values, the input batch and each layer's output; no gradients.
+  double floats = static_cast<double>(param_count());
+  floats += static_cast<double>(batch) * static_cast<double>(input_.numel());
+  for (const auto& l : layers_)
+    if (!l->is_view()) floats += static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
+  return floats * 4.0;
 }
 
 double Network::training_bytes(int64_t batch) const {
@@ -42,13 +59,14 @@ double Network::training_bytes(int64_t batch) const {
   return floats * 4.0;
 }
 
-void Network::check_fits(int64_t batch, double limit, const std::string& where) const {
-  double need = training_bytes(batch);
+void Network::check_fits(int64_t batch, double limit, const std::string& where, BindMode mode) const {
+  double need = mode == BindMode::training ? training_bytes(batch) : inference_bytes(batch);
   if (need > limit)
     throw UsageError(fmt::format(
-        "{}: the network needs about {:.1f} GiB at batch size {} ({} parameters), more than the "
-        "{:.1f} GiB of memory this machine has",
-        where, need / (1024.0 * 1024 * 1024), batch, param_count(), limit / (1024.0 * 1024 * 1024)));
+        "{}: the network needs about {:.1f} GiB for {} at batch size {} ({} parameters), more "
+        "than the {:.1f} GiB budget",
+        where, need / (1024.0 * 1024 * 1024), mode == BindMode::training ? "training" : "inference", batch,
+        param_count(), limit / (1024.0 * 1024 * 1024)));
 }
 
 std::string Network::summary(int64_t batch) const {
@@ -65,8 +83,10 @@ std::string Network::summary(int64_t batch) const {
   return s;
 }
 
-void Network::bind(Backend& be, int64_t max_batch) {
+void Network::bind(Backend& be, int64_t max_batch, BindMode mode) {
+  const bool train = mode == BindMode::training;
   be_ = &be;
+  trainable_ = train;
   max_batch_ = max_batch;
   size_t L = layers_.size();
   out_.assign(L, Tensor{});
@@ -75,13 +95,13 @@ void Network::bind(Backend& be, int64_t max_batch) {
   for (auto& l : layers_) {
     for (auto& p : l->params()) {
       p.value = be.empty(p.shape);
-      p.grad = be.zeros(p.shape);
+      if (train) p.grad = be.zeros(p.shape);
     }
     l->bind(be, max_batch);
   }
   for (size_t i = 0; i < L; ++i) {
     Shape s = batched(max_batch, layers_[i]->out_shape());
-    bool grad_needed = i + 1 < L && need_dx_[i + 1];
+    bool grad_needed = train && i + 1 < L && need_dx_[i + 1];
     if (layers_[i]->is_view()) {
       // Aliases: the output is a view of the input, and so is its gradient.
       if (grad_needed && i > 0) grad_[i] = grad_[i - 1].view(s);
@@ -119,6 +139,7 @@ const Tensor& Network::forward(const Tensor& x, const Pass& pass) {
 
 void Network::backward(const Tensor* dy_top) {
   int64_t n = cur_x_.shape[0];
+  if (!trainable_) throw std::logic_error("Network::backward: bound for inference");
   if (!has_loss() && !dy_top) throw std::logic_error("Network::backward: no loss layer and no dy");
   Tensor dy = dy_top ? *dy_top : Tensor{};  // a loss layer ignores it
   for (size_t i = layers_.size(); i-- > 0;) {

@@ -17,6 +17,10 @@
 
 namespace mnistctl {
 
+// What bind() allocates: training adds a gradient for every parameter and every layer
+// output a backward pass writes; inference holds values and activations only.
+enum class BindMode { training, inference };
+
 class Network {
  public:
   // Builds and shape-checks; throws UsageError pointing at the YAML on any misfit.
@@ -31,13 +35,17 @@ class Network {
   // Bytes of backend memory for training at this batch size: parameters, gradients,
   // optimizer state (up to two tensors per parameter), activations and their gradients.
   double training_bytes(int64_t batch) const;
-  // Throws UsageError when training_bytes(batch) exceeds `limit` bytes.
-  void check_fits(int64_t batch, double limit, const std::string& where) const;
+  // Bytes for inference at this batch size: parameters and activations, no gradients.
+  double inference_bytes(int64_t batch) const;
+  // Throws UsageError when training_bytes(batch) (or inference_bytes) exceeds `limit` bytes.
+  void check_fits(int64_t batch, double limit, const std::string& where,
+                  BindMode mode = BindMode::training) const;
   // The --dry-run table: each layer's output shape and parameter count, and the totals.
   std::string summary(int64_t batch) const;
 
   // Allocates parameters (uninitialised), gradients and activations on `be`.
-  void bind(Backend& be, int64_t max_batch);
+  // Inference binds no gradients; backward() on such a network is a logic error.
+  void bind(Backend& be, int64_t max_batch, BindMode mode = BindMode::training);
   Backend& backend() const { return *be_; }
   std::vector<Param*> params();
 
@@ -55,6 +63,7 @@ class Network {
   std::vector<bool> need_dx_;  // layer i must produce the gradient of its input
   Backend* be_ = nullptr;
   int64_t max_batch_ = 0;
+  bool trainable_ = false;
   std::vector<Tensor> out_, grad_;  // full-size buffers, per layer output
   std::vector<Tensor> cur_out_;     // views for the current batch
   Tensor cur_x_;

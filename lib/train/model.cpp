@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/batch.h"
 
 namespace mnistctl {
@@ -23,7 +24,7 @@ std::string resolve_checkpoint(const std::string& p) {
   return p;
 }
 
-void load_params(Network& net, const Checkpoint& ckpt, const std::string& source) {
+void check_params(Network& net, const Checkpoint& ckpt, const std::string& source) {
   for (Param* p : net.params()) {
     const NamedTensor* t = ckpt.find("param/" + p->name);
     if (!t) throw UsageError(fmt::format("{}: checkpoint has no parameter '{}'", source, p->name));
@@ -31,8 +32,12 @@ void load_params(Network& net, const Checkpoint& ckpt, const std::string& source
       throw UsageError(fmt::format("{}: parameter '{}' has shape {} in the checkpoint, the network "
                                    "expects {}",
                                    source, p->name, t->shape.str(), p->shape.str()));
-    net.backend().upload(p->value, t->data.data());
   }
+}
+
+void load_params(Network& net, const Checkpoint& ckpt, const std::string& source) {
+  check_params(net, ckpt, source);
+  for (Param* p : net.params()) net.backend().upload(p->value, ckpt.find("param/" + p->name)->data.data());
 }
 
 Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch) {
@@ -40,8 +45,12 @@ Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_ba
   m.path = resolve_checkpoint(run_dir_or_file);
   const Checkpoint ckpt = load_checkpoint(m.path);  // weights are copied out; the rest is not kept
   m.config = load_config_text(ckpt.config_yaml, m.path + " (embedded config)");
+  // Shapes only so far: every parameter must be in the (already bounded) file with its
+  // shape, and inference at max_batch must fit the memory budget, before anything is bound.
   m.net = std::make_unique<Network>(m.config.network);
-  m.net->bind(be, max_batch);
+  check_params(*m.net, ckpt, m.path);
+  m.net->check_fits(max_batch, inference_memory_budget(), m.path, BindMode::inference);
+  m.net->bind(be, max_batch, BindMode::inference);
   load_params(*m.net, ckpt, m.path);
   return m;
 }

@@ -20,6 +20,13 @@ std::string resolve_checkpoint(const std::string& run_dir_or_file);
 // Copies the checkpoint's "param/<name>" tensors into the bound network; every parameter
 // must be present with the right shape.
 void load_params(Network& net, const Checkpoint& ckpt, const std::string& source);
+// The same checks without the copy: usable on a network that is not bound yet.
+void check_params(Network& net, const Checkpoint& ckpt, const std::string& source);
+
+// load_model reads the whole checkpoint (its tensors are bounded by the file's size), builds
+// the network from the embedded config as shapes only, checks every parameter's name and
+// shape against the file and inference at max_batch against inference_memory_budget(), and
+// only then binds the network for inference (no gradient buffers) and copies the weights.
 
 struct Model {
   std::string path;  // the checkpoint file

@@ -121,6 +121,8 @@ class Trainer {
 
     const std::string ckpt_dir = req_.out_dir + "/checkpoints";
     make_dirs(ckpt_dir);
+    // One writer per run folder (trust-bounds): a second train into it refuses, exit 2.
+    FolderLock run_lock(req_.out_dir, "the run folder");
     const std::string last_path = req_.out_dir + "/last.ckpt";
     int64_t start_epoch = 0, start_batch = 0;
     std::vector<float> resumed_sums;
