@@ -32,6 +32,7 @@ struct TrainOptions {
   bool resume = false;
   bool dry_run = false;
   bool deterministic = false;         // GPU: deterministic cuDNN algorithms
+  std::string precision;              // "": from the config (train.precision)
   std::vector<std::string> sets;      // key=value overrides
 };
 int run_train(const TrainOptions& o);
@@ -53,5 +54,37 @@ struct PredictOptions {
   std::string format = "csv";         // csv | json
 };
 int run_predict(const PredictOptions& o);
+
+struct BenchOptions {
+  RunContext run;
+  std::string config;                 // empty: the embedded configs/lenet.yaml
+  std::vector<std::string> sets;      // key=value overrides
+  long long batch = 0;                // 0: the config's train.batch_size
+  std::string precision;              // "": from the config (train.precision)
+  int iters = 50;
+  int warmup = 5;
+  bool json = false;
+};
+int run_bench(const BenchOptions& o);
+
+struct ExportOptions {
+  std::string model;                  // run folder or checkpoint file
+  std::string checkpoint;             // run folder: best | last (empty: last)
+  std::string format;                 // onnx; empty: from the output's extension
+  std::string output;                 // the file to write
+  bool logits = false;                // also output `logits` (the scores before the softmax)
+  bool force = false;                 // replace an existing output file
+};
+// Exit 2 (one line) in a build without ONNX export (MNISTCTL_ENABLE_ONNX=OFF).
+int run_export(const ExportOptions& o);
+
+// mnistctl report: one self-contained HTML page about a run folder (lib/report).
+struct ReportOptions {
+  RunContext run;                     // where the checkpoint is evaluated on the test set
+  std::string run_dir;                // the run folder
+  std::string output;                 // empty: <run_dir>/report.html; an existing file must be a report
+  std::string tool_version;           // shown in the page, e.g. "mnistctl 0.1.0"
+};
+int run_report(const ReportOptions& o);
 
 }  // namespace mnistctl

@@ -18,9 +18,6 @@
 namespace mnistctl {
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-    throw UsageError(fmt::format("{}: is a folder, expected a file", path));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   in.seekg(0, std::ios::end);
@@ -51,25 +48,22 @@ void write_in_place(const std::string& path, const void* data, size_t size) {
     p += w;
     size -= static_cast<size_t>(w);
   }
-  if (::close(fd) != 0)
-    throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(errno)));
-}
-
-// After a rename the new name lives in the folder's entry, which reaches the disk only
-// when the folder itself is synced: without this a power cut can bring back the old file.
-void fsync_parent(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw RuntimeError(fmt::format("{}: cannot open folder to sync: {}", dir, std::strerror(errno)));
-  int rc = ::fsync(fd);
-  int e = errno;
-  ::close(fd);
-  // Some file systems cannot sync a folder (EINVAL); the rename is then as durable as it gets.
-  if (rc != 0 && e != EINVAL)
-    throw RuntimeError(fmt::format("{}: cannot sync folder: {}", dir, std::strerror(e)));
+  if (::close(fd) != 0) throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(errno)));
 }
 }  // namespace
+
+void sync_folder_of(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) throw RuntimeError(fmt::format("{}: cannot open its folder to sync it: {}", path, std::strerror(errno)));
+  int r = ::fsync(dfd);
+  int e = errno;
+  ::close(dfd);
+  // EINVAL: a file system that cannot sync folders (nothing more to be done there).
+  if (r != 0 && e != EINVAL)
+    throw RuntimeError(fmt::format("{}: cannot sync its folder: {}", path, std::strerror(e)));
+}
 
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   struct stat st;
@@ -81,7 +75,7 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
   std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    // An output that cannot be written is an I/O failure (exit 3), whichever command hit it.
+    // Every failure to write an output is an I/O failure (exit 3), whichever command hits it.
     throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
   }
   const char* p = static_cast<const char*>(data);
@@ -98,22 +92,21 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     p += w;
     left -= static_cast<size_t>(w);
   }
-  int rc = ::fsync(fd);
-  int e = errno;
-  if (::close(fd) != 0 && rc == 0) {
-    rc = -1;
-    e = errno;
-  }
-  if (rc != 0) {
+  // close() is checked separately: on some file systems it is where a write error shows.
+  int synced = ::fsync(fd), e = errno;
+  int closed = ::close(fd);
+  if (synced == 0 && closed != 0) e = errno;
+  if (synced != 0 || closed != 0) {
     ::unlink(tmp.c_str());
     throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
+    int e2 = errno;
     ::unlink(tmp.c_str());
-    throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path, std::strerror(e)));
+    throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path, std::strerror(e2)));
   }
-  fsync_parent(path);
+  // The rename is durable only once the folder's entry is on disk too.
+  sync_folder_of(path);
 }
 
 FolderLock::FolderLock(const std::string& folder, const std::string& what) {
@@ -153,6 +146,8 @@ void make_dirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) throw RuntimeError(fmt::format("{}: cannot create folder: {}", path, ec.message()));
+  if (!std::filesystem::is_directory(path, ec))
+    throw RuntimeError(fmt::format("{}: cannot create folder: a file of that name is in the way", path));
 }
 
 std::string default_data_root() {
@@ -162,19 +157,9 @@ std::string default_data_root() {
   return ".cache/mnistctl";
 }
 
-double system_memory_bytes() {
-  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+double physical_memory_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
-}
-
-double inference_memory_budget() {
-  if (const char* b = std::getenv("MNISTCTL_MEMORY_BUDGET_MB"); b && *b) {
-    char* end = nullptr;
-    double mb = std::strtod(b, &end);
-    if (end && *end == '\0' && mb > 0) return mb * 1024.0 * 1024.0;
-    throw UsageError(fmt::format("MNISTCTL_MEMORY_BUDGET_MB: expected a positive number of MiB, got '{}'", b));
-  }
-  return system_memory_bytes() / 2;
 }
 
 std::string executable_dir() {

@@ -27,7 +27,7 @@ Dataset load_dataset(const std::string& images_path, const std::string& labels_p
   check_limit(limit);
   Dataset ds;
   ds.name = std::filesystem::path(images_path).filename().string();
-  // Counts from both headers first: a mismatch is refused before the images are inflated.
+  // The two headers first: a mismatch is refused before gigabytes of images are inflated.
   const int64_t n_images = read_idx_header(images_path, 3)[0], n_labels = read_idx_header(labels_path, 1)[0];
   if (n_images != n_labels)
     throw UsageError(fmt::format("{} holds {} images but {} holds {} labels: they must match", images_path,

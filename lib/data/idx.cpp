@@ -18,8 +18,8 @@ uint32_t be32(const uint8_t* p) {
 const char* kind_name(int ndims) { return ndims == 3 ? "images" : "labels"; }
 
 // Reads and checks the header of an IDX file of uint8 with `ndims` dimensions; returns the
-// extents and the declared element bytes.
-std::vector<int64_t> read_header(ByteReader& in, int ndims, int64_t& total_out) {
+// extents (their product within kIdxMaxBytes).
+std::vector<int64_t> read_header(ByteReader& in, int ndims) {
   const std::string& path = in.path();
   const uint32_t want_magic = 0x00000800u | static_cast<uint32_t>(ndims);
   const char* what = ndims == 3 ? "(count, rows, cols)" : "(count)";
@@ -63,15 +63,15 @@ std::vector<int64_t> read_header(ByteReader& in, int ndims, int64_t& total_out) 
         "{}: IDX header declares {} {} ({}), more than the {} GiB an IDX file may hold: refused",
         path, kind_name(ndims), decl, what, kIdxMaxBytes >> 30));
   }
-  total_out = total;
   return dims;
 }
 
 // The header, then the elements; returns the extents and fills `data`.
 std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<uint8_t>& data) {
   ByteReader in(path);
-  int64_t total = 0;
-  std::vector<int64_t> dims = read_header(in, ndims, total);
+  std::vector<int64_t> dims = read_header(in, ndims);
+  int64_t total = 1;
+  for (int64_t d : dims) total *= d;  // within kIdxMaxBytes (read_header)
   const int64_t header = 4 + 4 * ndims;
   std::string decl = fmt::format("{} {}", dims[0], kind_name(ndims));
   if (ndims == 3) decl += fmt::format(" of {}x{}", dims[1], dims[2]);
@@ -110,22 +110,22 @@ std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<ui
           "{}: truncated: the header declares {} ({} bytes) but the decompressed data holds "
           "only {} bytes", path, decl, total, have));
   }
-  // Anything after the declared data (this also runs the gzip CRC check at the stream's end).
-  // One byte is enough to refuse: the stream is never inflated past header + declared data
-  // (plus what zlib holds in its own window).
-  uint8_t extra[1];
-  if (in.read(extra, sizeof extra) > 0)
+  // One byte past the declared data tells trailing data from the stream's end (reaching the
+  // end also runs the gzip CRC check): nothing is ever inflated past header + declared size.
+  uint8_t extra;
+  if (in.read(&extra, 1) > 0)
     throw UsageError(fmt::format(
-        "{}: trailing data after the {} ({} bytes) the header declares: refused", path, decl, total));
+        "{}: trailing data after the {} the header declares (the file inflates past its declared size)",
+        path, decl));
   return dims;
 }
 
 }  // namespace
 
 std::vector<int64_t> read_idx_header(const std::string& path, int ndims) {
+  if (ndims != 1 && ndims != 3) throw std::logic_error("read_idx_header: ndims must be 1 or 3");
   ByteReader in(path);
-  int64_t total = 0;
-  return read_header(in, ndims, total);
+  return read_header(in, ndims);
 }
 
 IdxImages read_idx_images(const std::string& path) {

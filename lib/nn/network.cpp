@@ -9,22 +9,32 @@ namespace mnistctl {
 Network::Network(const NetworkSpec& spec) : input_(spec.input) {
   if (spec.layers.empty()) throw UsageError("network.layers: expected at least one layer");
   Shape shape = input_;
+  try {
+    (void)input_.numel();
+  } catch (const Error& e) {
+    throw UsageError(fmt::format("network.input: {}", e.what()));
+  }
   for (size_t i = 0; i < spec.layers.size(); ++i) {
     auto layer = LayerRegistry::create(spec.layers[i]);
     if (layer->is_loss() && i + 1 != spec.layers.size())
       layer->spec().fail("type", "softmax_output must be the last layer");
     layer->in_ = shape;
+    shape = layer->setup(shape);
+    // Every size the network will allocate is counted once here, checked, so that nothing
+    // later (memory plan, --dry-run, bind) multiplies extents that overflow.
     try {
-      // Every extent from here on is computed from the config: check its element counts
-      // once, here, where the layer's YAML can be named.
-      shape = layer->setup(shape);
       (void)shape.numel();
-      for (const auto& p : layer->params()) (void)p.shape.numel();
-    } catch (const SizeOverflow& e) {
-      layer->spec().fail("", e.what());
+      for (const Param& p : layer->params()) (void)p.shape.numel();
+    } catch (const Error& e) {
+      layer->spec().fail("", fmt::format("{} (the layer's output or parameters are too large)", e.what()));
     }
     layer->out_ = shape;
     layers_.push_back(std::move(layer));
+  }
+  try {
+    (void)param_count();
+  } catch (const Error& e) {
+    throw UsageError(fmt::format("network: {}", e.what()));
   }
   need_dx_.assign(layers_.size(), false);
   bool params_below = false;
@@ -41,15 +51,6 @@ int64_t Network::param_count() const {
   return n;
 }
 
-double Network::inference_bytes(int64_t batch) const {
-  // Parameter values, the input batch and each layer's output; no gradients.
-  double floats = static_cast<double>(param_count());
-  floats += static_cast<double>(batch) * static_cast<double>(input_.numel());
-  for (const auto& l : layers_)
-    if (!l->is_view()) floats += static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
-  return floats * 4.0;
-}
-
 double Network::training_bytes(int64_t batch) const {
   // Doubles: a hostile config must not overflow the estimate meant to refuse it.
   double floats = 4.0 * static_cast<double>(param_count());  // value, grad, 2 optimizer states
@@ -59,14 +60,30 @@ double Network::training_bytes(int64_t batch) const {
   return floats * 4.0;
 }
 
-void Network::check_fits(int64_t batch, double limit, const std::string& where, BindMode mode) const {
-  double need = mode == BindMode::training ? training_bytes(batch) : inference_bytes(batch);
+double Network::inference_bytes(int64_t batch) const {
+  double floats = static_cast<double>(param_count());
+  floats += static_cast<double>(batch) * static_cast<double>(input_.numel());
+  for (const auto& l : layers_)
+    if (!l->is_view()) floats += static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
+  return floats * 4.0;
+}
+
+void Network::check_fits_inference(int64_t batch, double limit, const std::string& where) const {
+  double need = inference_bytes(batch);
   if (need > limit)
     throw UsageError(fmt::format(
-        "{}: the network needs about {:.1f} GiB for {} at batch size {} ({} parameters), more "
-        "than the {:.1f} GiB budget",
-        where, need / (1024.0 * 1024 * 1024), mode == BindMode::training ? "training" : "inference", batch,
-        param_count(), limit / (1024.0 * 1024 * 1024)));
+        "{}: the network needs about {:.1f} GiB to run at batch size {} ({} parameters), more than the "
+        "{:.1f} GiB inference budget (a quarter of this machine's memory)",
+        where, need / (1024.0 * 1024 * 1024), batch, param_count(), limit / (1024.0 * 1024 * 1024)));
+}
+
+void Network::check_fits(int64_t batch, double limit, const std::string& where) const {
+  double need = training_bytes(batch);
+  if (need > limit)
+    throw UsageError(fmt::format(
+        "{}: the network needs about {:.1f} GiB at batch size {} ({} parameters), more than the "
+        "{:.1f} GiB of memory this machine has",
+        where, need / (1024.0 * 1024 * 1024), batch, param_count(), limit / (1024.0 * 1024 * 1024)));
 }
 
 std::string Network::summary(int64_t batch) const {
@@ -83,11 +100,10 @@ std::string Network::summary(int64_t batch) const {
   return s;
 }
 
-void Network::bind(Backend& be, int64_t max_batch, BindMode mode) {
-  const bool train = mode == BindMode::training;
+void Network::bind(Backend& be, int64_t max_batch, bool training) {
   be_ = &be;
-  trainable_ = train;
   max_batch_ = max_batch;
+  training_ = training;
   size_t L = layers_.size();
   out_.assign(L, Tensor{});
   grad_.assign(L, Tensor{});
@@ -95,13 +111,13 @@ void Network::bind(Backend& be, int64_t max_batch, BindMode mode) {
   for (auto& l : layers_) {
     for (auto& p : l->params()) {
       p.value = be.empty(p.shape);
-      if (train) p.grad = be.zeros(p.shape);
+      if (training) p.grad = be.zeros(p.shape);
     }
     l->bind(be, max_batch);
   }
   for (size_t i = 0; i < L; ++i) {
     Shape s = batched(max_batch, layers_[i]->out_shape());
-    bool grad_needed = train && i + 1 < L && need_dx_[i + 1];
+    bool grad_needed = training && i + 1 < L && need_dx_[i + 1];
     if (layers_[i]->is_view()) {
       // Aliases: the output is a view of the input, and so is its gradient.
       if (grad_needed && i > 0) grad_[i] = grad_[i - 1].view(s);
@@ -130,7 +146,9 @@ const Tensor& Network::forward(const Tensor& x, const Pass& pass) {
       cur_out_[i] = in->view(s);
     } else {
       cur_out_[i] = out_[i].view(s);
+      if (observer_) observer_->begin(i, false);
       layers_[i]->forward(*be_, *in, cur_out_[i], pass);
+      if (observer_) observer_->end(i, false);
     }
     in = &cur_out_[i];
   }
@@ -139,14 +157,18 @@ const Tensor& Network::forward(const Tensor& x, const Pass& pass) {
 
 void Network::backward(const Tensor* dy_top) {
   int64_t n = cur_x_.shape[0];
-  if (!trainable_) throw std::logic_error("Network::backward: bound for inference");
   if (!has_loss() && !dy_top) throw std::logic_error("Network::backward: no loss layer and no dy");
+  if (!training_) throw std::logic_error("Network::backward: bound for inference (no gradients)");
   Tensor dy = dy_top ? *dy_top : Tensor{};  // a loss layer ignores it
   for (size_t i = layers_.size(); i-- > 0;) {
     const Tensor& x = i == 0 ? cur_x_ : cur_out_[i - 1];
     Tensor dx;
     if (need_dx_[i]) dx = grad_[i - 1].view(batched(n, layers_[i]->in_shape()));
-    if (!layers_[i]->is_view()) layers_[i]->backward(*be_, x, cur_out_[i], dy, need_dx_[i] ? &dx : nullptr);
+    if (!layers_[i]->is_view()) {
+      if (observer_) observer_->begin(i, true);
+      layers_[i]->backward(*be_, x, cur_out_[i], dy, need_dx_[i] ? &dx : nullptr);
+      if (observer_) observer_->end(i, true);
+    }
     if (!need_dx_[i]) break;  // nothing below needs a gradient
     dy = dx;
   }

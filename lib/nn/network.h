@@ -17,9 +17,14 @@
 
 namespace mnistctl {
 
-// What bind() allocates: training adds a gradient for every parameter and every layer
-// output a backward pass writes; inference holds values and activations only.
-enum class BindMode { training, inference };
+// Sees each layer's forward and backward call from outside (`mnistctl bench` times them).
+// begin/end bracket exactly one layer call; view layers make none.
+class LayerObserver {
+ public:
+  virtual ~LayerObserver() = default;
+  virtual void begin(size_t layer, bool backward) = 0;
+  virtual void end(size_t layer, bool backward) = 0;
+};
 
 class Network {
  public:
@@ -35,17 +40,17 @@ class Network {
   // Bytes of backend memory for training at this batch size: parameters, gradients,
   // optimizer state (up to two tensors per parameter), activations and their gradients.
   double training_bytes(int64_t batch) const;
-  // Bytes for inference at this batch size: parameters and activations, no gradients.
+  // Throws UsageError when training_bytes(batch) exceeds `limit` bytes.
+  void check_fits(int64_t batch, double limit, const std::string& where) const;
+  // Bytes of an inference binding: parameters, the input and every activation, no gradients.
   double inference_bytes(int64_t batch) const;
-  // Throws UsageError when training_bytes(batch) (or inference_bytes) exceeds `limit` bytes.
-  void check_fits(int64_t batch, double limit, const std::string& where,
-                  BindMode mode = BindMode::training) const;
+  void check_fits_inference(int64_t batch, double limit, const std::string& where) const;
   // The --dry-run table: each layer's output shape and parameter count, and the totals.
   std::string summary(int64_t batch) const;
 
-  // Allocates parameters (uninitialised), gradients and activations on `be`.
-  // Inference binds no gradients; backward() on such a network is a logic error.
-  void bind(Backend& be, int64_t max_batch, BindMode mode = BindMode::training);
+  // Allocates parameters (uninitialised) and activations on `be`, and for training the
+  // parameter and activation gradients; inference (training = false) binds none of those.
+  void bind(Backend& be, int64_t max_batch, bool training = true);
   Backend& backend() const { return *be_; }
   std::vector<Param*> params();
 
@@ -57,16 +62,22 @@ class Network {
   // gradient of the output, n x output_shape) is required (gradient checks use this).
   void backward(const Tensor* dy_top = nullptr);
 
+  // Whether backward() computes layer i's input gradient (backward-data) too.
+  bool computes_input_grad(size_t i) const { return need_dx_[i]; }
+  // nullptr (the default) observes nothing.
+  void set_observer(LayerObserver* o) { observer_ = o; }
+
  private:
   Shape input_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<bool> need_dx_;  // layer i must produce the gradient of its input
   Backend* be_ = nullptr;
   int64_t max_batch_ = 0;
-  bool trainable_ = false;
+  bool training_ = true;
   std::vector<Tensor> out_, grad_;  // full-size buffers, per layer output
   std::vector<Tensor> cur_out_;     // views for the current batch
   Tensor cur_x_;
+  LayerObserver* observer_ = nullptr;
 };
 
 }  // namespace mnistctl

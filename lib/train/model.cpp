@@ -11,6 +11,8 @@
 
 namespace mnistctl {
 
+double inference_budget_bytes() { return physical_memory_bytes() / 4; }
+
 std::string resolve_checkpoint(const std::string& p) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -24,15 +26,16 @@ std::string resolve_checkpoint(const std::string& p) {
   return p;
 }
 
-void check_params(Network& net, const Checkpoint& ckpt, const std::string& source) {
-  for (Param* p : net.params()) {
-    const NamedTensor* t = ckpt.find("param/" + p->name);
-    if (!t) throw UsageError(fmt::format("{}: checkpoint has no parameter '{}'", source, p->name));
-    if (t->shape != p->shape)
-      throw UsageError(fmt::format("{}: parameter '{}' has shape {} in the checkpoint, the network "
-                                   "expects {}",
-                                   source, p->name, t->shape.str(), p->shape.str()));
-  }
+void check_params(const Network& net, const Checkpoint& ckpt, const std::string& source) {
+  for (const auto& l : net.layers())
+    for (const Param& p : l->params()) {
+      const NamedTensor* t = ckpt.find("param/" + p.name);
+      if (!t) throw UsageError(fmt::format("{}: checkpoint has no parameter '{}'", source, p.name));
+      if (t->shape != p.shape)
+        throw UsageError(fmt::format("{}: parameter '{}' has shape {} in the checkpoint, the network "
+                                     "expects {}",
+                                     source, p.name, t->shape.str(), p.shape.str()));
+    }
 }
 
 void load_params(Network& net, const Checkpoint& ckpt, const std::string& source) {
@@ -45,12 +48,12 @@ Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_ba
   m.path = resolve_checkpoint(run_dir_or_file);
   const Checkpoint ckpt = load_checkpoint(m.path);  // weights are copied out; the rest is not kept
   m.config = load_config_text(ckpt.config_yaml, m.path + " (embedded config)");
-  // Shapes only so far: every parameter must be in the (already bounded) file with its
-  // shape, and inference at max_batch must fit the memory budget, before anything is bound.
+  // Shapes only until the checkpoint's tensors match the network and the memory fits: the
+  // config inside a checkpoint may declare anything, the tensors must really be in the file.
   m.net = std::make_unique<Network>(m.config.network);
   check_params(*m.net, ckpt, m.path);
-  m.net->check_fits(max_batch, inference_memory_budget(), m.path, BindMode::inference);
-  m.net->bind(be, max_batch, BindMode::inference);
+  m.net->check_fits_inference(max_batch, inference_budget_bytes(), m.path + " (embedded config)");
+  m.net->bind(be, max_batch, /*training=*/false);
   load_params(*m.net, ckpt, m.path);
   return m;
 }

@@ -1,8 +1,6 @@
-// Bounds, durability and one writer, end to end through the binary: a checkpoint of a few
-// hundred bytes that declares a huge network, an IDX pair whose counts disagree, and a
-// config whose shapes overflow are refused quickly in little memory (the refusing child's
-// peak RSS is measured); a full disk during a checkpoint write exits 3 and leaves the
-// previous checkpoint loadable; a second train into a busy run folder is refused.
+// One writer per run folder and output paths, end to end through the binary: a second
+// train into a busy run folder is refused naming the first; a file given as --out and a
+// --resume before the first checkpoint are refused with what to do.
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -19,6 +17,8 @@
 #include <catch2/catch.hpp>
 
 #include "cli/process.h"
+#include "core/error.h"
+#include "core/fs.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 
@@ -103,99 +103,32 @@ int lines(const std::string& s) {
 
 }  // namespace
 
-TEST_CASE("a checkpoint of a few hundred bytes that declares a huge network is refused fast and small") {
-  std::string dir = scratch_dir("bounds-bomb");
-  // 784 inputs x 1,000,000 hidden: 3.1 GB of weights declared, none present in the file.
-  Checkpoint c;
-  c.config_yaml =
-      "name: bomb\nnetwork:\n  input: [1, 28, 28]\n  layers:\n"
-      "    - {type: fully_connected, name: fc1, num_hidden: 1000000}\n"
-      "    - {type: fully_connected, name: fc2, num_hidden: 10}\n    - {type: softmax_output}\n";
-  c.meta = {{"epoch", "1"}, {"batch", "0"}, {"step", "1"}};
-  std::string bytes = serialize_checkpoint(c);
-  REQUIRE(bytes.size() < 400);
-  std::string path = dir + "/bomb.ckpt";
-  std::ofstream(path, std::ios::binary) << bytes;
-  for (const char* cmd : {"eval", "predict"}) {
-    std::vector<std::string> args{cmd, "--model", path, "--threads", "1"};
-    if (std::string(cmd) == "predict") args.insert(args.end(), {"--input", path});
-    Limited r = run_limited(args, dir);
-    INFO(cmd << ": " << r.err << " rss " << r.max_rss_kb << " kB, " << r.seconds << " s");
-    CHECK(r.code == 2);
-    CHECK(r.err.find("bomb.ckpt") != std::string::npos);
-    CHECK(r.err.find("fc1") != std::string::npos);
-    CHECK(lines(r.err) == 1);
-    CHECK(r.max_rss_kb < 200 * 1024);
-    CHECK(r.seconds < 1.0);
+TEST_CASE("a folder lock refuses a second holder, naming the first's process id, and dies with it") {
+  std::string dir = scratch_dir("durability-lock");
+  int ready[2], done[2];
+  REQUIRE(pipe(ready) == 0);
+  REQUIRE(pipe(done) == 0);
+  pid_t child = fork();
+  if (child == 0) {
+    FolderLock lock(dir, "the run folder");
+    char c = 1;
+    (void)!write(ready[1], &c, 1);
+    (void)!read(done[0], &c, 1);  // hold until told
+    _exit(0);
   }
-}
-
-TEST_CASE("a checkpoint whose network fits its tensors but not the memory budget is refused before binding") {
-  std::string dir = scratch_dir("bounds-budget");
-  Checkpoint c;
-  c.config_yaml =
-      "name: wide\nnetwork:\n  input: [1, 28, 28]\n  layers:\n"
-      "    - {type: fully_connected, name: fc1, num_hidden: 10}\n    - {type: softmax_output}\n";
-  c.meta = {{"epoch", "1"}, {"batch", "0"}, {"step", "1"}};
-  c.tensors.push_back({"param/fc1_weight", Shape{10, 784}, std::vector<float>(7840, 0.f)});
-  c.tensors.push_back({"param/fc1_bias", Shape{10}, std::vector<float>(10, 0.f)});
-  std::string path = dir + "/wide.ckpt";
-  std::ofstream(path, std::ios::binary) << serialize_checkpoint(c);
-  // 1 kB of budget: even this small network does not fit; the message names the budget.
-  RunResult r = run_mnistctl({"eval", "--model", path}, {}, {"MNISTCTL_MEMORY_BUDGET_MB=0.001"});
-  INFO(r.err);
-  CHECK(r.code == 2);
-  CHECK(r.err.find("wide.ckpt") != std::string::npos);
-  CHECK(r.err.find("budget") != std::string::npos);
-}
-
-TEST_CASE("shape arithmetic that overflows 64 bits is refused naming the layer") {
-  std::string dir = scratch_dir("bounds-overflow");
-  std::string cfg = dir + "/overflow.yaml";
-  std::ofstream(cfg) << "name: overflow\nnetwork:\n  input: [1, 4096, 4096]\n  layers:\n"
-                        "    - {type: convolution, name: c1, kernel: [1, 1], pad: [1024, 1024], num_filter: 65536}\n"
-                        "    - {type: convolution, name: c2, kernel: [1, 1], pad: [1024, 1024], num_filter: 65536}\n"
-                        "    - {type: convolution, name: c3, kernel: [1, 1], pad: [1024, 1024], num_filter: 65536}\n"
-                        "    - {type: convolution, name: c4, kernel: [1, 1], pad: [1024, 1024], num_filter: 65536}\n"
-                        "    - {type: fully_connected, name: fc, num_hidden: 1048576}\n"
-                        "    - {type: softmax_output}\n";
-  RunResult r = run_mnistctl({"train", "--config", cfg, "--dry-run"});
-  INFO(r.out << r.err);
-  CHECK(r.code == 2);
-  CHECK(r.err.find("overflow.yaml:") == r.err.find("overflow.yaml"));
-  CHECK(r.err.find("overflows 64 bits") != std::string::npos);
-  CHECK(r.out.find("-") == std::string::npos);  // no negative counts printed
-  CHECK(lines(r.err) == 1);
-}
-
-TEST_CASE("a full disk during a checkpoint write exits 3 in one line and keeps the previous checkpoint") {
-  std::string root = data_root("bounds-efbig-data");
-  REQUIRE_MNIST(root);
-  std::string dir = scratch_dir("bounds-efbig");
-  std::string out = dir + "/run";
-  RunResult first = run_mnistctl(quick_mlp(root, out, 1));
-  REQUIRE(first.code == 0);
-  const auto before = fs::file_size(out + "/last.ckpt");
-  std::ifstream in(out + "/last.ckpt", std::ios::binary);
-  std::string old_bytes((std::istreambuf_iterator<char>(in)), {});
-  // A resumed second epoch whose checkpoint cannot be written: the file-size limit is below
-  // the checkpoint's size (~440 kB), above everything else the run writes.
-  std::vector<std::string> resume = quick_mlp(root, out, 2);
-  resume.push_back("--resume");
-  Limited r = run_limited(resume, dir, static_cast<long>(before / 2));
-  INFO(r.err);
-  CHECK(r.code == 3);
-  CHECK(lines(r.err) == 1);
-  CHECK(r.err.find(".ckpt") != std::string::npos);
-  CHECK(r.err.find("File too large") != std::string::npos);
-  std::ifstream again(out + "/last.ckpt", std::ios::binary);
-  std::string now_bytes((std::istreambuf_iterator<char>(again)), {});
-  CHECK(now_bytes == old_bytes);
-  CHECK_NOTHROW(load_checkpoint(out + "/last.ckpt"));
-  for (const auto& e : fs::recursive_directory_iterator(out))
-    CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
-  RunResult ev = run_mnistctl({"eval", "--model", out, "--data-dir", root});
-  CHECK(ev.code == 0);
+  char c;
+  REQUIRE(read(ready[0], &c, 1) == 1);
+  try {
+    FolderLock second(dir, "the run folder");
+    FAIL("expected the second lock to be refused");
+  } catch (const Error& e) {
+    CHECK(e.code() == kExitUsage);
+    CHECK(std::string(e.what()).find("process " + std::to_string(child)) != std::string::npos);
+  }
+  kill(child, SIGKILL);  // dies holding it: the kernel releases the lock
+  int status = 0;
+  waitpid(child, &status, 0);
+  CHECK_NOTHROW(FolderLock(dir, "the run folder"));
 }
 
 TEST_CASE("a second train into a run folder in use is refused naming the first's process id") {

@@ -1,12 +1,6 @@
 // IDX reading: round trips (raw and gzip), the corpus of broken files, and the real MNIST.
 #include <catch2/catch.hpp>
 
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include <zlib.h>
-
-#include <algorithm>
 #include <array>
 #include <chrono>
 #include <filesystem>
@@ -126,7 +120,8 @@ TEST_CASE("Broken IDX files each give one clear error naming the file") {
   trailing.insert(trailing.end(), {1, 2, 3});
   cases.push_back({"trailing-raw", trailing, false, "3 bytes of trailing data after the 4 images of 28x28"});
   cases.push_back({"trailing-in-gz", gzip_bytes(trailing), false,
-                   "trailing data after the 4 images of 28x28"});
+                   "trailing data after the 4 images of 28x28 the header declares (the file inflates past its "
+                   "declared size)"});
   Bytes garbage_after = good_gz;
   garbage_after.insert(garbage_after.end(), {'j', 'u', 'n', 'k', '!'});
   cases.push_back({"garbage-after-gz", garbage_after, false, "5 bytes of trailing garbage after the gzip data"});
@@ -266,60 +261,4 @@ TEST_CASE("Real MNIST counts / first labels / per-class counts") {
   Dataset few = load_dataset(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz", 100);
   CHECK(few.count == 100);
   CHECK(few.images == Bytes(test.images.begin(), test.images.begin() + 100 * 784));
-}
-
-// Gzip bomb: 300,000 blank images (235 MB inflated, a few hundred kB on disk) beside a label
-// file of 10. The counts are compared from the two headers first, so the images are never
-// inflated: the child that loads them stays far below 200 MB and ends quickly.
-TEST_CASE("an image file whose count disagrees with its labels is refused before it is inflated") {
-  std::string dir = mnistctl::test::scratch_dir("idx-gzip-bomb");
-  std::string images = dir + "/images.gz", labels = dir + "/labels.gz";
-  {
-    gzFile gz = gzopen(images.c_str(), "wb9");
-    REQUIRE(gz);
-    Bytes head;
-    put_be32(head, 0x00000803);
-    put_be32(head, 300000);
-    put_be32(head, 28);
-    put_be32(head, 28);
-    REQUIRE(gzwrite(gz, head.data(), static_cast<unsigned>(head.size())) == static_cast<int>(head.size()));
-    std::vector<uint8_t> zeros(1 << 20, 0);
-    for (int64_t left = int64_t(300000) * 784; left > 0; left -= static_cast<int64_t>(zeros.size())) {
-      unsigned n = static_cast<unsigned>(std::min<int64_t>(left, static_cast<int64_t>(zeros.size())));
-      REQUIRE(gzwrite(gz, zeros.data(), n) == static_cast<int>(n));
-    }
-    REQUIRE(gzclose(gz) == Z_OK);
-  }
-  write_bytes(labels, gzip_bytes(idx_bytes(0x00000801, {10}, Bytes(10, 1))));
-  REQUIRE(std::filesystem::file_size(images) < 1 << 20);
-
-  int msg[2];
-  REQUIRE(pipe(msg) == 0);
-  auto t0 = std::chrono::steady_clock::now();
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(msg[0]);
-    std::string text = "no error";
-    try {
-      load_dataset(images, labels);
-    } catch (const std::exception& e) {
-      text = e.what();
-    }
-    (void)!write(msg[1], text.data(), text.size());
-    _exit(0);
-  }
-  close(msg[1]);
-  std::string text;
-  char buf[512];
-  for (ssize_t n; (n = read(msg[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
-  close(msg[0]);
-  int status = 0;
-  struct rusage ru {};
-  wait4(pid, &status, 0, &ru);
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  INFO(text << "; child peak RSS " << ru.ru_maxrss << " kB, " << seconds << " s");
-  CHECK(text.find("holds 300000 images but") != std::string::npos);
-  CHECK(text.find("holds 10 labels") != std::string::npos);
-  CHECK(ru.ru_maxrss < 200 * 1024);
-  CHECK(seconds < 1.0);
 }
