@@ -161,7 +161,7 @@ TEST_CASE("a second train into a run folder in use is refused naming the first's
   CHECK(again.code == 0);
 }
 
-TEST_CASE("output paths: a file as --out, --resume without a checkpoint, read-only outputs") {
+TEST_CASE("output paths: a file as --out, --resume without a checkpoint") {
   std::string dir = scratch_dir("bounds-outputs");
   std::string file = dir + "/plain-file";
   std::ofstream(file) << "x";
