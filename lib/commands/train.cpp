@@ -2,6 +2,10 @@
 // run's own config on --resume), then hands over to the trainer. Under mpirun it joins the
 // job first (dist/dist.h): rank 0 reads a resumed run's config and broadcasts it, and an
 // error on any rank ends the whole job.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -32,6 +36,13 @@ int train_in_job(const TrainOptions& o, Collective& job) {
   };
   Config cfg;
   std::string out_dir = o.out;
+  // --out must be a folder (or not exist yet): refused before any data loads, --dry-run too.
+  auto check_out = [](const std::string& dir) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+      throw UsageError(fmt::format("--out {}: is a file, expected a run folder", dir));
+  };
+  if (!out_dir.empty()) check_out(out_dir);
   if (!o.resume) {
     cfg = given(sets);
     if (out_dir.empty()) out_dir = "runs/" + cfg.name;
@@ -39,9 +50,16 @@ int train_in_job(const TrainOptions& o, Collective& job) {
     std::string named;  // the name --config (or the built-in LeNet) gives, without overrides
     if (out_dir.empty() || !o.config.empty()) named = given({}).name;
     if (out_dir.empty()) out_dir = "runs/" + named;
+    check_out(out_dir);
     std::string last = out_dir + "/last.ckpt";
     std::string saved;  // data parallelism: rank 0 reads the run folder, the others get its copy
-    if (job.is_root()) saved = load_checkpoint(last).config_yaml;
+    if (job.is_root()) {
+      if (::access(last.c_str(), F_OK) != 0 && errno == ENOENT)
+        throw UsageError(fmt::format("--resume: {} has no checkpoint yet (stopped before its first one?); start "
+                                     "the run again without --resume",
+                                     out_dir));
+      saved = load_checkpoint(last).config_yaml;
+    }
     job.broadcast(saved);
     cfg = load_config_text(saved, last + " (embedded config)", sets);
     if (!o.config.empty() && named != cfg.name)
@@ -50,6 +68,7 @@ int train_in_job(const TrainOptions& o, Collective& job) {
                                    out_dir, cfg.name, o.config, named));
   }
 
+  if (o.out.empty()) check_out(out_dir);
   Network net(cfg.network);
   check_trainable(cfg, net);  // the same checks a real run makes before touching data
   const Precision precision = cfg.train.precision == "bf16" ? Precision::bf16 : Precision::fp32;

@@ -1,6 +1,7 @@
 #include "core/fs.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,6 +107,39 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
   }
   // The rename is durable only once the folder's entry is on disk too.
   sync_folder_of(path);
+}
+
+FolderLock::FolderLock(const std::string& folder, const std::string& what) {
+  path_ = (std::filesystem::path(folder) / ".lock").string();
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw RuntimeError(fmt::format("{}: cannot create lock file: {}", path_, std::strerror(errno)));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    std::string holder;
+    char buf[32] = {};
+    if (::pread(fd_, buf, sizeof buf - 1, 0) > 0) holder = buf;
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    if (e == EWOULDBLOCK)
+      throw UsageError(fmt::format("{}: {} is already in use by process {}; wait for it or use another folder",
+                                   folder, what, holder.empty() ? "(unknown)" : holder));
+    throw RuntimeError(fmt::format("{}: cannot lock: {}", path_, std::strerror(e)));
+  }
+  // The holder's process id, for the message a second writer gets.
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    throw RuntimeError(fmt::format("{}: cannot write lock file: {}", path_, std::strerror(e)));
+  }
+}
+
+FolderLock::~FolderLock() {
+  // The file stays (removing it would race with a process that just opened it); the lock
+  // goes with the descriptor.
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void make_dirs(const std::string& path) {

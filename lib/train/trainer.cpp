@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -141,7 +142,12 @@ class Trainer {
     Optimizer opt(t_.optimizer, *be, net.params());
 
     const std::string ckpt_dir = req_.out_dir + "/checkpoints";
-    if (root()) make_dirs(ckpt_dir);
+    // One writer per run folder: a second train into it refuses (exit 2). Only rank 0 writes.
+    std::optional<FolderLock> run_lock;
+    if (root()) {
+      make_dirs(ckpt_dir);
+      run_lock.emplace(req_.out_dir, "the run folder");
+    }
     const std::string last_path = req_.out_dir + "/last.ckpt";
     int64_t start_epoch = 0, start_batch = 0;
     std::vector<float> resumed_sums;
