@@ -10,6 +10,7 @@ PKGS=(
   catch2 zlib1g-dev libcurl4-openssl-dev libpng-dev
   dataset-fashion-mnist
   libssl-dev
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer with ASan/UBSan
 )
 
 missing=()
