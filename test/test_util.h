@@ -6,7 +6,28 @@
 #include <filesystem>
 #include <string>
 
+#include <catch2/catch.hpp>
+
 namespace mnistctl::test {
+
+// Assertions made so far by the running test case (warnings and INFO excluded): skip_test
+// refuses to turn a test that has already checked something into a skip.
+inline int& assertions_so_far() {
+  static int n = 0;
+  return n;
+}
+struct AssertionCounter : Catch::TestEventListenerBase {
+  using TestEventListenerBase::TestEventListenerBase;
+  void testCaseStarting(const Catch::TestCaseInfo& info) override {
+    TestEventListenerBase::testCaseStarting(info);
+    assertions_so_far() = 0;
+  }
+  bool assertionEnded(const Catch::AssertionStats& stats) override {
+    const Catch::ResultWas::OfType t = stats.assertionResult.getResultType();
+    if (t != Catch::ResultWas::Warning && t != Catch::ResultWas::Info) ++assertions_so_far();
+    return true;
+  }
+};
 
 // The exit code that ctest reads as "skipped" (SKIP_RETURN_CODE on every test; the value
 // comes from test/CMakeLists.txt, the one place it is set).
@@ -19,6 +40,12 @@ constexpr int kSkipReturnCode = MNISTCTL_TEST_SKIP_CODE;
 // or, outside CI, missing test data; called before the test asserts anything, so a skip can
 // never hide a failed check.
 [[noreturn]] inline void skip_test(const std::string& why) {
+  if (assertions_so_far() > 0) {
+    std::printf("FAIL: test skipped after %d assertion(s) (a skip must come first): %s\n", assertions_so_far(),
+                why.c_str());
+    std::fflush(stdout);
+    std::exit(1);
+  }
   std::printf("SKIP: %s\n", why.c_str());
   std::fflush(stdout);
   std::exit(kSkipReturnCode);
@@ -55,3 +82,6 @@ inline std::string scratch_dir(const std::string& name) {
 }
 
 }  // namespace mnistctl::test
+
+using mnistctl_test_AssertionCounter = mnistctl::test::AssertionCounter;  // the macro needs a plain name
+CATCH_REGISTER_LISTENER(mnistctl_test_AssertionCounter)
