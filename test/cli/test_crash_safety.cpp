@@ -209,8 +209,8 @@ TEST_CASE("train killed with SIGKILL at random moments resumes to the same predi
     const bool resume = done > 0;
     if (!resume) fs::remove_all(run);  // nothing to resume: start the run afresh
     const bool last_attempt = kills >= kKills;
-    // Odd kills wait for the k-th checkpoint write of this attempt (two per epoch: the
-    // epoch file, then last.ckpt) and land inside it; even ones wait for a random number of
+    // Kills 2 and 4 wait for the k-th checkpoint write of this attempt (two per epoch: the
+    // epoch file, then last.ckpt) and land inside it; kills 1, 3 and 5 wait for a random number of
     // progress lines plus up to 80 ms.
     const bool in_write = kills % 2 == 1;
     const int remaining = kEpochs - done;
