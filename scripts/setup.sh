@@ -10,8 +10,17 @@ PKGS=(
   catch2 zlib1g-dev libcurl4-openssl-dev libpng-dev
   dataset-fashion-mnist
   libssl-dev
+  libonnx-dev libprotobuf-dev
+  nlohmann-json3-dev                   # mnistctl report: reads metrics.jsonl
+  chromium fonts-dejavu-core            # the report's browser test (headless screenshot)
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer with ASan/UBSan
 )
+
+# Node.js and npm run the export tests' ONNX Runtime check (onnxruntime-node, from the npm
+# registry). A node already on the PATH, from whatever source, is used as it is.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -67,4 +67,24 @@ struct BenchOptions {
 };
 int run_bench(const BenchOptions& o);
 
+struct ExportOptions {
+  std::string model;                  // run folder or checkpoint file
+  std::string checkpoint;             // run folder: best | last (empty: last)
+  std::string format;                 // onnx; empty: from the output's extension
+  std::string output;                 // the file to write
+  bool logits = false;                // also output `logits` (the scores before the softmax)
+  bool force = false;                 // replace an existing output file
+};
+// Exit 2 (one line) in a build without ONNX export (MNISTCTL_ENABLE_ONNX=OFF).
+int run_export(const ExportOptions& o);
+
+// mnistctl report: one self-contained HTML page about a run folder (lib/report).
+struct ReportOptions {
+  RunContext run;                     // where the checkpoint is evaluated on the test set
+  std::string run_dir;                // the run folder
+  std::string output;                 // empty: <run_dir>/report.html; an existing file must be a report
+  std::string tool_version;           // shown in the page, e.g. "mnistctl 0.1.0"
+};
+int run_report(const ReportOptions& o);
+
 }  // namespace mnistctl

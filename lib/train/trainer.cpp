@@ -54,11 +54,6 @@ struct StopSignalGuard {
 
 int interrupted_exit_code() { return 128 + static_cast<int>(g_interrupted); }
 
-double physical_memory_bytes() {
-  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
-}
-
 // Dataset and epoch order living in backend memory.
 struct DeviceData {
   Buffer images, labels, order;
