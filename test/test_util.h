@@ -16,15 +16,23 @@ inline int& assertions_so_far() {
   static int n = 0;
   return n;
 }
+// Each file that includes this header registers the listener once; only the first instance
+// counts, so the figure is the same however many files an executable has.
+inline int& assertion_counters_made() {
+  static int n = 0;
+  return n;
+}
 struct AssertionCounter : Catch::TestEventListenerBase {
-  using TestEventListenerBase::TestEventListenerBase;
+  explicit AssertionCounter(const Catch::ReporterConfig& config)
+      : TestEventListenerBase(config), counts_(assertion_counters_made()++ == 0) {}
+  const bool counts_;
   void testCaseStarting(const Catch::TestCaseInfo& info) override {
     TestEventListenerBase::testCaseStarting(info);
     assertions_so_far() = 0;
   }
   bool assertionEnded(const Catch::AssertionStats& stats) override {
     const Catch::ResultWas::OfType t = stats.assertionResult.getResultType();
-    if (t != Catch::ResultWas::Warning && t != Catch::ResultWas::Info) ++assertions_so_far();
+    if (counts_ && t != Catch::ResultWas::Warning && t != Catch::ResultWas::Info) ++assertions_so_far();
     return true;
   }
 };
