@@ -110,13 +110,18 @@ parity() {
   tail -3 "$log"
   if ! grep -q "^testing gpu:" "$log"; then
     echo "parity: the gpu backend was NOT tested:"
-    run "$bundle/bin/test_backend_ops" -s "backends under test" 2>&1 | grep -E "SKIP|testing" | head -5
+    run "$bundle/bin/test_backend_ops" -s "backends under test" 2>&1 | grep -E "gpu|testing" | head -5
     return 1
   fi
   grep "^testing " "$log"
-  # The worst relative difference of every gpu comparison.
-  awk '$1 == "gpu" && /max rel/ { rel = $NF + 0; n++; if (rel > worst) { worst = rel; what = $0 } }
-       END { printf "parity: %d gpu comparisons with ref, worst max rel %.3e:\n  %s\n", n, worst, what }' "$log"
+  # The worst relative difference of every gpu comparison. A value that is not a finite
+  # number (nan, inf) is a failure of its own, never read as 0.
+  awk '$1 == "gpu" && /max rel/ {
+         n++
+         if ($NF !~ /^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/) { bad++; print "parity: not a finite difference: " $0; next }
+         rel = $NF + 0; if (rel > worst) { worst = rel; what = $0 } }
+       END { printf "parity: %d gpu comparisons with ref, worst max rel %.3e:\n  %s\n", n, worst, what
+             if (bad) { printf "parity: %d comparisons with a non-finite difference\n", bad; exit 1 } }' "$log" || rc=1
   return $rc
 }
 

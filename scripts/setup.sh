@@ -14,6 +14,7 @@ PKGS=(
   nlohmann-json3-dev                   # mnistctl report: reads metrics.jsonl
   chromium fonts-dejavu-core            # the report's browser test (headless screenshot)
   libopenmpi-dev openmpi-bin
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer with ASan/UBSan
 )
 
 # Node.js and npm run the export tests' ONNX Runtime check (onnxruntime-node, from the npm

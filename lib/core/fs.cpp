@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -31,6 +32,17 @@ std::vector<uint8_t> read_file(const std::string& path) {
 }
 
 namespace {
+// TEST-ONLY HOOK (test/cli/test_crash_safety.cpp): MNISTCTL_TEST_WRITE_DELAY_MS=<ms> holds
+// each finished, fsynced temporary file that long before the rename, so that a test can kill
+// the process inside a checkpoint write. Unset (as in every normal use) it does nothing.
+void test_only_write_delay() {
+  static const long ms = [] {
+    const char* v = std::getenv("MNISTCTL_TEST_WRITE_DELAY_MS");
+    return v && *v ? std::strtol(v, nullptr, 10) : 0L;
+  }();
+  if (ms > 0) ::usleep(static_cast<useconds_t>(std::min(ms, 10000L)) * 1000);
+}
+
 // Plain write, for targets that are not regular files (/dev/null, /dev/stdout, a FIFO):
 // renaming over them would replace the device node itself.
 void write_in_place(const std::string& path, const void* data, size_t size) {
@@ -100,6 +112,7 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     ::unlink(tmp.c_str());
     throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
   }
+  test_only_write_delay();
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int e2 = errno;
     ::unlink(tmp.c_str());
