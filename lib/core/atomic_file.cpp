@@ -6,14 +6,31 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace mnistctl {
+namespace {
+
+// TEST-ONLY HOOK (test/cli/test_crash_safety.cpp): MNISTCTL_TEST_WRITE_DELAY_MS=<ms> holds
+// each finished, fsynced temporary file that long before the rename, so that a test can kill
+// the process inside a checkpoint write. Unset (as in every normal use) it does nothing.
+void test_only_write_delay() {
+  static const long ms = [] {
+    const char* v = std::getenv("MNISTCTL_TEST_WRITE_DELAY_MS");
+    return v && *v ? std::strtol(v, nullptr, 10) : 0L;
+  }();
+  if (ms > 0) ::usleep(static_cast<useconds_t>(std::min(ms, 10000L)) * 1000);
+}
+
+}  // namespace
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   struct stat st;
@@ -26,13 +43,8 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   }
   tmp_ = fmt::format("{}.tmp.{}", path, ::getpid());
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) {
-    // As write_file_atomic: a folder that isn't there or can't be written is the caller's path.
-    int e = errno;
-    std::string msg = fmt::format("{}: cannot create: {}", path, std::strerror(e));
-    if (e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS) throw UsageError(msg);
-    throw RuntimeError(msg);
-  }
+  // Every failure to write an output is an I/O failure (exit 3), whichever command hits it.
+  if (fd_ < 0) throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
 }
 
 AtomicFile::~AtomicFile() {
@@ -40,9 +52,9 @@ AtomicFile::~AtomicFile() {
   if (!committed_ && !tmp_.empty()) ::unlink(tmp_.c_str());
 }
 
-void AtomicFile::write(const std::string& data) {
-  const char* p = data.data();
-  size_t left = data.size();
+void AtomicFile::write(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  size_t left = size;
   while (left > 0) {
     ssize_t w = ::write(fd_, p, left);
     if (w < 0 && errno == EINTR) continue;
@@ -64,19 +76,12 @@ void AtomicFile::commit() {
   int rc = ::close(fd_);
   fd_ = -1;
   if (rc != 0) throw RuntimeError(fmt::format("{}: write failed: {}", path_, std::strerror(errno)));
+  test_only_write_delay();
   if (::rename(tmp_.c_str(), path_.c_str()) != 0)
     throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path_, std::strerror(errno)));
   committed_ = true;
   // The rename is durable only once the folder's entry is on disk.
-  std::string dir = std::filesystem::path(path_).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    int frc = ::fsync(dfd);
-    int e = errno;
-    ::close(dfd);
-    if (frc != 0 && e != EINVAL)  // EINVAL: a file system that can't sync folders
-      throw RuntimeError(fmt::format("{}: cannot sync its folder: {}", path_, std::strerror(e)));
-  }
+  sync_folder_of(path_);
 }
 
 }  // namespace mnistctl

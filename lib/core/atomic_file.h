@@ -6,10 +6,12 @@
 // renames it over `path` and fsyncs the folder. A writer destroyed without commit() (an
 // error, an exception) removes its temporary file, so a failed run leaves the previous file
 // (if any) untouched. A target that exists and is not a regular file (/dev/null, a FIFO) is
-// written in place, as write_file_atomic does. Opening fails at once (before any work) with
-// the same errors as write_file_atomic.
+// written in place. Opening fails at once (before any work); every failure is a RuntimeError
+// (exit 3) naming `path`, except a folder in its place (exit 2). write_file_atomic is this class
+// with one write.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace mnistctl {
@@ -21,7 +23,8 @@ class AtomicFile {
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
 
-  void write(const std::string& data);
+  void write(const void* data, size_t size);
+  void write(const std::string& data) { write(data.data(), data.size()); }
   void commit();
 
  private:
