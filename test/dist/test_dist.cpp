@@ -281,6 +281,26 @@ TEST_CASE("Ctrl-C under mpirun stops every rank with one checkpoint and resume e
   }
 }
 
+TEST_CASE("ranks whose parameters drift apart stop the job after the epoch with exit 3") {
+  // Two programs under one mpirun (MPMD): the second rank's learning rate differs, so the same
+  // summed gradients move its parameters elsewhere and the per-epoch checksum must catch it.
+  std::string root = data_root("dist-drift");
+  const std::string out = scratch_dir("dist-drift-run") + "/run";
+  std::vector<std::string> train = {"train", "--config", config_path("mlp.yaml"), "--data-dir", root, "--out", out,
+                                    "--epochs", "2", "--threads", "1", "--set", "data.train_limit=1000",
+                                    "--set", "data.test_limit=200"};
+  std::vector<std::string> a = {"-q", "--oversubscribe", "--bind-to", "none", "-np", "1", MNISTCTL_EXE};
+  a.insert(a.end(), train.begin(), train.end());
+  a.insert(a.end(), {":", "-np", "1", MNISTCTL_EXE});
+  a.insert(a.end(), train.begin(), train.end());
+  a.insert(a.end(), {"--set", "train.learning_rate=0.05"});
+  RunResult r = run_program(MNISTCTL_MPIEXEC, a, {}, kRootOk);
+  INFO(r.out << r.err);
+  CHECK(r.code == 3);
+  CHECK(r.err.find("ranks hold different parameters after epoch 1") != std::string::npos);
+  CHECK(r.out.find("Epoch[2]") == std::string::npos);  // stopped before the second epoch
+}
+
 TEST_CASE("a global batch that does not split over the ranks is refused with one line") {
   std::string root = data_root("dist-refuse");
   RunResult r = mpirun(2, {"train", "--config", config_path("mlp.yaml"), "--data-dir", root, "--out",
