@@ -34,11 +34,13 @@ ASAN_DIR=${ASAN_BUILD_DIR:-$BUILD_DIR-asan}
 SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMNISTCTL_ENABLE_CUDA=OFF "${launcher[@]}" \
+# MPI is off there: Open MPI's own plugins leak at exit under LeakSanitizer (reported from
+# unloaded modules, so they cannot be suppressed by name); the dist tests run in the main build.
+cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMNISTCTL_ENABLE_CUDA=OFF -DMNISTCTL_ENABLE_MPI=OFF "${launcher[@]}" \
   -DCMAKE_CXX_FLAGS="$SAN_FLAGS" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
   -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
 cmake --build "$ASAN_DIR" -j"$JOBS"
-ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:quarantine_size_mb=8} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
   ctest --test-dir "$ASAN_DIR" --output-on-failure -j"$JOBS"
 
 # Each libFuzzer target for FUZZ_SECONDS under ASan + UBSan (clang-14; scripts/fuzz.sh).

@@ -393,7 +393,14 @@ TEST_CASE("predict streams a large IDX file in bounded memory and writes its out
   REQUIRE(m.code == 0);
   WARN("predict over " << n << " images: peak RSS " << m.max_rss_mb << " MB");
   CHECK(m.max_rss_mb > 0);
-  CHECK(m.max_rss_mb < 100);  // holding the images whole would take 118 MB more than the ~40 MB measured
+  // Holding the images whole would take 118 MB more than the ~40 MB measured. Under
+  // AddressSanitizer (scripts/test.sh, quarantine 8 MB) its shadow memory and allocator add
+  // about 50 MB: the bound moves by that, still below what holding the images would cost.
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(m.max_rss_mb < 150);
+#else
+  CHECK(m.max_rss_mb < 100);
+#endif
   std::ifstream in(dir + "/p.csv");
   int64_t rows = 0;
   std::string first, last;
