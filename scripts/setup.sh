@@ -11,6 +11,10 @@ PKGS=(
   dataset-fashion-mnist
   libssl-dev
   libonnx-dev libprotobuf-dev
+  nlohmann-json3-dev                   # mnistctl report: reads metrics.jsonl
+  chromium fonts-dejavu-core            # the report's browser test (headless screenshot)
+  libopenmpi-dev openmpi-bin
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer with ASan/UBSan
 )
 
 # Node.js and npm run the export tests' ONNX Runtime check (onnxruntime-node, from the npm

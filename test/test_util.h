@@ -1,19 +1,83 @@
 // Helpers shared by the tests.
 #pragma once
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
+#include <catch2/catch.hpp>
+
 namespace mnistctl::test {
 
+// Assertions made so far by the running test case (warnings and INFO excluded): skip_test
+// refuses to turn a test that has already checked something into a skip.
+inline int& assertions_so_far() {
+  static int n = 0;
+  return n;
+}
+// Each file that includes this header registers the listener once; only the first instance
+// counts, so the figure is the same however many files an executable has.
+inline int& assertion_counters_made() {
+  static int n = 0;
+  return n;
+}
+struct AssertionCounter : Catch::TestEventListenerBase {
+  explicit AssertionCounter(const Catch::ReporterConfig& config)
+      : TestEventListenerBase(config), counts_(assertion_counters_made()++ == 0) {}
+  const bool counts_;
+  void testCaseStarting(const Catch::TestCaseInfo& info) override {
+    TestEventListenerBase::testCaseStarting(info);
+    assertions_so_far() = 0;
+  }
+  bool assertionEnded(const Catch::AssertionStats& stats) override {
+    const Catch::ResultWas::OfType t = stats.assertionResult.getResultType();
+    if (counts_ && t != Catch::ResultWas::Warning && t != Catch::ResultWas::Info) ++assertions_so_far();
+    return true;
+  }
+};
+
+// The exit code that ctest reads as "skipped" (SKIP_RETURN_CODE on every test; the value
+// comes from test/CMakeLists.txt, the one place it is set).
+#ifndef MNISTCTL_TEST_SKIP_CODE
+#error "MNISTCTL_TEST_SKIP_CODE comes with MNISTCTL_TEST_DEFS (test/CMakeLists.txt)"
+#endif
+constexpr int kSkipReturnCode = MNISTCTL_TEST_SKIP_CODE;
+
+// Ends the test process as skipped, saying why. Only for missing hardware (no GPU, no BF16)
+// or, outside CI, missing test data; called before the test asserts anything, so a skip can
+// never hide a failed check.
+[[noreturn]] inline void skip_test(const std::string& why) {
+  if (assertions_so_far() > 0) {
+    std::printf("FAIL: test skipped after %d assertion(s) (a skip must come first): %s\n", assertions_so_far(),
+                why.c_str());
+    std::fflush(stdout);
+    std::exit(1);
+  }
+  std::printf("SKIP: %s\n", why.c_str());
+  std::fflush(stdout);
+  std::exit(kSkipReturnCode);
+}
+
+// Test data (the real MNIST files, a Debian dataset package) that is absent: with CI set in
+// the environment the test fails, since a green CI run must have run it; elsewhere it skips.
+[[noreturn]] inline void missing_test_data(const std::string& what) {
+  if (const char* ci = std::getenv("CI"); ci && *ci) {
+    std::printf("FAIL: %s (CI is set: missing test data is a failure, not a skip)\n", what.c_str());
+    std::fflush(stdout);
+    std::exit(1);
+  }
+  skip_test(what);
+}
+
 // The real MNIST files: $MNISTCTL_TEST_MNIST, else ../shared/datasets/mnist beside the
-// checkout. Empty when absent (tests then SKIP with a message).
+// checkout. Empty when absent (tests then call missing_test_data).
 inline std::string mnist_dir() {
-  if (const char* d = std::getenv("MNISTCTL_TEST_MNIST"); d && *d) return d;
-  std::filesystem::path p = std::filesystem::path(MNISTCTL_SOURCE_DIR) / ".." / "shared" /
-                            "datasets" / "mnist";
-  if (std::filesystem::exists(p / "t10k-images-idx3-ubyte.gz")) return p.lexically_normal().string();
+  namespace fs = std::filesystem;
+  auto has_mnist = [](const fs::path& p) { return fs::exists(p / "t10k-images-idx3-ubyte.gz"); };
+  if (const char* d = std::getenv("MNISTCTL_TEST_MNIST"); d && *d) return has_mnist(d) ? d : "";
+  fs::path p = fs::path(MNISTCTL_SOURCE_DIR) / ".." / "shared" / "datasets" / "mnist";
+  if (has_mnist(p)) return p.lexically_normal().string();
   return "";
 }
 
@@ -26,3 +90,6 @@ inline std::string scratch_dir(const std::string& name) {
 }
 
 }  // namespace mnistctl::test
+
+using mnistctl_test_AssertionCounter = mnistctl::test::AssertionCounter;  // the macro needs a plain name
+CATCH_REGISTER_LISTENER(mnistctl_test_AssertionCounter)

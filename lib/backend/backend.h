@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend/tensor.h"
+#include "core/error.h"
 
 namespace mnistctl {
 
@@ -145,6 +146,23 @@ class Backend {
   // Adam (Kingma & Ba) with L2 weight decay added to the gradient; step counts from 1.
   virtual void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, float lr, float beta1,
                            float beta2, float eps, float wd, int64_t step) = 0;
+
+  // ---- data parallelism (called by lib/dist only; a single process never calls them) ----
+  // True where tensors are host memory that MPI may read and write in place (ref, cpu):
+  // lib/dist then reduces them itself. Otherwise it uses the device collective below.
+  virtual bool host_memory() const { return false; }
+  // The device collective (CUDA: NCCL, loaded on first use). comm_id_bytes() == 0: none.
+  virtual size_t comm_id_bytes() const { return 0; }
+  // Rank 0: writes a fresh communicator id of comm_id_bytes() bytes (ncclGetUniqueId).
+  virtual void comm_make_id(void* /*id*/) { throw RuntimeError(name() + ": no device collective"); }
+  // Every rank, with rank 0's id (lib/dist broadcasts it over MPI): joins the communicator
+  // of `size` ranks as `rank`; returns once all have joined (ncclCommInitRank).
+  virtual void comm_init(const void* /*id*/, int /*rank*/, int /*size*/) {
+    throw RuntimeError(name() + ": no device collective");
+  }
+  // t = the sum of t over all ranks, in place, queued on the backend's stream after the
+  // work before it (ncclAllReduce): the optimizer step queued next sees the sum.
+  virtual void comm_allreduce_sum(Tensor& /*t*/) { throw RuntimeError(name() + ": no device collective"); }
 };
 
 // The arithmetic of convolutions and fully-connected layers. bf16: their inputs

@@ -51,9 +51,11 @@ int run_eval(const EvalOptions& o);
 struct PredictOptions {
   RunContext run;
   std::string model;
-  std::vector<std::string> inputs;    // IDX, PGM or PNG files; empty: the test set
+  std::vector<std::string> inputs;    // IDX, PGM or PNG files or folders of them; empty: the test set
   std::string output;                 // empty: stdout
-  std::string format = "csv";         // csv | json
+  std::string format;                 // csv | json; empty: from --output's extension, else csv
+  bool raw = false;                   // pictures used as stored, no preprocessing (docs/predict.md)
+  std::string save_preprocessed;      // folder: one PGM per image, what the network saw
   std::string dataset;                // test set when no --input (empty: the model's own)
 };
 int run_predict(const PredictOptions& o);
@@ -80,6 +82,15 @@ struct ExportOptions {
 };
 // Exit 2 (one line) in a build without ONNX export (MNISTCTL_ENABLE_ONNX=OFF).
 int run_export(const ExportOptions& o);
+
+// mnistctl report: one self-contained HTML page about a run folder (lib/report).
+struct ReportOptions {
+  RunContext run;                     // where the checkpoint is evaluated on the test set
+  std::string run_dir;                // the run folder
+  std::string output;                 // empty: <run_dir>/report.html; an existing file must be a report
+  std::string tool_version;           // shown in the page, e.g. "mnistctl 0.1.0"
+};
+int run_report(const ReportOptions& o);
 
 // `mnistctl info`: what a run folder or checkpoint holds, read on the host (no backend).
 struct InfoOptions {

@@ -7,6 +7,7 @@
 #include "commands/commands.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "data/catalog.h"
 #include "data/dataset.h"
 #include "train/metrics.h"
 #include "commands/open_model.h"
@@ -29,11 +30,12 @@ int run_eval(const EvalOptions& o) {
                 });
   EvalResult r = acc.result();
   if (o.json) {
-    EvalSource src{m.path, dataset + " (test)", be->name(), o.min_accuracy};
+    EvalSource src{m.path, dataset + " (test)", be->name(), o.min_accuracy,
+                   find_dataset(dataset).class_names};
     std::fputs((format_eval_json(r, src) + "\n").c_str(), stdout);
   } else {
     std::fputs(fmt::format("model: {}\ndataset: {} (test set)\nbackend: {}\n{}", m.path, dataset,
-                           be->name(), format_eval_text(r))
+                           be->name(), format_eval_text(r, find_dataset(dataset).class_names))
                    .c_str(),
                stdout);
   }

@@ -1,18 +1,26 @@
 // `mnistctl train`: resolves the config (file or built-in, --set and flag overrides, or the
-// run's own config on --resume), then hands over to the trainer.
+// run's own config on --resume), then hands over to the trainer. Under mpirun it joins the
+// job first (dist/dist.h): rank 0 reads a resumed run's config and broadcasts it, and an
+// error on any rank ends the whole job.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 
 #include <fmt/format.h>
 
 #include "commands/commands.h"
 #include "core/error.h"
+#include "dist/dist.h"
 #include "nn/network.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace mnistctl {
+namespace {
 
-int run_train(const TrainOptions& o) {
+int train_in_job(const TrainOptions& o, Collective& job) {
   // The flags are applied after every --set, so an explicit flag wins over --set of the same
   // key whatever their order on the command line (docs/config.md).
   std::vector<std::string> sets = o.sets;
@@ -31,6 +39,13 @@ int run_train(const TrainOptions& o) {
   };
   Config cfg;
   std::string out_dir = o.out;
+  // --out must be a folder (or not exist yet): refused before any data loads, --dry-run too.
+  auto check_out = [](const std::string& dir) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+      throw UsageError(fmt::format("--out {}: is a file, expected a run folder", dir));
+  };
+  if (!out_dir.empty()) check_out(out_dir);
   if (!o.resume) {
     cfg = given(sets);
     if (out_dir.empty()) out_dir = "runs/" + cfg.name;
@@ -38,8 +53,18 @@ int run_train(const TrainOptions& o) {
     std::string named;  // the name --config (or the built-in LeNet) gives, without overrides
     if (out_dir.empty() || !o.config.empty()) named = given({}).name;
     if (out_dir.empty()) out_dir = "runs/" + named;
+    check_out(out_dir);
     std::string last = out_dir + "/last.ckpt";
-    cfg = load_config_text(load_checkpoint(last).config_yaml, last + " (embedded config)", sets);
+    std::string saved;  // data parallelism: rank 0 reads the run folder, the others get its copy
+    if (job.is_root()) {
+      if (::access(last.c_str(), F_OK) != 0 && errno == ENOENT)
+        throw UsageError(fmt::format("--resume: {} has no checkpoint yet (stopped before its first one?); start "
+                                     "the run again without --resume",
+                                     out_dir));
+      saved = load_checkpoint(last).config_yaml;
+    }
+    job.broadcast(saved);
+    cfg = load_config_text(saved, last + " (embedded config)", sets);
     if (!o.config.empty() && named != cfg.name)
       throw UsageError(fmt::format("--resume: {} holds a run of '{}', but --config {} is '{}' (leave out "
                                    "--config to resume the run as it was)",
@@ -58,10 +83,16 @@ int run_train(const TrainOptions& o) {
     }
   }
 
+  if (o.out.empty()) check_out(out_dir);
   Network net(cfg.network);
   check_trainable(cfg, net);  // the same checks a real run makes before touching data
   const Precision precision = cfg.train.precision == "bf16" ? Precision::bf16 : Precision::fp32;
   check_precision(o.run.ctx, precision, "train.precision");
+  if (job.size() > 1 && cfg.train.batch_size % job.size() != 0)
+    throw UsageError(fmt::format("train.batch_size {} cannot be split evenly over {} MPI ranks: use a multiple of {} "
+                                 "(it is the global batch; each rank takes batch_size / ranks)",
+                                 cfg.train.batch_size, job.size(), job.size()));
+  if (o.dry_run && !job.is_root()) return kExitOk;
   if (o.dry_run) {
     const TrainSpec& t = cfg.train;
     std::fputs(fmt::format("{} ({})\n{}dataset {}, {} epochs, batch {}, {} at learning rate {:g} ({} schedule), "
@@ -84,7 +115,19 @@ int run_train(const TrainOptions& o) {
   req.backend.deterministic = cfg.train.deterministic;
   req.backend.allow_tf32 = cfg.train.allow_tf32;
   req.backend.precision = precision;
+  req.collective = &job;
   return train_network(req);
+}
+
+}  // namespace
+
+int run_train(const TrainOptions& o) {
+  std::unique_ptr<Collective> job = dist::join();  // a single process unless started by mpirun
+  try {
+    return train_in_job(o, *job);
+  } catch (...) {
+    dist::fail(*job, std::current_exception());  // one rank: rethrows; several: aborts the job
+  }
 }
 
 }  // namespace mnistctl

@@ -1,9 +1,11 @@
 #include "core/fs.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace mnistctl {
@@ -29,28 +32,6 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return data;
 }
 
-namespace {
-// Plain write, for targets that are not regular files (/dev/null, /dev/stdout, a FIFO):
-// renaming over them would replace the device node itself.
-void write_in_place(const std::string& path, const void* data, size_t size) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) throw RuntimeError(fmt::format("{}: cannot open for writing: {}", path, std::strerror(errno)));
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t w = ::write(fd, p, size);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int e = errno;
-      ::close(fd);
-      throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
-    }
-    p += w;
-    size -= static_cast<size_t>(w);
-  }
-  if (::close(fd) != 0) throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(errno)));
-}
-}  // namespace
-
 void sync_folder_of(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
@@ -65,47 +46,42 @@ void sync_folder_of(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    if (S_ISDIR(st.st_mode)) throw UsageError(fmt::format("{}: is a folder, expected a file name", path));
-    write_in_place(path, data, size);
-    return;
+  AtomicFile f(path);
+  f.write(data, size);
+  f.commit();
+}
+
+FolderLock::FolderLock(const std::string& folder, const std::string& what) {
+  path_ = (std::filesystem::path(folder) / ".lock").string();
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw RuntimeError(fmt::format("{}: cannot create lock file: {}", path_, std::strerror(errno)));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    std::string holder;
+    char buf[32] = {};
+    if (::pread(fd_, buf, sizeof buf - 1, 0) > 0) holder = buf;
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    if (e == EWOULDBLOCK)
+      throw UsageError(fmt::format("{}: {} is already in use by process {}; wait for it or use another folder",
+                                   folder, what, holder.empty() ? "(unknown)" : holder));
+    throw RuntimeError(fmt::format("{}: cannot lock: {}", path_, std::strerror(e)));
   }
-  std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    // Every failure to write an output is an I/O failure (exit 3), whichever command hits it.
-    throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
+  // The holder's process id, for the message a second writer gets.
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    throw RuntimeError(fmt::format("{}: cannot write lock file: {}", path_, std::strerror(e)));
   }
-  const char* p = static_cast<const char*>(data);
-  size_t left = size;
-  while (left > 0) {
-    ssize_t w = ::write(fd, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
-    }
-    p += w;
-    left -= static_cast<size_t>(w);
-  }
-  // close() is checked separately: on some file systems it is where a write error shows.
-  int synced = ::fsync(fd), e = errno;
-  int closed = ::close(fd);
-  if (synced == 0 && closed != 0) e = errno;
-  if (synced != 0 || closed != 0) {
-    ::unlink(tmp.c_str());
-    throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e2 = errno;
-    ::unlink(tmp.c_str());
-    throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path, std::strerror(e2)));
-  }
-  // The rename is durable only once the folder's entry is on disk too.
-  sync_folder_of(path);
+}
+
+FolderLock::~FolderLock() {
+  // The file stays (removing it would race with a process that just opened it); the lock
+  // goes with the descriptor.
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void make_dirs(const std::string& path) {

@@ -23,6 +23,23 @@ inline void write_file_atomic(const std::string& path, const std::string& text) 
 // Throws RuntimeError (exit 3) naming the path when that fails.
 void sync_folder_of(const std::string& path);
 
+// One writer per folder: an exclusive flock on `<folder>/.lock`, held for the object's life
+// and released by the kernel if the process dies (no stale lock to clean up). The file
+// holds the holder's process id. A folder already locked by another process is refused with
+// UsageError (exit 2) naming that process; failing to create the lock is a RuntimeError.
+// `what` names the folder's role in the message ("the run folder").
+class FolderLock {
+ public:
+  FolderLock(const std::string& folder, const std::string& what);
+  ~FolderLock();
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 // Creates a folder and its parents; throws RuntimeError naming it on failure.
 void make_dirs(const std::string& path);
 

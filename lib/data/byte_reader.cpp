@@ -18,6 +18,7 @@ ByteReader::ByteReader(const std::string& path) : path_(path) {
   struct stat st {};
   if (::fstat(fileno(f_), &st) != 0 || !S_ISREG(st.st_mode)) {
     std::fclose(f_);
+    if (S_ISDIR(st.st_mode)) throw UsageError(fmt::format("{}: is a folder, expected a data file", path));
     throw UsageError(fmt::format("{}: not a regular file", path));
   }
   file_size_ = static_cast<int64_t>(st.st_size);

@@ -1,4 +1,4 @@
-// Loading and MNIST-style preparation of user images (see image.h).
+// Decoding of user images within a budget, and their MNIST-style preparation (see image.h).
 #include "data/image.h"
 
 #include <algorithm>
@@ -21,8 +21,9 @@ namespace {
 void check_size(const std::string& path, int64_t w, int64_t h) {
   if (w < 1 || h < 1 || w > kImageMaxSide || h > kImageMaxSide || w * h > kImageMaxPixels)
     throw UsageError(fmt::format(
-        "{}: image is {}x{}: refused (each side must be 1..{} and at most {} M pixels)", path, w,
-        h, kImageMaxSide, kImageMaxPixels >> 20));
+        "{}: image is {}x{}: refused: a digit image may have at most {} pixels per side and {} "
+        "megapixels in all (scale it down first)", path, w, h, kImageMaxSide,
+        kImageMaxPixels >> 20));
 }
 
 // ---- PGM --------------------------------------------------------------------------------
@@ -147,6 +148,10 @@ std::vector<uint8_t> decode_png(const std::vector<uint8_t>& d, const std::string
   if (setjmp(r.jump)) throw UsageError(fmt::format("{}: PNG: {}", path, r.error));
 
   png_set_read_fn(png, &r, png_on_read);
+  // Ancillary chunks (text, ICC profiles) are decompressed by libpng into memory of its own:
+  // bound them so that a small file can't expand into a large allocation.
+  png_set_chunk_malloc_max(png, 1 << 20);
+  png_set_chunk_cache_max(png, 128);
   png_read_info(png, info);
   const png_uint_32 pw = png_get_image_width(png, info), ph = png_get_image_height(png, info);
   check_size(path, pw, ph);  // before any pixel memory
@@ -244,20 +249,19 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
   if (static_cast<int64_t>(gray.size()) != w * h)
     throw UsageError(fmt::format("{}: {} pixels for a {}x{} image", what, gray.size(), w, h));
 
-  // Polarity from the border: MNIST is light ink on black.
-  double border = 0;
-  int64_t nb = 0;
+  // Polarity and background from the border: MNIST is light ink on black. The median, not the
+  // mean, so that a digit touching the frame (drawn in a corner) does not shift the background.
+  std::vector<uint8_t> edge;
+  edge.reserve(static_cast<size_t>(2 * (w + h)));
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x)
-      if (y == 0 || x == 0 || y == h - 1 || x == w - 1) {
-        border += gray[static_cast<size_t>(y * w + x)];
-        ++nb;
-      }
-  border /= static_cast<double>(nb);
+      if (y == 0 || x == 0 || y == h - 1 || x == w - 1) edge.push_back(gray[static_cast<size_t>(y * w + x)]);
+  std::nth_element(edge.begin(), edge.begin() + static_cast<std::ptrdiff_t>(edge.size() / 2), edge.end());
+  const double border = edge[edge.size() / 2];
   const bool invert = border > 127.5;
 
   // Ink, after the polarity decision: pixels brighter than the background (the border's
-  // mean). The same test for every size, 28x28 included: a blank, uniform or nearly uniform
+  // median). The same test for every size, 28x28 included: a blank, uniform or nearly uniform
   // image is not a digit, and classifying it would be a silently wrong answer.
   std::vector<float> g(gray.size());
   float mx = 0;
@@ -269,13 +273,6 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
   if (mx - bg < kMinInkContrast)
     throw UsageError(fmt::format("{}: no digit found: the image has no ink that stands out from "
                                  "its background (ink contrast {:.0f} of 255, at least {:.0f} needed)", what, std::max(0.0f, mx - bg), kMinInkContrast));
-
-  if (w == 28 && h == 28) {
-    std::vector<uint8_t> out(gray);
-    if (invert)
-      for (auto& v : out) v = static_cast<uint8_t>(255 - v);
-    return out;
-  }
 
   // Level: background -> 0, the strongest ink -> 255.
   for (auto& v : g) v = std::clamp((v - bg) / (mx - bg), 0.0f, 1.0f) * 255.0f;
@@ -321,25 +318,36 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
   return out;
 }
 
-std::vector<uint8_t> load_digit_image(const std::string& path) {
+GrayImage decode_gray_image(const std::string& path) {
   std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status))
+    throw UsageError(fmt::format("{}: cannot read image: {}",
+                                 path, ec ? ec.message() : "No such file or directory"));
+  if (!std::filesystem::is_regular_file(status))
+    throw UsageError(fmt::format("{}: cannot read image: not a regular file", path));
+  const auto size = std::filesystem::file_size(path, ec);
   if (ec) throw UsageError(fmt::format("{}: cannot read image: {}", path, ec.message()));
-  // 16384x16384 16-bit PGM is 512 MiB; a real digit is far smaller. Refuse before reading.
-  if (size > (uint64_t(256) << 20))
-    throw UsageError(fmt::format("{}: image file is {} MiB: refused (at most 256 MiB)", path,
-                                 size >> 20));
+  // The largest legitimate file within the pixel budget (a 4-megapixel 16-bit ASCII PGM) is
+  // smaller than this; refuse before reading.
+  if (size > static_cast<uint64_t>(kImageMaxFileBytes))
+    throw UsageError(fmt::format("{}: image file is {} bytes: refused (an image file may be at "
+                                 "most {} MiB)", path, size, kImageMaxFileBytes >> 20));
   std::vector<uint8_t> d = read_file(path);
-  int64_t w = 0, h = 0;
-  std::vector<uint8_t> gray;
+  GrayImage img;
   if (d.size() >= 8 && png_sig_cmp(d.data(), 0, 8) == 0) {
-    gray = decode_png(d, path, w, h);
+    img.pixels = decode_png(d, path, img.width, img.height);
   } else if (d.size() >= 2 && d[0] == 'P' && (d[1] == '5' || d[1] == '2')) {
-    gray = decode_pgm(d, path, w, h);
+    img.pixels = decode_pgm(d, path, img.width, img.height);
   } else {
     throw UsageError(fmt::format("{}: not a PGM (P5/P2) or PNG image", path));
   }
-  return prepare_digit(gray, w, h, path);
+  return img;
+}
+
+std::vector<uint8_t> load_digit_image(const std::string& path) {
+  GrayImage img = decode_gray_image(path);
+  return prepare_digit(img.pixels, img.width, img.height, path);
 }
 
 }  // namespace mnistctl

@@ -2,20 +2,25 @@
 // gray, gray+alpha, palette, RGB/RGBA -> luminance (Rec. 709 weights), 8 or 16 bits; alpha is
 // composited onto white).
 //
-// The result is what the network was trained on: 28x28 uint8, 0 = background, 255 = ink.
-//  * Polarity: dark ink on a light background (the mean of the border pixels is above
-//    mid-gray) is inverted.
+// One preprocessing for every picture, whatever its size (28x28 included), MNIST's own
+// recipe (docs/predict.md): the result is 28x28 uint8, 0 = background, 255 = ink.
+//  * Polarity: dark ink on a light background (the median of the border pixels, the
+//    background, is above mid-gray) is inverted.
 //  * No ink: an image whose strongest pixel (after the polarity decision) is less than
-//    kMinInkContrast (16 of 255, about 6%) above the background (the border's mean) is
-//    refused, whatever its size: "<file>: no digit found: ..." (UsageError). Blank, all-white,
-//    all-black and uniform grey images are never classified.
-//  * A 28x28 image is then used as is.
-//  * Any other size is prepared the way MNIST was made: background levelled to 0 and the ink
-//    stretched to 255, cropped to the ink's bounding box, scaled with area averaging
-//    (anti-aliased, aspect kept) to fit in 20x20, and pasted into 28x28 so that the centre of
-//    mass lands on the centre (shifted by whole pixels, never pushed out of the frame).
-// Dimensions are checked before anything is allocated (at most 16384 per side and 64 M
-// pixels). Errors are UsageError naming the file and what is wrong.
+//    kMinInkContrast (16 of 255, about 6%) above the background (the border's median) is
+//    refused: "<file>: no digit found: ..." (UsageError). Blank, all-white, all-black and
+//    uniform grey images are never classified.
+//  * Level: background to 0, the strongest ink to 255.
+//  * Crop to the ink's bounding box (pixels above 10% after levelling), scale it with area
+//    averaging (or linear interpolation when enlarging) so that its longer side is 20 pixels,
+//    aspect kept, and paste it into 28x28 so that its centre of mass lands on the centre
+//    (shifted by whole pixels, never pushed out of the frame).
+// `predict --raw` skips all of this (decode_gray_image only).
+//
+// Budget: the size is read from the header and checked before any pixel memory is taken: at
+// most kImageMaxSide pixels per side and kImageMaxPixels in all (a digit needs far fewer), and
+// files of at most kImageMaxFileBytes (checked before the file is read). PNG ancillary chunks
+// are limited too. Errors are UsageError naming the file and the limit or what is wrong.
 #pragma once
 
 #include <cstdint>
@@ -24,17 +29,30 @@
 
 namespace mnistctl {
 
+// 8-bit gray, row-major, 0 = black: what a file holds, before any preprocessing.
+struct GrayImage {
+  int64_t width = 0, height = 0;
+  std::vector<uint8_t> pixels;
+};
+
+// Decodes a PGM or PNG file (by content, not name) to 8-bit gray, within the budget.
+GrayImage decode_gray_image(const std::string& path);
+
+// decode_gray_image + prepare_digit.
 std::vector<uint8_t> load_digit_image(const std::string& path);
 
-// The steps behind load_digit_image, for tests and other callers: an 8-bit gray image
-// (row-major, 0 = black) -> 28x28 MNIST-style. `what` names the source in errors.
+// The preprocessing above: an 8-bit gray image -> 28x28 MNIST-style. `what` names the
+// source in errors.
 std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t width,
                                    int64_t height, const std::string& what);
 
-constexpr int64_t kImageMaxSide = 16384;
+// The budget (see above). 4 megapixels is a 2048x2048 scan; a photo from a phone is larger and
+// must be scaled down first.
+constexpr int64_t kImageMaxSide = 4096;
+constexpr int64_t kImageMaxPixels = int64_t(1) << 22;     // 4 M pixels
+constexpr int64_t kImageMaxFileBytes = int64_t(32) << 20;  // 32 MiB
 // The least ink (brightest pixel minus the background, 0..255 after the polarity decision)
 // that counts as a digit; below it the image is refused as blank.
 constexpr float kMinInkContrast = 16.0f;
-constexpr int64_t kImageMaxPixels = int64_t(1) << 26;
 
 }  // namespace mnistctl

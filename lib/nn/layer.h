@@ -30,6 +30,11 @@ struct Pass {
   uint64_t counter = 0;     // advanced per batch by the trainer
   const Tensor* labels = nullptr;  // for the loss layer; may be null (prediction)
   Tensor* metrics = nullptr;       // loss/accuracy sums (backend.h MetricSlot), may be null
+  // Data parallelism (lib/dist): this process holds rows [row0, row0 + n) of a global batch
+  // of `global_rows` rows (at most `global_max_rows`). The loss is the mean over the global
+  // batch, and dropout masks are those of the global row, so N processes compute what one
+  // would. 0 (the default): the batch is this tensor's own rows.
+  int64_t row0 = 0, global_rows = 0, global_max_rows = 0;
 };
 
 class Layer {

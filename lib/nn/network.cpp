@@ -108,10 +108,22 @@ void Network::bind(Backend& be, int64_t max_batch, bool training) {
   out_.assign(L, Tensor{});
   grad_.assign(L, Tensor{});
   cur_out_.assign(L, Tensor{});
+  // All gradients live in one zeroed arena, each slice starting on a 256-byte boundary (the
+  // alignment cuDNN and cuBLAS like), so data parallelism reduces them in one call.
+  auto padded = [](int64_t n) { return (n + 63) / 64 * 64; };
+  int64_t arena = 0;
+  for (auto& l : layers_)
+    for (auto& p : l->params()) arena += padded(p.shape.numel());
+  grad_arena_ = training ? be.zeros(Shape{arena}) : Tensor{};
+  int64_t at = 0;
   for (auto& l : layers_) {
     for (auto& p : l->params()) {
       p.value = be.empty(p.shape);
-      if (training) p.grad = be.zeros(p.shape);
+      if (training) {
+        p.grad = grad_arena_.view(p.shape);
+        p.grad.data = grad_arena_.data + at;
+        at += padded(p.shape.numel());
+      }
     }
     l->bind(be, max_batch);
   }

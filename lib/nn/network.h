@@ -53,6 +53,9 @@ class Network {
   void bind(Backend& be, int64_t max_batch, bool training = true);
   Backend& backend() const { return *be_; }
   std::vector<Param*> params();
+  // Every parameter gradient, contiguous (each Param::grad is a slice of it; the padding
+  // between slices stays zero): what data parallelism allreduces in one call.
+  Tensor& grad_arena() { return grad_arena_; }
 
   // Runs every layer on x (n x input_shape). Returns the last layer's output (n x classes),
   // a view valid until the next call.
@@ -77,6 +80,7 @@ class Network {
   std::vector<Tensor> out_, grad_;  // full-size buffers, per layer output
   std::vector<Tensor> cur_out_;     // views for the current batch
   Tensor cur_x_;
+  Tensor grad_arena_;
   LayerObserver* observer_ = nullptr;
 };
 

@@ -57,18 +57,25 @@ EvalResult EvalAccumulator::result() const {
   return r;
 }
 
-std::string format_eval_text(const EvalResult& r) {
+std::string format_eval_text(const EvalResult& r, const std::vector<std::string>& class_names) {
+  bool named = false;  // names that say more than the class number
+  for (size_t c = 0; c < class_names.size(); ++c)
+    if (class_names[c] != std::to_string(c)) named = true;
   std::string s = fmt::format("images: {}\naccuracy: {:.4f}\ntop-{} accuracy: {:.4f}\nmean cross-entropy: {:.4f}\n",
                               r.count, r.accuracy, r.top_k, r.top_k_accuracy, r.mean_xent);
   s += "per-class accuracy:\n";
-  for (int c = 0; c < r.classes; ++c)
-    s += fmt::format("  {}: {:.4f} ({} images)\n", c, r.per_class_accuracy[c], r.per_class_count[c]);
+  for (int c = 0; c < r.classes; ++c) {
+    std::string label = std::to_string(c);
+    if (named && c < static_cast<int>(class_names.size())) label += " " + class_names[static_cast<size_t>(c)];
+    s += fmt::format("  {}: {:.4f} ({} images)\n", label, r.per_class_accuracy[c], r.per_class_count[c]);
+  }
   s += "confusion matrix (rows: true class, columns: predicted):\n      ";
   for (int p = 0; p < r.classes; ++p) s += fmt::format("{:>6}", p);
   s += "\n";
   for (int c = 0; c < r.classes; ++c) {
     s += fmt::format("  {:>2}: ", c);
     for (int p = 0; p < r.classes; ++p) s += fmt::format("{:>6}", r.confusion[static_cast<size_t>(c * r.classes + p)]);
+    if (named && c < static_cast<int>(class_names.size())) s += "  " + class_names[static_cast<size_t>(c)];
     s += "\n";
   }
   return s;
@@ -92,7 +99,13 @@ std::string format_eval_json(const EvalResult& r, const EvalSource& src) {
       s += fmt::format("{}{}", p ? "," : "", r.confusion[static_cast<size_t>(c * r.classes + p)]);
     s += "]";
   }
-  return s + "]}";
+  s += "]";
+  if (!src.class_names.empty()) {
+    s += ",\"class_names\":[";
+    for (size_t c = 0; c < src.class_names.size(); ++c) s += (c ? "," : "") + json_string(src.class_names[c]);
+    s += "]";
+  }
+  return s + "}";
 }
 
 }  // namespace mnistctl

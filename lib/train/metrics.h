@@ -40,10 +40,14 @@ int argmax(const float* row, int n);
 struct EvalSource {
   std::string model, dataset, backend;
   double min_accuracy = -1;  // < 0: no gate
+  std::vector<std::string> class_names;  // one per class (the dataset catalog's); may be empty
 };
 
-std::string format_eval_text(const EvalResult& r);
-// One JSON object: the source fields, "passed" when a gate was given, then the metrics.
+// class_names (optional): printed beside the class numbers when they are not the numbers
+// themselves (Fashion-MNIST's "Ankle boot"), so a reader needs no lookup table.
+std::string format_eval_text(const EvalResult& r, const std::vector<std::string>& class_names = {});
+// One JSON object: the source fields, "passed" when a gate was given, then the metrics, and
+// "class_names" when the source has them.
 std::string format_eval_json(const EvalResult& r, const EvalSource& src);
 
 }  // namespace mnistctl

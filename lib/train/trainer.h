@@ -20,6 +20,8 @@
 
 namespace mnistctl {
 
+class Collective;  // train/collective.h
+
 struct TrainRequest {
   Config config;
   std::string ctx = "cpu";
@@ -27,6 +29,9 @@ struct TrainRequest {
   std::string data_root;  // "" -> default_data_root()
   std::string out_dir;
   bool resume = false;
+  // Data parallelism (lib/dist): this process's rank among those training one model. null:
+  // a single process. Rank 0 alone writes the run folder and prints.
+  Collective* collective = nullptr;
 };
 
 // Returns kExitOk, or 128 + the signal after SIGINT (130, Ctrl-C) or SIGTERM (143): the

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "test_util.h"
 #include "core/rng.h"
 
 using namespace mnistctl;
@@ -24,7 +25,6 @@ namespace {
 
 constexpr double kBf16Tol = 1e-2;
 constexpr double kMinDiff = 1e-6;
-constexpr int kSkipCode = 77;  // SKIP_RETURN_CODE in test/backend/CMakeLists.txt
 
 using Host = std::vector<float>;
 
@@ -34,9 +34,7 @@ Backend& bf16() {
     try {
       check_precision("cpu", Precision::bf16, "test");
     } catch (const std::exception& e) {
-      std::printf("SKIP: no BF16 on this CPU: %s\n", e.what());
-      std::fflush(stdout);
-      std::exit(kSkipCode);
+      test::skip_test(std::string("no BF16 on this CPU: ") + e.what());
     }
     BackendOptions o;
     o.precision = Precision::bf16;

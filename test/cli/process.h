@@ -18,11 +18,11 @@ struct RunResult {
   std::string out, err;
 };
 
-// `on_stdout_line` (optional) sees each stdout line as it arrives, with the child's pid,
-// so a test can signal the child mid-run.
-inline RunResult run_mnistctl(const std::vector<std::string>& args,
-                              const std::function<void(const std::string&, pid_t)>& on_stdout_line = {},
-                              const std::vector<std::string>& env = {}) {
+// Runs `exe` (a path) with `args`. `on_stdout_line` (optional) sees each stdout line as it
+// arrives, with the child's pid, so a test can signal the child mid-run.
+inline RunResult run_program(const std::string& exe, const std::vector<std::string>& args,
+                             const std::function<void(const std::string&, pid_t)>& on_stdout_line = {},
+                             const std::vector<std::string>& env = {}) {
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) return {};
   pid_t pid = fork();
@@ -35,7 +35,6 @@ inline RunResult run_mnistctl(const std::vector<std::string>& args,
     close(err_pipe[1]);
     for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     std::vector<char*> argv;
-    std::string exe = MNISTCTL_EXE;
     argv.push_back(const_cast<char*>(exe.c_str()));
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -74,6 +73,13 @@ inline RunResult run_mnistctl(const std::vector<std::string>& args,
   close(err_pipe[0]);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+// The mnistctl binary of this build.
+inline RunResult run_mnistctl(const std::vector<std::string>& args,
+                              const std::function<void(const std::string&, pid_t)>& on_stdout_line = {},
+                              const std::vector<std::string>& env = {}) {
+  return run_program(MNISTCTL_EXE, args, on_stdout_line, env);
 }
 
 }  // namespace mnistctl::test

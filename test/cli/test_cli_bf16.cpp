@@ -60,12 +60,10 @@ TEST_CASE("a bf16 run learns and its checkpoint is FP32, read by eval at fp32") 
   try {
     check_precision("cpu", Precision::bf16, "test");
   } catch (const std::exception& e) {
-    std::printf("SKIP: no BF16 on this CPU: %s\n", e.what());
-    std::fflush(stdout);
-    std::exit(77);
+    skip_test(std::string("no BF16 on this CPU: ") + e.what());
   }
   const std::string src = mnist_dir();
-  if (src.empty()) FAIL("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
+  if (src.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
   const std::string root = scratch_dir("bf16-run");
   fs::create_directories(root + "/mnist");
   for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",

@@ -1,6 +1,7 @@
 // core: the RNG's output is the specified one (so shuffles and weights are the same on
 // every machine), atomic writes, JSON strings, shapes.
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -86,4 +87,37 @@ TEST_CASE("Shape arithmetic") {
   CHECK(s.numel() == 78400);
   CHECK(s.per_sample() == 784);
   CHECK(s.str() == "100x1x28x28");
+}
+
+// ---- skips (test_util.h) ------------------------------------------------------------------
+// A skip that comes after an assertion would hide what was checked (ctest shows "Skipped"
+// whatever failed before it): skip_test turns it into a failure. The two children run in
+// their own processes, started by the test below.
+TEST_CASE("skip-after-assert child", "[.][skip-after-assert-child]") {
+  CHECK(1 + 1 == 2);
+  mnistctl::test::skip_test("pretending the GPU is absent, after an assertion");
+}
+TEST_CASE("skip-first child", "[.][skip-first-child]") {
+  WARN("a warning is not an assertion");
+  mnistctl::test::skip_test("pretending the GPU is absent, before any assertion");
+}
+
+TEST_CASE("a test may skip before its first assertion only") {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  auto run = [&](const std::string& tag, std::string& out) {
+    FILE* p = popen(("'" + self + "' '" + tag + "' 2>&1").c_str(), "r");
+    REQUIRE(p);
+    char buf[512];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  std::string late, first;
+  int late_code = run("[skip-after-assert-child]", late);
+  int first_code = run("[skip-first-child]", first);
+  INFO(late << first);
+  CHECK(late_code == 1);
+  CHECK(late.find("FAIL: test skipped after 1 assertion(s)") != std::string::npos);
+  CHECK(first_code == mnistctl::test::kSkipReturnCode);
+  CHECK(first.find("SKIP: pretending the GPU is absent, before any assertion") != std::string::npos);
 }

@@ -59,12 +59,11 @@ DatasetInfo tiny_dataset(const std::string& upstream) {
   return info;
 }
 
-bool python_available() {
-  if (python3().empty() || !fs::exists(python3())) {
-    WARN("SKIP: python3 not found, the loopback server tests need it");
-    return false;
-  }
-  return true;
+// The loopback servers are python3 scripts: test tooling that scripts/setup.sh installs.
+// Called first in a test, before any assertion.
+void require_python() {
+  if (python3().empty() || !fs::exists(python3()))
+    missing_test_data("python3 not found, the loopback server tests need it");
 }
 
 // Files in a folder (to check that nothing half-downloaded is left behind).
@@ -160,18 +159,19 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-TEST_CASE("SHA-256 (OpenSSL) matches the standard test vectors and the catalog") {
+TEST_CASE("SHA-256 (OpenSSL) matches the standard test vectors") {
   CHECK(sha256_hex("abc", 3) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(sha256_hex("", 0) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   Sha256 h;
   h.update("a", 1);
   h.update("bc", 2);
   CHECK(h.hex() == sha256_hex("abc", 3));
+}
+
+// Apart from the vectors above: a skip for absent data must come before any assertion.
+TEST_CASE("SHA-256 of the real MNIST files matches the catalog") {
   std::string dir = mnist_dir();
-  if (dir.empty()) {
-    WARN("SKIP: real MNIST not found");
-    return;
-  }
+  if (dir.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
   const DatasetInfo& mnist = find_dataset("mnist");
   for (const DataFile* f : mnist.files()) {
     INFO(f->name);
@@ -249,7 +249,7 @@ TEST_CASE("fetch from local mirrors (plain folder and file://) and already-verif
 }
 
 TEST_CASE("fetch over HTTP from a 404 mirror then a good one and none when already present") {
-  if (!python_available()) return;
+  require_python();
   OfflineEnv env;
   std::string base = scratch_dir("fetch_http");
   DatasetInfo info = tiny_dataset(base + "/upstream");
@@ -277,7 +277,7 @@ TEST_CASE("fetch over HTTP from a 404 mirror then a good one and none when alrea
 }
 
 TEST_CASE("fetch over HTTP refuses wrong bytes / truncation / a stall / a flood / HTTP 503") {
-  if (!python_available()) return;
+  require_python();
   OfflineEnv env;
   std::string base = scratch_dir("fetch_bad");
   DatasetInfo info = tiny_dataset(base + "/upstream");
@@ -311,7 +311,7 @@ TEST_CASE("fetch over HTTP refuses wrong bytes / truncation / a stall / a flood 
 }
 
 TEST_CASE("fetch retries transient failures a bounded number of times") {
-  if (!python_available()) return;
+  require_python();
   OfflineEnv env;
   EnvGuard retries("MNISTCTL_FETCH_RETRIES", "1");
   std::string base = scratch_dir("fetch_retry");
@@ -340,7 +340,7 @@ TEST_CASE("fetch retries transient failures a bounded number of times") {
 }
 
 TEST_CASE("fetch failing on every mirror lists every URL and why") {
-  if (!python_available()) return;
+  require_python();
   OfflineEnv env;
   std::string base = scratch_dir("fetch_allfail");
   DatasetInfo info = tiny_dataset(base + "/upstream");
@@ -370,11 +370,8 @@ TEST_CASE("fetch failing on every mirror lists every URL and why") {
 
 TEST_CASE("fetch the real MNIST over loopback and load it") {
   std::string src = mnist_dir();
-  if (src.empty()) {
-    WARN("SKIP: real MNIST not found (set MNISTCTL_TEST_MNIST)");
-    return;
-  }
-  if (!python_available()) return;
+  if (src.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
+  require_python();
   OfflineEnv env;
   std::string root = scratch_dir("fetch_mnist");
   LoopbackServer s("serve", src);
@@ -394,10 +391,8 @@ TEST_CASE("fetch the real MNIST over loopback and load it") {
 
 TEST_CASE("fetch Fashion-MNIST from the Debian-installed copy (a local mirror)") {
   const std::string deb = "/usr/share/datasets/fashion-mnist";
-  if (!fs::exists(deb + "/t10k-labels-idx1-ubyte.gz")) {
-    WARN("SKIP: " << deb << " not installed (Debian package dataset-fashion-mnist)");
-    return;
-  }
+  if (!fs::exists(deb + "/t10k-labels-idx1-ubyte.gz"))
+    missing_test_data(deb + " not installed (Debian package dataset-fashion-mnist, scripts/setup.sh)");
   OfflineEnv env;
   std::string root = scratch_dir("fetch_fashion");
   FetchRequest req;

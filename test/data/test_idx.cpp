@@ -229,10 +229,7 @@ TEST_CASE("load_split on a present but broken file says how to download it again
 
 TEST_CASE("Real MNIST counts / first labels / per-class counts") {
   std::string dir = mnist_dir();
-  if (dir.empty()) {
-    WARN("SKIP: real MNIST not found (set MNISTCTL_TEST_MNIST)");
-    return;
-  }
+  if (dir.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
   std::string root = std::filesystem::path(dir).parent_path().string();
   auto t0 = std::chrono::steady_clock::now();
   Dataset train = load_dataset(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz");

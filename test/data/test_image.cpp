@@ -1,4 +1,5 @@
-// User images for predict: PGM/PNG decoding, polarity, pass-through, MNIST-style centring.
+// User images for predict: PGM/PNG decoding, the budget, polarity, and the one MNIST-style
+// preprocessing every size goes through (28x28 included).
 #include <catch2/catch.hpp>
 
 #include <png.h>
@@ -7,9 +8,12 @@
 #include <cmath>
 #include <csetjmp>
 #include <cstdio>
+#include <filesystem>
 #include <string>
+#include <tuple>
 
 #include "core/error.h"
+#include "data/idx.h"
 #include "data/image.h"
 #include "data_helpers.h"
 #include "test_util.h"
@@ -98,15 +102,24 @@ Bytes inverted(const Bytes& b) {
 
 }  // namespace
 
-TEST_CASE("28x28 images pass through and dark-on-light ones are inverted") {
+TEST_CASE("PGM and PNG decode to the stored gray values; dark-on-light is inverted") {
   std::string dir = scratch_dir("image_28");
   Bytes d = digit28();
   write_pgm_p5(dir + "/light-ink.pgm", 28, 28, d);
   write_pgm_p5(dir + "/dark-ink.pgm", 28, 28, inverted(d));
   write_pgm_p2(dir + "/ascii.pgm", 28, 28, inverted(d));
-  CHECK(load_digit_image(dir + "/light-ink.pgm") == d);
-  CHECK(load_digit_image(dir + "/dark-ink.pgm") == d);
-  CHECK(load_digit_image(dir + "/ascii.pgm") == d);
+  GrayImage g28 = decode_gray_image(dir + "/light-ink.pgm");
+  CHECK(g28.width == 28);
+  CHECK(g28.height == 28);
+  CHECK(g28.pixels == d);                                          // as stored (what --raw feeds)
+  CHECK(decode_gray_image(dir + "/ascii.pgm").pixels == inverted(d));  // no inversion before preparing
+  // Prepared, both polarities give the same digit.
+  const Bytes prepared = load_digit_image(dir + "/light-ink.pgm");
+  CHECK(load_digit_image(dir + "/dark-ink.pgm") == prepared);
+  CHECK(load_digit_image(dir + "/ascii.pgm") == prepared);
+  CHECK(prepared == prepare_digit(d, 28, 28, "digit"));
+  // Each decoder below: the gray values stored in the file come back.
+  auto gray = [](const std::string& path) { return decode_gray_image(path).pixels; };
 
   // 16-bit PGM (maxval 65535, big-endian samples) scales to 8 bits.
   Bytes wide;
@@ -115,19 +128,20 @@ TEST_CASE("28x28 images pass through and dark-on-light ones are inverted") {
     wide.push_back(v);  // v * 257
   }
   write_pgm_p5(dir + "/wide.pgm", 28, 28, wide, 65535);
-  CHECK(load_digit_image(dir + "/wide.pgm") == d);
+  CHECK(gray(dir + "/wide.pgm") == d);
 
   std::vector<uint16_t> g(d.begin(), d.end()), g_inv;
   for (uint8_t v : inverted(d)) g_inv.push_back(v);
   write_png(dir + "/gray8.png", 28, 28, PNG_COLOR_TYPE_GRAY, 8, g);
-  CHECK(load_digit_image(dir + "/gray8.png") == d);
+  CHECK(gray(dir + "/gray8.png") == d);
   write_png(dir + "/gray8-dark.png", 28, 28, PNG_COLOR_TYPE_GRAY, 8, g_inv);
-  CHECK(load_digit_image(dir + "/gray8-dark.png") == d);
+  CHECK(gray(dir + "/gray8-dark.png") == inverted(d));
+  CHECK(load_digit_image(dir + "/gray8-dark.png") == prepared);
 
   std::vector<uint16_t> g16;
   for (uint8_t v : d) g16.push_back(static_cast<uint16_t>(v * 257));
   write_png(dir + "/gray16.png", 28, 28, PNG_COLOR_TYPE_GRAY, 16, g16);
-  Bytes r16 = load_digit_image(dir + "/gray16.png");
+  Bytes r16 = gray(dir + "/gray16.png");
   int maxdiff = 0;
   for (int i = 0; i < 784; ++i) maxdiff = std::max(maxdiff, std::abs(int(r16[i]) - int(d[i])));
   WARN("16-bit gray PNG: max difference " << maxdiff);
@@ -145,9 +159,10 @@ TEST_CASE("28x28 images pass through and dark-on-light ones are inverted") {
   write_png(dir + "/ga.png", 28, 28, PNG_COLOR_TYPE_GRAY_ALPHA, 8, ga);
   for (const char* n : {"/rgb.png", "/rgba.png", "/ga.png"}) {
     INFO(n);
-    Bytes r = load_digit_image(dir + n);
+    Bytes r = gray(dir + n);
+    Bytes want = inverted(d);
     int md = 0;
-    for (int i = 0; i < 784; ++i) md = std::max(md, std::abs(int(r[i]) - int(d[i])));
+    for (int i = 0; i < 784; ++i) md = std::max(md, std::abs(int(r[i]) - int(want[i])));
     CHECK(md <= 1);
   }
   // Pure colours: green is brighter than blue (luminance, not a plain channel average).
@@ -157,8 +172,9 @@ TEST_CASE("28x28 images pass through and dark-on-light ones are inverted") {
     else colours.insert(colours.end(), {0, 0, 255});
   }
   write_png(dir + "/colours.png", 28, 28, PNG_COLOR_TYPE_RGB, 8, colours);
-  Bytes c = load_digit_image(dir + "/colours.png");
-  CHECK(int(c[0]) != int(c[783]));
+  Bytes c = gray(dir + "/colours.png");
+  CHECK(int(c[0]) == 182);  // 0.7152 * 255
+  CHECK(int(c[783]) == 18);  // 0.0722 * 255
 }
 
 TEST_CASE("A larger off-centre digit is cropped and scaled to 20x20 and centred by mass") {
@@ -289,6 +305,96 @@ TEST_CASE("Blank images are refused as 'no digit found' whatever their size") {
     INFO(path);
     Bytes out = load_digit_image(path);
     CHECK(out.size() == 784u);
-    CHECK(*std::max_element(out.begin(), out.end()) == (side == 28 ? 20 : 255));
+    CHECK(*std::max_element(out.begin(), out.end()) == 255);  // levelled, whatever the size
+  }
+}
+
+TEST_CASE("The image budget is checked from the header, and the refusal names the file and the limit") {
+  std::string dir = scratch_dir("image_budget");
+  auto header_only = [&](const std::string& name, const std::string& head) {
+    write_bytes(dir + "/" + name, Bytes(head.begin(), head.end()));
+    return dir + "/" + name;
+  };
+  // Over the pixel count (2049x2048 > 4 M), over a side (4097), each from the header alone.
+  for (const auto& [name, head, size] :
+       {std::tuple<std::string, std::string, std::string>{"wide.pgm", "P5\n4097 10\n255\n", "4097x10"},
+        {"big.pgm", "P5\n2049 2048\n255\n", "2049x2048"},
+        {"big-ascii.pgm", "P2\n2048 2049\n255\n", "2048x2049"}}) {
+    std::string p = header_only(name, head);
+    std::string e = error_of(p);
+    INFO(e);
+    CHECK(e == p + ": image is " + size + ": refused: a digit image may have at most 4096 pixels "
+                   "per side and 4 megapixels in all (scale it down first)");
+  }
+  // A file over 32 MiB is refused before it is read (a sparse file: no disk is used).
+  std::string big = header_only("huge-file.pgm", "P5\n28 28\n255\n");
+  std::filesystem::resize_file(big, (uint64_t(32) << 20) + 1);
+  CHECK(error_of(big) == big + ": image file is 33554433 bytes: refused (an image file may be at most 32 MiB)");
+  // At the budget: accepted.
+  Bytes px(size_t(2048) * 2048, 255);
+  for (int y = 500; y < 1500; ++y)
+    for (int x = 900; x < 1100; ++x) px[size_t(y) * 2048 + x] = 0;
+  write_pgm_p5(dir + "/at-budget.pgm", 2048, 2048, px);
+  Bytes out = load_digit_image(dir + "/at-budget.pgm");
+  CHECK(*std::max_element(out.begin(), out.end()) == 255);
+  // Not a regular file: refused without opening (a FIFO would block the reader).
+  CHECK(error_of(dir).find(dir + ": cannot read image: not a regular file") == 0);
+}
+
+namespace {
+// Box, centre of mass and total ink of a 28x28 digit.
+struct Ink {
+  int x0 = 28, y0 = 28, x1 = -1, y1 = -1;
+  double cx = 0, cy = 0, mass = 0;
+};
+Ink ink_of(const Bytes& px) {
+  Ink k;
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x)
+      if (int v = px[y * 28 + x]; v > 0) {
+        k.x0 = std::min(k.x0, x), k.x1 = std::max(k.x1, x), k.y0 = std::min(k.y0, y), k.y1 = std::max(k.y1, y);
+        k.mass += v, k.cx += v * x, k.cy += v * y;
+      }
+  if (k.mass > 0) k.cx /= k.mass, k.cy /= k.mass;
+  return k;
+}
+}  // namespace
+
+TEST_CASE("A 28x28 digit goes through the same preprocessing: off-centre comes out centred") {
+  const std::string mnist = mnist_dir();
+  if (mnist.empty()) FAIL("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
+  IdxImages test = read_idx_images(mnist + "/t10k-images-idx3-ubyte.gz");
+  for (int k : {0, 1, 2, 3, 4}) {  // a 7, a 2, a 1, a 0, a 4
+    INFO("test image " << k);
+    Bytes digit(test.pixels.begin() + k * 784, test.pixels.begin() + (k + 1) * 784);
+    // Move the ink's box into the top-left corner.
+    Ink o = ink_of(digit);
+    Bytes corner(784, 0);
+    for (int y = o.y0; y <= o.y1; ++y)
+      for (int x = o.x0; x <= o.x1; ++x) corner[(y - o.y0) * 28 + x - o.x0] = digit[y * 28 + x];
+    REQUIRE(corner != digit);
+    const Bytes a = prepare_digit(digit, 28, 28, "centred"), b = prepare_digit(corner, 28, 28, "corner");
+    CHECK(a == b);  // where the digit was drawn does not matter
+    Ink p = ink_of(b);
+    WARN("test image " << k << ": corner copy prepared: centre of mass (" << p.cx << ", " << p.cy
+                       << "), box " << p.x1 - p.x0 + 1 << "x" << p.y1 - p.y0 + 1);
+    CHECK(std::abs(p.cx - 13.5) <= 1.0);
+    CHECK(std::abs(p.cy - 13.5) <= 1.0);
+    CHECK(std::max(p.x1 - p.x0 + 1, p.y1 - p.y0 + 1) == 20);
+    // MNIST's own digits are already made this way: preparing one changes it little (up to a
+    // shift of a pixel, as the centre of mass is rounded to whole pixels).
+    double best = 0;
+    for (int dy = -1; dy <= 1; ++dy)
+      for (int dx = -1; dx <= 1; ++dx) {
+        double dot = 0, na = 0, nb = 0;
+        for (int y = 1; y < 27; ++y)
+          for (int x = 1; x < 27; ++x) {
+            double u = a[y * 28 + x], v = digit[(y + dy) * 28 + x + dx];
+            dot += u * v, na += u * u, nb += v * v;
+          }
+        best = std::max(best, dot / std::sqrt(na * nb));
+      }
+    WARN("cosine similarity to the original: " << best);
+    CHECK(best > 0.9);
   }
 }

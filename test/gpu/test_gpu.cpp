@@ -145,7 +145,6 @@ int count_lines(const std::string& s) {
   return n;
 }
 
-bool not_implemented(const Run& r) { return r.err.find("not implemented yet") != std::string::npos; }
 
 // Whether the dynamic loader finds a libcuda.so.1 (the NVIDIA driver's library) for this
 // process: decides which refusal make_backend("gpu") must give.
@@ -221,15 +220,14 @@ TEST_CASE("asking for a GPU gives a backend or one line that says why not", "[gp
   }
 }
 
+#if MNISTCTL_HAVE_CUDA  // the next tests load the CUDA module: a build without it has none
+
 // Runs in a fresh process (started by the test below) whose LD_LIBRARY_PATH puts the CUDA
 // toolkit's stub libcuda.so.1 first: a driver library that loads but cannot count devices.
 TEST_CASE("stub driver child", "[.][stub-driver-child]") {
-  REQUIRE(driver_loadable());
   std::string why;
-  if (gpu_usable(&why)) {
-    std::printf("SKIP: the real driver was loaded instead of the stub\n");
-    return;
-  }
+  if (gpu_usable(&why)) test::skip_test("the real driver was loaded instead of the stub");
+  REQUIRE(driver_loadable());
   for (const char* ctx : {"gpu", "gpu:7"}) {
     std::string msg = usage_error_of(ctx);
     std::printf("stub driver, %-6s -> %s\n", ctx, msg.c_str());
@@ -240,15 +238,9 @@ TEST_CASE("stub driver child", "[.][stub-driver-child]") {
 }
 
 TEST_CASE("a driver library that cannot count devices is reported by its CUDA error", "[gpu][ctx]") {
-  if (!MNISTCTL_HAVE_CUDA) {
-    WARN("SKIP: built without the CUDA backend (no module to load)");
-    return;
-  }
   const std::string stub = MNISTCTL_CUDA_DRIVER_STUB;
-  if (stub.empty() || !fs::exists(stub)) {
-    WARN("SKIP: the CUDA toolkit's stub libcuda.so was not found at configure time");
-    return;
-  }
+  if (stub.empty() || !fs::exists(stub))
+    test::missing_test_data("the CUDA toolkit's stub libcuda.so was not found at configure time");
   std::string dir = test::scratch_dir("gpu-stub-driver");
   fs::create_symlink(stub, dir + "/libcuda.so.1");
   const char* old = std::getenv("LD_LIBRARY_PATH");
@@ -256,20 +248,14 @@ TEST_CASE("a driver library that cannot count devices is reported by its CUDA er
   std::string self = fs::read_symlink("/proc/self/exe").string();
   Run r = run("LD_LIBRARY_PATH='" + path + "' '" + self + "' '[stub-driver-child]'", dir);
   std::printf("%s", r.out.c_str());
+  // A machine with a GPU loads its real driver whatever LD_LIBRARY_PATH says.
+  if (r.code == test::kSkipReturnCode) test::skip_test("the real driver was loaded instead of the stub");
   INFO(r.out << r.err);
-  if (r.out.find("SKIP:") != std::string::npos) {
-    WARN("SKIP: the real driver was loaded instead of the stub");
-    return;
-  }
   CHECK(r.code == 0);
   CHECK(r.out.find("All tests passed") != std::string::npos);
 }
 
 TEST_CASE("MNISTCTL_CUDA_MODULE naming a missing or broken file is reported by name", "[gpu][ctx]") {
-  if (!MNISTCTL_HAVE_CUDA) {
-    WARN("SKIP: built without the CUDA backend (no module to load)");
-    return;
-  }
   std::string dir = test::scratch_dir("gpu-module-env");
   {
     std::string missing = dir + "/no-such-dir/libmnistctl_cuda.so";
@@ -288,6 +274,8 @@ TEST_CASE("MNISTCTL_CUDA_MODULE naming a missing or broken file is reported by n
     CHECK(msg.find(junk) != std::string::npos);
   }
 }
+
+#endif  // MNISTCTL_HAVE_CUDA
 
 TEST_CASE("the mnistctl executable links no CUDA library", "[gpu][cpu]") {
   std::vector<std::string> needed = elf_needed(kExe);
@@ -345,10 +333,6 @@ TEST_CASE("mnistctl train --dry-run opens no CUDA library", "[gpu][cli]") {
   std::string cfg = kSourceDir + "/configs/mlp.yaml";
   Run r = run("LD_DEBUG=libs '" + kExe + "' train --dry-run --config '" + cfg + "'",
               test::scratch_dir("gpu-dry-run"));
-  if (r.code != 0 && not_implemented(r)) {
-    WARN("SKIP: mnistctl train is not implemented yet");
-    return;
-  }
   INFO(r.err);
   REQUIRE(r.code == 0);
   // LD_DEBUG=libs lists every library the loader looks for and initialises.
@@ -366,10 +350,7 @@ TEST_CASE("mnistctl train --dry-run opens no CUDA library", "[gpu][cli]") {
 
 TEST_CASE("mnistctl train on an absent GPU exits 2 with one line", "[gpu][cli]") {
   std::string mnist = test::mnist_dir();
-  if (mnist.empty()) {
-    WARN("SKIP: MNIST files not found (set MNISTCTL_TEST_MNIST)");
-    return;
-  }
+  if (mnist.empty()) test::missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
   std::string scratch = test::scratch_dir("gpu-train-ctx");
   // train reads <data-dir>/mnist/.
   fs::create_directories(scratch + "/data");
@@ -381,10 +362,6 @@ TEST_CASE("mnistctl train on an absent GPU exits 2 with one line", "[gpu][cli]")
                     "/configs/lenet.yaml' --epochs 1 --set data.train_limit=200 --ctx " + ctx +
                     " --data-dir '" + scratch + "/data' --out '" + scratch + "/run'",
                 scratch);
-    if (not_implemented(r)) {
-      WARN("SKIP: mnistctl train is not implemented yet");
-      return;
-    }
     std::printf("--ctx %s -> exit %d: %s", ctx.c_str(), r.code, r.err.c_str());
     INFO("--ctx " << ctx << "\nstdout: " << r.out << "\nstderr: " << r.err);
     CHECK(r.code == kExitUsage);

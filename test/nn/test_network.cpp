@@ -70,7 +70,8 @@ TEST_CASE("layer fields are validated: unknown keys and missing or out-of-range 
         std::string::npos);
   CHECK(error_of("network: {layers: [{type: fully_connected}]}").find("num_hidden") != std::string::npos);
   CHECK(error_of("network: {layers: [{type: activation, act_type: swish}]}").find("swish") != std::string::npos);
-  CHECK(error_of("network: {layers: [{type: dropout, p: 1.5}]}").find("p") != std::string::npos);
+  CHECK(error_of("network: {layers: [{type: dropout, p: 1.5}]}").find("p: expected a number from 0 to 0.999, got '1.5'") !=
+        std::string::npos);
   CHECK(error_of("network: {layers: [{type: softmax_output}, {type: flatten}]}").find("must be the last layer") !=
         std::string::npos);
   CHECK(error_of("network: {input: [1, 28, 28], layers: [{type: softmax_output}]}").find("flat input") !=

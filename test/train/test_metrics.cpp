@@ -33,6 +33,26 @@ TEST_CASE("accuracy and top-k and cross-entropy and per-class accuracy and the c
   CHECK(format_eval_text(r).find("accuracy: 0.5000") != std::string::npos);
 }
 
+TEST_CASE("eval output names the classes when the dataset has names") {
+  const float probs[] = {0.7f, 0.2f, 0.1f, 0.1f, 0.3f, 0.6f};
+  const uint8_t labels[] = {0, 1};
+  EvalAccumulator acc(3, 1);
+  acc.add(probs, labels, 2);
+  EvalResult r = acc.result();
+  const std::vector<std::string> named = {"T-shirt/top", "Trouser", "Pull\"over"};
+  std::string text = format_eval_text(r, named);
+  CHECK(text.find("  0 T-shirt/top: 1.0000 (1 images)\n") != std::string::npos);
+  CHECK(text.find("  1 Trouser: 0.0000 (1 images)\n") != std::string::npos);
+  CHECK(text.find("Trouser\n") != std::string::npos);  // the confusion matrix's row is named too
+  // Digit classes are their own names: nothing is added.
+  std::string digits = format_eval_text(r, {"0", "1", "2"});
+  CHECK(digits.find("  1: 0.0000 (1 images)\n") != std::string::npos);
+  CHECK(digits == format_eval_text(r));
+  std::string json = format_eval_json(r, EvalSource{"m", "fashion-mnist", "ref", -1, named});
+  CHECK(json.find(",\"class_names\":[\"T-shirt/top\",\"Trouser\",\"Pull\\\"over\"]}") != std::string::npos);
+  CHECK(format_eval_json(r, EvalSource{"m", "mnist", "ref"}).find("class_names") == std::string::npos);
+}
+
 TEST_CASE("argmax takes the first of equal maxima") {
   const float row[] = {0.1f, 0.4f, 0.4f};
   CHECK(argmax(row, 3) == 1);

@@ -369,7 +369,10 @@ class DnnlBackend final : public HostBackend {
   // sums in order afterwards, so the metrics do not depend on the thread count.
   void softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
                             Tensor* metrics) override {
-    const auto [n, k, have_labels] = opcheck::softmax_xent_forward(logits, labels, probs, metrics);
+    // Plain copies of the bindings: clang 14 cannot name a structured binding inside an
+    // OpenMP region (the fuzz build uses clang).
+    const auto [rows, cols, have_labels] = opcheck::softmax_xent_forward(logits, labels, probs, metrics);
+    const int64_t n = rows, k = cols;
     row_loss_.assign(static_cast<size_t>(n), 0.0);
     row_hit_.assign(static_cast<size_t>(n), 0);
     const float* z = logits.data;
@@ -414,7 +417,8 @@ class DnnlBackend final : public HostBackend {
 
   void softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale,
                              Tensor& dlogits) override {
-    const auto [n, k] = opcheck::softmax_xent_backward(probs, labels, dlogits);
+    const auto [rows, cols] = opcheck::softmax_xent_backward(probs, labels, dlogits);
+    const int64_t n = rows, k = cols;  // see softmax_xent_forward
     const float* p = probs.data;
     const float* lab = labels.data;
     float* g = dlogits.data;

@@ -78,6 +78,25 @@ CudaBackend::~CudaBackend() {
   if (ctx_ && ctx_->stream) cudaStreamSynchronize(ctx_->stream);
 }
 
+// ---- data parallelism (NCCL) -----------------------------------------------------------
+
+size_t CudaBackend::comm_id_bytes() const { return NcclComm::id_bytes(); }
+
+void CudaBackend::comm_make_id(void* id) {
+  check_cuda(cudaSetDevice(ctx_->device), "comm_make_id", "cudaSetDevice");
+  NcclComm::make_id(id);
+}
+
+void CudaBackend::comm_init(const void* id, int rank, int size) {
+  check_cuda(cudaSetDevice(ctx_->device), "comm_init", "cudaSetDevice");
+  nccl_ = std::make_unique<NcclComm>(id, rank, size);
+}
+
+void CudaBackend::comm_allreduce_sum(Tensor& t) {
+  require(nccl_ != nullptr, "comm_allreduce_sum", "comm_init was not called");
+  nccl_->allreduce_sum(t.data, static_cast<size_t>(t.numel()), ctx_->stream);
+}
+
 void CudaBackend::synchronize() {
   check_cuda(cudaStreamSynchronize(ctx_->stream), "synchronize", "cudaStreamSynchronize");
 }

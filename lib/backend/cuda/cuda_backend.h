@@ -29,6 +29,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/nccl_comm.h"
 
 namespace mnistctl::cuda {
 
@@ -144,6 +145,12 @@ class CudaBackend final : public Backend {
   void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, float lr, float beta1,
                    float beta2, float eps, float wd, int64_t step) override;
 
+  // Data parallelism: NCCL (nccl_comm.h), on this backend's stream.
+  size_t comm_id_bytes() const override;
+  void comm_make_id(void* id) override;
+  void comm_init(const void* id, int rank, int size) override;
+  void comm_allreduce_sum(Tensor& t) override;
+
  private:
   // Device memory of at least `bytes`, stream-ordered; shared by every copy of the handle.
   std::shared_ptr<void> device_alloc(size_t bytes, const char* op);
@@ -178,6 +185,7 @@ class CudaBackend final : public Backend {
   size_t ones_bytes_ = 0;
   std::shared_ptr<void> row_stats_; // per-row loss and hit of softmax_xent_forward
   size_t row_stats_bytes_ = 0;
+  std::unique_ptr<NcclComm> nccl_;  // last: destroyed first
 };
 
 }  // namespace mnistctl::cuda

@@ -33,6 +33,7 @@ class HostBackend : public Backend {
   void download(const Tensor& src, float* host) override;
   void upload_bytes(Buffer& dst, const void* host, size_t bytes) override;
   void copy(const Tensor& src, Tensor& dst) override;  // src and dst may overlap
+  bool host_memory() const override { return true; }  // lib/dist reduces in place with MPI
 
   // Validates every index of the batch before writing anything.
   void gather_batch(const Buffer& images, const Buffer& labels_u8, int64_t sample_size,

@@ -25,7 +25,13 @@ class Dropout : public Layer {
     Tensor m = mask_.view(x.shape);
     // Distinct masks per layer (its name is folded into the seed) and per step (each step
     // owns a full batch's range of counters, also when its batch is the smaller last one).
-    be.dropout_forward(p_, pass.seed ^ name_hash_, pass.counter * static_cast<uint64_t>(mask_.numel()), x, y, m);
+    // Under data parallelism the step's range is the global batch's and this rank's rows
+    // start at row0 of it (Pass), so the masks are those a single process would draw.
+    const int64_t per_sample = out_shape().numel();
+    const uint64_t step_range = pass.global_max_rows > 0 ? static_cast<uint64_t>(pass.global_max_rows * per_sample)
+                                                         : static_cast<uint64_t>(mask_.numel());
+    be.dropout_forward(p_, pass.seed ^ name_hash_,
+                       pass.counter * step_range + static_cast<uint64_t>(pass.row0 * per_sample), x, y, m);
     active_ = true;
   }
   void backward(Backend& be, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) override {

@@ -1,5 +1,7 @@
 // softmax_output (MXNet SoftmaxOutput): softmax forward, and a backward that starts from
-// the labels, (softmax - onehot) / batch: the gradient of the mean cross-entropy. Fusing the
+// the labels, (softmax - onehot) / batch: the gradient of the mean cross-entropy. Under data
+// parallelism `batch` is the global batch (Pass::global_rows), so the ranks' summed
+// gradients are exactly the mean over it. Fusing the
 // two is both faster and numerically safer than a separate log-softmax and loss.
 #include "nn/registry.h"
 
@@ -18,13 +20,15 @@ class SoftmaxOutput : public Layer {
     static const Tensor kNoLabels;
     be.softmax_xent_forward(x, pass.labels ? *pass.labels : kNoLabels, y, pass.metrics);
     labels_ = pass.labels;
+    rows_ = pass.global_rows > 0 ? pass.global_rows : x.shape[0];
   }
-  void backward(Backend& be, const Tensor& x, const Tensor& y, const Tensor&, Tensor* dx) override {
-    if (dx && labels_) be.softmax_xent_backward(y, *labels_, 1.0f / static_cast<float>(x.shape[0]), *dx);
+  void backward(Backend& be, const Tensor&, const Tensor& y, const Tensor&, Tensor* dx) override {
+    if (dx && labels_) be.softmax_xent_backward(y, *labels_, 1.0f / static_cast<float>(rows_), *dx);
   }
 
  private:
   const Tensor* labels_ = nullptr;
+  int64_t rows_ = 1;
 };
 
 REGISTER_LAYER("softmax_output", SoftmaxOutput);

@@ -1,0 +1,36 @@
+// An output file written piece by piece that appears under its name only when complete: the
+// streaming counterpart of write_file_atomic (core/fs.h), for outputs too large to build in
+// memory first (predict over millions of images).
+//
+// The data goes to "<path>.tmp.<pid>" in the same folder; commit() fsyncs it, checks close(),
+// renames it over `path` and fsyncs the folder. A writer destroyed without commit() (an
+// error, an exception) removes its temporary file, so a failed run leaves the previous file
+// (if any) untouched. A target that exists and is not a regular file (/dev/null, a FIFO) is
+// written in place. Opening fails at once (before any work); every failure is a RuntimeError
+// (exit 3) naming `path`, except a folder in its place (exit 2). write_file_atomic is this class
+// with one write.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace mnistctl {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t size);
+  void write(const std::string& data) { write(data.data(), data.size()); }
+  void commit();
+
+ private:
+  std::string path_, tmp_;  // tmp_ empty: written in place
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace mnistctl

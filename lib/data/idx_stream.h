@@ -1,0 +1,46 @@
+// IDX image files read a batch at a time, for `predict` over files of any length: memory is
+// bounded by the batch, never by what the header declares.
+//
+// The header is checked as read_idx_images checks it (idx.h): magic 0x00000803, no zero
+// extent, at most kIdxMaxBytes of elements, and for a raw file the exact size, before any
+// image is returned. A gzip file is inflated only as far as the header's declared size; a
+// stream that ends early is an error at the image where it ends, and data after the declared
+// images is an error once the last image has been read (so a file can never yield more than
+// its header says). Errors are UsageError naming the file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mnistctl {
+
+class ByteReader;
+
+class IdxImageStream {
+ public:
+  explicit IdxImageStream(const std::string& path);  // reads and checks the header
+  ~IdxImageStream();
+  IdxImageStream(const IdxImageStream&) = delete;
+  IdxImageStream& operator=(const IdxImageStream&) = delete;
+
+  int64_t count() const { return count_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  // Images handed out so far.
+  int64_t position() const { return pos_; }
+
+  // Replaces `out` with the next min(max_images, images left) images (rows*cols bytes each)
+  // and returns how many. After the last image, the rest of the file is checked (trailing
+  // data, the gzip CRC); then 0 is returned.
+  int64_t next(int64_t max_images, std::vector<uint8_t>& out);
+
+ private:
+  std::string path_;
+  std::unique_ptr<ByteReader> in_;
+  int64_t count_ = 0, rows_ = 0, cols_ = 0, pos_ = 0;
+  bool end_checked_ = false;
+};
+
+}  // namespace mnistctl

@@ -1,0 +1,183 @@
+// One writer per run folder and output paths, end to end through the binary: a second
+// train into a busy run folder is refused naming the first; a file given as --out and a
+// --resume before the first checkpoint are refused with what to do.
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "cli/process.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+using namespace mnistctl;
+using namespace mnistctl::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Limited {
+  int code = -1;
+  std::string err;
+  long max_rss_kb = 0;
+  double seconds = 0;
+};
+
+// Runs mnistctl with stdout/stderr to files, optionally under RLIMIT_FSIZE (SIGXFSZ ignored,
+// so a write past it fails with EFBIG like a full disk); reports the child's own peak RSS.
+Limited run_limited(const std::vector<std::string>& args, const std::string& dir, long fsize_limit = -1) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::string err_path = dir + "/stderr.txt";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int out = ::open((dir + "/stdout.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(out, 1);
+    dup2(err, 2);
+    if (fsize_limit >= 0) {
+      signal(SIGXFSZ, SIG_IGN);
+      struct rlimit rl{static_cast<rlim_t>(fsize_limit), static_cast<rlim_t>(fsize_limit)};
+      setrlimit(RLIMIT_FSIZE, &rl);
+    }
+    std::vector<char*> argv;
+    std::string exe = MNISTCTL_EXE;
+    argv.push_back(const_cast<char*>(exe.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  struct rusage ru{};
+  wait4(pid, &status, 0, &ru);
+  Limited r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.max_rss_kb = ru.ru_maxrss;
+  std::ifstream in(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(in), {});
+  return r;
+}
+
+std::string data_root(const std::string& name) {
+  std::string src = mnist_dir();
+  if (src.empty()) return "";
+  std::string root = scratch_dir(name);
+  fs::create_directories(root + "/mnist");
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
+    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
+  return root;
+}
+
+#define REQUIRE_MNIST(root)                                                                 \
+  if ((root).empty()) {                                                                     \
+    WARN("SKIP: real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");  \
+    if (std::getenv("CI")) FAIL("real MNIST is required when CI is set");                   \
+    return;                                                                                 \
+  }
+
+std::vector<std::string> quick_mlp(const std::string& root, const std::string& out, int epochs) {
+  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", root,
+          "--out", out, "--epochs", std::to_string(epochs), "--threads", "1", "--set", "data.train_limit=2000",
+          "--set", "data.test_limit=500"};
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a folder lock refuses a second holder, naming the first's process id, and dies with it") {
+  std::string dir = scratch_dir("durability-lock");
+  int ready[2], done[2];
+  REQUIRE(pipe(ready) == 0);
+  REQUIRE(pipe(done) == 0);
+  pid_t child = fork();
+  if (child == 0) {
+    FolderLock lock(dir, "the run folder");
+    char c = 1;
+    (void)!write(ready[1], &c, 1);
+    (void)!read(done[0], &c, 1);  // hold until told
+    _exit(0);
+  }
+  char c;
+  REQUIRE(read(ready[0], &c, 1) == 1);
+  try {
+    FolderLock second(dir, "the run folder");
+    FAIL("expected the second lock to be refused");
+  } catch (const Error& e) {
+    CHECK(e.code() == kExitUsage);
+    CHECK(std::string(e.what()).find("process " + std::to_string(child)) != std::string::npos);
+  }
+  kill(child, SIGKILL);  // dies holding it: the kernel releases the lock
+  int status = 0;
+  waitpid(child, &status, 0);
+  CHECK_NOTHROW(FolderLock(dir, "the run folder"));
+}
+
+TEST_CASE("a second train into a run folder in use is refused naming the first's process id") {
+  std::string root = data_root("bounds-lock-data");
+  REQUIRE_MNIST(root);
+  std::string dir = scratch_dir("bounds-lock");
+  std::string out = dir + "/run";
+  std::vector<std::string> args = quick_mlp(root, out, 50);
+  args.insert(args.end(), {"--set", "data.train_limit=60000", "--set", "train.log_interval=10"});
+  pid_t first_pid = 0;
+  RunResult second;
+  bool started = false;
+  // The first run is long (50 epochs); once it prints its first Batch line the lock is taken, so the second is started then, and the first is stopped afterwards.
+  RunResult first = run_mnistctl(args, [&](const std::string& line, pid_t pid) {
+    if (started || line.find("Batch[") == std::string::npos) return;
+    started = true;
+    first_pid = pid;
+    second = run_mnistctl(quick_mlp(root, out, 1));
+    kill(pid, SIGKILL);  // dies holding the lock: the kernel must release it
+  });
+  REQUIRE(started);
+  INFO(second.err);
+  CHECK(second.code == 2);
+  CHECK(second.err.find("process " + std::to_string(first_pid)) != std::string::npos);
+  CHECK(lines(second.err) == 1);
+  CHECK(first.code == 128 + SIGKILL);
+  // The kernel released the lock with the first process: a new run into the folder works.
+  RunResult again = run_mnistctl(quick_mlp(root, out, 1));
+  INFO(again.err);
+  CHECK(again.code == 0);
+}
+
+TEST_CASE("output paths: a file as --out, --resume without a checkpoint") {
+  std::string dir = scratch_dir("bounds-outputs");
+  std::string file = dir + "/plain-file";
+  std::ofstream(file) << "x";
+  RunResult dry = run_mnistctl({"train", "--out", file, "--dry-run"});
+  INFO(dry.err);
+  CHECK(dry.code == 2);
+  CHECK(dry.err.find("is a file, expected a run folder") != std::string::npos);
+  // Before data loads: a data root that does not exist is not what it complains about.
+  RunResult real = run_mnistctl({"train", "--out", file, "--data-dir", dir + "/no-data"});
+  CHECK(real.code == 2);
+  CHECK(real.err.find("is a file, expected a run folder") != std::string::npos);
+
+  fs::create_directories(dir + "/empty-run");
+  RunResult res = run_mnistctl({"train", "--out", dir + "/empty-run", "--resume"});
+  INFO(res.err);
+  CHECK(res.code == 2);
+  CHECK(res.err.find("has no checkpoint yet") != std::string::npos);
+  CHECK(res.err.find("without --resume") != std::string::npos);
+}

@@ -1,0 +1,84 @@
+// IdxImageStream: the same images as read_idx_images, a batch at a time, with the same checks;
+// damage found part-way is reported at the image where it is.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "core/error.h"
+#include "data/idx.h"
+#include "data/idx_stream.h"
+#include "data_helpers.h"
+#include "test_util.h"
+
+using namespace mnistctl;
+using namespace mnistctl::test;
+
+namespace {
+
+std::string stream_error(const std::string& path, int64_t batch = 3) {
+  try {
+    IdxImageStream s(path);
+    std::vector<uint8_t> buf;
+    while (s.next(batch, buf) > 0) {
+    }
+  } catch (const Error& e) {
+    CHECK(e.code() == kExitUsage);
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("IdxImageStream hands out the file's images in batches, raw and gzip") {
+  std::string dir = scratch_dir("idx_stream");
+  const Bytes px = pattern(10 * 4 * 5, 7);
+  const Bytes raw = idx_bytes(0x00000803, {10, 4, 5}, px);
+  write_bytes(dir + "/raw.idx", raw);
+  write_bytes(dir + "/gz.idx.gz", gzip_bytes(raw));
+  for (const char* name : {"/raw.idx", "/gz.idx.gz"}) {
+    INFO(name);
+    IdxImageStream s(dir + name);
+    CHECK(s.count() == 10);
+    CHECK(s.rows() == 4);
+    CHECK(s.cols() == 5);
+    Bytes all, buf;
+    std::vector<int64_t> sizes;
+    for (int64_t n; (n = s.next(4, buf)) > 0;) {
+      sizes.push_back(n);
+      CHECK(buf.size() == size_t(n) * 20);
+      all.insert(all.end(), buf.begin(), buf.end());
+    }
+    CHECK(sizes == std::vector<int64_t>{4, 4, 2});
+    CHECK(all == px);
+    CHECK(all == read_idx_images(dir + name).pixels);
+    CHECK(s.next(4, buf) == 0);  // stays at the end
+  }
+}
+
+TEST_CASE("IdxImageStream refuses what read_idx_images refuses, naming the file") {
+  std::string dir = scratch_dir("idx_stream_bad");
+  auto put = [&](const std::string& name, const Bytes& b) {
+    write_bytes(dir + "/" + name, b);
+    return dir + "/" + name;
+  };
+  const Bytes px = pattern(6 * 4, 3);
+  std::string p = put("labels.idx", idx_bytes(0x00000801, {6}, Bytes(6, 1)));
+  CHECK(stream_error(p) == p + ": bad magic 0x00000801: not an IDX file of uint8 images (expected 0x00000803)");
+  p = put("bomb.idx.gz", gzip_bytes(idx_bytes(0x00000803, {0xFFFFFFFFu, 28, 28}, {})));
+  CHECK(stream_error(p).find(p + ": IDX header declares 4294967295 images of 28x28, more than the 2 GiB") == 0);
+  p = put("zero.idx", idx_bytes(0x00000803, {0, 28, 28}, {}));
+  CHECK(stream_error(p).find(p + ": IDX header declares 0x28x28") == 0);
+  p = put("short.idx", idx_bytes(0x00000803, {6, 2, 2}, Bytes(px.begin(), px.begin() + 20)));
+  CHECK(stream_error(p) == p + ": truncated: the header declares 6 images of 2x2 (24 bytes) but the file holds only 20 bytes of data");
+  p = put("long.idx", idx_bytes(0x00000803, {5, 2, 2}, px));
+  CHECK(stream_error(p) == p + ": 4 bytes of trailing data after the 5 images of 2x2 the header declares");
+  // Gzip: the size is known only by reading, so damage is found where it is.
+  p = put("short.idx.gz", gzip_bytes(idx_bytes(0x00000803, {6, 2, 2}, Bytes(px.begin(), px.begin() + 18))));
+  CHECK(stream_error(p) == p + ": truncated: the header declares 6 images but the data ends inside image 4");
+  p = put("long.idx.gz", gzip_bytes(idx_bytes(0x00000803, {5, 2, 2}, px)));
+  CHECK(stream_error(p) == p + ": 4 bytes of trailing data after the 5 images the header declares");
+  p = put("head.idx", Bytes{0, 0, 8, 3, 0, 0});
+  CHECK(stream_error(p) == p + ": truncated IDX header (6 of 16 bytes)");
+  CHECK(stream_error(dir + "/missing.idx").find(dir + "/missing.idx: cannot open") == 0);
+}
