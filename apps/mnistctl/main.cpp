@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
   app.footer(std::string("\nExamples:\n"
                          "  mnistctl fetch\n"
                          "  mnistctl train --config configs/lenet.yaml\n"
-                         "  mnistctl eval --model runs/lenet --min-accuracy 0.98\n"
-                         "  mnistctl predict --model runs/lenet --input digit.png\n\n") +
+                         "  mnistctl eval --model runs/lenet-mnist --min-accuracy 0.98\n"
+                         "  mnistctl predict --model runs/lenet-mnist --input digit.png\n\n") +
              kExitCodes);
   app.require_subcommand(1);
   app.set_version_flag("--version", "mnistctl 0.1.0");
@@ -66,10 +66,14 @@ int main(int argc, char** argv) {
   auto* t = app.add_subcommand("train", "Train a network described by a YAML file");
   t->add_option("--config", train.config, "YAML file (default: the built-in configs/lenet.yaml)");
   add_run_context(t, train.run);
-  t->add_option("--out", train.out, "Run folder (default: runs/<config name>)");
+  t->add_option("--out", train.out, "Run folder (default: runs/<config name>-<dataset>)");
   t->add_option("--epochs", train.epochs, "Override train.epochs")->check(CLI::Range(1, 100000));
   t->add_option("--seed", train.seed, "Override train.seed")->check(CLI::Range(0LL, (1LL << 62)));
-  t->add_flag("--resume", train.resume, "Continue from the run folder's last checkpoint");
+  t->add_flag("--resume", train.resume,
+              "Continue from the run folder's last checkpoint (without --out: the --config's folder, "
+              "else the most recently written run under runs/)");
+  t->add_flag("--overwrite", train.overwrite,
+              "Replace a run already in the folder (its files are removed once training is ready to start)");
   t->add_flag("--dry-run", train.dry_run, "Print the network (shapes, parameters) and exit");
   t->add_flag("--deterministic", train.deterministic,
               "GPU: only deterministic cuDNN algorithms (bit-identical reruns)");
@@ -79,13 +83,16 @@ int main(int argc, char** argv) {
                         "  mnistctl train --config configs/lenet.yaml --set train.learning_rate=0.05 --out runs/lr005\n"
                         "  mnistctl train --out runs/lr005 --resume          # after Ctrl-C: continues exactly\n"
                         "  mnistctl train --config configs/lenet.yaml --dry-run\n"
-                        "The run folder gets config.yaml, checkpoints/epoch-NNN.ckpt, last.ckpt and metrics.jsonl.\n"
+                        "The run folder gets config.yaml, checkpoints/epoch-NNN.ckpt, last.ckpt, best.ckpt,\n"
+                        "metrics.jsonl and metrics.csv. A folder that holds a run is never replaced without --overwrite.\n"
                         "Fields: docs/config.md.\n\n") +
             kExitCodes);
 
   EvalOptions eval;
   auto* e = app.add_subcommand("eval", "Score a trained model on the test set");
-  e->add_option("--model", eval.model, "Run folder or checkpoint file")->required();
+  e->add_option("--model", eval.model, "Run folder or checkpoint file");
+  e->add_option("--checkpoint", eval.checkpoint,
+                "best, last (of the --model run folder) or a checkpoint FILE (default: last)");
   add_run_context(e, eval.run);
   e->add_flag("--json", eval.json, "Print one JSON object");
   e->add_option("--min-accuracy", eval.min_accuracy, "Exit 1 when accuracy is below this")
@@ -93,13 +100,16 @@ int main(int argc, char** argv) {
   e->add_option("--top-k", eval.top_k, "Also report top-k accuracy")->check(CLI::Range(1, 10))
       ->capture_default_str();
   e->footer(std::string("\nExamples:\n"
-                        "  mnistctl eval --model runs/lenet                       # accuracy, top-k, per class, confusion\n"
-                        "  mnistctl eval --model runs/lenet --json --min-accuracy 0.98   # a CI gate: exit 1 below\n\n") +
+                        "  mnistctl eval --model runs/lenet-mnist                 # accuracy, top-k, per class, confusion\n"
+                        "  mnistctl eval --model runs/lenet-mnist --checkpoint best   # the epoch with the best validation accuracy\n"
+                        "  mnistctl eval --model runs/lenet-mnist --json --min-accuracy 0.98   # a CI gate: exit 1 below\n\n") +
             kExitCodes);
 
   PredictOptions predict;
   auto* p = app.add_subcommand("predict", "Class probabilities for the test set or your images");
-  p->add_option("--model", predict.model, "Run folder or checkpoint file")->required();
+  p->add_option("--model", predict.model, "Run folder or checkpoint file");
+  p->add_option("--checkpoint", predict.checkpoint,
+                "best, last (of the --model run folder) or a checkpoint FILE (default: last)");
   add_run_context(p, predict.run);
   p->add_option("--input", predict.inputs,
                 "IDX image file, or 28x28 grayscale PGM/PNG (larger ones are scaled as MNIST "
@@ -109,8 +119,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"csv", "json"}))
       ->capture_default_str();
   p->footer(std::string("\nExamples:\n"
-                        "  mnistctl predict --model runs/lenet --output test-probs.csv   # the test set\n"
-                        "  mnistctl predict --model runs/lenet --input digit.png --input scan.pgm --format json\n"
+                        "  mnistctl predict --model runs/lenet-mnist --output test-probs.csv   # the test set\n"
+                        "  mnistctl predict --model runs/lenet-mnist --input digit.png --input scan.pgm --format json\n"
                         "One row per image: source, index, predicted class, then the 10 class probabilities.\n\n") +
             kExitCodes);
 

@@ -14,7 +14,7 @@
 namespace mnistctl {
 
 int run_eval(const EvalOptions& o) {
-  OpenModel om = open_model(o.run, o.model);
+  OpenModel om = open_model(o.run, o.model, o.checkpoint);
   Backend* be = om.backend.get();
   const Model& m = om.model;
   Dataset test = load_split(o.run.data_dir, m.config.data.dataset, Split::test);

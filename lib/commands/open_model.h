@@ -17,6 +17,7 @@ struct OpenModel {
   Model model;
 };
 
-OpenModel open_model(const RunContext& run, const std::string& model_path);
+// `checkpoint`: --checkpoint best|last|FILE (train/model.h, resolve_checkpoint).
+OpenModel open_model(const RunContext& run, const std::string& model_path, const std::string& checkpoint = "");
 
 }  // namespace mnistctl

@@ -63,7 +63,7 @@ void add(Inputs& in, const std::string& source, const uint8_t* px, int64_t n, in
 }  // namespace
 
 int run_predict(const PredictOptions& o) {
-  OpenModel om = open_model(o.run, o.model);
+  OpenModel om = open_model(o.run, o.model, o.checkpoint);
   Backend* be = om.backend.get();
   const Model& m = om.model;
   const int64_t size = m.net->input_shape().numel();

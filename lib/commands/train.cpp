@@ -1,13 +1,20 @@
 // `mnistctl train`: resolves the config (file or built-in, --set and flag overrides, or the
-// run's own config on --resume), then hands over to the trainer.
+// run's own config on --resume) and the run folder, then hands over to the trainer.
+//
+// The run folder: --out, else runs/<config name>-<dataset>. `--resume` without --out takes
+// the folder --config names, or without --config the most recently written run under runs/
+// (and says which). A fresh run into a folder that holds a run is refused unless --overwrite.
 #include <cstdio>
+#include <filesystem>
 
 #include <fmt/format.h>
 
 #include "commands/commands.h"
 #include "core/error.h"
 #include "nn/network.h"
+#include "core/progress.h"
 #include "train/checkpoint.h"
+#include "train/run_folder.h"
 #include "train/trainer.h"
 
 namespace mnistctl {
@@ -25,16 +32,29 @@ int run_train(const TrainOptions& o) {
     return o.config.empty() ? load_config_text(builtin_lenet_yaml(), "<built-in lenet.yaml>", overrides)
                             : load_config_file(o.config, overrides);
   };
+  if (o.resume && o.overwrite)
+    throw UsageError("--resume continues the run in the folder and --overwrite replaces it: give one of them");
   Config cfg;
   std::string out_dir = o.out;
   if (!o.resume) {
     cfg = given(sets);
-    if (out_dir.empty()) out_dir = "runs/" + cfg.name;
+    if (out_dir.empty()) out_dir = default_run_dir(cfg);
   } else {
-    std::string named;  // the name --config (or the built-in LeNet) gives, without overrides
-    if (out_dir.empty() || !o.config.empty()) named = given({}).name;
-    if (out_dir.empty()) out_dir = "runs/" + named;
+    std::string named;  // the name --config gives, without overrides
+    if (!o.config.empty()) named = given({}).name;
+    if (out_dir.empty() && !o.config.empty()) out_dir = default_run_dir(given(sets));
+    if (out_dir.empty()) {
+      out_dir = latest_run("runs");
+      if (out_dir.empty())
+        throw UsageError("--resume: no run under runs/ to resume (name its folder with --out RUN)");
+      out_line(fmt::format("--resume: continuing the most recently written run, {} (--out RUN picks another)",
+                           out_dir));
+    }
     std::string last = out_dir + "/last.ckpt";
+    std::error_code ec;
+    if (!std::filesystem::exists(last, ec))
+      throw UsageError(fmt::format("--resume: {} holds no last.ckpt to resume from{}", out_dir,
+                                   run_files(out_dir).empty() ? " (no run there: train it without --resume)" : ""));
     cfg = load_config_text(load_checkpoint(last).config_yaml, last + " (embedded config)", sets);
     if (!o.config.empty() && named != cfg.name)
       throw UsageError(fmt::format("--resume: {} holds a run of '{}', but --config {} is '{}' (leave out "
@@ -53,6 +73,14 @@ int run_train(const TrainOptions& o) {
                            cfg.init.type, t.seed)
                    .c_str(),
                stdout);
+    if (!o.resume) {
+      const bool taken = !run_files(out_dir).empty();
+      std::fputs(fmt::format("run folder {}{}\n", out_dir,
+                             !taken ? "" : o.overwrite ? " (holds a run: --overwrite would replace it)"
+                                                      : " (holds a run: train refuses without --resume or --overwrite)")
+                     .c_str(),
+                 stdout);
+    }
     return kExitOk;
   }
 
@@ -62,6 +90,7 @@ int run_train(const TrainOptions& o) {
   req.ctx = o.run.ctx;
   req.data_root = o.run.data_dir;
   req.resume = o.resume;
+  req.overwrite = o.overwrite;
   req.backend.threads = o.run.threads;
   req.backend.deterministic = cfg.train.deterministic;
   req.backend.allow_tf32 = cfg.train.allow_tf32;
