@@ -73,6 +73,13 @@ int run_train(const TrainOptions& o) {
                            cfg.init.type, t.seed)
                    .c_str(),
                stdout);
+    if (t.early_stopping.enabled)
+      std::fputs(fmt::format("early stopping: {} without an improvement above {:g} for {} epochs\n",
+                             t.early_stopping.metric, t.early_stopping.min_delta, t.early_stopping.patience)
+                     .c_str(),
+                 stdout);
+    if (t.stop_at_accuracy > 0)
+      std::fputs(fmt::format("stop at validation accuracy {:g}\n", t.stop_at_accuracy).c_str(), stdout);
     if (!o.resume) {
       const bool taken = !run_files(out_dir).empty();
       std::fputs(fmt::format("run folder {}{}\n", out_dir,

@@ -312,7 +312,7 @@ TEST_CASE("the default run folder names network and dataset, --resume alone take
     CHECK(e.path().string().find(".tmp") == std::string::npos);
 }
 
-TEST_CASE("early stopping survives Ctrl-C and resume exactly; the message names the command; metrics.csv and best.ckpt") {
+TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names the command, metrics.csv and best.ckpt") {
   std::string root = data_root("runs-es-data");
   std::string cfg = interruptible_config("runs-es-config");
   std::string whole = scratch_dir("runs-es-whole"), split = scratch_dir("runs-es-split") + "/run";
@@ -498,7 +498,10 @@ TEST_CASE("early stopping and stop_at_accuracy are checked like every config fie
   std::ofstream(dir + "/ok.yaml") << "network:\n  layers:\n    - {type: flatten}\n"
                                      "    - {type: fully_connected, num_hidden: 10}\n    - {type: softmax_output}\n"
                                      "train:\n  early_stopping: {}\n  stop_at_accuracy: 0.99\n";
-  CHECK(run_mnistctl({"train", "--config", dir + "/ok.yaml", "--dry-run"}).code == 0);
+  RunResult ok = run_mnistctl({"train", "--config", dir + "/ok.yaml", "--dry-run"});
+  CHECK(ok.code == 0);
+  CHECK(ok.out.find("early stopping: val_loss without an improvement above 0 for 3 epochs\n") != std::string::npos);
+  CHECK(ok.out.find("stop at validation accuracy 0.99\n") != std::string::npos);
 }
 
 TEST_CASE("the progress bar shows batches, rate, ETA and running loss on a terminal, and only there") {
