@@ -9,7 +9,7 @@
 # CPU and on the GPU (>= 0.98), a CPU-trained MLP evaluated and used for predict on the GPU
 # (the same accuracy and predictions as on the CPU), (4) determinism: two --deterministic runs give byte-identical
 # checkpoints (and what determinism costs: epoch 2 times of a deterministic and a default run), (5) the same LeNet in PyTorch on the same GPU
-# (scripts/bench_torch.py), (6) a Markdown table comparing the two.
+# (scripts/bench_torch.py), (6) a Markdown table comparing the two, (7) `mnistctl bench --ctx gpu`.
 # Exits non-zero when any step failed, after a summary. Everything printed is also written
 # to $OUT (when set), with the metrics, the parity log and the table.
 # Needs: bash, python3 (with torch for step 5), nvidia-smi; no network. About 2-3 minutes.
@@ -198,6 +198,22 @@ PY
   return "$rc"
 }
 
+gpu_bench() {  # per-layer timing of one LeNet step on the GPU, and the whole step apart
+  run timeout 120 "$mnistctl" bench --ctx gpu --iters 50 --json >"$work/bench-gpu.json" || return 1
+  run timeout 120 "$mnistctl" bench --ctx gpu --iters 50 | tee "$work/bench-gpu.txt" || return 1
+  [ -n "$out_dir" ] && cp "$work/bench-gpu.json" "$work/bench-gpu.txt" "$out_dir/"
+  python3 - "$work/bench-gpu.json" <<'PY'
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+t = [row["forward_ms"] for row in r["rows"]] + [row["backward_ms"] for row in r["rows"] if row["backward_ms"]]
+t.append(r["step_ms"])
+ok = all(math.isfinite(x["median"]) and x["median"] > 0 for x in t) and math.isfinite(r["gemm_gflops"])
+print(f"bench: {len(r['rows'])} rows, whole step {r['step_ms']['median']:.3f} ms, sum of rows "
+      f"{r['sum_of_medians_ms']:.3f} ms, GEMM limit {r['gemm_gflops']:.0f} GFLOP/s")
+sys.exit(0 if ok else 1)
+PY
+}
+
 cpu_to_gpu() {  # the other direction: a CPU-trained checkpoint, scored and used on the GPU
   local m=$work/mlp-cpu
   run timeout 100 "$mnistctl" train --config "$src/configs/mlp.yaml" --ctx cpu --data-dir "$data" --out "$m" \
@@ -231,6 +247,7 @@ step "3d a CPU-trained MLP on the gpu: eval and predict agree with the cpu" cpu_
 step "4 determinism: two --deterministic runs, byte-identical checkpoints" determinism
 step "5 PyTorch LeNet on the same GPU (scripts/bench_torch.py)" torch_bench
 step "6 comparison table" table
+step "7 mnistctl bench on the gpu (per-layer timing, finite)" gpu_bench
 
 echo
 echo "=== summary ($(($(date +%s) - t_start)) s, work folder $work)"

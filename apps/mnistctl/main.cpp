@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
   t->add_flag("--dry-run", train.dry_run, "Print the network (shapes, parameters) and exit");
   t->add_flag("--deterministic", train.deterministic,
               "GPU: only deterministic cuDNN algorithms (bit-identical reruns)");
+  t->add_option("--precision", train.precision,
+                 "fp32 or bf16 (convolutions and fully-connected layers; shorthand for --set train.precision=...)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   t->add_option("--set", train.sets, "Override any YAML field, e.g. --set train.learning_rate=0.05 (repeatable)");
   t->footer(std::string("\nExamples:\n"
                         "  mnistctl train --config configs/mlp.yaml --epochs 5\n"
@@ -124,6 +127,29 @@ int main(int argc, char** argv) {
                         "One row per image: source, index, predicted class, then the 10 class probabilities.\n\n") +
             kExitCodes);
 
+  BenchOptions bench;
+  auto* b = app.add_subcommand("bench", "Time one training step layer by layer (forward, backward, GFLOP/s)");
+  b->add_option("--config", bench.config, "YAML file (default: the built-in configs/lenet.yaml)");
+  add_run_context(b, bench.run);
+  b->add_option("--batch", bench.batch, "Batch size (default: the config's train.batch_size)")
+      ->check(CLI::Range(1LL, 1LL << 20));
+  b->add_option("--iters", bench.iters, "Timed iterations per pass")->check(CLI::Range(1, 100000))->capture_default_str();
+  b->add_option("--warmup", bench.warmup, "Untimed iterations before each pass")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  b->add_option("--precision", bench.precision, "fp32 or bf16 (default: the config's train.precision)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  b->add_option("--set", bench.sets, "Override any YAML field, e.g. --set network.layers.0.num_filter=32 (repeatable)");
+  b->add_flag("--json", bench.json, "Print one JSON object");
+  b->footer(std::string("\nExamples:\n"
+                        "  mnistctl bench                                   # LeNet, batch 100, on the CPU\n"
+                        "  mnistctl bench --config configs/mlp.yaml --iters 200 --threads 1\n"
+                        "  mnistctl bench --ctx gpu --json\n"
+                        "Rows: the batch gather, each layer's forward and backward, the optimizer step; then the\n"
+                        "whole step timed apart without per-layer synchronisation. GFLOP/s and its share of the\n"
+                        "backend's GEMM limit (measured by the same run) for convolution and fully_connected.\n\n") +
+            kExitCodes);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
@@ -140,6 +166,7 @@ int main(int argc, char** argv) {
     if (*t) return run_train(train);
     if (*e) return run_eval(eval);
     if (*p) return run_predict(predict);
+    if (*b) return run_bench(bench);
   } catch (const Error& err) {
     std::fprintf(stderr, "mnistctl: %s\n", err.what());
     return err.code();

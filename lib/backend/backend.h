@@ -147,11 +147,25 @@ class Backend {
                            float beta2, float eps, float wd, int64_t step) = 0;
 };
 
+// The arithmetic of convolutions and fully-connected layers. bf16: their inputs
+// (activations, weights, output gradients) are rounded to bfloat16 at the op boundary, the
+// products accumulate in FP32 and the results are written in FP32. Every tensor the caller
+// sees stays FP32: parameters (the master weights), gradients, the loss, softmax and the
+// optimizer are FP32 whatever the precision.
+enum class Precision { fp32, bf16 };
+
 struct BackendOptions {
   int threads = 0;             // CPU backends: 0 means all cores available to the process
   bool deterministic = false;  // GPU: only deterministic cuDNN algorithms (max-pool included)
   bool allow_tf32 = false;     // GPU: allow TF32 tensor-core math (off: strict FP32)
+  Precision precision = Precision::fp32;
 };
+
+// Throws UsageError (one line, exit 2) where `ctx` cannot run `precision` natively: bf16
+// needs AVX-512 BF16 or AMX on the CPU (oneDNN would otherwise emulate it several times
+// slower), and is not available on ref or (in this version) the GPU. Cheap: call it at start-up,
+// before loading data. `field` names what asked for it in the message (e.g. "train.precision").
+void check_precision(const std::string& ctx, Precision precision, const std::string& field);
 
 // Makes the backend for a context: "ref", "cpu", "gpu" or "gpu:N".
 // The GPU backend is loaded from libmnistctl_cuda.so on first use (backend/loader.cpp).

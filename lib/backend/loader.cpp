@@ -79,11 +79,20 @@ std::unique_ptr<Backend> make_gpu_backend(const std::string& ctx, int index,
 
 std::unique_ptr<Backend> make_backend(const std::string& ctx, const BackendOptions& opts) {
   if (ctx == "ref") return make_ref_backend();
-  if (ctx == "cpu") return make_dnnl_backend(opts.threads);
+  if (ctx == "cpu") return make_dnnl_backend(opts.threads, opts.precision);
   int index = 0;
   if (parse_gpu_index(ctx, index)) return make_gpu_backend(ctx, index, opts);
   throw UsageError(fmt::format("--ctx {}: unknown context (expected {})", ctx,
                                MNISTCTL_HAVE_CUDA ? "cpu, gpu or gpu:N" : "cpu"));
+}
+
+void check_precision(const std::string& ctx, Precision precision, const std::string& field) {
+  if (precision == Precision::fp32) return;
+  std::string gap;
+  if (ctx == "cpu") gap = dnnl_precision_gap(precision);
+  else if (ctx == "ref") gap = "the reference backend computes in FP32 only";
+  else gap = "the GPU backend does not implement BF16 yet";
+  if (!gap.empty()) throw UsageError(fmt::format("{} bf16 with --ctx {}: {} (use fp32)", field, ctx, gap));
 }
 
 std::vector<std::string> known_contexts() {

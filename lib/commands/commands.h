@@ -33,6 +33,7 @@ struct TrainOptions {
   bool overwrite = false;             // a fresh run may replace the run in `out`
   bool dry_run = false;
   bool deterministic = false;         // GPU: deterministic cuDNN algorithms
+  std::string precision;              // "": from the config (train.precision)
   std::vector<std::string> sets;      // key=value overrides
 };
 int run_train(const TrainOptions& o);
@@ -56,5 +57,17 @@ struct PredictOptions {
   std::string format = "csv";         // csv | json
 };
 int run_predict(const PredictOptions& o);
+
+struct BenchOptions {
+  RunContext run;
+  std::string config;                 // empty: the embedded configs/lenet.yaml
+  std::vector<std::string> sets;      // key=value overrides
+  long long batch = 0;                // 0: the config's train.batch_size
+  std::string precision;              // "": from the config (train.precision)
+  int iters = 50;
+  int warmup = 5;
+  bool json = false;
+};
+int run_bench(const BenchOptions& o);
 
 }  // namespace mnistctl

@@ -24,6 +24,7 @@ int run_train(const TrainOptions& o) {
   if (o.epochs > 0) sets.push_back(fmt::format("train.epochs={}", o.epochs));
   if (o.seed >= 0) sets.push_back(fmt::format("train.seed={}", o.seed));
   if (o.deterministic) sets.push_back("train.deterministic=true");
+  if (!o.precision.empty()) sets.push_back("train.precision=" + o.precision);
 
   // On --resume the run's own config wins, so a resumed run is the same run: the overrides
   // given now (--epochs to extend it, say) apply to it, and --config serves only to name
@@ -64,6 +65,8 @@ int run_train(const TrainOptions& o) {
 
   Network net(cfg.network);
   check_trainable(cfg, net);  // the same checks a real run makes before touching data
+  const Precision precision = cfg.train.precision == "bf16" ? Precision::bf16 : Precision::fp32;
+  check_precision(o.run.ctx, precision, "train.precision");
   if (o.dry_run) {
     const TrainSpec& t = cfg.train;
     std::fputs(fmt::format("{} ({})\n{}dataset {}, {} epochs, batch {}, {} at learning rate {:g} ({} schedule), "
@@ -101,6 +104,7 @@ int run_train(const TrainOptions& o) {
   req.backend.threads = o.run.threads;
   req.backend.deterministic = cfg.train.deterministic;
   req.backend.allow_tf32 = cfg.train.allow_tf32;
+  req.backend.precision = precision;
   return train_network(req);
 }
 

@@ -100,7 +100,7 @@ const std::vector<std::string> kInitKeys = {"type", "scale", "sigma", "rnd_type"
 const std::vector<std::string> kTrainKeys = {"batch_size",    "epochs",        "seed",       "log_interval",
                                              "deterministic", "allow_tf32",    "optimizer",  "learning_rate",
                                              "momentum",      "weight_decay",  "beta1",      "beta2",
-                                             "epsilon",       "lr_schedule",   "early_stopping",
+                                             "epsilon",       "lr_schedule",   "precision",     "early_stopping",
                                              "stop_at_accuracy"};
 const std::vector<std::string> kScheduleKeys = {"type", "factor", "step_epochs", "min_lr"};
 const std::vector<std::string> kEarlyStoppingKeys = {"metric", "patience", "min_delta"};
@@ -258,6 +258,7 @@ TrainSpec read_train(const Impl& top) {
   t.log_interval = get_int(*s, "log_interval", t.log_interval, 0, 1000000000);
   t.deterministic = get_bool(*s, "deterministic", t.deterministic);
   t.allow_tf32 = get_bool(*s, "allow_tf32", t.allow_tf32);
+  t.precision = get_enum(*s, "precision", t.precision, {"fp32", "bf16"});
   t.optimizer = read_optimizer(*s);
   t.lr_schedule = read_schedule(*s, t.optimizer);
   t.early_stopping = read_early_stopping(*s);

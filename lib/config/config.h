@@ -71,6 +71,7 @@ struct TrainSpec {
   int64_t log_interval = 100;  // batches between progress lines (0: none)
   bool deterministic = false;  // GPU: deterministic cuDNN algorithms only
   bool allow_tf32 = false;     // GPU: allow TF32 tensor-core math
+  std::string precision = "fp32";  // fp32 | bf16: convolutions and fully-connected layers (backend.h)
   OptimizerSpec optimizer;
   ScheduleSpec lr_schedule;
   EarlyStoppingSpec early_stopping;

@@ -110,7 +110,9 @@ const Tensor& Network::forward(const Tensor& x, const Pass& pass) {
       cur_out_[i] = in->view(s);
     } else {
       cur_out_[i] = out_[i].view(s);
+      if (observer_) observer_->begin(i, false);
       layers_[i]->forward(*be_, *in, cur_out_[i], pass);
+      if (observer_) observer_->end(i, false);
     }
     in = &cur_out_[i];
   }
@@ -125,7 +127,11 @@ void Network::backward(const Tensor* dy_top) {
     const Tensor& x = i == 0 ? cur_x_ : cur_out_[i - 1];
     Tensor dx;
     if (need_dx_[i]) dx = grad_[i - 1].view(batched(n, layers_[i]->in_shape()));
-    if (!layers_[i]->is_view()) layers_[i]->backward(*be_, x, cur_out_[i], dy, need_dx_[i] ? &dx : nullptr);
+    if (!layers_[i]->is_view()) {
+      if (observer_) observer_->begin(i, true);
+      layers_[i]->backward(*be_, x, cur_out_[i], dy, need_dx_[i] ? &dx : nullptr);
+      if (observer_) observer_->end(i, true);
+    }
     if (!need_dx_[i]) break;  // nothing below needs a gradient
     dy = dx;
   }

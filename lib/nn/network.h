@@ -17,6 +17,15 @@
 
 namespace mnistctl {
 
+// Sees each layer's forward and backward call from outside (`mnistctl bench` times them).
+// begin/end bracket exactly one layer call; view layers make none.
+class LayerObserver {
+ public:
+  virtual ~LayerObserver() = default;
+  virtual void begin(size_t layer, bool backward) = 0;
+  virtual void end(size_t layer, bool backward) = 0;
+};
+
 class Network {
  public:
   // Builds and shape-checks; throws UsageError pointing at the YAML on any misfit.
@@ -49,6 +58,11 @@ class Network {
   // gradient of the output, n x output_shape) is required (gradient checks use this).
   void backward(const Tensor* dy_top = nullptr);
 
+  // Whether backward() computes layer i's input gradient (backward-data) too.
+  bool computes_input_grad(size_t i) const { return need_dx_[i]; }
+  // nullptr (the default) observes nothing.
+  void set_observer(LayerObserver* o) { observer_ = o; }
+
  private:
   Shape input_;
   std::vector<std::unique_ptr<Layer>> layers_;
@@ -58,6 +72,7 @@ class Network {
   std::vector<Tensor> out_, grad_;  // full-size buffers, per layer output
   std::vector<Tensor> cur_out_;     // views for the current batch
   Tensor cur_x_;
+  LayerObserver* observer_ = nullptr;
 };
 
 }  // namespace mnistctl

@@ -219,6 +219,8 @@ class Trainer {
     std::string stopped;
     for (int64_t epoch = start_epoch; epoch < t_.epochs; ++epoch) {
       const float lr = static_cast<float>(learning_rate_at(t_, epoch));
+      // The epoch's time includes its shuffle, as a PyTorch epoch includes its randperm.
+      auto t0 = std::chrono::steady_clock::now();
       set_order(*be, dtrain, epoch_order(train.count, cfg_.data.shuffle, static_cast<uint64_t>(t_.seed), epoch));
       int64_t b0 = 0;
       if (epoch == start_epoch && start_batch > 0) {
@@ -228,7 +230,7 @@ class Trainer {
         be->fill(sums, 0.0f);
       }
       Progress bar(fmt::format("Epoch[{}]", epoch + 1), nb);
-      auto t0 = std::chrono::steady_clock::now(), tlog = t0;
+      auto tlog = t0;
       int64_t samples = 0, samples_at_log = 0;
       for (int64_t b = b0; b < nb; ++b) {
         BatchRange r = batch_range(train.count, t_.batch_size, b);

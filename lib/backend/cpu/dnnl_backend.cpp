@@ -11,7 +11,13 @@
 // act_md), with the arguments reordered at the op boundary through scratch buffers cached
 // with the primitive; inner product runs on the plain layouts (see fc_md).
 // MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts for
-// measurements with bench_ops.
+// measurements with `mnistctl bench`.
+//
+// Precision bf16 (BackendOptions): convolution and inner-product primitives are made with
+// bf16 memory descriptors for their inputs (src, weights, diff_dst) and f32 ones for their
+// outputs (dst, diff_src, diff_weights, biases): oneDNN 2.6 picks its BF16 kernels only
+// from bf16 descriptors. The boundary reorders that bring plain f32 tensors into the
+// primitive's layout (Arg below) also convert them, so BF16 adds no pass over the data.
 //
 // Threads: Debian's libdnnl is built with DNNL_CPU_RUNTIME=OMP, so oneDNN runs on the
 // OpenMP pool and takes its thread count from omp_get_max_threads(). The backend sets it
@@ -63,8 +69,24 @@ int usable_cores() {
   return std::max(1, omp_get_num_procs());
 }
 
-memory::desc plain_md(const memory::dims& dims, tag t) { return memory::desc(dims, dt::f32, t); }
-memory::desc any_md(const memory::dims& dims) { return memory::desc(dims, dt::f32, tag::any); }
+memory::desc plain_md(const memory::dims& dims, tag t, dt type = dt::f32) { return memory::desc(dims, type, t); }
+memory::desc any_md(const memory::dims& dims, dt type = dt::f32) { return memory::desc(dims, type, tag::any); }
+
+const char* isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_mic: return "avx512_mic";
+    case dnnl::cpu_isa::avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "unknown";
+  }
+}
 
 // One primitive argument at the op boundary: the caller's plain buffer and, when the
 // primitive chose another layout, a scratch buffer in that layout (allocated once, kept
@@ -131,11 +153,12 @@ OpKey conv_key(const char* what, const ConvDesc& d, bool bias) {
 
 class DnnlBackend final : public HostBackend {
  public:
-  explicit DnnlBackend(int threads)
+  DnnlBackend(int threads, Precision precision)
       : HostBackend("cpu", threads > 0 ? threads : usable_cores()),
+        in_dt_(precision == Precision::bf16 ? dt::bf16 : dt::f32),
         eng_(dnnl::engine::kind::cpu, 0),
         strm_(eng_) {
-    // Tuning knob for bench_ops: "plain", "blocked" or "nhwc" (that convolution layout for
+    // Tuning knob for `mnistctl bench`: "plain", "blocked" or "nhwc" (that convolution layout for
     // every shape); unset or anything else: the default
     // policy (act_md).
     const char* env = std::getenv("MNISTCTL_DNNL_LAYOUT");
@@ -149,8 +172,8 @@ class DnnlBackend final : public HostBackend {
 
   std::string name() const override {
     const dnnl_version_t* v = dnnl::version();
-    return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{})", v->major, v->minor, v->patch,
-                       threads_, threads_ == 1 ? "" : "s",
+    return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{}{})", v->major, v->minor, v->patch,
+                       threads_, threads_ == 1 ? "" : "s", in_dt_ == dt::bf16 ? ", bf16" : "",
                        layout_name_.empty() ? "" : ", layout " + layout_name_);
   }
 
@@ -161,7 +184,7 @@ class DnnlBackend final : public HostBackend {
     opcheck::fc_forward(d, x, w, b, y);
     set_threads();
     Op& op = cached(OpKey{"fc_fwd", {d.n, d.in, d.out, b != nullptr}}, [&] {
-      auto pd = fc_fwd_pd(d, b != nullptr);
+      auto pd = fc_fwd_pd(d, b != nullptr, dt::f32);
       return make_forward<dnnl::inner_product_forward>(pd, d, b != nullptr);
     });
     run_forward(op, x, w, b, y);
@@ -171,9 +194,9 @@ class DnnlBackend final : public HostBackend {
     opcheck::fc_backward_data(d, dy, w, dx);
     set_threads();
     Op& op = cached(OpKey{"fc_bwd_data", {d.n, d.in, d.out}}, [&] {
-      auto hint = fc_fwd_pd(d, false);
-      dnnl::inner_product_backward_data::desc desc(fc_md(d.n, d.in), fc_md(d.out, d.in),
-                                                   fc_md(d.n, d.out));
+      auto hint = fc_fwd_pd(d, false, in_dt_);
+      dnnl::inner_product_backward_data::desc desc(fc_md(d.n, d.in, dt::f32), fc_md(d.out, d.in, in_dt_),
+                                                   fc_md(d.n, d.out, in_dt_));
       dnnl::inner_product_backward_data::primitive_desc pd(desc, eng_, hint);
       return make_backward_data<dnnl::inner_product_backward_data>(pd, d);
     });
@@ -185,10 +208,10 @@ class DnnlBackend final : public HostBackend {
     opcheck::fc_backward_weights(d, x, dy, dw, db);
     set_threads();
     Op& op = cached(OpKey{"fc_bwd_w", {d.n, d.in, d.out, db != nullptr}}, [&] {
-      auto hint = fc_fwd_pd(d, db != nullptr);
+      auto hint = fc_fwd_pd(d, db != nullptr, in_dt_);
       dnnl::inner_product_backward_weights::desc desc(
-          fc_md(d.n, d.in), fc_md(d.out, d.in),
-          db ? plain_md({d.out}, tag::a) : memory::desc(), fc_md(d.n, d.out));
+          fc_md(d.n, d.in, in_dt_), fc_md(d.out, d.in, dt::f32),
+          db ? plain_md({d.out}, tag::a) : memory::desc(), fc_md(d.n, d.out, in_dt_));
       dnnl::inner_product_backward_weights::primitive_desc pd(desc, eng_, hint);
       return make_backward_weights<dnnl::inner_product_backward_weights>(pd, d, db != nullptr);
     });
@@ -202,7 +225,7 @@ class DnnlBackend final : public HostBackend {
     if (b) opcheck::numel("conv_forward", "b", *b, d.k);
     set_threads();
     Op& op = cached(conv_key("conv_fwd", d, b != nullptr), [&] {
-      auto pd = conv_fwd_pd(d, b != nullptr);
+      auto pd = conv_fwd_pd(d, b != nullptr, dt::f32);
       return make_forward<dnnl::convolution_forward>(pd, d, b != nullptr);
     });
     run_forward(op, x, w, b, y);
@@ -213,10 +236,10 @@ class DnnlBackend final : public HostBackend {
     opcheck::conv_args("conv_backward_data", d, dx, w, dy);
     set_threads();
     Op& op = cached(conv_key("conv_bwd_data", d, false), [&] {
-      auto hint = conv_fwd_pd(d, false);
+      auto hint = conv_fwd_pd(d, false, in_dt_);
       dnnl::convolution_backward_data::desc desc(
-          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w),
-          weight_md(d), act_md(d, d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw},
+          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w, dt::f32),
+          weight_md(d, in_dt_), act_md(d, d.n, d.k, d.oh(), d.ow(), in_dt_), {d.sh, d.sw}, {d.ph, d.pw},
           {d.ph, d.pw});
       dnnl::convolution_backward_data::primitive_desc pd(desc, eng_, hint);
       return make_backward_data<dnnl::convolution_backward_data>(pd, d);
@@ -230,10 +253,10 @@ class DnnlBackend final : public HostBackend {
     if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
     set_threads();
     Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr), [&] {
-      auto hint = conv_fwd_pd(d, db != nullptr);
+      auto hint = conv_fwd_pd(d, db != nullptr, in_dt_);
       dnnl::convolution_backward_weights::desc desc(
-          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w), weight_md(d),
-          db ? plain_md({d.k}, tag::a) : memory::desc(), act_md(d, d.n, d.k, d.oh(), d.ow()),
+          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w, in_dt_), weight_md(d, dt::f32),
+          db ? plain_md({d.k}, tag::a) : memory::desc(), act_md(d, d.n, d.k, d.oh(), d.ow(), in_dt_),
           {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
       dnnl::convolution_backward_weights::primitive_desc pd(desc, eng_, hint);
       return make_backward_weights<dnnl::convolution_backward_weights>(pd, d, db != nullptr);
@@ -555,15 +578,18 @@ class DnnlBackend final : public HostBackend {
   // kernels are the fastest), nhwc otherwise: blocked pads the channels to a multiple of
   // 16, which for LeNet's conv2 (20 -> 50) wastes half the work, while nhwc pads nothing
   // and gets oneDNN's brgemm convolution. Measured (1 thread, this repo's bench) conv2
-  // fwd/bwd-data/bwd-weights 2.2/3.1/2.4 ms nhwc vs 4.0/3.9/4.3 ms blocked.
-  memory::desc act_md(const ConvDesc& d, int64_t n, int64_t c, int64_t h, int64_t w) const {
-    if (conv_layout_ == ConvLayout::plain) return plain_md({n, c, h, w}, tag::nchw);
-    if (conv_layout_ == ConvLayout::nhwc || (conv_layout_ == ConvLayout::auto_ && d.c > 1))
-      return plain_md({n, c, h, w}, tag::nhwc);
-    return any_md({n, c, h, w});
+  // fwd/bwd-data/bwd-weights 2.2/3.1/2.4 ms nhwc vs 4.0/3.9/4.3 ms blocked. In bf16 every
+  // convolution runs nhwc: for one input channel the blocked bf16 backward-weights falls
+  // back to oneDNN's gemm convolution, several times slower (docs/performance.md).
+  memory::desc act_md(const ConvDesc& d, int64_t n, int64_t c, int64_t h, int64_t w, dt type) const {
+    if (conv_layout_ == ConvLayout::plain) return plain_md({n, c, h, w}, tag::nchw, type);
+    if (conv_layout_ == ConvLayout::nhwc || (conv_layout_ == ConvLayout::auto_ && (d.c > 1 || in_dt_ == dt::bf16)))
+      return plain_md({n, c, h, w}, tag::nhwc, type);
+    return any_md({n, c, h, w}, type);
   }
-  memory::desc weight_md(const ConvDesc& d) const {
-    return conv_layout_ != ConvLayout::plain ? any_md({d.k, d.c, d.kh, d.kw}) : plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw);
+  memory::desc weight_md(const ConvDesc& d, dt type) const {
+    return conv_layout_ != ConvLayout::plain ? any_md({d.k, d.c, d.kh, d.kw}, type)
+                                             : plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw, type);
   }
   // Inner product runs on the plain layouts ((n, in) / (n, out) activations are "nc",
   // (out, in) weights "oi": both "ab"), where oneDNN uses its gemm. Its brgemm kernels
@@ -571,21 +597,24 @@ class DnnlBackend final : public HostBackend {
   // their gradient (out) on every call cost more than brgemm saves: measured here
   // (1 thread) LeNet fc1 fwd + bwd-data + bwd-weights 1.44 ms plain vs 2.02 ms any, the MLP
   // step 0.32 ms vs 0.39 ms.
-  static memory::desc fc_md(int64_t rows, int64_t cols) { return plain_md({rows, cols}, tag::ab); }
+  static memory::desc fc_md(int64_t rows, int64_t cols, dt type) { return plain_md({rows, cols}, tag::ab, type); }
 
-  dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDesc& d, bool bias) {
+  // The forward primitive_desc: inputs in the backend's precision, dst in `dst_type` (f32
+  // for the forward op itself; the input precision when it serves as a backward op's hint,
+  // whose diff_dst is an input).
+  dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDesc& d, bool bias, dt dst_type) {
     dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-        act_md(d, d.n, d.c, d.h, d.w), weight_md(d), bias ? plain_md({d.k}, tag::a) : memory::desc(),
-        act_md(d, d.n, d.k, d.oh(), d.ow()), {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
+        act_md(d, d.n, d.c, d.h, d.w, in_dt_), weight_md(d, in_dt_), bias ? plain_md({d.k}, tag::a) : memory::desc(),
+        act_md(d, d.n, d.k, d.oh(), d.ow(), dst_type), {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
     return dnnl::convolution_forward::primitive_desc(desc, eng_);
   }
 
-  dnnl::inner_product_forward::primitive_desc fc_fwd_pd(const FcDesc& d, bool bias) {
-    dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_training, fc_md(d.n, d.in),
-                                           fc_md(d.out, d.in),
+  dnnl::inner_product_forward::primitive_desc fc_fwd_pd(const FcDesc& d, bool bias, dt dst_type) {
+    dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_training, fc_md(d.n, d.in, in_dt_),
+                                           fc_md(d.out, d.in, in_dt_),
                                            bias ? plain_md({d.out}, tag::a) : memory::desc(),
-                                           fc_md(d.n, d.out));
+                                           fc_md(d.n, d.out, dst_type));
     return dnnl::inner_product_forward::primitive_desc(desc, eng_);
   }
 
@@ -624,6 +653,7 @@ class DnnlBackend final : public HostBackend {
   }
 
   enum class ConvLayout { auto_, plain, blocked, nhwc };
+  dt in_dt_;  // inputs of convolutions and inner products: f32, or bf16 (see the top)
   ConvLayout conv_layout_ = ConvLayout::auto_;
   std::string layout_name_;  // the MNISTCTL_DNNL_LAYOUT override, empty for the default
   dnnl::engine eng_;
@@ -635,9 +665,22 @@ class DnnlBackend final : public HostBackend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_dnnl_backend(int threads) {
+std::string dnnl_precision_gap(Precision precision) {
+  if (precision != Precision::bf16) return "";
+  // oneDNN's effective ISA is the CPU's, capped by DNNL_MAX_CPU_ISA (the tests set that to
+  // play a CPU without BF16).
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  if (isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx) return "";
+  return fmt::format("this CPU lacks AVX-512 BF16 (avx512_bf16) and AMX (oneDNN's ISA here: {}), and oneDNN "
+                     "would emulate BF16 several times slower than FP32",
+                     isa_name(isa));
+}
+
+std::unique_ptr<Backend> make_dnnl_backend(int threads, Precision precision) {
+  if (std::string gap = dnnl_precision_gap(precision); !gap.empty())
+    throw UsageError(fmt::format("--ctx cpu: precision bf16: {}", gap));
   try {
-    return std::make_unique<DnnlBackend>(threads);
+    return std::make_unique<DnnlBackend>(threads, precision);
   } catch (const dnnl::error& e) {
     throw RuntimeError(fmt::format("--ctx cpu: oneDNN cannot start: {}", e.what()));
   }

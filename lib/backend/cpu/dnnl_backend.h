@@ -4,5 +4,7 @@
 #include "backend/backend.h"
 namespace mnistctl {
 // threads <= 0: all cores available to the process.
-std::unique_ptr<Backend> make_dnnl_backend(int threads);
+std::unique_ptr<Backend> make_dnnl_backend(int threads, Precision precision = Precision::fp32);
+// The reason this CPU cannot run `precision` natively, or "" when it can.
+std::string dnnl_precision_gap(Precision precision);
 }

@@ -76,6 +76,10 @@ extern "C" __attribute__((visibility("default"))) mnistctl::Backend* mnistctl_cu
                   (count == 1 ? " CUDA device found" : " CUDA devices found"));
     return nullptr;
   }
+  if (opts && opts->precision != mnistctl::Precision::fp32) {  // check_precision refuses it first
+    set_error(err, err_len, "the GPU backend does not implement BF16 yet");
+    return nullptr;
+  }
   try {
     mnistctl::BackendOptions o = opts ? *opts : mnistctl::BackendOptions{};
     return new mnistctl::cuda::CudaBackend(index, o);

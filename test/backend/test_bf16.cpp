@@ -1,0 +1,181 @@
+// BF16 parity: the CPU backend at Precision::bf16 against the FP32 reference, op by op, for
+// the ops BF16 changes (convolution and fully connected, every direction, LeNet's and the
+// MLP's shapes). BF16 keeps 8 significant bits, so each input is off by up to 2^-9
+// relative; the products accumulate in FP32. The tolerance is stated per comparison:
+// max|bf16 - ref| / max|ref| <= 1e-2. The same comparisons also require a difference of
+// at least 1e-6: a backend that silently ran FP32 would pass the first check, not this one.
+// Any NaN or Inf on either side fails. Where the CPU lacks BF16 (or DNNL_MAX_CPU_ISA caps
+// it), the process says so and exits with ctest's skip code before asserting anything.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/rng.h"
+
+using namespace mnistctl;
+
+namespace {
+
+constexpr double kBf16Tol = 1e-2;
+constexpr double kMinDiff = 1e-6;
+constexpr int kSkipCode = 77;  // SKIP_RETURN_CODE in test/backend/CMakeLists.txt
+
+using Host = std::vector<float>;
+
+// The bf16 CPU backend, or a skip (missing hardware) said before any assertion.
+Backend& bf16() {
+  static std::unique_ptr<Backend> b = [] {
+    try {
+      check_precision("cpu", Precision::bf16, "test");
+    } catch (const std::exception& e) {
+      std::printf("SKIP: no BF16 on this CPU: %s\n", e.what());
+      std::fflush(stdout);
+      std::exit(kSkipCode);
+    }
+    BackendOptions o;
+    o.precision = Precision::bf16;
+    return make_backend("cpu", o);
+  }();
+  return *b;
+}
+
+Backend& ref() {
+  static std::unique_ptr<Backend> b = make_backend("ref");
+  return *b;
+}
+
+Host random_host(Pcg32& rng, int64_t n) {
+  Host v(static_cast<size_t>(n));
+  for (auto& x : v) x = rng.uniform(-1.0f, 1.0f);
+  return v;
+}
+
+Tensor up(Backend& b, const Shape& s, const Host& h) {
+  Tensor t = b.empty(s);
+  b.upload(t, h.data());
+  return t;
+}
+
+Host down(Backend& b, const Tensor& t) {
+  Host h(static_cast<size_t>(t.numel()));
+  b.download(t, h.data());
+  return h;
+}
+
+// Prints and checks one output: finite on both sides, relative difference within the BF16
+// tolerance, and not identical to FP32.
+void compare(const std::string& what, const Host& got, const Host& want) {
+  REQUIRE(got.size() == want.size());
+  double max_ref = 0, max_diff = 0;
+  bool finite = true;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) || !std::isfinite(want[i])) finite = false;
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[i])));
+    max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+  }
+  const double rel = max_diff / std::max(max_ref, 1e-6);
+  std::printf("bf16 %-34s max abs diff %.3e  rel %.3e (tolerance %.0e)\n", what.c_str(), max_diff, rel, kBf16Tol);
+  INFO(what << ": max abs diff " << max_diff << ", rel " << rel);
+  CHECK(finite);
+  CHECK(rel <= kBf16Tol);
+  CHECK(max_diff >= kMinDiff);
+}
+
+}  // namespace
+
+TEST_CASE("bf16 convolution matches the fp32 reference within 1e-2", "[bf16][conv]") {
+  Backend& bb = bf16();  // skips first where there is no BF16
+  struct Case {
+    const char* name;
+    ConvDesc d;
+  };
+  const Case cases[] = {
+      {"lenet conv1", {100, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0, true}},
+      {"lenet conv2", {100, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0, true}},
+      {"odd: stride 2 pad 1 no bias", {3, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1, false}},
+  };
+  Pcg32 rng(7, 1);
+  for (const Case& c : cases) {
+    const ConvDesc& d = c.d;
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()}, bs{d.k};
+    Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), b = random_host(rng, d.k);
+    Host dy = random_host(rng, ys.numel());
+    std::vector<Host> results[2];
+    Backend* backends[2] = {&bb, &ref()};
+    for (int i = 0; i < 2; ++i) {
+      Backend& be = *backends[i];
+      Tensor tx = up(be, xs, x), tw = up(be, ws, w), tb = up(be, bs, b), tdy = up(be, ys, dy);
+      Tensor ty = be.empty(ys), tdx = be.empty(xs), tdw = be.empty(ws), tdb = be.empty(bs);
+      be.conv_forward(d, tx, tw, d.bias ? &tb : nullptr, ty);
+      be.conv_backward_data(d, tdy, tw, tdx);
+      be.conv_backward_weights(d, tx, tdy, tdw, d.bias ? &tdb : nullptr);
+      results[i] = {down(be, ty), down(be, tdx), down(be, tdw)};
+      if (d.bias) results[i].push_back(down(be, tdb));
+    }
+    const char* outs[] = {"forward", "backward-data", "backward-weights", "backward-bias"};
+    for (size_t k = 0; k < results[0].size(); ++k) {
+      // The bias gradient sums dy, which stays FP32-exact only up to summation order: it is
+      // not an input BF16 rounds, so it is only checked against the tolerance.
+      if (k == 3) {
+        double max_ref = 0, max_diff = 0;
+        for (size_t i = 0; i < results[0][k].size(); ++i) {
+          REQUIRE(std::isfinite(results[0][k][i]));
+          max_ref = std::max(max_ref, std::fabs(static_cast<double>(results[1][k][i])));
+          max_diff = std::max(max_diff, std::fabs(static_cast<double>(results[0][k][i]) - results[1][k][i]));
+        }
+        CHECK(max_diff / std::max(max_ref, 1e-6) <= kBf16Tol);
+        continue;
+      }
+      compare(std::string(c.name) + " " + outs[k], results[0][k], results[1][k]);
+    }
+  }
+}
+
+TEST_CASE("bf16 fully connected matches the fp32 reference within 1e-2", "[bf16][fc]") {
+  Backend& bb = bf16();
+  const FcDesc cases[] = {{100, 800, 500, true}, {100, 500, 10, true}, {100, 784, 128, true}, {1, 7, 3, false}};
+  Pcg32 rng(11, 2);
+  for (const FcDesc& d : cases) {
+    const std::string name = "fc " + std::to_string(d.in) + "->" + std::to_string(d.out) + " n=" + std::to_string(d.n);
+    const Shape xs{d.n, d.in}, ws{d.out, d.in}, ys{d.n, d.out}, bs{d.out};
+    Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), b = random_host(rng, d.out);
+    Host dy = random_host(rng, ys.numel());
+    std::vector<Host> results[2];
+    Backend* backends[2] = {&bb, &ref()};
+    for (int i = 0; i < 2; ++i) {
+      Backend& be = *backends[i];
+      Tensor tx = up(be, xs, x), tw = up(be, ws, w), tb = up(be, bs, b), tdy = up(be, ys, dy);
+      Tensor ty = be.empty(ys), tdx = be.empty(xs), tdw = be.empty(ws), tdb = be.empty(bs);
+      be.fc_forward(d, tx, tw, d.bias ? &tb : nullptr, ty);
+      be.fc_backward_data(d, tdy, tw, tdx);
+      be.fc_backward_weights(d, tx, tdy, tdw, d.bias ? &tdb : nullptr);
+      results[i] = {down(be, ty), down(be, tdx), down(be, tdw)};
+    }
+    compare(name + " forward", results[0][0], results[1][0]);
+    compare(name + " backward-data", results[0][1], results[1][1]);
+    compare(name + " backward-weights", results[0][2], results[1][2]);
+  }
+}
+
+TEST_CASE("bf16 leaves the other ops in fp32: activations match ref to 1e-6", "[bf16][act]") {
+  Backend& bb = bf16();
+  Pcg32 rng(3, 3);
+  Host x = random_host(rng, 1000);
+  Tensor a = up(bb, Shape{1000}, x), ya = bb.empty(Shape{1000});
+  Tensor r = up(ref(), Shape{1000}, x), yr = ref().empty(Shape{1000});
+  bb.act_forward(ActType::tanh, a, ya);
+  ref().act_forward(ActType::tanh, r, yr);
+  Host got = down(bb, ya), want = down(ref(), yr);
+  double max_diff = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    REQUIRE(std::isfinite(got[i]));
+    max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+  }
+  CHECK(max_diff <= 1e-6);
+}
