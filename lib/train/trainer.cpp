@@ -331,6 +331,7 @@ class Trainer {
     std::string cmd = "mnistctl train --out " + shell_word(req_.out_dir) + " --resume";
     if (!req_.data_root.empty()) cmd += " --data-dir " + shell_word(req_.data_root);
     if (req_.ctx != "cpu") cmd += " --ctx " + shell_word(req_.ctx);
+    if (req_.backend.threads > 0) cmd += " --threads " + std::to_string(req_.backend.threads);  // bit-identical on the CPU
     return cmd;
   }
 

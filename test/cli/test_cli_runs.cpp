@@ -373,7 +373,7 @@ TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names 
   INFO(r.out << r.err);
   REQUIRE(sent);
   REQUIRE(r.code == 130);
-  const std::string command = "mnistctl train --out " + split + " --resume --data-dir " + root;
+  const std::string command = "mnistctl train --out " + split + " --resume --data-dir " + root + " --threads 2";
   REQUIRE(r.out.find("continue with: " + command + "\n") != std::string::npos);
   CHECK(load_checkpoint(split + "/last.ckpt").meta.at("es_wait") == "0");
 
