@@ -10,7 +10,14 @@ PKGS=(
   catch2 zlib1g-dev libcurl4-openssl-dev libpng-dev
   dataset-fashion-mnist
   libssl-dev
+  libonnx-dev libprotobuf-dev
 )
+
+# Node.js and npm run the export tests' ONNX Runtime check (onnxruntime-node, from the npm
+# registry). A node already on the PATH, from whatever source, is used as it is.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -24,3 +24,12 @@ if grep -q "^MNISTCTL_ENABLE_CUDA:BOOL=ON" "$BUILD_DIR/CMakeCache.txt"; then
   cmake --build "$BUILD_DIR-nocuda" -j"$JOBS" --target mnistctl test_gpu
   ctest --test-dir "$BUILD_DIR-nocuda" --output-on-failure -j"$JOBS"
 fi
+
+# The build without ONNX export (a machine without libonnx-dev): `mnistctl export` refuses
+# with one line and exit 2.
+if grep -q "^MNISTCTL_ENABLE_ONNX:BOOL=ON" "$BUILD_DIR/CMakeCache.txt"; then
+  cmake -S . -B "$BUILD_DIR-noonnx" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMNISTCTL_ENABLE_ONNX=OFF \
+    -DMNISTCTL_ENABLE_CUDA=OFF -DMNISTCTL_TEST_AREAS=export
+  cmake --build "$BUILD_DIR-noonnx" -j"$JOBS" --target mnistctl test_export_off
+  ctest --test-dir "$BUILD_DIR-noonnx" --output-on-failure -j"$JOBS"
+fi

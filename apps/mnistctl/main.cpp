@@ -150,6 +150,24 @@ int main(int argc, char** argv) {
                         "backend's GEMM limit (measured by the same run) for convolution and fully_connected.\n\n") +
             kExitCodes);
 
+  ExportOptions exp;
+  auto* x = app.add_subcommand("export", "Write a trained model as ONNX, for other runtimes");
+  x->add_option("--model", exp.model, "Run folder or checkpoint file (required)");
+  x->add_option("--checkpoint", exp.checkpoint,
+                "For a run folder: last (default) or best (highest val_accuracy in metrics.jsonl)")
+      ->check(CLI::IsMember({"best", "last"}));
+  x->add_option("--format", exp.format, "onnx (default: from the --output extension)")
+      ->check(CLI::IsMember({"onnx"}));
+  x->add_option("--output", exp.output, "File to write, e.g. model.onnx (required)");
+  x->add_flag("--logits", exp.logits, "Also output `logits`, the scores before the softmax");
+  x->add_flag("--force", exp.force, "Replace the output file if it exists");
+  x->footer(std::string("\nExamples:\n"
+                        "  mnistctl export --model runs/lenet --output lenet.onnx\n"
+                        "  mnistctl export --model runs/lenet --checkpoint best --output lenet-best.onnx --logits\n"
+                        "Input `input`: float32 [N,1,28,28], pixels / 255 in [0, 1]. Output `probabilities`: [N,10].\n"
+                        "ONNX opset 13 (IR 7); checked with the ONNX checker before it is written. docs/export.md.\n\n") +
+            kExitCodes);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
@@ -167,6 +185,7 @@ int main(int argc, char** argv) {
     if (*e) return run_eval(eval);
     if (*p) return run_predict(predict);
     if (*b) return run_bench(bench);
+    if (*x) return run_export(exp);
   } catch (const Error& err) {
     std::fprintf(stderr, "mnistctl: %s\n", err.what());
     return err.code();

@@ -70,4 +70,15 @@ struct BenchOptions {
 };
 int run_bench(const BenchOptions& o);
 
+struct ExportOptions {
+  std::string model;                  // run folder or checkpoint file
+  std::string checkpoint;             // run folder: best | last (empty: last)
+  std::string format;                 // onnx; empty: from the output's extension
+  std::string output;                 // the file to write
+  bool logits = false;                // also output `logits` (the scores before the softmax)
+  bool force = false;                 // replace an existing output file
+};
+// Exit 2 (one line) in a build without ONNX export (MNISTCTL_ENABLE_ONNX=OFF).
+int run_export(const ExportOptions& o);
+
 }  // namespace mnistctl

@@ -47,9 +47,22 @@ void write_in_place(const std::string& path, const void* data, size_t size) {
     p += w;
     size -= static_cast<size_t>(w);
   }
-  ::close(fd);
+  if (::close(fd) != 0) throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(errno)));
 }
 }  // namespace
+
+void sync_folder_of(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) throw RuntimeError(fmt::format("{}: cannot open its folder to sync it: {}", path, std::strerror(errno)));
+  int r = ::fsync(dfd);
+  int e = errno;
+  ::close(dfd);
+  // EINVAL: a file system that cannot sync folders (nothing more to be done there).
+  if (r != 0 && e != EINVAL)
+    throw RuntimeError(fmt::format("{}: cannot sync its folder: {}", path, std::strerror(e)));
+}
 
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   struct stat st;
@@ -61,11 +74,8 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
   std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    // A folder that isn't there or can't be written is the caller's path, not a failure of ours.
-    int e = errno;
-    std::string msg = fmt::format("{}: cannot create: {}", path, std::strerror(e));
-    if (e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS) throw UsageError(msg);
-    throw RuntimeError(msg);
+    // Every failure to write an output is an I/O failure (exit 3), whichever command hits it.
+    throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
   }
   const char* p = static_cast<const char*>(data);
   size_t left = size;
@@ -81,22 +91,29 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     p += w;
     left -= static_cast<size_t>(w);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int e = errno;
+  // close() is checked separately: on some file systems it is where a write error shows.
+  int synced = ::fsync(fd), e = errno;
+  int closed = ::close(fd);
+  if (synced == 0 && closed != 0) e = errno;
+  if (synced != 0 || closed != 0) {
     ::unlink(tmp.c_str());
     throw RuntimeError(fmt::format("{}: write failed: {}", path, std::strerror(e)));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
+    int e2 = errno;
     ::unlink(tmp.c_str());
-    throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path, std::strerror(e)));
+    throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path, std::strerror(e2)));
   }
+  // The rename is durable only once the folder's entry is on disk too.
+  sync_folder_of(path);
 }
 
 void make_dirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) throw RuntimeError(fmt::format("{}: cannot create folder: {}", path, ec.message()));
+  if (!std::filesystem::is_directory(path, ec))
+    throw RuntimeError(fmt::format("{}: cannot create folder: a file of that name is in the way", path));
 }
 
 std::string default_data_root() {
@@ -104,6 +121,11 @@ std::string default_data_root() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/mnistctl";
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/mnistctl";
   return ".cache/mnistctl";
+}
+
+double physical_memory_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
 }
 
 std::string executable_dir() {

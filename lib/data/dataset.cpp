@@ -27,6 +27,11 @@ Dataset load_dataset(const std::string& images_path, const std::string& labels_p
   check_limit(limit);
   Dataset ds;
   ds.name = std::filesystem::path(images_path).filename().string();
+  // The two headers first: a mismatch is refused before gigabytes of images are inflated.
+  const int64_t n_images = read_idx_header(images_path, 3)[0], n_labels = read_idx_header(labels_path, 1)[0];
+  if (n_images != n_labels)
+    throw UsageError(fmt::format("{} holds {} images but {} holds {} labels: they must match", images_path,
+                                 n_images, labels_path, n_labels));
   IdxImages im = read_idx_images(images_path);
   std::vector<uint8_t> labels = read_idx_labels(labels_path, ds.num_classes);
   if (static_cast<int64_t>(labels.size()) != im.count)

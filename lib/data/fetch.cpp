@@ -129,11 +129,13 @@ class TempFile {
   void commit() {
     if (::fsync(fd_) != 0)
       throw RuntimeError(fmt::format("{}: fsync failed: {}", path_, std::strerror(errno)));
-    ::close(fd_);
+    int closed = ::close(fd_);
     fd_ = -1;
+    if (closed != 0) throw RuntimeError(fmt::format("{}: write failed: {}", path_, std::strerror(errno)));
     if (::rename(path_.c_str(), dest_.c_str()) != 0)
       throw RuntimeError(fmt::format("{}: cannot rename into place: {}", dest_, std::strerror(errno)));
     committed_ = true;
+    sync_folder_of(dest_);
   }
 
  private:
@@ -344,26 +346,29 @@ void remove_created_folders(const std::vector<fs::path>& created) {
   }
 }
 
-// Temporary files "<name>.part.<pid>" left by a fetch that was killed: removed when that
-// process no longer exists. A live pid (another fetch, or an unrelated process that reused
-// the number) keeps its file; that only costs disk space until the next run.
+// Temporary files "<name>.part.<pid>" left by a fetch that was killed, and "<name>.tmp.<pid>"
+// of an atomic write into the folder: removed when that process no longer exists. A live pid
+// (another fetch, or an unrelated process that reused the number) keeps its file; that only
+// costs disk space until the next run.
 void remove_stale_parts(const DatasetInfo& info, const std::string& dir) {
   std::error_code ec;
   fs::directory_iterator it(dir, ec), end;
   for (; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     for (const DataFile* f : info.files()) {
-      const std::string prefix = f->name + ".part.";
-      if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
-      const std::string digits = name.substr(prefix.size());
-      if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-      const long pid = std::stol(digits);
-      if (pid <= 0 || pid == ::getpid()) continue;
-      if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to signal)
-      std::error_code rec;
-      if (fs::remove(it->path(), rec))
-        log_line(fmt::format("{}: removed, left by an interrupted fetch (process {} is gone)",
-                             it->path().string(), pid));
+      for (const char* suffix : {".part.", ".tmp."}) {
+        const std::string prefix = f->name + suffix;
+        if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+        const std::string digits = name.substr(prefix.size());
+        if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+        const long pid = std::stol(digits);
+        if (pid <= 0 || pid == ::getpid()) continue;
+        if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to signal)
+        std::error_code rec;
+        if (fs::remove(it->path(), rec))
+          log_line(fmt::format("{}: removed, left by an interrupted fetch (process {} is gone)",
+                               it->path().string(), pid));
+      }
     }
   }
 }

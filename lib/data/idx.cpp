@@ -17,10 +17,10 @@ uint32_t be32(const uint8_t* p) {
 
 const char* kind_name(int ndims) { return ndims == 3 ? "images" : "labels"; }
 
-// Reads and checks the header of an IDX file of uint8 with `ndims` dimensions, then the
-// elements; returns the extents and fills `data`.
-std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<uint8_t>& data) {
-  ByteReader in(path);
+// Reads and checks the header of an IDX file of uint8 with `ndims` dimensions; returns the
+// extents (their product within kIdxMaxBytes).
+std::vector<int64_t> read_header(ByteReader& in, int ndims) {
+  const std::string& path = in.path();
   const uint32_t want_magic = 0x00000800u | static_cast<uint32_t>(ndims);
   const char* what = ndims == 3 ? "(count, rows, cols)" : "(count)";
 
@@ -63,6 +63,15 @@ std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<ui
         "{}: IDX header declares {} {} ({}), more than the {} GiB an IDX file may hold: refused",
         path, kind_name(ndims), decl, what, kIdxMaxBytes >> 30));
   }
+  return dims;
+}
+
+// The header, then the elements; returns the extents and fills `data`.
+std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<uint8_t>& data) {
+  ByteReader in(path);
+  std::vector<int64_t> dims = read_header(in, ndims);
+  int64_t total = 1;
+  for (int64_t d : dims) total *= d;  // within kIdxMaxBytes (read_header)
   const int64_t header = 4 + 4 * ndims;
   std::string decl = fmt::format("{} {}", dims[0], kind_name(ndims));
   if (ndims == 3) decl += fmt::format(" of {}x{}", dims[1], dims[2]);
@@ -101,21 +110,23 @@ std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<ui
           "{}: truncated: the header declares {} ({} bytes) but the decompressed data holds "
           "only {} bytes", path, decl, total, have));
   }
-  // Anything after the declared data (this also runs the gzip CRC check at the stream's end).
-  // Counted up to a bound only, so that a compressed flood of trailing bytes ends quickly.
-  uint8_t extra[4096];
-  int64_t more = 0;
-  const int64_t count_limit = int64_t(64) << 20;
-  for (size_t n; more <= count_limit && (n = in.read(extra, sizeof extra)) > 0;)
-    more += static_cast<int64_t>(n);
-  if (more > 0)
+  // One byte past the declared data tells trailing data from the stream's end (reaching the
+  // end also runs the gzip CRC check): nothing is ever inflated past header + declared size.
+  uint8_t extra;
+  if (in.read(&extra, 1) > 0)
     throw UsageError(fmt::format(
-        "{}: {}{} bytes of trailing data after the {} the header declares", path,
-        more > count_limit ? "over " : "", more, decl));
+        "{}: trailing data after the {} the header declares (the file inflates past its declared size)",
+        path, decl));
   return dims;
 }
 
 }  // namespace
+
+std::vector<int64_t> read_idx_header(const std::string& path, int ndims) {
+  if (ndims != 1 && ndims != 3) throw std::logic_error("read_idx_header: ndims must be 1 or 3");
+  ByteReader in(path);
+  return read_header(in, ndims);
+}
 
 IdxImages read_idx_images(const std::string& path) {
   IdxImages out;

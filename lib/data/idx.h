@@ -20,6 +20,10 @@ struct IdxImages {
   std::vector<uint8_t> pixels;  // count*rows*cols, row-major, 0 = background, 255 = ink
 };
 
+// The extents an IDX header declares (count first; ndims 3 for images, 1 for labels), checked
+// as read_idx_* checks them, without reading the data: a gzip file inflates only its header.
+std::vector<int64_t> read_idx_header(const std::string& path, int ndims);
+
 // Magic 0x00000803: uint8, 3 dimensions (count, rows, cols).
 IdxImages read_idx_images(const std::string& path);
 // Magic 0x00000801: uint8, 1 dimension. Every label must be below num_classes.

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include <fmt/format.h>
@@ -51,6 +52,9 @@ std::string sha256_hex(const void* data, size_t size) {
 }
 
 std::string sha256_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw UsageError(fmt::format("{}: is a folder, expected the data file of that name (remove or rename the folder)", path));
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw UsageError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   Sha256 h;

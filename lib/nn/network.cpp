@@ -9,14 +9,32 @@ namespace mnistctl {
 Network::Network(const NetworkSpec& spec) : input_(spec.input) {
   if (spec.layers.empty()) throw UsageError("network.layers: expected at least one layer");
   Shape shape = input_;
+  try {
+    (void)input_.numel();
+  } catch (const Error& e) {
+    throw UsageError(fmt::format("network.input: {}", e.what()));
+  }
   for (size_t i = 0; i < spec.layers.size(); ++i) {
     auto layer = LayerRegistry::create(spec.layers[i]);
     if (layer->is_loss() && i + 1 != spec.layers.size())
       layer->spec().fail("type", "softmax_output must be the last layer");
     layer->in_ = shape;
     shape = layer->setup(shape);
+    // Every size the network will allocate is counted once here, checked, so that nothing
+    // later (memory plan, --dry-run, bind) multiplies extents that overflow.
+    try {
+      (void)shape.numel();
+      for (const Param& p : layer->params()) (void)p.shape.numel();
+    } catch (const Error& e) {
+      layer->spec().fail("", fmt::format("{} (the layer's output or parameters are too large)", e.what()));
+    }
     layer->out_ = shape;
     layers_.push_back(std::move(layer));
+  }
+  try {
+    (void)param_count();
+  } catch (const Error& e) {
+    throw UsageError(fmt::format("network: {}", e.what()));
   }
   need_dx_.assign(layers_.size(), false);
   bool params_below = false;
@@ -29,7 +47,7 @@ Network::Network(const NetworkSpec& spec) : input_(spec.input) {
 int64_t Network::param_count() const {
   int64_t n = 0;
   for (const auto& l : layers_)
-    for (const auto& p : l->params()) n += p.shape.numel();
+    for (const auto& p : l->params()) n = checked_add(n, p.shape.numel(), "network parameter count");
   return n;
 }
 
@@ -40,6 +58,23 @@ double Network::training_bytes(int64_t batch) const {
   for (const auto& l : layers_)
     if (!l->is_view()) floats += 2.0 * static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
   return floats * 4.0;
+}
+
+double Network::inference_bytes(int64_t batch) const {
+  double floats = static_cast<double>(param_count());
+  floats += static_cast<double>(batch) * static_cast<double>(input_.numel());
+  for (const auto& l : layers_)
+    if (!l->is_view()) floats += static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
+  return floats * 4.0;
+}
+
+void Network::check_fits_inference(int64_t batch, double limit, const std::string& where) const {
+  double need = inference_bytes(batch);
+  if (need > limit)
+    throw UsageError(fmt::format(
+        "{}: the network needs about {:.1f} GiB to run at batch size {} ({} parameters), more than the "
+        "{:.1f} GiB inference budget (a quarter of this machine's memory)",
+        where, need / (1024.0 * 1024 * 1024), batch, param_count(), limit / (1024.0 * 1024 * 1024)));
 }
 
 void Network::check_fits(int64_t batch, double limit, const std::string& where) const {
@@ -65,9 +100,10 @@ std::string Network::summary(int64_t batch) const {
   return s;
 }
 
-void Network::bind(Backend& be, int64_t max_batch) {
+void Network::bind(Backend& be, int64_t max_batch, bool training) {
   be_ = &be;
   max_batch_ = max_batch;
+  training_ = training;
   size_t L = layers_.size();
   out_.assign(L, Tensor{});
   grad_.assign(L, Tensor{});
@@ -75,13 +111,13 @@ void Network::bind(Backend& be, int64_t max_batch) {
   for (auto& l : layers_) {
     for (auto& p : l->params()) {
       p.value = be.empty(p.shape);
-      p.grad = be.zeros(p.shape);
+      if (training) p.grad = be.zeros(p.shape);
     }
     l->bind(be, max_batch);
   }
   for (size_t i = 0; i < L; ++i) {
     Shape s = batched(max_batch, layers_[i]->out_shape());
-    bool grad_needed = i + 1 < L && need_dx_[i + 1];
+    bool grad_needed = training && i + 1 < L && need_dx_[i + 1];
     if (layers_[i]->is_view()) {
       // Aliases: the output is a view of the input, and so is its gradient.
       if (grad_needed && i > 0) grad_[i] = grad_[i - 1].view(s);
@@ -122,6 +158,7 @@ const Tensor& Network::forward(const Tensor& x, const Pass& pass) {
 void Network::backward(const Tensor* dy_top) {
   int64_t n = cur_x_.shape[0];
   if (!has_loss() && !dy_top) throw std::logic_error("Network::backward: no loss layer and no dy");
+  if (!training_) throw std::logic_error("Network::backward: bound for inference (no gradients)");
   Tensor dy = dy_top ? *dy_top : Tensor{};  // a loss layer ignores it
   for (size_t i = layers_.size(); i-- > 0;) {
     const Tensor& x = i == 0 ? cur_x_ : cur_out_[i - 1];

@@ -42,11 +42,15 @@ class Network {
   double training_bytes(int64_t batch) const;
   // Throws UsageError when training_bytes(batch) exceeds `limit` bytes.
   void check_fits(int64_t batch, double limit, const std::string& where) const;
+  // Bytes of an inference binding: parameters, the input and every activation, no gradients.
+  double inference_bytes(int64_t batch) const;
+  void check_fits_inference(int64_t batch, double limit, const std::string& where) const;
   // The --dry-run table: each layer's output shape and parameter count, and the totals.
   std::string summary(int64_t batch) const;
 
-  // Allocates parameters (uninitialised), gradients and activations on `be`.
-  void bind(Backend& be, int64_t max_batch);
+  // Allocates parameters (uninitialised) and activations on `be`, and for training the
+  // parameter and activation gradients; inference (training = false) binds none of those.
+  void bind(Backend& be, int64_t max_batch, bool training = true);
   Backend& backend() const { return *be_; }
   std::vector<Param*> params();
 
@@ -69,6 +73,7 @@ class Network {
   std::vector<bool> need_dx_;  // layer i must produce the gradient of its input
   Backend* be_ = nullptr;
   int64_t max_batch_ = 0;
+  bool training_ = true;
   std::vector<Tensor> out_, grad_;  // full-size buffers, per layer output
   std::vector<Tensor> cur_out_;     // views for the current batch
   Tensor cur_x_;

@@ -6,9 +6,12 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/batch.h"
 
 namespace mnistctl {
+
+double inference_budget_bytes() { return physical_memory_bytes() / 4; }
 
 std::string resolve_checkpoint(const std::string& p, const std::string& which) {
   namespace fs = std::filesystem;
@@ -45,16 +48,21 @@ std::string resolve_checkpoint(const std::string& p, const std::string& which) {
   return p;
 }
 
+void check_params(const Network& net, const Checkpoint& ckpt, const std::string& source) {
+  for (const auto& l : net.layers())
+    for (const Param& p : l->params()) {
+      const NamedTensor* t = ckpt.find("param/" + p.name);
+      if (!t) throw UsageError(fmt::format("{}: checkpoint has no parameter '{}'", source, p.name));
+      if (t->shape != p.shape)
+        throw UsageError(fmt::format("{}: parameter '{}' has shape {} in the checkpoint, the network "
+                                     "expects {}",
+                                     source, p.name, t->shape.str(), p.shape.str()));
+    }
+}
+
 void load_params(Network& net, const Checkpoint& ckpt, const std::string& source) {
-  for (Param* p : net.params()) {
-    const NamedTensor* t = ckpt.find("param/" + p->name);
-    if (!t) throw UsageError(fmt::format("{}: checkpoint has no parameter '{}'", source, p->name));
-    if (t->shape != p->shape)
-      throw UsageError(fmt::format("{}: parameter '{}' has shape {} in the checkpoint, the network "
-                                   "expects {}",
-                                   source, p->name, t->shape.str(), p->shape.str()));
-    net.backend().upload(p->value, t->data.data());
-  }
+  check_params(net, ckpt, source);
+  for (Param* p : net.params()) net.backend().upload(p->value, ckpt.find("param/" + p->name)->data.data());
 }
 
 Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch, const std::string& which) {
@@ -62,8 +70,12 @@ Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_ba
   m.path = resolve_checkpoint(run_dir_or_file, which);
   const Checkpoint ckpt = load_checkpoint(m.path);  // weights are copied out; the rest is not kept
   m.config = load_config_text(ckpt.config_yaml, m.path + " (embedded config)");
+  // Shapes only until the checkpoint's tensors match the network and the memory fits: the
+  // config inside a checkpoint may declare anything, the tensors must really be in the file.
   m.net = std::make_unique<Network>(m.config.network);
-  m.net->bind(be, max_batch);
+  check_params(*m.net, ckpt, m.path);
+  m.net->check_fits_inference(max_batch, inference_budget_bytes(), m.path + " (embedded config)");
+  m.net->bind(be, max_batch, /*training=*/false);
   load_params(*m.net, ckpt, m.path);
   return m;
 }

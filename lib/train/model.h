@@ -21,9 +21,13 @@ namespace mnistctl {
 // `run_dir_or_file` may be empty). Throws UsageError naming what is missing.
 std::string resolve_checkpoint(const std::string& run_dir_or_file, const std::string& which = "");
 
-// Copies the checkpoint's "param/<name>" tensors into the bound network; every parameter
-// must be present with the right shape.
+// Every parameter of the (unbound) network must be in the checkpoint with its shape.
+void check_params(const Network& net, const Checkpoint& ckpt, const std::string& source);
+// Copies the checkpoint's "param/<name>" tensors into the bound network (check_params first).
 void load_params(Network& net, const Checkpoint& ckpt, const std::string& source);
+
+// What eval and predict may bind for one model: a quarter of the machine's memory.
+double inference_budget_bytes();
 
 struct Model {
   std::string path;  // the checkpoint file
@@ -31,6 +35,10 @@ struct Model {
   std::unique_ptr<Network> net;
 };
 
+// Reads the checkpoint (bounded by its size on disk), builds the network from its embedded
+// config as shapes only, checks every parameter against the checkpoint's tensor table and
+// the inference memory against inference_budget_bytes(), and only then binds it (for
+// inference: no gradients) and copies the weights in.
 Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch,
                  const std::string& which = "");
 

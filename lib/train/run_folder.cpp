@@ -140,7 +140,7 @@ void RunFolder::log_json(const std::string& record) {
   if (!jsonl_) throw RuntimeError(fmt::format("{}/metrics.jsonl: write failed (disk full?)", dir_));
 }
 
-void RunFolder::log_epoch(const EpochRecord& r) {
+void RunFolder::log_epoch(const EpochLog& r) {
   log_json(fmt::format("{{\"type\":\"epoch\",\"epoch\":{},\"time_s\":{:.4f},\"images_per_s\":{:.1f},"
                        "\"train_accuracy\":{:.6f},\"loss\":{:.6f},\"val_accuracy\":{:.6f},\"val_loss\":{:.6f},"
                        "\"val_time_s\":{:.4f},\"lr\":{:g},\"elapsed_s\":{:.4f}}}",

@@ -41,7 +41,7 @@ void check_fresh_run(const std::string& dir, bool overwrite);
 std::string latest_run(const std::string& parent);
 
 // One finished epoch: a metrics.jsonl "epoch" record and a metrics.csv row.
-struct EpochRecord {
+struct EpochLog {
   int64_t epoch = 0;          // from 1
   double time_s = 0;          // training time of the epoch in this process
   double images_per_s = 0;
@@ -66,7 +66,7 @@ class RunFolder {
   // One metrics.jsonl line (a JSON object), written and flushed whole.
   void log_json(const std::string& record);
   // The epoch's metrics.jsonl record and metrics.csv row.
-  void log_epoch(const EpochRecord& r);
+  void log_epoch(const EpochLog& r);
 
   // Writes a checkpoint's bytes atomically: at an epoch's end to checkpoints/epoch-NNN.ckpt,
   // best.ckpt when `best`, then last.ckpt; in the middle of an epoch to last.ckpt only.

@@ -55,11 +55,6 @@ struct StopSignalGuard {
 
 int interrupted_exit_code() { return 128 + static_cast<int>(g_interrupted); }
 
-double physical_memory_bytes() {
-  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
-}
-
 // Dataset and epoch order living in backend memory.
 struct DeviceData {
   Buffer images, labels, order;
@@ -297,7 +292,7 @@ class Trainer {
                            epoch + 1, s.accuracy(), s.mean_loss(), v.accuracy(), v.mean_loss(), train_time,
                            speed, lr));
       const bool best = end_of_epoch(epoch + 1, train_time, v);
-      folder_.log_epoch(EpochRecord{epoch + 1, train_time, speed, s.accuracy(), s.mean_loss(), v.accuracy(),
+      folder_.log_epoch(EpochLog{epoch + 1, train_time, speed, s.accuracy(), s.mean_loss(), v.accuracy(),
                                     v.mean_loss(), val_time, lr, state_.train_time_s});
       save(net, opt, state_, epoch + 1, 0, nullptr, best);
       epochs_done = epoch + 1;

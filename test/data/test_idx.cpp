@@ -120,7 +120,8 @@ TEST_CASE("Broken IDX files each give one clear error naming the file") {
   trailing.insert(trailing.end(), {1, 2, 3});
   cases.push_back({"trailing-raw", trailing, false, "3 bytes of trailing data after the 4 images of 28x28"});
   cases.push_back({"trailing-in-gz", gzip_bytes(trailing), false,
-                   "3 bytes of trailing data after the 4 images of 28x28"});
+                   "trailing data after the 4 images of 28x28 the header declares (the file inflates past its "
+                   "declared size)"});
   Bytes garbage_after = good_gz;
   garbage_after.insert(garbage_after.end(), {'j', 'u', 'n', 'k', '!'});
   cases.push_back({"garbage-after-gz", garbage_after, false, "5 bytes of trailing garbage after the gzip data"});
