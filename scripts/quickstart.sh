@@ -19,10 +19,17 @@ MNISTCTL="$BUILD_DIR/bin/mnistctl"
 
 step "3/6 fetching MNIST (SHA-256 verified)"
 "$MNISTCTL" fetch --dataset mnist
-step "4/6 training the tutorial's LeNet on the CPU, 10 epochs into runs/lenet"
+RUN=runs/lenet-mnist
+step "4/6 training the tutorial's LeNet on the CPU, 10 epochs into $RUN"
 echo "   (accuracy stays near 0.11 for the first epoch: the +-0.01 init with tanh needs it to get going)"
-"$MNISTCTL" train --config configs/lenet.yaml --ctx cpu --out runs/lenet
+if [ -f "$RUN/last.ckpt" ]; then
+  # A second quickstart never replaces the first one's run: it continues it (after Ctrl-C)
+  # or finds nothing left to do.
+  "$MNISTCTL" train --ctx cpu --out "$RUN" --resume
+else
+  "$MNISTCTL" train --config configs/lenet.yaml --ctx cpu --out "$RUN"
+fi
 step "5/6 test accuracy (gate: 0.98)"
-"$MNISTCTL" eval --model runs/lenet --min-accuracy 0.98
+"$MNISTCTL" eval --model "$RUN" --min-accuracy 0.98
 step "6/6 the run's report: curves, confusion matrix, misclassified digits (open it in a browser)"
-"$MNISTCTL" report runs/lenet
+"$MNISTCTL" report "$RUN"

@@ -46,8 +46,8 @@ int main(int argc, char** argv) {
   app.footer(std::string("\nExamples:\n"
                          "  mnistctl fetch\n"
                          "  mnistctl train --config configs/lenet.yaml\n"
-                         "  mnistctl eval --model runs/lenet --min-accuracy 0.98\n"
-                         "  mnistctl predict --model runs/lenet --input digit.png\n\n") +
+                         "  mnistctl eval --model runs/lenet-mnist --min-accuracy 0.98\n"
+                         "  mnistctl predict --model runs/lenet-mnist --input digit.png\n\n") +
              kExitCodes);
   app.require_subcommand(1);
   app.set_version_flag("--version", [] { return build_report(); },
@@ -73,10 +73,14 @@ int main(int argc, char** argv) {
   auto* t = app.add_subcommand("train", "Train a network described by a YAML file");
   t->add_option("--config", train.config, "YAML file (default: the built-in configs/lenet.yaml)");
   add_run_context(t, train.run);
-  t->add_option("--out", train.out, "Run folder (default: runs/<config name>)");
+  t->add_option("--out", train.out, "Run folder (default: runs/<config name>-<dataset>)");
   t->add_option("--epochs", train.epochs, "Override train.epochs")->check(CLI::Range(1, 100000));
   t->add_option("--seed", train.seed, "Override train.seed")->check(CLI::Range(0LL, (1LL << 62)));
-  t->add_flag("--resume", train.resume, "Continue from the run folder's last checkpoint");
+  t->add_flag("--resume", train.resume,
+              "Continue from the run folder's last checkpoint (without --out: the --config's folder, "
+              "else the most recently written run under runs/)");
+  t->add_flag("--overwrite", train.overwrite,
+              "Replace a run already in the folder (its files are removed once training is ready to start)");
   t->add_flag("--dry-run", train.dry_run, "Print the network (shapes, parameters) and exit");
   t->add_flag("--deterministic", train.deterministic,
               "GPU: only deterministic cuDNN algorithms (bit-identical reruns)");
@@ -91,8 +95,9 @@ int main(int argc, char** argv) {
                         "  mnistctl train --config configs/lenet.yaml --set train.learning_rate=0.05 --out runs/lr005\n"
                         "  mnistctl train --out runs/lr005 --resume          # after Ctrl-C: continues exactly\n"
                         "  mnistctl train --config configs/lenet.yaml --dry-run\n"
-                        "  mnistctl train --config configs/lenet.yaml --dataset fashion-mnist --out runs/lenet-fashion\n"
-                        "The run folder gets config.yaml, checkpoints/epoch-NNN.ckpt, last.ckpt and metrics.jsonl.\n"
+                        "  mnistctl train --config configs/lenet.yaml --dataset fashion-mnist   # runs/lenet-fashion-mnist\n"
+                        "The run folder gets config.yaml, checkpoints/epoch-NNN.ckpt, last.ckpt, best.ckpt,\n"
+                        "metrics.jsonl and metrics.csv. A folder that holds a run is never replaced without --overwrite.\n"
                         "--epochs, --seed, --deterministic and --dataset are applied after every --set: a flag wins.\n"
                         "--resume with --config refuses when the file differs from the run's config (it names the keys).\n"
                         "Fields: docs/config.md.\n\n") +
@@ -100,7 +105,9 @@ int main(int argc, char** argv) {
 
   EvalOptions eval;
   auto* e = app.add_subcommand("eval", "Score a trained model on the test set");
-  e->add_option("--model", eval.model, "Run folder or checkpoint file")->required();
+  e->add_option("--model", eval.model, "Run folder or checkpoint file");
+  e->add_option("--checkpoint", eval.checkpoint,
+                "best, last (of the --model run folder) or a checkpoint FILE (default: last)");
   add_run_context(e, eval.run);
   e->add_flag("--json", eval.json, "Print one JSON object");
   e->add_option("--min-accuracy", eval.min_accuracy, "Exit 1 when accuracy is below this")
@@ -110,13 +117,16 @@ int main(int argc, char** argv) {
   e->add_option("--dataset", eval.dataset, "Score on this dataset's test set (default: the model's own)")
       ->check(cli::one_of(dataset_names()));
   e->footer(std::string("\nExamples:\n"
-                        "  mnistctl eval --model runs/lenet                       # accuracy, top-k, per class, confusion\n"
-                        "  mnistctl eval --model runs/lenet --json --min-accuracy 0.98   # a CI gate: exit 1 below\n\n") +
+                        "  mnistctl eval --model runs/lenet-mnist                 # accuracy, top-k, per class, confusion\n"
+                        "  mnistctl eval --model runs/lenet-mnist --checkpoint best   # the epoch with the best validation accuracy\n"
+                        "  mnistctl eval --model runs/lenet-mnist --json --min-accuracy 0.98   # a CI gate: exit 1 below\n\n") +
             kExitCodes);
 
   PredictOptions predict;
   auto* p = app.add_subcommand("predict", "Class probabilities for the test set or your images");
-  p->add_option("--model", predict.model, "Run folder or checkpoint file")->required();
+  p->add_option("--model", predict.model, "Run folder or checkpoint file");
+  p->add_option("--checkpoint", predict.checkpoint,
+                "best, last (of the --model run folder) or a checkpoint FILE (default: last)");
   add_run_context(p, predict.run);
   p->add_option("--input", predict.inputs,
                 "IDX image file, PGM/PNG picture, or a folder of them (its files sorted by name); "
@@ -133,9 +143,9 @@ int main(int argc, char** argv) {
   p->add_option("--dataset", predict.dataset, "Without --input: this dataset's test set (default: the model's own)")
       ->check(cli::one_of(dataset_names()));
   p->footer(std::string("\nExamples:\n"
-                        "  mnistctl predict --model runs/lenet --output test-probs.csv   # the test set, with its true labels\n"
-                        "  mnistctl predict --model runs/lenet --input digit.png --input scans/ --output probs.json\n"
-                        "  mnistctl predict --model runs/lenet --input digit.png --save-preprocessed seen/\n"
+                        "  mnistctl predict --model runs/lenet-mnist --output test-probs.csv   # the test set, with its true labels\n"
+                        "  mnistctl predict --model runs/lenet-mnist --input digit.png --input scans/ --output probs.json\n"
+                        "  mnistctl predict --model runs/lenet-mnist --input digit.png --save-preprocessed seen/\n"
                         "One row per image: source, index, [label,] predicted class, then the class probabilities;\n"
                         "an image that can't be read is an error row, and the run exits 2 at the end.\n"
                         "Pictures are prepared as MNIST was made (docs/predict.md); --raw turns that off.\n\n") +

@@ -26,10 +26,11 @@ struct RunContext {
 struct TrainOptions {
   RunContext run;
   std::string config;                 // empty: the embedded configs/lenet.yaml
-  std::string out;                    // empty: runs/<config name>
+  std::string out;                    // empty: runs/<config name>-<dataset>
   int epochs = -1;                    // -1: from the config
   long long seed = -1;                // -1: from the config
   bool resume = false;
+  bool overwrite = false;             // a fresh run may replace the run in `out`
   bool dry_run = false;
   bool deterministic = false;         // GPU: deterministic cuDNN algorithms
   std::string precision;              // "": from the config (train.precision)
@@ -41,6 +42,7 @@ int run_train(const TrainOptions& o);
 struct EvalOptions {
   RunContext run;
   std::string model;                  // run folder or checkpoint file
+  std::string checkpoint;             // best | last | FILE (empty: last.ckpt of a run folder)
   bool json = false;
   double min_accuracy = -1.0;         // < 0: no gate
   int top_k = 5;
@@ -51,6 +53,7 @@ int run_eval(const EvalOptions& o);
 struct PredictOptions {
   RunContext run;
   std::string model;
+  std::string checkpoint;             // best | last | FILE (empty: last.ckpt of a run folder)
   std::vector<std::string> inputs;    // IDX, PGM or PNG files or folders of them; empty: the test set
   std::string output;                 // empty: stdout
   std::string format;                 // csv | json; empty: from --output's extension, else csv

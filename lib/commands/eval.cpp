@@ -15,7 +15,7 @@
 namespace mnistctl {
 
 int run_eval(const EvalOptions& o) {
-  OpenModel om = open_model(o.run, o.model);
+  OpenModel om = open_model(o.run, o.model, o.checkpoint);
   Backend* be = om.backend.get();
   const Model& m = om.model;
   const std::string dataset = test_dataset_for(m, o.dataset);

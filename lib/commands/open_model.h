@@ -17,7 +17,8 @@ struct OpenModel {
   Model model;
 };
 
-OpenModel open_model(const RunContext& run, const std::string& model_path);
+// `checkpoint`: --checkpoint best|last|FILE (train/model.h, resolve_checkpoint).
+OpenModel open_model(const RunContext& run, const std::string& model_path, const std::string& checkpoint = "");
 
 // The test set eval and predict use: `requested` (--dataset), else the one the model was
 // trained on. A dataset whose class count or image size differs from the network's is a

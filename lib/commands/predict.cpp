@@ -407,7 +407,7 @@ int run_predict(const PredictOptions& o) {
   const std::string format = output_format(o);
   if (!o.save_preprocessed.empty()) make_dirs(o.save_preprocessed);
   Output out(o.output);  // a bad output path fails here, before any work
-  OpenModel om = open_model(o.run, o.model);
+  OpenModel om = open_model(o.run, o.model, o.checkpoint);
   const bool test = o.inputs.empty();
   Predictor p(o, om, out, format, test);
   if (test) {

@@ -1,12 +1,15 @@
 // `mnistctl train`: resolves the config (file or built-in, --set and flag overrides, or the
-// run's own config on --resume), then hands over to the trainer. Under mpirun it joins the
-// job first (dist/dist.h): rank 0 reads a resumed run's config and broadcasts it, and an
-// error on any rank ends the whole job.
+// run's own config on --resume) and the run folder, then hands over to the trainer. Under
+// mpirun it joins the job first (dist/dist.h): rank 0 reads a resumed run's config and
+// broadcasts it, and an error on any rank ends the whole job.
+//
+// The run folder: --out, else runs/<config name>-<dataset>. `--resume` without --out takes
+// the folder --config names, or without --config the most recently written run under runs/
+// (and says which). A fresh run into a folder that holds a run is refused unless --overwrite.
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -14,7 +17,9 @@
 #include "core/error.h"
 #include "dist/dist.h"
 #include "nn/network.h"
+#include "core/progress.h"
 #include "train/checkpoint.h"
+#include "train/run_folder.h"
 #include "train/trainer.h"
 
 namespace mnistctl {
@@ -37,6 +42,8 @@ int train_in_job(const TrainOptions& o, Collective& job) {
     return o.config.empty() ? load_config_text(builtin_lenet_yaml(), "<built-in lenet.yaml>", overrides)
                             : load_config_file(o.config, overrides);
   };
+  if (o.resume && o.overwrite)
+    throw UsageError("--resume continues the run in the folder and --overwrite replaces it: give one of them");
   Config cfg;
   std::string out_dir = o.out;
   // --out must be a folder (or not exist yet): refused before any data loads, --dry-run too.
@@ -48,19 +55,33 @@ int train_in_job(const TrainOptions& o, Collective& job) {
   if (!out_dir.empty()) check_out(out_dir);
   if (!o.resume) {
     cfg = given(sets);
-    if (out_dir.empty()) out_dir = "runs/" + cfg.name;
+    if (out_dir.empty()) out_dir = default_run_dir(cfg);
   } else {
-    std::string named;  // the name --config (or the built-in LeNet) gives, without overrides
-    if (out_dir.empty() || !o.config.empty()) named = given({}).name;
-    if (out_dir.empty()) out_dir = "runs/" + named;
+    std::string named;  // the name --config gives, without overrides
+    if (!o.config.empty()) named = given({}).name;
+    if (out_dir.empty() && !o.config.empty()) out_dir = default_run_dir(given(sets));
+    if (out_dir.empty()) {
+      out_dir = latest_run("runs");
+      if (out_dir.empty())
+        throw UsageError("--resume: no run under runs/ to resume (name its folder with --out RUN)");
+      if (job.is_root())
+        out_line(fmt::format("--resume: continuing the most recently written run, {} (--out RUN picks another)",
+                             out_dir));
+    }
     check_out(out_dir);
     std::string last = out_dir + "/last.ckpt";
     std::string saved;  // data parallelism: rank 0 reads the run folder, the others get its copy
     if (job.is_root()) {
-      if (::access(last.c_str(), F_OK) != 0 && errno == ENOENT)
-        throw UsageError(fmt::format("--resume: {} has no checkpoint yet (stopped before its first one?); start "
-                                     "the run again without --resume",
+      std::error_code ec;
+      if (!std::filesystem::exists(last, ec)) {
+        if (run_files(out_dir).empty())
+          throw UsageError(fmt::format("--resume: {} has no checkpoint yet (no run was trained there): start it "
+                                       "without --resume",
+                                       out_dir));
+        throw UsageError(fmt::format("--resume: {} has no checkpoint yet (stopped before its first one?): start "
+                                     "the run again without --resume, with --overwrite",
                                      out_dir));
+      }
       saved = load_checkpoint(last).config_yaml;
     }
     job.broadcast(saved);
@@ -102,6 +123,21 @@ int train_in_job(const TrainOptions& o, Collective& job) {
                            cfg.init.type, t.seed)
                    .c_str(),
                stdout);
+    if (t.early_stopping.enabled)
+      std::fputs(fmt::format("early stopping: {} without an improvement above {:g} for {} epochs\n",
+                             t.early_stopping.metric, t.early_stopping.min_delta, t.early_stopping.patience)
+                     .c_str(),
+                 stdout);
+    if (t.stop_at_accuracy > 0)
+      std::fputs(fmt::format("stop at validation accuracy {:g}\n", t.stop_at_accuracy).c_str(), stdout);
+    if (!o.resume) {
+      const bool taken = !run_files(out_dir).empty();
+      std::fputs(fmt::format("run folder {}{}\n", out_dir,
+                             !taken ? "" : o.overwrite ? " (holds a run: --overwrite would replace it)"
+                                                      : " (holds a run: train refuses without --resume or --overwrite)")
+                     .c_str(),
+                 stdout);
+    }
     return kExitOk;
   }
 
@@ -111,6 +147,7 @@ int train_in_job(const TrainOptions& o, Collective& job) {
   req.ctx = o.run.ctx;
   req.data_root = o.run.data_dir;
   req.resume = o.resume;
+  req.overwrite = o.overwrite;
   req.backend.threads = o.run.threads;
   req.backend.deterministic = cfg.train.deterministic;
   req.backend.allow_tf32 = cfg.train.allow_tf32;

@@ -100,8 +100,10 @@ const std::vector<std::string> kInitKeys = {"type", "scale", "sigma", "rnd_type"
 const std::vector<std::string> kTrainKeys = {"batch_size",    "epochs",        "seed",       "log_interval",
                                              "deterministic", "allow_tf32",    "optimizer",  "learning_rate",
                                              "momentum",      "weight_decay",  "beta1",      "beta2",
-                                             "epsilon",       "lr_schedule",   "precision"};
+                                             "epsilon",       "lr_schedule",   "precision",     "early_stopping",
+                                             "stop_at_accuracy"};
 const std::vector<std::string> kScheduleKeys = {"type", "factor", "step_epochs", "min_lr"};
+const std::vector<std::string> kEarlyStoppingKeys = {"metric", "patience", "min_delta"};
 
 DataSpec read_data(const Impl& top) {
   ImplPtr s = section(top, "data");
@@ -228,11 +230,26 @@ ScheduleSpec read_schedule(const Impl& train, const OptimizerSpec& opt) {
   return sc;
 }
 
+// Present (a mapping, possibly empty) turns early stopping on; absent or null leaves it off,
+// so `--set train.early_stopping=` switches it off again.
+EarlyStoppingSpec read_early_stopping(const Impl& train) {
+  EarlyStoppingSpec e;
+  ImplPtr s = section(train, "early_stopping");
+  if (!s->node || s->node->is_null()) return e;
+  spec::check_keys(*s, kEarlyStoppingKeys);
+  e.enabled = true;
+  e.metric = get_enum(*s, "metric", e.metric, {"val_loss", "val_accuracy"});
+  e.patience = get_int(*s, "patience", e.patience, 1, 100000);
+  e.min_delta = spec::get_double(*s, "min_delta", e.min_delta, Range{0, 1e6});
+  return e;
+}
+
 TrainSpec read_train(const Impl& top) {
   ImplPtr s = section(top, "train");
   auto moved = prefixed("lr_schedule.", kScheduleKeys);
   moved.erase(moved.begin());  // "type" is ambiguous: let edit distance handle it
   moved.emplace_back("lr", "learning_rate");
+  for (auto& m : prefixed("early_stopping.", kEarlyStoppingKeys)) moved.push_back(m);
   spec::check_keys(*s, kTrainKeys, moved);
   TrainSpec t;
   t.batch_size = get_int(*s, "batch_size", t.batch_size, 1, 65536);
@@ -244,6 +261,8 @@ TrainSpec read_train(const Impl& top) {
   t.precision = get_enum(*s, "precision", t.precision, {"fp32", "bf16"});
   t.optimizer = read_optimizer(*s);
   t.lr_schedule = read_schedule(*s, t.optimizer);
+  t.early_stopping = read_early_stopping(*s);
+  t.stop_at_accuracy = spec::get_double(*s, "stop_at_accuracy", t.stop_at_accuracy, Range{0, 1, true, false});
   return t;
 }
 

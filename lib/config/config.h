@@ -55,6 +55,15 @@ struct ScheduleSpec {
   double min_lr = 0.0;         // cosine: the floor it falls towards (reached after the last epoch)
 };
 
+// Stop when the monitored validation figure has not improved by more than min_delta for
+// `patience` epochs in a row (Keras' EarlyStopping). Off unless train.early_stopping is given.
+struct EarlyStoppingSpec {
+  bool enabled = false;
+  std::string metric = "val_loss";  // val_loss (lower is better) | val_accuracy (higher is better)
+  int64_t patience = 3;
+  double min_delta = 0.0;
+};
+
 struct TrainSpec {
   int64_t batch_size = 100;
   int64_t epochs = 10;
@@ -65,6 +74,8 @@ struct TrainSpec {
   std::string precision = "fp32";  // fp32 | bf16: convolutions and fully-connected layers (backend.h)
   OptimizerSpec optimizer;
   ScheduleSpec lr_schedule;
+  EarlyStoppingSpec early_stopping;
+  double stop_at_accuracy = 0.0;  // > 0: stop once validation accuracy reaches it (time to accuracy)
 };
 
 struct Config {

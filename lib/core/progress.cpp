@@ -43,9 +43,26 @@ Progress::~Progress() {
   }
 }
 
+bool Progress::due(int64_t done) const {
+  if (!tty_) return false;
+  return !drawn_ || done >= total_ || std::chrono::steady_clock::now() - last_ >= std::chrono::milliseconds(100);
+}
+
+namespace {
+std::string clock_text(double seconds) {
+  long s = static_cast<long>(seconds + 0.5);
+  return s >= 3600 ? fmt::format("{}:{:02d}:{:02d}", s / 3600, s / 60 % 60, s % 60)
+                   : fmt::format("{}:{:02d}", s / 60, s % 60);
+}
+}  // namespace
+
 void Progress::update(int64_t done, const std::string& suffix) {
   if (!tty_) return;
   auto now = std::chrono::steady_clock::now();
+  if (first_done_ < 0) {
+    first_done_ = done;
+    first_ = now;
+  }
   if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done < total_) return;
   last_ = now;
   std::string line;
@@ -53,8 +70,11 @@ void Progress::update(int64_t done, const std::string& suffix) {
     const int width = 30;
     double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
     int fill = static_cast<int>(frac * width);
-    line = fmt::format("{} [{}{}] {:3.0f}% {}", label_, std::string(fill, '#'),
-                       std::string(width - fill, '.'), frac * 100.0, suffix);
+    const double secs = std::chrono::duration<double>(now - first_).count();
+    const double rate = secs > 0.2 ? static_cast<double>(done - first_done_) / secs : 0.0;
+    const std::string eta = rate > 0 ? clock_text(static_cast<double>(total_ - done) / rate) : "-:--";
+    line = fmt::format("{} [{}{}] {:3.0f}% {}/{} {:.1f}/s ETA {} {}", label_, std::string(fill, '#'),
+                       std::string(width - fill, '.'), frac * 100.0, done, total_, rate, eta, suffix);
   } else {
     line = fmt::format("{} {} {}", label_, done, suffix);
   }

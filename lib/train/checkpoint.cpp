@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -99,6 +101,21 @@ int64_t Checkpoint::meta_int(const std::string& key, const std::string& source) 
     throw UsageError(fmt::format("{}: checkpoint field '{}' is not an integer: '{}'", source, key,
                                  it->second));
   }
+}
+
+int64_t Checkpoint::meta_int_or(const std::string& key, const std::string& source, int64_t def) const {
+  return meta.count(key) ? meta_int(key, source) : def;
+}
+
+double Checkpoint::meta_double_or(const std::string& key, const std::string& source, double def) const {
+  auto it = meta.find(key);
+  if (it == meta.end()) return def;
+  const char* text = it->second.c_str();
+  char* end = nullptr;
+  double v = std::strtod(text, &end);  // also reads "inf" and "-inf"
+  if (it->second.empty() || end != text + it->second.size() || std::isnan(v))
+    throw UsageError(fmt::format("{}: checkpoint field '{}' is not a number: '{}'", source, key, it->second));
+  return v;
 }
 
 void save_checkpoint(const std::string& path, const Checkpoint& c) {

@@ -34,6 +34,9 @@ struct Checkpoint {
   const NamedTensor* find(const std::string& name) const;
   // Throws UsageError naming `source` when the key is missing or not an integer.
   int64_t meta_int(const std::string& key, const std::string& source) const;
+  // For keys that older checkpoints lack: `def` when missing, UsageError when malformed.
+  int64_t meta_int_or(const std::string& key, const std::string& source, int64_t def) const;
+  double meta_double_or(const std::string& key, const std::string& source, double def) const;
 };
 
 // The file's bytes (what save_checkpoint writes).

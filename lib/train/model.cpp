@@ -13,9 +13,31 @@ namespace mnistctl {
 
 double inference_budget_bytes() { return physical_memory_bytes() / 4; }
 
-std::string resolve_checkpoint(const std::string& p) {
+std::string resolve_checkpoint(const std::string& p, const std::string& which) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (which == "best" || which == "last") {
+    if (p.empty()) throw UsageError(fmt::format("--checkpoint {}: of which run? give --model RUN", which));
+    if (!fs::is_directory(p, ec))
+      throw UsageError(fmt::format("--checkpoint {}: --model {} is not a run folder", which, p));
+    std::string file = (fs::path(p) / (which + ".ckpt")).string();
+    if (!fs::exists(file, ec))
+      throw UsageError(fmt::format("{}: no {}.ckpt in this run folder ({})", p, which,
+                                   which == "best" ? "runs trained before best.ckpt existed have only last.ckpt"
+                                                   : "has it trained an epoch?"));
+    return file;
+  }
+  if (!which.empty()) {
+    fs::path w(which);
+    if (!p.empty() && w.is_relative() && fs::is_directory(p, ec) && fs::exists(fs::path(p) / w, ec))
+      return (fs::path(p) / w).string();
+    if (fs::is_directory(w, ec)) throw UsageError(fmt::format("--checkpoint {}: is a folder, expected a .ckpt file", which));
+    if (!fs::exists(w, ec))
+      throw UsageError(fmt::format("--checkpoint {}: no such checkpoint file{}", which,
+                                   p.empty() ? "" : " (nor in " + p + ")"));
+    return which;
+  }
+  if (p.empty()) throw UsageError("which model? give --model RUN (a run folder or checkpoint file)");
   if (fs::is_directory(p, ec)) {
     std::string last = (fs::path(p) / "last.ckpt").string();
     if (!fs::exists(last, ec))
@@ -43,9 +65,9 @@ void load_params(Network& net, const Checkpoint& ckpt, const std::string& source
   for (Param* p : net.params()) net.backend().upload(p->value, ckpt.find("param/" + p->name)->data.data());
 }
 
-Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch) {
+Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch, const std::string& which) {
   Model m;
-  m.path = resolve_checkpoint(run_dir_or_file);
+  m.path = resolve_checkpoint(run_dir_or_file, which);
   const Checkpoint ckpt = load_checkpoint(m.path);  // weights are copied out; the rest is not kept
   m.config = load_config_text(ckpt.config_yaml, m.path + " (embedded config)");
   // Shapes only until the checkpoint's tensors match the network and the memory fits: the

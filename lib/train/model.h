@@ -14,8 +14,12 @@
 
 namespace mnistctl {
 
-// A run folder means its last.ckpt; anything else is taken as a checkpoint file.
-std::string resolve_checkpoint(const std::string& run_dir_or_file);
+// Which checkpoint file --model and --checkpoint name. `which` empty: a run folder means its
+// last.ckpt, anything else is a checkpoint file. `which` "best" or "last": that checkpoint of
+// the run folder `run_dir_or_file`. Any other `which` is a file: inside the run folder when
+// it is a relative path found there (checkpoints/epoch-003.ckpt), else as given (then
+// `run_dir_or_file` may be empty). Throws UsageError naming what is missing.
+std::string resolve_checkpoint(const std::string& run_dir_or_file, const std::string& which = "");
 
 // Every parameter of the (unbound) network must be in the checkpoint with its shape.
 void check_params(const Network& net, const Checkpoint& ckpt, const std::string& source);
@@ -35,7 +39,8 @@ struct Model {
 // config as shapes only, checks every parameter against the checkpoint's tensor table and
 // the inference memory against inference_budget_bytes(), and only then binds it (for
 // inference: no gradients) and copies the weights in.
-Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch);
+Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_batch,
+                 const std::string& which = "");
 
 // Runs the network over `count` uint8 images (sample_size bytes each, already the
 // network's input size) in batches and hands each batch's probabilities (n x classes, on

@@ -8,9 +8,9 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cctype>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -26,6 +26,7 @@
 #include "train/initializer.h"
 #include "train/model.h"
 #include "train/optimizer.h"
+#include "train/run_folder.h"
 #include "train/schedule.h"
 
 namespace mnistctl {
@@ -113,15 +114,48 @@ uint64_t param_checksum(Network& net) {
 }
 // ---- end data parallelism ----------------------------------------------------------------
 
+// Shell-quotes a word for a command line shown to the user (only when it needs it).
+std::string shell_word(const std::string& w) {
+  bool plain = !w.empty();
+  for (char c : w)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_./=:,+-@%", c))) plain = false;
+  if (plain) return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string seconds_text(double s) { return fmt::format("{:.1f} s", s); }
+
+// What the checkpoint meta carries across a resume besides the position: the run's own
+// bookkeeping, so that times, the best model and the stopping rules continue exactly.
+struct RunState {
+  double train_time_s = 0;         // training time of the run so far, over every process
+  double best_val_accuracy = 0;    // and its epoch (0: no epoch validated yet)
+  int64_t best_epoch = 0;
+  std::string es_metric;           // early stopping: the figure watched ("" before the first epoch)
+  double es_best = 0;              //   its best value so far
+  int64_t es_wait = 0;             //   epochs in a row without enough improvement
+  double target = 0;               // stop_at_accuracy the time below was measured for
+  int64_t target_epoch = 0;        // the epoch that reached it (0: not yet)
+  double time_to_accuracy_s = 0;   // training time until the end of that epoch
+};
+
 class Trainer {
  public:
   explicit Trainer(const TrainRequest& req)
-      : req_(req), cfg_(req.config), t_(cfg_.train), coll_(req.collective ? *req.collective : single_) {}
+      : req_(req), cfg_(req.config), t_(cfg_.train), folder_(req.out_dir),
+        coll_(req.collective ? *req.collective : single_) {}
 
   int run() {
+    const auto wall0 = std::chrono::steady_clock::now();
     StopSignalGuard signals;
     Network net(cfg_.network);
     check_trainable(cfg_, net);
+    if (root()) {  // data parallelism: rank 0 alone owns the run folder
+      folder_.lock();  // one writer: a second train into the folder refuses, naming this process
+      if (!req_.resume) check_fresh_run(req_.out_dir, req_.overwrite);  // before loading anything
+    }
 
     Dataset train = load_split(req_.data_root, cfg_.data.dataset, Split::train, cfg_.data.train_limit);
     Dataset test = load_split(req_.data_root, cfg_.data.dataset, Split::test, cfg_.data.test_limit);
@@ -141,14 +175,7 @@ class Trainer {
     net.bind(*be, t_.batch_size / coll_.size());  // this rank's share of a global batch
     Optimizer opt(t_.optimizer, *be, net.params());
 
-    const std::string ckpt_dir = req_.out_dir + "/checkpoints";
-    // One writer per run folder: a second train into it refuses (exit 2). Only rank 0 writes.
-    std::optional<FolderLock> run_lock;
-    if (root()) {
-      make_dirs(ckpt_dir);
-      run_lock.emplace(req_.out_dir, "the run folder");
-    }
-    const std::string last_path = req_.out_dir + "/last.ckpt";
+    const std::string last_path = folder_.last_path();
     int64_t start_epoch = 0, start_batch = 0;
     std::vector<float> resumed_sums;
     if (req_.resume && root()) {  // data parallelism: rank 0 reads, then broadcasts (below)
@@ -180,18 +207,9 @@ class Trainer {
                                        last_path));
         resumed_sums = m->data;
       }
-      if (start_epoch < t_.epochs)
-        out_line(fmt::format("resuming {} at epoch {}, batch {} (step {})", last_path, start_epoch + 1,
-                             start_batch, opt.steps()));
+      restore_state(c, last_path);
     } else if (!req_.resume) {
       initialize_params(*be, net.params(), cfg_.init, static_cast<uint64_t>(t_.seed));
-      // A fresh run replaces whatever an earlier run left in the folder.
-      if (root()) {
-        std::filesystem::remove(req_.out_dir + "/metrics.jsonl");
-        std::filesystem::remove(last_path);
-        for (const auto& e : std::filesystem::directory_iterator(ckpt_dir))
-          if (e.path().extension() == ".ckpt") std::filesystem::remove(e.path());
-      }
     }
     // ---- data parallelism: every rank starts from rank 0's parameters and position ----
     if (coll_.size() > 1) {
@@ -209,9 +227,19 @@ class Trainer {
                            req_.out_dir, start_epoch));
       return kExitOk;
     }
-    if (root()) write_file_atomic(req_.out_dir + "/config.yaml", cfg_.resolved_yaml);
-    if (root()) jsonl_.open(req_.out_dir + "/metrics.jsonl", std::ios::app);
-    if (root() && !jsonl_) throw RuntimeError(fmt::format("{}/metrics.jsonl: cannot open for writing", req_.out_dir));
+    // A run that stopped by its own rule stays stopped unless the rule is changed (--set).
+    if (start_batch == 0) {
+      Stop stop = root() ? stop_reason() : Stop{};  // rank 0 holds the run's bookkeeping
+      if (coll_.allreduce_max(stop.kind.empty() ? 0 : 1) != 0) {
+        out_line(fmt::format("{} stopped after epoch {}: {}; nothing to do (change the rule with --set to go on)",
+                             req_.out_dir, start_epoch, stop.why));
+        return kExitOk;
+      }
+    }
+    if (req_.resume)
+      out_line(fmt::format("resuming {} at epoch {}, batch {} (step {})", last_path, start_epoch + 1, start_batch,
+                           opt.steps()));
+    if (root()) folder_.begin(req_.resume, req_.overwrite, cfg_.resolved_yaml);
 
     train_samples_ = train.count;
     DeviceData dtrain = upload(*be, train), dtest = upload(*be, test);
@@ -223,6 +251,9 @@ class Trainer {
     Tensor val_sums = be->zeros(Shape{kMetricSlots});
 
     const int64_t nb = num_batches(train.count, t_.batch_size);
+    int64_t epochs_done = start_epoch;
+    double final_val_accuracy = 0;
+    std::string stopped;
     for (int64_t epoch = start_epoch; epoch < t_.epochs; ++epoch) {
       const float lr = static_cast<float>(learning_rate_at(t_, epoch));
       // The epoch's time includes its shuffle, as a PyTorch epoch includes its randperm.
@@ -261,7 +292,12 @@ class Trainer {
         coll_.allreduce_sum(*be, net.grad_arena());  // data parallelism: sum of the ranks' gradients
         opt.step(lr);
         samples += r.n;
-        if (root()) bar.update(b + 1);
+        if (root() && bar.due(b + 1)) {  // on a terminal only: the running loss costs a sync
+          Sums s = read_metrics(*be, sums);
+          double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          bar.update(b + 1, fmt::format("{:.0f} samples/s loss={:.4f}", secs > 0 ? samples / secs : 0.0,
+                                        s.mean_loss()));
+        }
         if (t_.log_interval > 0 && (b + 1) % t_.log_interval == 0 && b + 1 < nb) {
           Sums s = reduce_metrics(*be, sums);
           check_finite(s, epoch, b + 1);
@@ -271,9 +307,9 @@ class Trainer {
           samples_at_log = samples;
           out_line(fmt::format("Epoch[{}] Batch[{}/{}]\tSpeed: {:.0f} samples/sec\taccuracy={:.4f}\tloss={:.4f}",
                                epoch + 1, b + 1, nb, speed, s.accuracy(), s.mean_loss()));
-          jsonl(fmt::format("{{\"type\":\"batch\",\"epoch\":{},\"batch\":{},\"images_per_s\":{:.1f},"
-                            "\"train_accuracy\":{:.6f},\"loss\":{:.6f}}}",
-                            epoch + 1, b + 1, speed, s.accuracy(), s.mean_loss()));
+          log_json(fmt::format("{{\"type\":\"batch\",\"epoch\":{},\"batch\":{},\"images_per_s\":{:.1f},"
+                                       "\"train_accuracy\":{:.6f},\"loss\":{:.6f}}}",
+                                       epoch + 1, b + 1, speed, s.accuracy(), s.mean_loss()));
         }
         if (coll_.size() > 1) g_interrupted = static_cast<int>(coll_.allreduce_max(g_interrupted));  // all stop together
         if (g_interrupted) {
@@ -283,9 +319,11 @@ class Trainer {
                                            static_cast<float>(g.count)};
             be->upload(sums, v);
           }
-          save(net, opt, epoch, b + 1, &sums, {last_path});
-          out_line(fmt::format("interrupted: checkpoint written to {} (epoch {}, batch {}); continue with --resume",
-                               last_path, epoch + 1, b + 1));
+          RunState now = state_;
+          now.train_time_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          save(net, opt, now, epoch, b + 1, &sums, false);
+          out_line(fmt::format("interrupted: checkpoint written to {} (epoch {}, batch {}); continue with: {}",
+                               last_path, epoch + 1, b + 1, resume_command()));
           return interrupted_exit_code();
         }
       }
@@ -312,26 +350,32 @@ class Trainer {
                            "Validation-loss={:.4f} Time={:.2f}s ({:.0f} samples/sec) lr={:g}",
                            epoch + 1, s.accuracy(), s.mean_loss(), v.accuracy(), v.mean_loss(), train_time,
                            speed, lr));
-      jsonl(fmt::format("{{\"type\":\"epoch\",\"epoch\":{},\"time_s\":{:.4f},\"images_per_s\":{:.1f},"
-                        "\"train_accuracy\":{:.6f},\"loss\":{:.6f},\"val_accuracy\":{:.6f},\"val_loss\":{:.6f},"
-                        "\"val_time_s\":{:.4f},\"lr\":{:g}}}",
-                        epoch + 1, train_time, speed, s.accuracy(), s.mean_loss(), v.accuracy(), v.mean_loss(),
-                        val_time, lr));
+      const bool best = end_of_epoch(epoch + 1, train_time, v);
+      log_epoch(EpochLog{epoch + 1, train_time, speed, s.accuracy(), s.mean_loss(), v.accuracy(), v.mean_loss(),
+                         val_time, lr, state_.train_time_s});
       // Data parallelism: the ranks must still hold the same parameters (exit 3 if not).
       if (coll_.size() > 1 && !coll_.same_on_all(param_checksum(net)))
         throw RuntimeError(fmt::format("the {} ranks hold different parameters after epoch {}: stopping "
                                        "(the ranks must run the same binary, config and data)",
                                        coll_.size(), epoch + 1));
-      std::string epoch_path = fmt::format("{}/epoch-{:03d}.ckpt", ckpt_dir, epoch + 1);
-      save(net, opt, epoch + 1, 0, nullptr, {epoch_path, last_path});
+      save(net, opt, state_, epoch + 1, 0, nullptr, best);
+      epochs_done = epoch + 1;
+      final_val_accuracy = v.accuracy();
       if (coll_.size() > 1) g_interrupted = static_cast<int>(coll_.allreduce_max(g_interrupted));  // all stop together
       if (g_interrupted) {
-        out_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with --resume",
-                             last_path, epoch + 1));
+        out_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with: {}",
+                             last_path, epoch + 1, resume_command()));
         return interrupted_exit_code();
       }
+      Stop stop = root() ? stop_reason() : Stop{};
+      if (coll_.allreduce_max(stop.kind.empty() ? 0 : 1) != 0) {  // data parallelism: every rank stops
+        stopped = stop.kind;
+        out_line(fmt::format("stopping after epoch {}: {}", epoch + 1, stop.why));
+        break;
+      }
     }
-    out_line(fmt::format("done: {} epoch{}, model in {}", t_.epochs, t_.epochs == 1 ? "" : "s", last_path));
+    summary(epochs_done, final_val_accuracy, stopped,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count());
     return kExitOk;
   }
 
@@ -358,16 +402,122 @@ class Trainer {
   }
   // ---- end data parallelism ----
 
-  void jsonl(const std::string& line) {
-    if (!root()) return;
-    jsonl_ << line << '\n';
-    jsonl_.flush();
-    if (!jsonl_) throw RuntimeError(fmt::format("{}/metrics.jsonl: write failed (disk full?)", req_.out_dir));
+  void log_json(const std::string& record) {
+    if (root()) folder_.log_json(record);
+  }
+  void log_epoch(const EpochLog& r) {
+    if (root()) folder_.log_epoch(r);
   }
 
-  // Downloads and serialises once, then writes the same bytes to each path.
-  void save(Network& net, Optimizer& opt, int64_t epoch, int64_t batch, const Tensor* sums,
-            const std::vector<std::string>& paths) {
+  // The command that continues this run, as the user would type it.
+  std::string resume_command() const {
+    std::string cmd = "mnistctl train --out " + shell_word(req_.out_dir) + " --resume";
+    if (!req_.data_root.empty()) cmd += " --data-dir " + shell_word(req_.data_root);
+    if (req_.ctx != "cpu") cmd += " --ctx " + shell_word(req_.ctx);
+    if (req_.backend.threads > 0) cmd += " --threads " + std::to_string(req_.backend.threads);  // bit-identical on the CPU
+    return cmd;
+  }
+
+  void restore_state(const Checkpoint& c, const std::string& src) {
+    RunState& st = state_;
+    st.train_time_s = c.meta_double_or("train_time_s", src, 0.0);
+    st.best_epoch = c.meta_int_or("best_epoch", src, 0);
+    st.best_val_accuracy = c.meta_double_or("best_val_accuracy", src, 0.0);
+    st.target = c.meta_double_or("target_accuracy", src, 0.0);
+    st.target_epoch = c.meta_int_or("target_epoch", src, 0);
+    st.time_to_accuracy_s = c.meta_double_or("time_to_accuracy_s", src, 0.0);
+    if (st.target != t_.stop_at_accuracy) st.target = 0, st.target_epoch = 0, st.time_to_accuracy_s = 0;
+    auto it = c.meta.find("es_metric");
+    if (it != c.meta.end() && t_.early_stopping.enabled && it->second == t_.early_stopping.metric) {
+      st.es_metric = it->second;
+      st.es_best = c.meta_double_or("es_best", src, 0.0);
+      st.es_wait = c.meta_int_or("es_wait", src, 0);
+    } else if (t_.early_stopping.enabled && c.meta_int("epoch", src) > 0) {
+      out_line(fmt::format("early stopping starts counting now (the run did not watch {} before)",
+                           t_.early_stopping.metric));
+    }
+  }
+
+  // Bookkeeping after an epoch's validation; true when it is the best epoch so far (best.ckpt).
+  bool end_of_epoch(int64_t epoch, double train_time, const Sums& v) {
+    RunState& st = state_;
+    st.train_time_s += train_time;
+    const bool best = st.best_epoch == 0 || v.accuracy() > st.best_val_accuracy;
+    if (best) {
+      st.best_val_accuracy = v.accuracy();
+      st.best_epoch = epoch;
+    }
+    const EarlyStoppingSpec& es = t_.early_stopping;
+    if (es.enabled) {
+      const bool lower = es.metric == "val_loss";
+      const double value = lower ? v.mean_loss() : v.accuracy();
+      const bool improved = st.es_metric.empty() ||
+                            (lower ? value < st.es_best - es.min_delta : value > st.es_best + es.min_delta);
+      st.es_metric = es.metric;
+      if (improved) {
+        st.es_best = value;
+        st.es_wait = 0;
+      } else {
+        ++st.es_wait;
+      }
+    }
+    if (t_.stop_at_accuracy > 0 && st.target_epoch == 0 && v.accuracy() >= t_.stop_at_accuracy) {
+      st.target = t_.stop_at_accuracy;
+      st.target_epoch = epoch;
+      st.time_to_accuracy_s = st.train_time_s;
+    }
+    return best;
+  }
+
+  // Why the run should stop now, judged by the rules of the current config: kind is
+  // "stop_at_accuracy" or "early_stopping", empty when the run goes on.
+  struct Stop {
+    std::string kind, why;
+  };
+  Stop stop_reason() const {
+    const RunState& st = state_;
+    if (t_.stop_at_accuracy > 0 && st.best_epoch > 0 && st.best_val_accuracy >= t_.stop_at_accuracy)
+      return {"stop_at_accuracy",
+              fmt::format("validation accuracy reached {:g} (train.stop_at_accuracy)", t_.stop_at_accuracy)};
+    const EarlyStoppingSpec& es = t_.early_stopping;
+    if (es.enabled && st.es_metric == es.metric && st.es_wait >= es.patience)
+      return {"early_stopping", fmt::format("{} did not improve by more than {:g} for {} epoch{} (train.early_stopping)",
+                                            es.metric, es.min_delta, st.es_wait, st.es_wait == 1 ? "" : "s")};
+    return {};
+  }
+
+  // The closing line, and the same facts as the last metrics.jsonl record. `stopped` is the
+  // Stop kind, empty when all epochs ran.
+  void summary(int64_t epochs, double final_val, const std::string& stopped, double wall_s) {
+    const RunState& st = state_;
+    std::string line = fmt::format(
+        "done: {} epoch{}{}; validation accuracy {:.4f} (best {:.4f} at epoch {}); {} of training, {} in all",
+        epochs, epochs == 1 ? "" : "s", stopped.empty() ? "" : " (stopped early)", final_val, st.best_val_accuracy,
+        st.best_epoch, seconds_text(st.train_time_s), seconds_text(wall_s));
+    std::string json = fmt::format(
+        "{{\"type\":\"summary\",\"epochs\":{},\"stopped_by\":\"{}\",\"val_accuracy\":{:.6f},"
+        "\"best_val_accuracy\":{:.6f},\"best_epoch\":{},\"train_time_s\":{:.4f},\"wall_time_s\":{:.4f}",
+        epochs, stopped.empty() ? "epochs" : stopped, final_val, st.best_val_accuracy, st.best_epoch,
+        st.train_time_s, wall_s);
+    if (t_.stop_at_accuracy > 0) {
+      json += fmt::format(",\"target_accuracy\":{:g}", t_.stop_at_accuracy);
+      if (st.target_epoch > 0) {
+        line += fmt::format("; time to accuracy {:g}: {} (epoch {})", t_.stop_at_accuracy,
+                            seconds_text(st.time_to_accuracy_s), st.target_epoch);
+        json += fmt::format(",\"time_to_accuracy_s\":{:.4f},\"time_to_accuracy_epoch\":{}", st.time_to_accuracy_s,
+                            st.target_epoch);
+      } else {
+        line += fmt::format("; did not reach validation accuracy {:g}", t_.stop_at_accuracy);
+      }
+    }
+    line += fmt::format("; model: {}, best: {}", folder_.last_path(), folder_.best_path());
+    log_json(json + "}");
+    out_line(line);
+  }
+
+  // Downloads and serialises once; the run folder writes the bytes where they belong.
+  void save(Network& net, Optimizer& opt, const RunState& st, int64_t epoch, int64_t batch, const Tensor* sums,
+            bool best) {
     if (!root()) return;  // data parallelism: rank 0 writes the checkpoints
     Backend& be = net.backend();
     Checkpoint c;
@@ -380,6 +530,20 @@ class Trainer {
     c.meta["batch_size"] = std::to_string(t_.batch_size);
     c.meta["train_samples"] = std::to_string(train_samples_);
     c.meta["backend"] = be.name();
+    // The run's bookkeeping; doubles with 17 digits so that a resumed run compares exactly.
+    c.meta["train_time_s"] = fmt::format("{:.6f}", st.train_time_s);
+    c.meta["best_epoch"] = std::to_string(st.best_epoch);
+    c.meta["best_val_accuracy"] = fmt::format("{:.17g}", st.best_val_accuracy);
+    if (!st.es_metric.empty()) {
+      c.meta["es_metric"] = st.es_metric;
+      c.meta["es_best"] = fmt::format("{:.17g}", st.es_best);
+      c.meta["es_wait"] = std::to_string(st.es_wait);
+    }
+    if (st.target_epoch > 0) {
+      c.meta["target_accuracy"] = fmt::format("{:.17g}", st.target);
+      c.meta["target_epoch"] = std::to_string(st.target_epoch);
+      c.meta["time_to_accuracy_s"] = fmt::format("{:.6f}", st.time_to_accuracy_s);
+    }
     auto grab = [&](const std::string& name, const Tensor& t) {
       NamedTensor nt{name, t.shape, std::vector<float>(static_cast<size_t>(t.numel()))};
       be.download(t, nt.data.data());
@@ -388,15 +552,15 @@ class Trainer {
     for (Param* p : net.params()) grab("param/" + p->name, p->value);
     for (auto& [name, t] : opt.state()) grab("optim/" + name, *t);
     if (sums) grab("metrics/train", *sums);
-    const std::string bytes = serialize_checkpoint(c);
-    for (const auto& path : paths) write_file_atomic(path, bytes);
+    folder_.save_checkpoint(serialize_checkpoint(c), epoch, batch == 0 && sums == nullptr, best);
   }
 
   const TrainRequest& req_;
   int64_t train_samples_ = 0;
   const Config& cfg_;
   const TrainSpec& t_;
-  std::ofstream jsonl_;
+  RunFolder folder_;
+  RunState state_;
   Collective single_;  // the single process, when the request names no collective
   Collective& coll_;
 };

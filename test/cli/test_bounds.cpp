@@ -155,8 +155,11 @@ TEST_CASE("a second train into a run folder in use is refused naming the first's
   CHECK(second.err.find("process " + std::to_string(first_pid)) != std::string::npos);
   CHECK(lines(second.err) == 1);
   CHECK(first.code == 128 + SIGKILL);
-  // The kernel released the lock with the first process: a new run into the folder works.
-  RunResult again = run_mnistctl(quick_mlp(root, out, 1));
+  // The kernel released the lock with the first process: a new run into the folder works
+  // (replacing the killed one needs --overwrite).
+  std::vector<std::string> again_args = quick_mlp(root, out, 1);
+  again_args.push_back("--overwrite");
+  RunResult again = run_mnistctl(again_args);
   INFO(again.err);
   CHECK(again.code == 0);
 }

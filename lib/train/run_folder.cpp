@@ -1,0 +1,175 @@
+// The run folder's files: refusing, replacing, creating and writing them (run_folder.h).
+#include "train/run_folder.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
+
+namespace mnistctl {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The files directly in a run folder that belong to a run (besides checkpoints/*.ckpt).
+const char* const kRunFiles[] = {"last.ckpt", "best.ckpt", "metrics.jsonl", "metrics.csv", "config.yaml"};
+
+const char* const kCsvHeader =
+    "epoch,train_accuracy,loss,val_accuracy,val_loss,lr,time_s,val_time_s,images_per_s,elapsed_s";
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace
+
+std::string default_run_dir(const Config& cfg) {
+  const std::string& ds = cfg.data.dataset;
+  if (cfg.name == ds || ends_with(cfg.name, "-" + ds)) return "runs/" + cfg.name;
+  return "runs/" + cfg.name + "-" + ds;
+}
+
+std::vector<std::string> run_files(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return found;
+  for (const char* f : kRunFiles)
+    if (fs::exists(fs::path(dir) / f, ec)) found.push_back(f);
+  const fs::path ckpts = fs::path(dir) / "checkpoints";
+  std::vector<std::string> epochs;
+  if (fs::is_directory(ckpts, ec))
+    for (fs::directory_iterator it(ckpts, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().extension() == ".ckpt") epochs.push_back("checkpoints/" + it->path().filename().string());
+  std::sort(epochs.begin(), epochs.end());
+  found.insert(found.end(), epochs.begin(), epochs.end());
+  return found;
+}
+
+void check_fresh_run(const std::string& dir, bool overwrite) {
+  if (overwrite) return;
+  std::vector<std::string> files = run_files(dir);
+  if (files.empty()) return;
+  throw UsageError(fmt::format("{} already holds a run ({}{}): continue it with --resume, replace it with "
+                               "--overwrite, or train into another --out",
+                               dir, files.front(), files.size() > 1 ? fmt::format(" and {} more", files.size() - 1)
+                                                                    : std::string()));
+}
+
+std::string latest_run(const std::string& parent) {
+  std::error_code ec;
+  std::string best;
+  fs::file_time_type best_time;
+  if (!fs::is_directory(parent, ec)) return best;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code e2;
+    const fs::path last = it->path() / "last.ckpt";
+    if (!fs::is_regular_file(last, e2)) continue;
+    fs::file_time_type t = fs::last_write_time(last, e2);
+    if (e2) continue;
+    // Newest wins; on a tie the name decides, so the choice does not depend on listing order.
+    const std::string name = it->path().string();
+    if (best.empty() || t > best_time || (t == best_time && name < best)) {
+      best = name;
+      best_time = t;
+    }
+  }
+  return best;
+}
+
+RunFolder::RunFolder(std::string dir) : dir_(std::move(dir)) {}
+
+std::string RunFolder::last_path() const { return dir_ + "/last.ckpt"; }
+std::string RunFolder::best_path() const { return dir_ + "/best.ckpt"; }
+std::string RunFolder::epoch_path(int64_t epoch) const {
+  return fmt::format("{}/checkpoints/epoch-{:03d}.ckpt", dir_, epoch);
+}
+
+void RunFolder::lock() {
+  // A folder that does not exist yet is created (and locked) by begin(): a run that fails
+  // before training leaves nothing behind.
+  std::error_code ec;
+  if (!lock_ && fs::is_directory(dir_, ec)) lock_.emplace(dir_, "the run folder");
+}
+
+void RunFolder::begin(bool resume, bool overwrite, const std::string& config_yaml) {
+  if (!lock_) {
+    make_dirs(dir_);
+    lock_.emplace(dir_, "the run folder");
+  }
+  if (!resume) {
+    check_fresh_run(dir_, overwrite);  // again: another process may have trained here since
+    std::vector<std::string> old = run_files(dir_);
+    // Check every file first, so that a folder where a file belongs stops the run before
+    // anything is deleted.
+    for (const auto& f : old) {
+      std::error_code ec;
+      if (fs::is_directory(fs::path(dir_) / f, ec))
+        throw UsageError(fmt::format("{}/{}: is a folder where the run keeps a file; move it away first", dir_, f));
+    }
+    if (!old.empty()) {
+      int64_t epochs = 0;
+      std::string named;
+      for (const auto& f : old) {
+        std::error_code ec;
+        fs::remove(fs::path(dir_) / f, ec);
+        if (ec) throw RuntimeError(fmt::format("{}/{}: cannot remove: {}", dir_, f, ec.message()));
+        if (f.rfind("checkpoints/", 0) == 0)
+          ++epochs;
+        else
+          named += (named.empty() ? "" : ", ") + f;
+      }
+      if (epochs > 0)
+        named += fmt::format("{}{} checkpoint{} in checkpoints/", named.empty() ? "" : ", ", epochs,
+                             epochs == 1 ? "" : "s");
+      out_line(fmt::format("--overwrite: removed the earlier run in {} ({})", dir_, named));
+    }
+  }
+  make_dirs(dir_ + "/checkpoints");
+  write_file_atomic(dir_ + "/config.yaml", config_yaml);
+
+  const std::string jl = dir_ + "/metrics.jsonl", csv = dir_ + "/metrics.csv";
+  jsonl_.open(jl, std::ios::app);
+  if (!jsonl_) throw RuntimeError(fmt::format("{}: cannot open for writing", jl));
+  std::error_code ec;
+  const bool header = !fs::exists(csv, ec) || fs::file_size(csv, ec) == 0;
+  csv_.open(csv, std::ios::app);
+  if (!csv_) throw RuntimeError(fmt::format("{}: cannot open for writing", csv));
+  if (header) {
+    csv_ << kCsvHeader << '\n';
+    csv_.flush();
+    if (!csv_) throw RuntimeError(fmt::format("{}: write failed (disk full?)", csv));
+  }
+}
+
+void RunFolder::log_json(const std::string& record) {
+  jsonl_ << record << '\n';
+  jsonl_.flush();
+  if (!jsonl_) throw RuntimeError(fmt::format("{}/metrics.jsonl: write failed (disk full?)", dir_));
+}
+
+void RunFolder::log_epoch(const EpochLog& r) {
+  log_json(fmt::format("{{\"type\":\"epoch\",\"epoch\":{},\"time_s\":{:.4f},\"images_per_s\":{:.1f},"
+                       "\"train_accuracy\":{:.6f},\"loss\":{:.6f},\"val_accuracy\":{:.6f},\"val_loss\":{:.6f},"
+                       "\"val_time_s\":{:.4f},\"lr\":{:g},\"elapsed_s\":{:.4f}}}",
+                       r.epoch, r.time_s, r.images_per_s, r.train_accuracy, r.loss, r.val_accuracy, r.val_loss,
+                       r.val_time_s, r.lr, r.elapsed_s));
+  csv_ << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:g},{:.4f},{:.4f},{:.1f},{:.4f}\n", r.epoch,
+                      r.train_accuracy, r.loss, r.val_accuracy, r.val_loss, r.lr, r.time_s, r.val_time_s,
+                      r.images_per_s, r.elapsed_s);
+  csv_.flush();
+  if (!csv_) throw RuntimeError(fmt::format("{}/metrics.csv: write failed (disk full?)", dir_));
+}
+
+void RunFolder::save_checkpoint(const std::string& bytes, int64_t epoch, bool end_of_epoch, bool best) {
+  if (end_of_epoch) {
+    write_file_atomic(epoch_path(epoch), bytes);
+    if (best) write_file_atomic(best_path(), bytes);
+  }
+  write_file_atomic(last_path(), bytes);
+}
+
+}  // namespace mnistctl

@@ -1,0 +1,532 @@
+// The run folder through the binary, on small slices of real MNIST: a run is never lost (a
+// fresh run into a folder holding one is refused, --overwrite deletes only once training can
+// start), the default folder names network and dataset, `--resume` alone picks the newest
+// run, Ctrl-C names the command that continues, metrics.csv and the closing summary, the
+// progress bar on a terminal, early stopping and stop_at_accuracy (exact across a resume),
+// best.ckpt and --checkpoint best|last|FILE. These tests need real MNIST and fail without it.
+#include <pty.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <catch2/catch.hpp>
+
+#include "cli/process.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+using namespace mnistctl;
+using namespace mnistctl::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A data root whose mnist/ folder links to the real files. Fails the test when they are absent.
+std::string data_root(const std::string& name) {
+  std::string src = mnist_dir();
+  INFO("real MNIST is required: ../shared/datasets/mnist beside the checkout, or $MNISTCTL_TEST_MNIST");
+  REQUIRE(!src.empty());
+  std::string root = scratch_dir(name);
+  fs::create_directories(root + "/mnist");
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
+    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
+  return root;
+}
+
+const std::string kMlp = std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml";
+const std::string kLenet = std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml";
+
+// A quick MLP recipe (xavier init learns within one small epoch). `out` empty: no --out.
+std::vector<std::string> quick_mlp(const std::string& root, const std::string& out, int epochs, int limit = 3000) {
+  std::vector<std::string> a = {"train", "--config", kMlp, "--data-dir", root, "--epochs", std::to_string(epochs),
+                                "--threads", "2", "--set", "data.train_limit=" + std::to_string(limit), "--set",
+                                "init.type=xavier", "--set", "train.log_interval=10"};
+  if (!out.empty()) a.insert(a.end(), {"--out", out});
+  return a;
+}
+
+// A convolutional net with momentum and dropout whose batches are slow enough for a signal
+// to arrive mid-epoch (as in test_cli.cpp).
+std::string interruptible_config(const std::string& name) {
+  std::string cfg = scratch_dir(name) + "/conv-dropout.yaml";
+  std::ofstream(cfg) << "name: conv-dropout\nnetwork:\n  layers:\n"
+                        "    - {type: convolution, kernel: 5, num_filter: 16}\n    - {type: activation, act_type: relu}\n"
+                        "    - {type: pooling, kernel: 2, stride: 2}\n    - {type: flatten}\n"
+                        "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: relu}\n"
+                        "    - {type: dropout, p: 0.2}\n    - {type: fully_connected, num_hidden: 10}\n"
+                        "    - {type: softmax_output}\ninit: {type: xavier}\n"
+                        "train: {batch_size: 64, momentum: 0.9, log_interval: 10}\n";
+  return cfg;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+double json_number(const std::string& json, const std::string& key) {
+  std::smatch m;
+  REQUIRE(std::regex_search(json, m, std::regex("\"" + key + "\":([0-9.eE+-]+)")));
+  return std::stod(m[1]);
+}
+
+// The records of metrics.jsonl of one type.
+std::vector<std::string> records(const std::string& run, const std::string& type) {
+  std::vector<std::string> out;
+  for (const auto& l : lines_of(slurp(run + "/metrics.jsonl")))
+    if (l.find("\"type\":\"" + type + "\"") != std::string::npos) out.push_back(l);
+  return out;
+}
+
+// metrics.csv as a header and rows of named numbers.
+struct Csv {
+  std::vector<std::string> header;
+  std::vector<std::vector<double>> rows;
+  int headers = 0;  // lines that are the header
+  double at(size_t row, const std::string& col) const {
+    auto it = std::find(header.begin(), header.end(), col);
+    REQUIRE(it != header.end());
+    return rows.at(row).at(static_cast<size_t>(it - header.begin()));
+  }
+};
+Csv read_csv(const std::string& path) {
+  Csv c;
+  std::vector<std::string> ls = lines_of(slurp(path));
+  REQUIRE(!ls.empty());
+  auto split = [](const std::string& l) {
+    std::vector<std::string> f;
+    std::stringstream ss(l);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    return f;
+  };
+  c.header = split(ls[0]);
+  for (const auto& l : ls) {
+    if (l == ls[0]) {
+      ++c.headers;
+      continue;
+    }
+    std::vector<double> row;
+    for (const auto& x : split(l)) row.push_back(std::stod(x));
+    REQUIRE(row.size() == c.header.size());
+    c.rows.push_back(row);
+  }
+  return c;
+}
+
+std::vector<NamedTensor> weights(const std::string& path) {
+  Checkpoint c = load_checkpoint(path);
+  std::vector<NamedTensor> w;
+  for (auto& t : c.tensors)
+    if (t.name.rfind("param/", 0) == 0 || t.name.rfind("optim/", 0) == 0) w.push_back(t);
+  return w;
+}
+
+void require_same_weights(const std::string& a, const std::string& b) {
+  auto wa = weights(a), wb = weights(b);
+  REQUIRE(wa.size() == wb.size());
+  REQUIRE(!wa.empty());
+  for (size_t i = 0; i < wa.size(); ++i) {
+    INFO(wa[i].name);
+    CHECK(wa[i].name == wb[i].name);
+    CHECK(wa[i].data == wb[i].data);  // exact
+  }
+}
+
+bool one_line(const RunResult& r) { return std::count(r.err.begin(), r.err.end(), '\n') == 1; }
+
+// Runs the binary in `dir` (the run folder's default is relative to the working folder).
+struct InDir {
+  explicit InDir(const std::string& dir) : old_(fs::current_path()) { fs::current_path(dir); }
+  ~InDir() { fs::current_path(old_); }
+  fs::path old_;
+};
+
+// Runs the binary with stdout and stderr on a pseudo-terminal, CI set or unset; returns
+// everything the terminal received and the exit code.
+RunResult run_on_terminal(const std::vector<std::string>& args, bool ci) {
+  int master = -1;
+  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    if (ci)
+      setenv("CI", "true", 1);
+    else
+      unsetenv("CI");
+    std::vector<char*> argv;
+    std::string exe = MNISTCTL_EXE;
+    argv.push_back(const_cast<char*>(exe.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  RunResult r;
+  if (pid < 0) return r;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(master, buf, sizeof buf);
+    if (n > 0) {
+      r.out.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EIO once the child has closed the terminal
+  }
+  close(master);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwrite deletes only when training starts") {
+  std::string root = data_root("runs-refuse-data");
+  std::string dir = scratch_dir("runs-refuse"), out = dir + "/run";
+  RunResult first = run_mnistctl(quick_mlp(root, out, 2));
+  INFO(first.out << first.err);
+  REQUIRE(first.code == 0);
+  const std::string last = slurp(out + "/last.ckpt"), jsonl = slurp(out + "/metrics.jsonl");
+  REQUIRE(!last.empty());
+
+  // The same command again: refused in one line naming the folder and the ways out; nothing touched.
+  RunResult again = run_mnistctl(quick_mlp(root, out, 1));
+  INFO(again.out << again.err);
+  CHECK(again.code == 2);
+  CHECK(one_line(again));
+  CHECK(again.err.find(out + " already holds a run") != std::string::npos);
+  CHECK(again.err.find("--resume") != std::string::npos);
+  CHECK(again.err.find("--overwrite") != std::string::npos);
+  CHECK(again.err.find("--out") != std::string::npos);
+  CHECK(slurp(out + "/last.ckpt") == last);
+  CHECK(slurp(out + "/metrics.jsonl") == jsonl);
+
+  // --dry-run shows the same verdict without failing.
+  RunResult dry = run_mnistctl({"train", "--config", kMlp, "--out", out, "--dry-run"});
+  CHECK(dry.code == 0);
+  CHECK(dry.out.find("run folder " + out + " (holds a run: train refuses without --resume or --overwrite)") !=
+        std::string::npos);
+
+  // --overwrite with no data: the run fails before training and deletes nothing.
+  auto broken = quick_mlp(dir + "/no-data", out, 1);
+  broken.push_back("--overwrite");
+  RunResult nodata = run_mnistctl(broken);
+  CHECK(nodata.code == 2);
+  CHECK(slurp(out + "/last.ckpt") == last);
+  CHECK(slurp(out + "/metrics.jsonl") == jsonl);
+  CHECK(fs::exists(out + "/checkpoints/epoch-002.ckpt"));
+
+  // --overwrite where config.yaml has become a folder: stops before deleting anything.
+  std::string moved = dir + "/config.yaml.saved";
+  fs::rename(out + "/config.yaml", moved);
+  fs::create_directories(out + "/config.yaml/inside");
+  auto over = quick_mlp(root, out, 1);
+  over.push_back("--overwrite");
+  RunResult blocked = run_mnistctl(over);
+  INFO(blocked.out << blocked.err);
+  CHECK(blocked.code == 2);
+  CHECK(blocked.err.find("config.yaml: is a folder") != std::string::npos);
+  CHECK(slurp(out + "/last.ckpt") == last);
+  fs::remove_all(out + "/config.yaml");
+  fs::rename(moved, out + "/config.yaml");
+
+  // --resume and --overwrite contradict each other.
+  auto both = quick_mlp(root, out, 1);
+  both.insert(both.end(), {"--overwrite", "--resume"});
+  CHECK(run_mnistctl(both).code == 2);
+
+  // --overwrite that can train: says what it removed and leaves only the new run.
+  std::ofstream(out + "/notes.txt") << "my notes\n";
+  RunResult replaced = run_mnistctl(over);
+  INFO(replaced.out << replaced.err);
+  REQUIRE(replaced.code == 0);
+  CHECK(replaced.out.find("--overwrite: removed the earlier run in " + out) != std::string::npos);
+  CHECK(!fs::exists(out + "/checkpoints/epoch-002.ckpt"));
+  CHECK(fs::exists(out + "/checkpoints/epoch-001.ckpt"));
+  CHECK(records(out, "epoch").size() == 1);
+  CHECK(read_csv(out + "/metrics.csv").rows.size() == 1);
+  CHECK(slurp(out + "/notes.txt") == "my notes\n");  // not a run's file: kept
+}
+
+TEST_CASE("the default run folder names network and dataset, --resume alone takes the newest run, nothing is written outside") {
+  std::string root = data_root("runs-default-data");
+  std::string cwd = scratch_dir("runs-default");
+  InDir here(cwd);
+
+  RunResult none = run_mnistctl({"train", "--resume", "--data-dir", root});
+  CHECK(none.code == 2);
+  CHECK(none.err.find("no run under runs/") != std::string::npos);
+
+  RunResult dry = run_mnistctl({"train", "--config", kLenet, "--dry-run"});
+  CHECK(dry.out.find("run folder runs/lenet-mnist\n") != std::string::npos);
+  dry = run_mnistctl({"train", "--config", kMlp, "--dry-run", "--set", "data.dataset=fashion-mnist"});
+  CHECK(dry.out.find("run folder runs/mlp-fashion-mnist\n") != std::string::npos);
+
+  RunResult lenet = run_mnistctl({"train", "--config", kLenet, "--data-dir", root, "--epochs", "1", "--set",
+                                  "data.train_limit=500", "--set", "data.test_limit=200", "--set", "init.type=xavier"});
+  INFO(lenet.out << lenet.err);
+  REQUIRE(lenet.code == 0);
+  CHECK(fs::exists("runs/lenet-mnist/last.ckpt"));
+  RunResult mlp = run_mnistctl(quick_mlp(root, "", 1, 1000));
+  INFO(mlp.out << mlp.err);
+  REQUIRE(mlp.code == 0);
+  CHECK(fs::exists("runs/mlp-mnist/last.ckpt"));
+
+  // The MLP ran last: --resume without --out or --config continues it, and says so.
+  RunResult resumed = run_mnistctl({"train", "--resume", "--data-dir", root, "--epochs", "2"});
+  INFO(resumed.out << resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK(resumed.out.find("continuing the most recently written run, runs/mlp-mnist") != std::string::npos);
+  CHECK(fs::exists("runs/mlp-mnist/checkpoints/epoch-002.ckpt"));
+  CHECK(!fs::exists("runs/lenet-mnist/checkpoints/epoch-002.ckpt"));
+  // --config picks its own folder (with the overrides the run was trained with: an edited
+  // config is refused on --resume).
+  RunResult by_config = run_mnistctl({"train", "--resume", "--config", kLenet, "--data-dir", root, "--epochs", "2",
+                                      "--set", "data.train_limit=500", "--set", "data.test_limit=200", "--set",
+                                      "init.type=xavier"});
+  INFO(by_config.out << by_config.err);
+  REQUIRE(by_config.code == 0);
+  CHECK(fs::exists("runs/lenet-mnist/checkpoints/epoch-002.ckpt"));
+
+  // Everything the runs wrote is inside their folders.
+  std::vector<std::string> top;
+  for (const auto& e : fs::directory_iterator(".")) top.push_back(e.path().filename().string());
+  CHECK(top == std::vector<std::string>{"runs"});
+  std::vector<std::string> runs;
+  for (const auto& e : fs::directory_iterator("runs")) runs.push_back(e.path().filename().string());
+  std::sort(runs.begin(), runs.end());
+  CHECK(runs == std::vector<std::string>{"lenet-mnist", "mlp-mnist"});
+  for (const auto& e : fs::recursive_directory_iterator("runs"))
+    CHECK(e.path().string().find(".tmp") == std::string::npos);
+}
+
+TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names the command, metrics.csv and best.ckpt") {
+  std::string root = data_root("runs-es-data");
+  std::string cfg = interruptible_config("runs-es-config");
+  std::string whole = scratch_dir("runs-es-whole"), split = scratch_dir("runs-es-split") + "/run";
+  // No epoch can beat the first by 0.5 in accuracy: the run stops after epoch 1 + patience (2) = 3.
+  auto recipe = [&](const std::string& out) {
+    return std::vector<std::string>{"train", "--config", cfg, "--data-dir", root, "--out", out, "--epochs", "10",
+                                    "--threads", "2", "--set", "data.train_limit=2000", "--set",
+                                    "train.early_stopping={metric: val_accuracy, patience: 2, min_delta: 0.5}"};
+  };
+  RunResult w = run_mnistctl(recipe(whole));
+  INFO(w.out << w.err);
+  REQUIRE(w.code == 0);
+  CHECK(w.out.find("stopping after epoch 3: val_accuracy did not improve by more than 0.5 for 2 epochs") !=
+        std::string::npos);
+  CHECK(fs::exists(whole + "/checkpoints/epoch-003.ckpt"));
+  CHECK(!fs::exists(whole + "/checkpoints/epoch-004.ckpt"));
+
+  // The summary line: epochs, final and best validation accuracy with its epoch, times, where the model is.
+  std::smatch m;
+  REQUIRE(std::regex_search(w.out, m, std::regex("done: 3 epochs \\(stopped early\\); validation accuracy ([0-9.]+) "
+                                                 "\\(best ([0-9.]+) at epoch ([0-9]+)\\); [0-9.]+ s of training, "
+                                                 "[0-9.]+ s in all; model: (.*)/last.ckpt, best: (.*)/best.ckpt")));
+  CHECK(m[4] == whole);
+  CHECK(m[5] == whole);
+  const int best_epoch = std::stoi(m[3]);
+  Csv csv = read_csv(whole + "/metrics.csv");
+  CHECK(csv.headers == 1);
+  REQUIRE(csv.rows.size() == 3);
+  double best_acc = 0;
+  int argmax = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(csv.at(i, "epoch") == i + 1);
+    if (csv.at(i, "val_accuracy") > best_acc) best_acc = csv.at(i, "val_accuracy"), argmax = static_cast<int>(i + 1);
+  }
+  CHECK(best_epoch == argmax);
+  CHECK(std::stod(m[2]) == Approx(best_acc).margin(1e-4));
+  CHECK(std::stod(m[1]) == Approx(csv.at(2, "val_accuracy")).margin(1e-4));
+  // best.ckpt is that epoch's checkpoint, byte for byte.
+  char name[32];
+  std::snprintf(name, sizeof name, "/checkpoints/epoch-%03d.ckpt", best_epoch);
+  CHECK(slurp(whole + "/best.ckpt") == slurp(whole + name));
+  std::vector<std::string> summary = records(whole, "summary");
+  REQUIRE(summary.size() == 1);
+  CHECK(summary[0].find("\"stopped_by\":\"early_stopping\"") != std::string::npos);
+  // The csv rows are the jsonl epoch records.
+  std::vector<std::string> epochs = records(whole, "epoch");
+  REQUIRE(epochs.size() == 3);
+  for (size_t i = 0; i < 3; ++i) CHECK(json_number(epochs[i], "val_loss") == Approx(csv.at(i, "val_loss")).margin(1e-6));
+
+  // Ctrl-C in epoch 2: exit 130 and a message naming the exact command that continues.
+  bool sent = false;
+  RunResult r = run_mnistctl(recipe(split), [&](const std::string& line, pid_t pid) {
+    if (!sent && line.find("Epoch[2] Batch[10/") != std::string::npos) {
+      kill(pid, SIGINT);
+      sent = true;
+    }
+  });
+  INFO(r.out << r.err);
+  REQUIRE(sent);
+  REQUIRE(r.code == 130);
+  const std::string command = "mnistctl train --out " + split + " --resume --data-dir " + root + " --threads 2";
+  REQUIRE(r.out.find("continue with: " + command + "\n") != std::string::npos);
+  CHECK(load_checkpoint(split + "/last.ckpt").meta.at("es_wait") == "0");
+
+  // That command, as printed, continues the run: it stops after epoch 3 with the very weights
+  // of the uninterrupted run (the early-stopping count came back from the checkpoint).
+  std::vector<std::string> args;
+  std::istringstream words(command.substr(std::string("mnistctl ").size()));
+  for (std::string word; words >> word;) args.push_back(word);
+  RunResult resumed = run_mnistctl(args);
+  INFO(resumed.out << resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK(resumed.out.find("stopping after epoch 3") != std::string::npos);
+  require_same_weights(whole + "/last.ckpt", split + "/last.ckpt");
+  require_same_weights(whole + "/best.ckpt", split + "/best.ckpt");
+  CHECK(load_checkpoint(split + "/best.ckpt").meta.at("epoch") == std::to_string(best_epoch));
+  Csv csv2 = read_csv(split + "/metrics.csv");
+  CHECK(csv2.headers == 1);  // appended on resume, header once
+  REQUIRE(csv2.rows.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(csv2.at(i, "epoch") == i + 1);
+    CHECK(csv2.at(i, "val_accuracy") == csv.at(i, "val_accuracy"));
+  }
+
+  // A stopped run stays stopped; changing the rule lets it go on.
+  RunResult again = run_mnistctl({"train", "--out", split, "--resume", "--data-dir", root});
+  CHECK(again.code == 0);
+  CHECK(again.out.find("nothing to do") != std::string::npos);
+  CHECK(read_csv(split + "/metrics.csv").rows.size() == 3);
+  RunResult more = run_mnistctl({"train", "--out", split, "--resume", "--data-dir", root, "--epochs", "4", "--set",
+                                 "train.early_stopping.patience=3"});
+  INFO(more.out << more.err);
+  CHECK(more.code == 0);
+  CHECK(read_csv(split + "/metrics.csv").rows.size() == 4);
+
+  // eval and predict read best, last, or any checkpoint file.
+  RunResult eb = run_mnistctl({"eval", "--model", whole, "--checkpoint", "best", "--data-dir", root, "--json"});
+  INFO(eb.err);
+  REQUIRE(eb.code == 0);
+  CHECK(json_number(eb.out, "accuracy") == Approx(best_acc).margin(1e-4));
+  CHECK(eb.out.find("best.ckpt") != std::string::npos);
+  RunResult el = run_mnistctl({"eval", "--model", whole, "--checkpoint", "last", "--data-dir", root, "--json"});
+  REQUIRE(el.code == 0);
+  CHECK(json_number(el.out, "accuracy") == Approx(csv.at(2, "val_accuracy")).margin(1e-4));
+  RunResult e1 = run_mnistctl(
+      {"eval", "--model", whole, "--checkpoint", "checkpoints/epoch-001.ckpt", "--data-dir", root, "--json"});
+  REQUIRE(e1.code == 0);
+  CHECK(json_number(e1.out, "accuracy") == Approx(csv.at(0, "val_accuracy")).margin(1e-4));
+  RunResult ef = run_mnistctl({"eval", "--checkpoint", whole + "/checkpoints/epoch-001.ckpt", "--data-dir", root,
+                               "--json"});
+  REQUIRE(ef.code == 0);
+  CHECK(json_number(ef.out, "accuracy") == json_number(e1.out, "accuracy"));
+  RunResult pb = run_mnistctl({"predict", "--model", whole, "--checkpoint", "best", "--data-dir", root});
+  REQUIRE(pb.code == 0);
+  CHECK(std::count(pb.out.begin(), pb.out.end(), '\n') == 10001);
+
+  RunResult bad = run_mnistctl({"eval", "--model", whole + "/last.ckpt", "--checkpoint", "best"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("is not a run folder") != std::string::npos);
+  bad = run_mnistctl({"eval", "--model", whole, "--checkpoint", "nope.ckpt"});
+  CHECK(bad.code == 2);
+  CHECK(one_line(bad));
+  fs::create_directories(whole + "/old");
+  bad = run_mnistctl({"eval", "--model", whole + "/old", "--checkpoint", "best"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("no best.ckpt") != std::string::npos);
+  bad = run_mnistctl({"eval"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("--model") != std::string::npos);
+}
+
+TEST_CASE("stop_at_accuracy stops at the first epoch that reaches it and reports the time to accuracy") {
+  std::string root = data_root("runs-tta-data");
+  std::string out = scratch_dir("runs-tta");
+  auto args = quick_mlp(root, out + "/hit", 5);
+  args.insert(args.end(), {"--set", "train.stop_at_accuracy=0.5"});
+  RunResult r = run_mnistctl(args);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("stopping after epoch 1: validation accuracy reached 0.5") != std::string::npos);
+  std::smatch m;
+  REQUIRE(std::regex_search(r.out, m, std::regex("; time to accuracy 0.5: ([0-9.]+) s \\(epoch 1\\)")));
+  std::vector<std::string> ep = records(out + "/hit", "epoch"), sum = records(out + "/hit", "summary");
+  REQUIRE(ep.size() == 1);
+  REQUIRE(sum.size() == 1);
+  const double tta = json_number(sum[0], "time_to_accuracy_s");
+  CHECK(tta > 0);
+  CHECK(tta == Approx(json_number(ep[0], "elapsed_s")).margin(1e-3));
+  CHECK(tta == Approx(std::stod(m[1])).margin(0.051));
+  CHECK(json_number(sum[0], "time_to_accuracy_epoch") == 1);
+  CHECK(sum[0].find("\"stopped_by\":\"stop_at_accuracy\"") != std::string::npos);
+  Checkpoint c = load_checkpoint(out + "/hit/last.ckpt");
+  CHECK(c.meta.at("target_epoch") == "1");
+
+  auto miss = quick_mlp(root, out + "/miss", 1, 1000);
+  miss.insert(miss.end(), {"--set", "train.stop_at_accuracy=0.999"});
+  RunResult n = run_mnistctl(miss);
+  REQUIRE(n.code == 0);
+  CHECK(n.out.find("did not reach validation accuracy 0.999") != std::string::npos);
+  CHECK(records(out + "/miss", "summary")[0].find("time_to_accuracy_s") == std::string::npos);
+}
+
+TEST_CASE("early stopping and stop_at_accuracy are checked like every config field") {
+  std::string dir = scratch_dir("runs-config");
+  auto check = [&](const std::string& train_yaml, const std::string& where, const std::string& what) {
+    std::ofstream(dir + "/c.yaml") << "network:\n  layers:\n    - {type: flatten}\n"
+                                      "    - {type: fully_connected, num_hidden: 10}\n    - {type: softmax_output}\n"
+                                      "train:\n" << train_yaml;
+    RunResult r = run_mnistctl({"train", "--config", dir + "/c.yaml", "--dry-run"});
+    INFO(train_yaml << " -> " << r.err);
+    CHECK(r.code == 2);
+    CHECK(one_line(r));
+    CHECK(r.err.find(dir + "/c.yaml:" + where) != std::string::npos);
+    CHECK(r.err.find(what) != std::string::npos);
+  };
+  check("  early_stopping: {metric: val_acc}\n", "7:28:", "train.early_stopping.metric: expected one of val_loss, val_accuracy");
+  check("  early_stopping:\n    patience: 0\n", "8:15:", "train.early_stopping.patience: expected an integer from 1");
+  check("  early_stopping:\n    min_delta: -1\n", "8:16:", "train.early_stopping.min_delta");
+  check("  early_stopping:\n    patiense: 2\n", "8:5:", "did you mean 'patience'");
+  check("  early_stopping: 3\n", "7:19:", "expected a mapping");
+  check("  patience: 2\n", "7:3:", "did you mean 'early_stopping.patience'");
+  check("  stop_at_accuracy: 1.5\n", "7:21:", "train.stop_at_accuracy: expected a number > 0 and <= 1");
+  std::ofstream(dir + "/ok.yaml") << "network:\n  layers:\n    - {type: flatten}\n"
+                                     "    - {type: fully_connected, num_hidden: 10}\n    - {type: softmax_output}\n"
+                                     "train:\n  early_stopping: {}\n  stop_at_accuracy: 0.99\n";
+  RunResult ok = run_mnistctl({"train", "--config", dir + "/ok.yaml", "--dry-run"});
+  CHECK(ok.code == 0);
+  CHECK(ok.out.find("early stopping: val_loss without an improvement above 0 for 3 epochs\n") != std::string::npos);
+  CHECK(ok.out.find("stop at validation accuracy 0.99\n") != std::string::npos);
+}
+
+TEST_CASE("the progress bar shows batches, rate, ETA and running loss on a terminal, and only there") {
+  std::string root = data_root("runs-progress-data");
+  std::string out = scratch_dir("runs-progress");
+  auto args = quick_mlp(root, out + "/tty", 1, 3000);
+  RunResult tty = run_on_terminal(args, /*ci=*/false);
+  INFO(tty.out);
+  REQUIRE(tty.code == 0);
+  CHECK(tty.out.find("\r\033[K") != std::string::npos);
+  CHECK(std::regex_search(tty.out, std::regex("Epoch\\[1\\] \\[[#.]+\\] +[0-9]+% [0-9]+/30 [0-9.]+/s ETA "
+                                              "[0-9-]+:[0-9-]+ [0-9]+ samples/s loss=[0-9.]+")));
+  CHECK(tty.out.find("30/30") != std::string::npos);  // the last batch is drawn
+
+  RunResult ci = run_on_terminal(quick_mlp(root, out + "/ci", 1, 3000), /*ci=*/true);
+  REQUIRE(ci.code == 0);
+  CHECK(ci.out.find("\033[K") == std::string::npos);
+  CHECK(ci.out.find("ETA") == std::string::npos);
+  CHECK(ci.out.find("Validation-accuracy=") != std::string::npos);
+
+  RunResult piped = run_mnistctl(quick_mlp(root, out + "/piped", 1, 3000));
+  REQUIRE(piped.code == 0);
+  CHECK(piped.err.find("\033[K") == std::string::npos);
+  CHECK(piped.out.find("\r") == std::string::npos);
+}
