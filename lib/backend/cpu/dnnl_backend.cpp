@@ -225,7 +225,7 @@ class DnnlBackend final : public HostBackend {
     if (b) opcheck::numel("conv_forward", "b", *b, d.k);
     set_threads();
     Op& op = cached(conv_key("conv_fwd", d, b != nullptr), [&] {
-      auto pd = conv_fwd_pd(d, b != nullptr, dt::f32);
+      auto pd = conv_fwd_pd(d, b != nullptr, dt::f32, plain_forward(d));
       return make_forward<dnnl::convolution_forward>(pd, d, b != nullptr);
     });
     run_forward(op, x, w, b, y);
@@ -591,6 +591,13 @@ class DnnlBackend final : public HostBackend {
       return plain_md({n, c, h, w}, tag::nhwc, type);
     return any_md({n, c, h, w}, type);
   }
+  // The forward of a single-channel input (LeNet's conv1) runs on the plain layouts, where
+  // oneDNN uses its gemm convolution: the blocked kernel is faster by itself, but its
+  // output, padded to 32 channels, has to be reordered back to NCHW on every call, and
+  // that costs more than the gemm gives up. Its backward directions stay blocked.
+  bool plain_forward(const ConvDesc& d) const {
+    return conv_layout_ == ConvLayout::auto_ && d.c == 1 && in_dt_ == dt::f32;
+  }
   memory::desc weight_md(const ConvDesc& d, dt type) const {
     return conv_layout_ != ConvLayout::plain ? any_md({d.k, d.c, d.kh, d.kw}, type)
                                              : plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw, type);
@@ -606,11 +613,17 @@ class DnnlBackend final : public HostBackend {
   // The forward primitive_desc: inputs in the backend's precision, dst in `dst_type` (f32
   // for the forward op itself; the input precision when it serves as a backward op's hint,
   // whose diff_dst is an input).
-  dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDesc& d, bool bias, dt dst_type) {
+  // `plain`: the caller's own layouts (see plain_forward).
+  dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDesc& d, bool bias, dt dst_type,
+                                                        bool plain = false) {
+    auto amd = [&](int64_t c, int64_t h, int64_t w, dt type) {
+      return plain ? plain_md({d.n, c, h, w}, tag::nchw, type) : act_md(d, d.n, c, h, w, type);
+    };
     dnnl::convolution_forward::desc desc(
-        dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-        act_md(d, d.n, d.c, d.h, d.w, in_dt_), weight_md(d, in_dt_), bias ? plain_md({d.k}, tag::a) : memory::desc(),
-        act_md(d, d.n, d.k, d.oh(), d.ow(), dst_type), {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
+        dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, amd(d.c, d.h, d.w, in_dt_),
+        plain ? plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw, in_dt_) : weight_md(d, in_dt_),
+        bias ? plain_md({d.k}, tag::a) : memory::desc(), amd(d.k, d.oh(), d.ow(), dst_type), {d.sh, d.sw},
+        {d.ph, d.pw}, {d.ph, d.pw});
     return dnnl::convolution_forward::primitive_desc(desc, eng_);
   }
 
