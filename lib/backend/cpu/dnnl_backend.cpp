@@ -125,6 +125,7 @@ struct Op {
   std::unordered_map<int, memory> args;
   Arg a, b, c;        // the op's tensor arguments (which is which: see each op)
   memory bias;        // plain (k) bias or diff-bias, when the op has one
+  int threads = 1;    // OpenMP threads it was made and runs with (threads_for)
 };
 
 // The primitive cache key: the op's name and every number that shapes it. Plain integers,
@@ -182,8 +183,7 @@ class DnnlBackend final : public HostBackend {
   void fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                   Tensor& y) override {
     opcheck::fc_forward(d, x, w, b, y);
-    set_threads();
-    Op& op = cached(OpKey{"fc_fwd", {d.n, d.in, d.out, b != nullptr}}, [&] {
+    Op& op = cached(OpKey{"fc_fwd", {d.n, d.in, d.out, b != nullptr}}, threads_for(d.n * d.in * d.out), [&] {
       auto pd = fc_fwd_pd(d, b != nullptr, dt::f32);
       return make_forward<dnnl::inner_product_forward>(pd, d, b != nullptr);
     });
@@ -192,8 +192,7 @@ class DnnlBackend final : public HostBackend {
 
   void fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) override {
     opcheck::fc_backward_data(d, dy, w, dx);
-    set_threads();
-    Op& op = cached(OpKey{"fc_bwd_data", {d.n, d.in, d.out}}, [&] {
+    Op& op = cached(OpKey{"fc_bwd_data", {d.n, d.in, d.out}}, threads_for(d.n * d.in * d.out), [&] {
       auto hint = fc_fwd_pd(d, false, in_dt_);
       dnnl::inner_product_backward_data::desc desc(fc_md(d.n, d.in, dt::f32), fc_md(d.out, d.in, in_dt_),
                                                    fc_md(d.n, d.out, in_dt_));
@@ -206,8 +205,7 @@ class DnnlBackend final : public HostBackend {
   void fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                            Tensor* db) override {
     opcheck::fc_backward_weights(d, x, dy, dw, db);
-    set_threads();
-    Op& op = cached(OpKey{"fc_bwd_w", {d.n, d.in, d.out, db != nullptr}}, [&] {
+    Op& op = cached(OpKey{"fc_bwd_w", {d.n, d.in, d.out, db != nullptr}}, threads_for(d.n * d.in * d.out), [&] {
       auto hint = fc_fwd_pd(d, db != nullptr, in_dt_);
       dnnl::inner_product_backward_weights::desc desc(
           fc_md(d.n, d.in, in_dt_), fc_md(d.out, d.in, dt::f32),
@@ -223,8 +221,7 @@ class DnnlBackend final : public HostBackend {
                     Tensor& y) override {
     opcheck::conv_args("conv_forward", d, x, w, y);
     if (b) opcheck::numel("conv_forward", "b", *b, d.k);
-    set_threads();
-    Op& op = cached(conv_key("conv_fwd", d, b != nullptr), [&] {
+    Op& op = cached(conv_key("conv_fwd", d, b != nullptr), threads_for(conv_macs(d)), [&] {
       auto pd = conv_fwd_pd(d, b != nullptr, dt::f32, plain_forward(d));
       return make_forward<dnnl::convolution_forward>(pd, d, b != nullptr);
     });
@@ -234,8 +231,7 @@ class DnnlBackend final : public HostBackend {
   void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
                           Tensor& dx) override {
     opcheck::conv_args("conv_backward_data", d, dx, w, dy);
-    set_threads();
-    Op& op = cached(conv_key("conv_bwd_data", d, false), [&] {
+    Op& op = cached(conv_key("conv_bwd_data", d, false), threads_for(conv_macs(d)), [&] {
       auto hint = conv_fwd_pd(d, false, in_dt_);
       dnnl::convolution_backward_data::desc desc(
           dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w, dt::f32),
@@ -251,8 +247,7 @@ class DnnlBackend final : public HostBackend {
                              Tensor* db) override {
     opcheck::conv_args("conv_backward_weights", d, x, dw, dy);
     if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
-    set_threads();
-    Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr), [&] {
+    Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr), threads_for(conv_macs(d)), [&] {
       auto hint = conv_fwd_pd(d, db != nullptr, in_dt_);
       dnnl::convolution_backward_weights::desc desc(
           dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w, in_dt_), weight_md(d, dt::f32),
@@ -290,8 +285,7 @@ class DnnlBackend final : public HostBackend {
   void act_forward(ActType a, const Tensor& x, Tensor& y) override {
     opcheck::same("act_forward", x, y);
     if (x.numel() == 0) return;
-    set_threads();
-    Op& op = cached(OpKey{"act_fwd", {static_cast<int64_t>(a), x.numel()}}, [&] {
+    Op& op = cached(OpKey{"act_fwd", {static_cast<int64_t>(a), x.numel()}}, threads_for(x.numel()), [&] {
       auto pd = act_fwd_pd(a, x.numel());
       auto o = std::make_unique<Op>();
       o->prim = dnnl::eltwise_forward(pd);
@@ -313,8 +307,7 @@ class DnnlBackend final : public HostBackend {
     opcheck::same("act_backward", x, dx);
     opcheck::same("act_backward", x, y);
     if (x.numel() == 0) return;
-    set_threads();
-    Op& op = cached(OpKey{"act_bwd", {static_cast<int64_t>(a), x.numel()}}, [&] {
+    Op& op = cached(OpKey{"act_bwd", {static_cast<int64_t>(a), x.numel()}}, threads_for(x.numel()), [&] {
       auto hint = act_fwd_pd(a, x.numel());
       memory::desc md = plain_md({x.numel()}, tag::a);
       dnnl::eltwise_backward::desc desc(act_alg(a), md, md);
@@ -479,14 +472,30 @@ class DnnlBackend final : public HostBackend {
  private:
   // oneDNN (OpenMP runtime) sizes its parallel regions from omp_get_max_threads() of the
   // calling thread; set it here so that a backend used from any thread gets its count.
-  void set_threads() {
-    if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  void set_threads(int n) {
+    if (omp_get_max_threads() != n) omp_set_num_threads(n);
   }
+  void set_threads() { set_threads(threads_); }
 
+  // The threads a primitive is made and run with: one below kSmallWork multiply-adds
+  // (elements for an activation), where entering an OpenMP region costs more than the
+  // second thread gives (the MLP's fc2 and fc3, its activations, LeNet's fc2 and tanh3).
+  // A function of the shape and the thread count only, so results stay bit-identical
+  // run to run at a fixed --threads.
+  static constexpr int64_t kSmallWork = int64_t{1} << 20;
+  int threads_for(int64_t work) const { return work < kSmallWork ? 1 : threads_; }
+  static int64_t conv_macs(const ConvDesc& d) { return d.n * d.k * d.oh() * d.ow() * d.c * d.kh * d.kw; }
+
+  // Finds or makes (with `threads`, which the entry keeps) the cached Op for `key`, and
+  // sets the OpenMP thread count the entry runs with.
   template <typename Make>
-  Op& cached(const OpKey& key, Make make) {
+  Op& cached(const OpKey& key, int threads, Make make) {
     auto it = cache_.find(key);
-    if (it != cache_.end()) return *it->second;
+    if (it != cache_.end()) {
+      set_threads(it->second->threads);
+      return *it->second;
+    }
+    set_threads(threads);
     std::unique_ptr<Op> op;
     try {
       op = make();
@@ -494,6 +503,7 @@ class DnnlBackend final : public HostBackend {
       throw RuntimeError(fmt::format("cpu: oneDNN cannot make {}: {} (status {})", key.str(), e.what(),
                                      static_cast<int>(e.status)));
     }
+    op->threads = threads;
     return *cache_.emplace(key, std::move(op)).first->second;
   }
 
