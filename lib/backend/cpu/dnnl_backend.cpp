@@ -588,11 +588,11 @@ class DnnlBackend final : public HostBackend {
   }
 
   // Convolution activations: blocked (nChw16c, oneDNN's choice through `any`) when the
-  // input has one channel (the first layer: its source stays plain and the blocked
-  // kernels are the fastest), nhwc otherwise: blocked pads the channels to a multiple of
-  // 16, which for LeNet's conv2 (20 -> 50) wastes half the work, while nhwc pads nothing
-  // and gets oneDNN's brgemm convolution. Measured (1 thread, this repo's bench) conv2
-  // fwd/bwd-data/bwd-weights 2.2/3.1/2.4 ms nhwc vs 4.0/3.9/4.3 ms blocked. In bf16 every
+  // input has one channel (the first layer's backward directions, where the blocked
+  // kernels are the fastest; its forward is plain, see plain_forward), nhwc otherwise:
+  // blocked pads the channels to a multiple of 16, which for LeNet's conv2 (20 -> 50)
+  // wastes half the work, while nhwc pads nothing and gets oneDNN's brgemm convolution
+  // (measured in docs/performance.md, section 6). In bf16 every
   // convolution runs nhwc: for one input channel the blocked bf16 backward-weights falls
   // back to oneDNN's gemm convolution, several times slower (docs/performance.md).
   memory::desc act_md(const ConvDesc& d, int64_t n, int64_t c, int64_t h, int64_t w, dt type) const {
