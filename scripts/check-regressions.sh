@@ -52,7 +52,8 @@ run_test() {
 
 # The first failed assertion and its expansion, on one line.
 first_failure() {
-  awk '/FAILED:/{f=1} f&&NF{printf "%s ", $0; n++} n>=5{exit}' "$log" | tr -s ' ' | cut -c1-300
+  awk '/FAILED:/{if (f) exit; f=1; next} f&&/^(===|---|\.\.\.)/{exit} f&&NF{printf "%s ", $0; n++} n>=8{exit}' "$log" |
+    tr -s ' ' | cut -c1-300
 }
 
 printf '| case | test | without the fix | with the fix |\n|---|---|---|---|\n' >"${RESULTS:-/dev/null}"
