@@ -26,13 +26,14 @@ namespace {
 
 constexpr int kExitUsage = 2, kExitIo = 3;
 
-// One data folder for the whole file, written by fetch itself from the real files as a
-// mirror (so fetch's own success path is exercised once too).
-const std::string& data_root() {
-  static const std::string root = [] {
+// One data folder per test process, written by fetch itself from the real files as a mirror
+// (so fetch's own success path is exercised too). `tag` names the scratch folder after the
+// first caller, so test cases that ctest runs in parallel never share (or clear) one.
+const std::string& data_root(const std::string& tag) {
+  static const std::string root = [&] {
     const std::string src = mnist_dir();
     if (src.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
-    std::string r = scratch_dir("outputs-data");
+    std::string r = scratch_dir(tag + "-data");
     RunResult f = run_mnistctl({"fetch", "--mirror", src, "--data-dir", r});
     INFO(f.out << f.err);
     REQUIRE(f.code == 0);
@@ -41,17 +42,17 @@ const std::string& data_root() {
   return root;
 }
 
-std::vector<std::string> tiny_train(const std::string& out) {
-  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", data_root(),
+std::vector<std::string> tiny_train(const std::string& tag, const std::string& out) {
+  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", data_root(tag),
           "--out", out, "--epochs", "1", "--threads", "1", "--set", "data.train_limit=500", "--set",
           "data.test_limit=200"};
 }
 
-// One trained run for the whole file (1 epoch on 500 images).
-const std::string& trained_run() {
-  static const std::string run = [] {
-    std::string r = scratch_dir("outputs-run") + "/run";
-    RunResult t = run_mnistctl(tiny_train(r));
+// One trained run per test process (1 epoch on 500 images), named like data_root.
+const std::string& trained_run(const std::string& tag) {
+  static const std::string run = [&] {
+    std::string r = scratch_dir(tag + "-run") + "/run";
+    RunResult t = run_mnistctl(tiny_train(tag, r));
     INFO(t.out << t.err);
     REQUIRE(t.code == 0);
     return r;
@@ -79,25 +80,25 @@ void check_refusal(const RunResult& r, int code, const std::string& path) {
 }  // namespace
 
 TEST_CASE("train: a run folder or checkpoint that cannot be written is exit 3 (2 for the wrong kind), one line naming it") {
-  const std::string dir = scratch_dir("outputs-train");
-  (void)data_root();
+  const std::string tag = "outputs-train", dir = scratch_dir(tag);
+  (void)data_root(tag);
 
   SECTION("--out under a regular file (ENOTDIR)") {
     const std::string out = regular_file(dir, "plain") + "/run";
-    check_refusal(run_mnistctl(tiny_train(out)), kExitIo, out);
+    check_refusal(run_mnistctl(tiny_train(tag, out)), kExitIo, out);
   }
   SECTION("checkpoints/ is a regular file: a file where the run keeps a folder") {
     const std::string out = dir + "/ckpt-file";
     fs::create_directories(out);
     const std::string ckpts = regular_file(out, "checkpoints");
-    check_refusal(run_mnistctl(tiny_train(out)), kExitUsage, ckpts);
+    check_refusal(run_mnistctl(tiny_train(tag, out)), kExitUsage, ckpts);
   }
   SECTION("--overwrite where checkpoints/ has become a file: refused before anything is deleted") {
     const std::string out = dir + "/over";
-    fs::copy(trained_run(), out, fs::copy_options::recursive);
+    fs::copy(trained_run(tag), out, fs::copy_options::recursive);
     fs::remove_all(out + "/checkpoints");
     const std::string ckpts = regular_file(out, "checkpoints");
-    std::vector<std::string> over = tiny_train(out);
+    std::vector<std::string> over = tiny_train(tag, out);
     over.push_back("--overwrite");
     check_refusal(run_mnistctl(over), kExitUsage, ckpts);
     CHECK(fs::exists(out + "/last.ckpt"));
@@ -105,7 +106,7 @@ TEST_CASE("train: a run folder or checkpoint that cannot be written is exit 3 (2
   }
   SECTION("a full disk while writing the checkpoint (EFBIG)") {
     const std::string out = dir + "/full";
-    RunResult r = run_mnistctl(tiny_train(out), {}, {}, 64 * 1024);  // the logs fit, the 437 kB checkpoint does not
+    RunResult r = run_mnistctl(tiny_train(tag, out), {}, {}, 64 * 1024);  // the logs fit, the 437 kB checkpoint does not
     check_refusal(r, kExitIo, out + "/");
     CHECK(r.err.find(".ckpt") != std::string::npos);
     CHECK(r.err.find("File too large") != std::string::npos);
@@ -115,10 +116,10 @@ TEST_CASE("train: a run folder or checkpoint that cannot be written is exit 3 (2
 }
 
 TEST_CASE("predict: --output and --save-preprocessed that cannot be written are exit 3 (2 for the wrong kind)") {
-  const std::string dir = scratch_dir("outputs-predict");
-  const std::string run = trained_run();
+  const std::string tag = "outputs-predict", dir = scratch_dir(tag);
+  const std::string run = trained_run(tag);
   auto predict = [&](std::vector<std::string> more) {
-    std::vector<std::string> a = {"predict", "--model", run, "--data-dir", data_root(), "--threads", "1"};
+    std::vector<std::string> a = {"predict", "--model", run, "--data-dir", data_root(tag), "--threads", "1"};
     a.insert(a.end(), more.begin(), more.end());
     return a;
   };
@@ -158,10 +159,10 @@ TEST_CASE("predict: --output and --save-preprocessed that cannot be written are 
 }
 
 TEST_CASE("report: --output that cannot be written is exit 3 (2 for a folder)") {
-  const std::string dir = scratch_dir("outputs-report");
-  const std::string run = trained_run();
+  const std::string tag = "outputs-report", dir = scratch_dir(tag);
+  const std::string run = trained_run(tag);
   auto report = [&](const std::string& out) {
-    return std::vector<std::string>{"report", run, "--data-dir", data_root(), "--output", out};
+    return std::vector<std::string>{"report", run, "--data-dir", data_root(tag), "--output", out};
   };
 
   SECTION("under a regular file (ENOTDIR)") {
@@ -184,8 +185,8 @@ TEST_CASE("report: --output that cannot be written is exit 3 (2 for a folder)") 
 
 #if MNISTCTL_TEST_ONNX_BUILT
 TEST_CASE("export: --output that cannot be written is exit 3 (2 for a folder)") {
-  const std::string dir = scratch_dir("outputs-export");
-  const std::string run = trained_run();
+  const std::string tag = "outputs-export", dir = scratch_dir(tag);
+  const std::string run = trained_run(tag);
   auto exp = [&](const std::string& out) { return std::vector<std::string>{"export", "--model", run, "--output", out}; };
 
   SECTION("under a regular file (ENOTDIR)") {
