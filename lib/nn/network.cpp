@@ -52,9 +52,10 @@ int64_t Network::param_count() const {
 }
 
 double Network::memory_bytes(int64_t batch, Use use) const {
-  // Doubles: a hostile config must not overflow the estimate meant to refuse it.
+  // Doubles: a hostile config must not overflow the estimate meant to refuse it. Training
+  // keeps 4 floats per parameter (value, grad, 2 optimizer states) and 2 per activation.
   const bool training = use == Use::training;
-  double floats = (training ? 4.0 : 1.0) * static_cast<double>(param_count());  // training: value, grad, 2 optimizer states
+  double floats = (training ? 4.0 : 1.0) * static_cast<double>(param_count());
   floats += static_cast<double>(batch) * static_cast<double>(input_.numel());
   for (const auto& l : layers_)
     if (!l->is_view())

@@ -29,6 +29,15 @@ namespace mnistctl::test {
   _exit(127);
 }
 
+// In a forked child: caps every file it writes at `limit` bytes (RLIMIT_FSIZE with SIGXFSZ
+// ignored: a write past it fails with EFBIG, as on a full disk). 0: no cap.
+inline void cap_file_size(rlim_t limit) {
+  if (limit == 0) return;
+  signal(SIGXFSZ, SIG_IGN);
+  struct rlimit rl{limit, limit};
+  setrlimit(RLIMIT_FSIZE, &rl);
+}
+
 // A wait status as the tests read it: the exit code, or 128 + the signal that ended the child.
 inline int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
@@ -38,10 +47,12 @@ struct RunResult {
 };
 
 // Runs `exe` (a path) with `args`. `on_stdout_line` (optional) sees each stdout line as it
-// arrives, with the child's pid, so a test can signal the child mid-run.
+// arrives, with the child's pid, so a test can signal the child mid-run. file_size_limit > 0
+// caps every file the child writes (RLIMIT_FSIZE with SIGXFSZ ignored: a write past it fails
+// with EFBIG, as on a full disk; the pipes are not files and stay unlimited).
 inline RunResult run_program(const std::string& exe, const std::vector<std::string>& args,
                              const std::function<void(const std::string&, pid_t)>& on_stdout_line = {},
-                             const std::vector<std::string>& env = {}) {
+                             const std::vector<std::string>& env = {}, rlim_t file_size_limit = 0) {
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) return {};
   pid_t pid = fork();
@@ -53,6 +64,7 @@ inline RunResult run_program(const std::string& exe, const std::vector<std::stri
     close(out_pipe[1]);
     close(err_pipe[1]);
     for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+    cap_file_size(file_size_limit);
     exec_program(exe, args);
   }
   close(out_pipe[1]);
@@ -92,8 +104,8 @@ inline RunResult run_program(const std::string& exe, const std::vector<std::stri
 // The mnistctl binary of this build.
 inline RunResult run_mnistctl(const std::vector<std::string>& args,
                               const std::function<void(const std::string&, pid_t)>& on_stdout_line = {},
-                              const std::vector<std::string>& env = {}) {
-  return run_program(MNISTCTL_EXE, args, on_stdout_line, env);
+                              const std::vector<std::string>& env = {}, rlim_t file_size_limit = 0) {
+  return run_program(MNISTCTL_EXE, args, on_stdout_line, env, file_size_limit);
 }
 
 // What run_to_files reports: the exit code, what the child wrote to stderr, and its own peak
@@ -105,8 +117,7 @@ struct Limited {
 };
 
 // Runs mnistctl with stdout to `out_path` ("/dev/null" to discard it) and stderr to
-// `err_path`. file_size_limit > 0 caps the size of any file it writes (RLIMIT_FSIZE with
-// SIGXFSZ ignored: a write past it fails with EFBIG, as on a full disk).
+// `err_path`; file_size_limit > 0 caps every file it writes, stderr included (cap_file_size).
 inline Limited run_to_files(const std::vector<std::string>& args, const std::string& out_path,
                             const std::string& err_path, rlim_t file_size_limit = 0) {
   pid_t pid = fork();
@@ -116,11 +127,7 @@ inline Limited run_to_files(const std::vector<std::string>& args, const std::str
     int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1);
     dup2(err, 2);
-    if (file_size_limit > 0) {
-      signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG, as on a full disk
-      struct rlimit rl{file_size_limit, file_size_limit};
-      setrlimit(RLIMIT_FSIZE, &rl);
-    }
+    cap_file_size(file_size_limit);
     exec_program(MNISTCTL_EXE, args);
   }
   int status = 0;
