@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -87,6 +89,37 @@ inline std::string scratch_dir(const std::string& name) {
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
+}
+
+// First in a test, before any assertion, where real MNIST may be skipped without: skips
+// (fails with CI set) when it is absent.
+inline void skip_without_mnist() {
+  if (mnist_dir().empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
+}
+
+// A data root (the fresh scratch folder `name`) whose <dataset>/ folder links to the real
+// files: MNIST from mnist_dir(), Fashion-MNIST from Debian's dataset-fashion-mnist. Fails the
+// test where they are absent (a test that may skip calls skip_without_mnist first).
+inline std::string data_root(const std::string& name, const std::string& dataset = "mnist") {
+  namespace fs = std::filesystem;
+  const std::string src = dataset == "mnist" ? mnist_dir() : "/usr/share/datasets/" + dataset;
+  if (src.empty() || !fs::exists(src + "/t10k-images-idx3-ubyte.gz"))
+    FAIL("real " << dataset << " not found (MNIST: ../shared/datasets/mnist beside the checkout or "
+                 "$MNISTCTL_TEST_MNIST; Fashion-MNIST: Debian's dataset-fashion-mnist, installed by scripts/setup.sh)");
+  const std::string root = scratch_dir(name);
+  fs::create_directories(root + "/" + dataset);
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
+    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / dataset / f);
+  return root;
+}
+
+// A whole file as bytes (empty when it cannot be read).
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace mnistctl::test

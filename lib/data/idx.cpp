@@ -19,7 +19,7 @@ const char* kind_name(int ndims) { return ndims == 3 ? "images" : "labels"; }
 
 // Reads and checks the header of an IDX file of uint8 with `ndims` dimensions; returns the
 // extents (their product within kIdxMaxBytes).
-std::vector<int64_t> read_header(ByteReader& in, int ndims) {
+std::vector<int64_t> read_header_only(ByteReader& in, int ndims) {
   const std::string& path = in.path();
   const uint32_t want_magic = 0x00000800u | static_cast<uint32_t>(ndims);
   const char* what = ndims == 3 ? "(count, rows, cols)" : "(count)";
@@ -60,33 +60,55 @@ std::vector<int64_t> read_header(ByteReader& in, int ndims) {
     std::string decl;
     for (int d = 0; d < ndims; ++d) decl += (d ? "x" : "") + std::to_string(be32(head + 4 + 4 * d));
     throw UsageError(fmt::format(
-        "{}: IDX header declares {} {} ({}), more than the {} GiB an IDX file may hold: refused",
+        "{}: IDX header declares {} {} {}, more than the {} GiB an IDX file may hold: refused",
         path, kind_name(ndims), decl, what, kIdxMaxBytes >> 30));
   }
   return dims;
 }
 
+int64_t element_count(const std::vector<int64_t>& dims) {
+  int64_t total = 1;
+  for (int64_t d : dims) total *= d;  // within kIdxMaxBytes (read_header_only)
+  return total;
+}
+
+// "6 images of 28x28" / "6 labels": what the extents declare, for messages.
+std::string idx_declared(const std::vector<int64_t>& dims) {
+  std::string decl = fmt::format("{} {}", dims[0], kind_name(static_cast<int>(dims.size())));
+  if (dims.size() == 3) decl += fmt::format(" of {}x{}", dims[1], dims[2]);
+  return decl;
+}
+
+}  // namespace
+
+std::vector<int64_t> read_idx_header(ByteReader& in, int ndims) {
+  std::vector<int64_t> dims = read_header_only(in, ndims);
+  if (in.gzip()) return dims;
+  // Raw: the file size is known, so check it before anything is allocated.
+  const int64_t total = element_count(dims);
+  const int64_t have = in.file_size() - (4 + 4 * ndims);
+  if (have < total)
+    throw UsageError(fmt::format(
+        "{}: truncated: the header declares {} ({} bytes) but the file holds only {} bytes of "
+        "data", in.path(), idx_declared(dims), total, have));
+  if (have > total)
+    throw UsageError(fmt::format(
+        "{}: {} bytes of trailing data after the {} the header declares", in.path(), have - total,
+        idx_declared(dims)));
+  return dims;
+}
+
+namespace {
+
 // The header, then the elements; returns the extents and fills `data`.
 std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<uint8_t>& data) {
   ByteReader in(path);
-  std::vector<int64_t> dims = read_header(in, ndims);
-  int64_t total = 1;
-  for (int64_t d : dims) total *= d;  // within kIdxMaxBytes (read_header)
+  std::vector<int64_t> dims = read_idx_header(in, ndims);
+  const int64_t total = element_count(dims);
   const int64_t header = 4 + 4 * ndims;
-  std::string decl = fmt::format("{} {}", dims[0], kind_name(ndims));
-  if (ndims == 3) decl += fmt::format(" of {}x{}", dims[1], dims[2]);
+  const std::string decl = idx_declared(dims);
 
   if (!in.gzip()) {
-    // Raw: the file size is known, so check it before allocating.
-    int64_t have = in.file_size() - header;
-    if (have < total)
-      throw UsageError(fmt::format(
-          "{}: truncated: the header declares {} ({} bytes) but the file holds only {} bytes of "
-          "data", path, decl, total, have));
-    if (have > total)
-      throw UsageError(fmt::format(
-          "{}: {} bytes of trailing data after the {} the header declares", path, have - total,
-          decl));
     data.resize(static_cast<size_t>(total));
     if (in.read(data.data(), data.size()) != data.size())
       throw UsageError(fmt::format("{}: read failed (file changed while reading?)", path));
@@ -125,7 +147,7 @@ std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<ui
 std::vector<int64_t> read_idx_header(const std::string& path, int ndims) {
   if (ndims != 1 && ndims != 3) throw std::logic_error("read_idx_header: ndims must be 1 or 3");
   ByteReader in(path);
-  return read_header(in, ndims);
+  return read_header_only(in, ndims);
 }
 
 IdxImages read_idx_images(const std::string& path) {

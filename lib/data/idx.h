@@ -15,6 +15,8 @@
 
 namespace mnistctl {
 
+class ByteReader;
+
 struct IdxImages {
   int64_t count = 0, rows = 0, cols = 0;
   std::vector<uint8_t> pixels;  // count*rows*cols, row-major, 0 = background, 255 = ink
@@ -23,6 +25,9 @@ struct IdxImages {
 // The extents an IDX header declares (count first; ndims 3 for images, 1 for labels), checked
 // as read_idx_* checks them, without reading the data: a gzip file inflates only its header.
 std::vector<int64_t> read_idx_header(const std::string& path, int ndims);
+// The same checks over an open reader, left just after the header, for readers that take the
+// elements in pieces (idx_stream.h); a raw file's size must also match the extents exactly.
+std::vector<int64_t> read_idx_header(ByteReader& in, int ndims);
 
 // Magic 0x00000803: uint8, 3 dimensions (count, rows, cols).
 IdxImages read_idx_images(const std::string& path);

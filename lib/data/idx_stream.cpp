@@ -10,49 +10,13 @@
 #include "data/idx.h"
 
 namespace mnistctl {
-namespace {
-
-uint32_t be32(const uint8_t* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
-
-}  // namespace
 
 IdxImageStream::IdxImageStream(const std::string& path)
     : path_(path), in_(std::make_unique<ByteReader>(path)) {
-  uint8_t head[16];
-  size_t got = in_->read(head, sizeof head);
-  if (got < 4)
-    throw UsageError(fmt::format("{}: too short for an IDX file ({} bytes, the header alone is 16)",
-                                 path, got));
-  const uint32_t magic = be32(head);
-  if (magic != 0x00000803u)
-    throw UsageError(fmt::format("{}: bad magic 0x{:08x}: not an IDX file of uint8 images "
-                                 "(expected 0x00000803)", path, magic));
-  if (got < sizeof head)
-    throw UsageError(fmt::format("{}: truncated IDX header ({} of 16 bytes)", path, got));
-  count_ = be32(head + 4);
-  rows_ = be32(head + 8);
-  cols_ = be32(head + 12);
-  if (count_ == 0 || rows_ == 0 || cols_ == 0)
-    throw UsageError(fmt::format("{}: IDX header declares {}x{}x{} (count, rows, cols): a zero "
-                                 "extent, the file holds no images", path, count_, rows_, cols_));
-  // Each extent < 2^32: check the product step by step so it cannot overflow.
-  const int64_t image = rows_ * cols_;
-  if (image > kIdxMaxBytes || count_ > kIdxMaxBytes / image)
-    throw UsageError(fmt::format("{}: IDX header declares {} images of {}x{}, more than the {} GiB "
-                                 "an IDX file may hold: refused", path, count_, rows_, cols_,
-                                 kIdxMaxBytes >> 30));
-  if (!in_->gzip()) {
-    const int64_t have = in_->file_size() - 16, want = count_ * image;
-    if (have < want)
-      throw UsageError(fmt::format("{}: truncated: the header declares {} images of {}x{} ({} "
-                                   "bytes) but the file holds only {} bytes of data",
-                                   path, count_, rows_, cols_, want, have));
-    if (have > want)
-      throw UsageError(fmt::format("{}: {} bytes of trailing data after the {} images of {}x{} "
-                                   "the header declares", path, have - want, count_, rows_, cols_));
-  }
+  const std::vector<int64_t> dims = read_idx_header(*in_, 3);  // raw: the exact size too
+  count_ = dims[0];
+  rows_ = dims[1];
+  cols_ = dims[2];
 }
 
 IdxImageStream::~IdxImageStream() = default;

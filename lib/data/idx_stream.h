@@ -1,9 +1,9 @@
 // IDX image files read a batch at a time, for `predict` over files of any length: memory is
 // bounded by the batch, never by what the header declares.
 //
-// The header is checked as read_idx_images checks it (idx.h): magic 0x00000803, no zero
-// extent, at most kIdxMaxBytes of elements, and for a raw file the exact size, before any
-// image is returned. A gzip file is inflated only as far as the header's declared size; a
+// The header is checked by read_idx_images's own checks (read_idx_header, idx.h): magic
+// 0x00000803, no zero extent, at most kIdxMaxBytes of elements, and for a raw file the exact
+// size, before any image is returned. A gzip file is inflated only as far as the header's declared size; a
 // stream that ends early is an error at the image where it ends, and data after the declared
 // images is an error once the last image has been read (so a file can never yield more than
 // its header says). Errors are UsageError naming the file.

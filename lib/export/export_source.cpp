@@ -68,20 +68,7 @@ ExportSource open_export_source(const std::string& model, const std::string& whi
     throw UsageError(fmt::format("--checkpoint {}: applies to a run folder, and {} is not one", which, model));
 
   ExportSource s;
-  if (which == "best") {
-    std::vector<EpochRecord> recs = read_epoch_records(model);
-    if (recs.empty())
-      throw UsageError(fmt::format("{}/metrics.jsonl: no epoch records, so no best epoch (use --checkpoint last)", model));
-    const EpochRecord* best = &recs[0];
-    for (const auto& r : recs)
-      if (std::stod(r.val_accuracy) > std::stod(best->val_accuracy)) best = &r;
-    s.checkpoint_path = fmt::format("{}/checkpoints/epoch-{:03d}.ckpt", model, best->epoch);
-    if (!fs::exists(s.checkpoint_path, ec))
-      throw UsageError(fmt::format("{}: the best epoch's checkpoint (val_accuracy {}) is missing", s.checkpoint_path,
-                                   best->val_accuracy));
-  } else {
-    s.checkpoint_path = resolve_checkpoint(model);
-  }
+  s.checkpoint_path = resolve_checkpoint(model, which);  // eval's and predict's lookup: best.ckpt, last.ckpt
   s.ckpt = load_checkpoint(s.checkpoint_path);
   s.config = load_config_text(s.ckpt.config_yaml, s.checkpoint_path + " (embedded config)");
   s.epoch = s.ckpt.meta_int("epoch", s.checkpoint_path);

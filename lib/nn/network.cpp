@@ -51,39 +51,31 @@ int64_t Network::param_count() const {
   return n;
 }
 
-double Network::training_bytes(int64_t batch) const {
-  // Doubles: a hostile config must not overflow the estimate meant to refuse it.
-  double floats = 4.0 * static_cast<double>(param_count());  // value, grad, 2 optimizer states
+double Network::memory_bytes(int64_t batch, Use use) const {
+  // Doubles: a hostile config must not overflow the estimate meant to refuse it. Training
+  // keeps 4 floats per parameter (value, grad, 2 optimizer states) and 2 per activation.
+  const bool training = use == Use::training;
+  double floats = (training ? 4.0 : 1.0) * static_cast<double>(param_count());
   floats += static_cast<double>(batch) * static_cast<double>(input_.numel());
   for (const auto& l : layers_)
-    if (!l->is_view()) floats += 2.0 * static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
+    if (!l->is_view())
+      floats += (training ? 2.0 : 1.0) * static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
   return floats * 4.0;
 }
 
-double Network::inference_bytes(int64_t batch) const {
-  double floats = static_cast<double>(param_count());
-  floats += static_cast<double>(batch) * static_cast<double>(input_.numel());
-  for (const auto& l : layers_)
-    if (!l->is_view()) floats += static_cast<double>(batch) * static_cast<double>(l->out_shape().numel());
-  return floats * 4.0;
-}
-
-void Network::check_fits_inference(int64_t batch, double limit, const std::string& where) const {
-  double need = inference_bytes(batch);
-  if (need > limit)
+void Network::check_fits(int64_t batch, double limit, const std::string& where, Use use) const {
+  double need = memory_bytes(batch, use);
+  if (need <= limit) return;
+  constexpr double kGiB = 1024.0 * 1024 * 1024;
+  if (use == Use::inference)
     throw UsageError(fmt::format(
         "{}: the network needs about {:.1f} GiB to run at batch size {} ({} parameters), more than the "
         "{:.1f} GiB inference budget (a quarter of this machine's memory)",
-        where, need / (1024.0 * 1024 * 1024), batch, param_count(), limit / (1024.0 * 1024 * 1024)));
-}
-
-void Network::check_fits(int64_t batch, double limit, const std::string& where) const {
-  double need = training_bytes(batch);
-  if (need > limit)
-    throw UsageError(fmt::format(
-        "{}: the network needs about {:.1f} GiB at batch size {} ({} parameters), more than the "
-        "{:.1f} GiB of memory this machine has",
-        where, need / (1024.0 * 1024 * 1024), batch, param_count(), limit / (1024.0 * 1024 * 1024)));
+        where, need / kGiB, batch, param_count(), limit / kGiB));
+  throw UsageError(fmt::format(
+      "{}: the network needs about {:.1f} GiB at batch size {} ({} parameters), more than the "
+      "{:.1f} GiB of memory this machine has",
+      where, need / kGiB, batch, param_count(), limit / kGiB));
 }
 
 std::string Network::summary(int64_t batch) const {
@@ -96,7 +88,7 @@ std::string Network::summary(int64_t batch) const {
   }
   s += fmt::format("total parameters: {} ({:.2f} MB as float32)\n", param_count(),
                    param_count() * 4.0 / 1e6);
-  s += fmt::format("training memory at batch {}: about {:.1f} MB\n", batch, training_bytes(batch) / 1e6);
+  s += fmt::format("training memory at batch {}: about {:.1f} MB\n", batch, memory_bytes(batch) / 1e6);
   return s;
 }
 

@@ -37,14 +37,15 @@ class Network {
   int64_t num_classes() const { return output_shape().numel(); }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   int64_t param_count() const;
-  // Bytes of backend memory for training at this batch size: parameters, gradients,
-  // optimizer state (up to two tensors per parameter), activations and their gradients.
-  double training_bytes(int64_t batch) const;
-  // Throws UsageError when training_bytes(batch) exceeds `limit` bytes.
-  void check_fits(int64_t batch, double limit, const std::string& where) const;
-  // Bytes of an inference binding: parameters, the input and every activation, no gradients.
-  double inference_bytes(int64_t batch) const;
-  void check_fits_inference(int64_t batch, double limit, const std::string& where) const;
+  // What a memory estimate is for: training holds parameters, gradients, optimizer state (up
+  // to two tensors per parameter), activations and their gradients; an inference binding
+  // holds parameters, the input and every activation, no gradients.
+  enum class Use { training, inference };
+  // Bytes of backend memory for `use` at this batch size.
+  double memory_bytes(int64_t batch, Use use = Use::training) const;
+  // Throws UsageError when memory_bytes(batch, use) exceeds `limit` bytes (for inference,
+  // the limit is the inference budget).
+  void check_fits(int64_t batch, double limit, const std::string& where, Use use = Use::training) const;
   // The --dry-run table: each layer's output shape and parameter count, and the totals.
   std::string summary(int64_t batch) const;
 

@@ -74,7 +74,7 @@ Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_ba
   // config inside a checkpoint may declare anything, the tensors must really be in the file.
   m.net = std::make_unique<Network>(m.config.network);
   check_params(*m.net, ckpt, m.path);
-  m.net->check_fits_inference(max_batch, inference_budget_bytes(), m.path + " (embedded config)");
+  m.net->check_fits(max_batch, inference_budget_bytes(), m.path + " (embedded config)", Network::Use::inference);
   m.net->bind(be, max_batch, /*training=*/false);
   load_params(*m.net, ckpt, m.path);
   return m;

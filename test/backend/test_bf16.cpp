@@ -8,6 +8,7 @@
 // it), the process says so and exits with ctest's skip code before asserting anything.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -85,10 +86,32 @@ void compare(const std::string& what, const Host& got, const Host& want) {
   CHECK(max_diff >= kMinDiff);
 }
 
+// One layer (convolution or fully connected), every direction, on the BF16 backend ([0]) and
+// on ref ([1]) from the same random x, w, b and dy: y, dx, dw, and db when `with_db`.
+// `run(be, x, w, b, dy, y, dx, dw, db)` calls the layer's three ops; b and db are null
+// without a bias.
+template <class Run>
+std::array<std::vector<Host>, 2> bf16_and_ref(Pcg32& rng, bool bias, bool with_db, const Shape& xs, const Shape& ws,
+                                              const Shape& ys, const Shape& bs, const Run& run) {
+  Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), b = random_host(rng, bs.numel());
+  Host dy = random_host(rng, ys.numel());
+  std::array<std::vector<Host>, 2> results;
+  Backend* backends[2] = {&bf16(), &ref()};
+  for (int i = 0; i < 2; ++i) {
+    Backend& be = *backends[i];
+    Tensor tx = up(be, xs, x), tw = up(be, ws, w), tb = up(be, bs, b), tdy = up(be, ys, dy);
+    Tensor ty = be.empty(ys), tdx = be.empty(xs), tdw = be.empty(ws), tdb = be.empty(bs);
+    run(be, tx, tw, bias ? &tb : nullptr, tdy, ty, tdx, tdw, bias ? &tdb : nullptr);
+    results[i] = {down(be, ty), down(be, tdx), down(be, tdw)};
+    if (bias && with_db) results[i].push_back(down(be, tdb));
+  }
+  return results;
+}
+
 }  // namespace
 
 TEST_CASE("bf16 convolution matches the fp32 reference within 1e-2", "[bf16][conv]") {
-  Backend& bb = bf16();  // skips first where there is no BF16
+  bf16();  // skips first where there is no BF16
   struct Case {
     const char* name;
     ConvDesc d;
@@ -101,21 +124,14 @@ TEST_CASE("bf16 convolution matches the fp32 reference within 1e-2", "[bf16][con
   Pcg32 rng(7, 1);
   for (const Case& c : cases) {
     const ConvDesc& d = c.d;
-    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()}, bs{d.k};
-    Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), b = random_host(rng, d.k);
-    Host dy = random_host(rng, ys.numel());
-    std::vector<Host> results[2];
-    Backend* backends[2] = {&bb, &ref()};
-    for (int i = 0; i < 2; ++i) {
-      Backend& be = *backends[i];
-      Tensor tx = up(be, xs, x), tw = up(be, ws, w), tb = up(be, bs, b), tdy = up(be, ys, dy);
-      Tensor ty = be.empty(ys), tdx = be.empty(xs), tdw = be.empty(ws), tdb = be.empty(bs);
-      be.conv_forward(d, tx, tw, d.bias ? &tb : nullptr, ty);
-      be.conv_backward_data(d, tdy, tw, tdx);
-      be.conv_backward_weights(d, tx, tdy, tdw, d.bias ? &tdb : nullptr);
-      results[i] = {down(be, ty), down(be, tdx), down(be, tdw)};
-      if (d.bias) results[i].push_back(down(be, tdb));
-    }
+    const auto results = bf16_and_ref(
+        rng, d.bias, /*with_db=*/true, Shape{d.n, d.c, d.h, d.w}, Shape{d.k, d.c, d.kh, d.kw},
+        Shape{d.n, d.k, d.oh(), d.ow()}, Shape{d.k},
+        [&](Backend& be, Tensor& x, Tensor& w, Tensor* b, Tensor& dy, Tensor& y, Tensor& dx, Tensor& dw, Tensor* db) {
+          be.conv_forward(d, x, w, b, y);
+          be.conv_backward_data(d, dy, w, dx);
+          be.conv_backward_weights(d, x, dy, dw, db);
+        });
     const char* outs[] = {"forward", "backward-data", "backward-weights", "backward-bias"};
     for (size_t k = 0; k < results[0].size(); ++k) {
       // The bias gradient sums dy, which stays FP32-exact only up to summation order: it is
@@ -136,25 +152,18 @@ TEST_CASE("bf16 convolution matches the fp32 reference within 1e-2", "[bf16][con
 }
 
 TEST_CASE("bf16 fully connected matches the fp32 reference within 1e-2", "[bf16][fc]") {
-  Backend& bb = bf16();
+  bf16();  // skips first where there is no BF16
   const FcDesc cases[] = {{100, 800, 500, true}, {100, 500, 10, true}, {100, 784, 128, true}, {1, 7, 3, false}};
   Pcg32 rng(11, 2);
   for (const FcDesc& d : cases) {
     const std::string name = "fc " + std::to_string(d.in) + "->" + std::to_string(d.out) + " n=" + std::to_string(d.n);
-    const Shape xs{d.n, d.in}, ws{d.out, d.in}, ys{d.n, d.out}, bs{d.out};
-    Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), b = random_host(rng, d.out);
-    Host dy = random_host(rng, ys.numel());
-    std::vector<Host> results[2];
-    Backend* backends[2] = {&bb, &ref()};
-    for (int i = 0; i < 2; ++i) {
-      Backend& be = *backends[i];
-      Tensor tx = up(be, xs, x), tw = up(be, ws, w), tb = up(be, bs, b), tdy = up(be, ys, dy);
-      Tensor ty = be.empty(ys), tdx = be.empty(xs), tdw = be.empty(ws), tdb = be.empty(bs);
-      be.fc_forward(d, tx, tw, d.bias ? &tb : nullptr, ty);
-      be.fc_backward_data(d, tdy, tw, tdx);
-      be.fc_backward_weights(d, tx, tdy, tdw, d.bias ? &tdb : nullptr);
-      results[i] = {down(be, ty), down(be, tdx), down(be, tdw)};
-    }
+    const auto results = bf16_and_ref(
+        rng, d.bias, /*with_db=*/false, Shape{d.n, d.in}, Shape{d.out, d.in}, Shape{d.n, d.out}, Shape{d.out},
+        [&](Backend& be, Tensor& x, Tensor& w, Tensor* b, Tensor& dy, Tensor& y, Tensor& dx, Tensor& dw, Tensor* db) {
+          be.fc_forward(d, x, w, b, y);
+          be.fc_backward_data(d, dy, w, dx);
+          be.fc_backward_weights(d, x, dy, dw, db);
+        });
     compare(name + " forward", results[0][0], results[1][0]);
     compare(name + " backward-data", results[0][1], results[1][1]);
     compare(name + " backward-weights", results[0][2], results[1][2]);

@@ -2,16 +2,12 @@
 // train into a busy run folder is refused naming the first; a file given as --out and a
 // --resume before the first checkpoint are refused with what to do.
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -27,67 +23,6 @@ using namespace mnistctl::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Limited {
-  int code = -1;
-  std::string err;
-  long max_rss_kb = 0;
-  double seconds = 0;
-};
-
-// Runs mnistctl with stdout/stderr to files, optionally under RLIMIT_FSIZE (SIGXFSZ ignored,
-// so a write past it fails with EFBIG like a full disk); reports the child's own peak RSS.
-Limited run_limited(const std::vector<std::string>& args, const std::string& dir, long fsize_limit = -1) {
-  auto t0 = std::chrono::steady_clock::now();
-  std::string err_path = dir + "/stderr.txt";
-  pid_t pid = fork();
-  if (pid == 0) {
-    int out = ::open((dir + "/stdout.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(out, 1);
-    dup2(err, 2);
-    if (fsize_limit >= 0) {
-      signal(SIGXFSZ, SIG_IGN);
-      struct rlimit rl{static_cast<rlim_t>(fsize_limit), static_cast<rlim_t>(fsize_limit)};
-      setrlimit(RLIMIT_FSIZE, &rl);
-    }
-    std::vector<char*> argv;
-    std::string exe = MNISTCTL_EXE;
-    argv.push_back(const_cast<char*>(exe.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  struct rusage ru{};
-  wait4(pid, &status, 0, &ru);
-  Limited r;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.max_rss_kb = ru.ru_maxrss;
-  std::ifstream in(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  return r;
-}
-
-std::string data_root(const std::string& name) {
-  std::string src = mnist_dir();
-  if (src.empty()) return "";
-  std::string root = scratch_dir(name);
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
-  return root;
-}
-
-#define REQUIRE_MNIST(root)                                                                 \
-  if ((root).empty()) {                                                                     \
-    WARN("SKIP: real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");  \
-    if (std::getenv("CI")) FAIL("real MNIST is required when CI is set");                   \
-    return;                                                                                 \
-  }
 
 std::vector<std::string> quick_mlp(const std::string& root, const std::string& out, int epochs) {
   return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", root,
@@ -132,8 +67,8 @@ TEST_CASE("a folder lock refuses a second holder, naming the first's process id,
 }
 
 TEST_CASE("a second train into a run folder in use is refused naming the first's process id") {
+  skip_without_mnist();
   std::string root = data_root("bounds-lock-data");
-  REQUIRE_MNIST(root);
   std::string dir = scratch_dir("bounds-lock");
   std::string out = dir + "/run";
   std::vector<std::string> args = quick_mlp(root, out, 50);

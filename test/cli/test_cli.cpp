@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "cli/process.h"
+#include "cli/run_files.h"
 #include "test_util.h"
 #include "data/dataset.h"
 #include "train/checkpoint.h"
@@ -21,22 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A data root whose mnist/ folder links to the real files; empty when they are absent.
-std::string data_root(const std::string& name) {
-  std::string src = mnist_dir();
-  if (src.empty()) return "";
-  std::string root = scratch_dir(name);
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
-  return root;
-}
-
-// First in a test, before any assertion: skips (fails with CI set) where the data is absent.
-#define REQUIRE_MNIST(root) \
-  if ((root).empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)")
-
 // A quick MLP recipe: xavier init learns within one small epoch (the tutorial's +-0.01
 // init needs more data than a test should spend).
 std::vector<std::string> quick_mlp(const std::string& root, const std::string& out, int epochs,
@@ -46,53 +31,11 @@ std::vector<std::string> quick_mlp(const std::string& root, const std::string& o
           "--set", "init.type=xavier", "--set", "train.log_interval=10"};
 }
 
-double json_number(const std::string& json, const std::string& key) {
-  std::smatch m;
-  REQUIRE(std::regex_search(json, m, std::regex("\"" + key + "\":([0-9.eE+-]+)")));
-  return std::stod(m[1]);
-}
-
-// A small convolutional net with momentum (optimizer state in the checkpoint), dropout (masks
-// from the step counter) and batch 64 (a smaller last batch): everything resume must carry
-// over. Convolutions also make each batch slow enough (a fraction of a millisecond would
-// let a 6,000-image epoch end before a test's signal arrives).
-std::string interruptible_config(const std::string& name) {
-  std::string cfg = scratch_dir(name) + "/conv-dropout.yaml";
-  std::ofstream(cfg) << "name: conv-dropout\nnetwork:\n  layers:\n"
-                        "    - {type: convolution, kernel: 5, num_filter: 16}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: pooling, kernel: 2, stride: 2}\n    - {type: flatten}\n"
-                        "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: dropout, p: 0.2}\n    - {type: fully_connected, num_hidden: 10}\n"
-                        "    - {type: softmax_output}\ninit: {type: xavier}\n"
-                        "train: {batch_size: 64, momentum: 0.9, log_interval: 10}\n";
-  return cfg;
-}
-
-// Parameters and optimizer state of a checkpoint, bit for bit.
-std::vector<NamedTensor> weights(const std::string& path) {
-  Checkpoint c = load_checkpoint(path);
-  std::vector<NamedTensor> w;
-  for (auto& t : c.tensors)
-    if (t.name.rfind("param/", 0) == 0 || t.name.rfind("optim/", 0) == 0) w.push_back(t);
-  return w;
-}
-
-void require_same_weights(const std::string& a, const std::string& b) {
-  auto wa = weights(a), wb = weights(b);
-  REQUIRE(wa.size() == wb.size());
-  REQUIRE(!wa.empty());
-  for (size_t i = 0; i < wa.size(); ++i) {
-    INFO(wa[i].name);
-    CHECK(wa[i].name == wb[i].name);
-    CHECK(wa[i].data == wb[i].data);  // exact, not approximately
-  }
-}
-
 }  // namespace
 
 TEST_CASE("a short MLP run learns and eval and predict read its checkpoint") {
+  skip_without_mnist();
   std::string root = data_root("cli-learn");
-  REQUIRE_MNIST(root);
   std::string out = scratch_dir("cli-learn-run");
   RunResult r = run_mnistctl(quick_mlp(root, out, 2));
   INFO(r.out << r.err);
@@ -142,8 +85,8 @@ TEST_CASE("a short MLP run learns and eval and predict read its checkpoint") {
 }
 
 TEST_CASE("predict reads the user's own PGM images at 28x28 and larger") {
+  skip_without_mnist();
   std::string root = data_root("cli-pgm");
-  REQUIRE_MNIST(root);
   std::string out = scratch_dir("cli-pgm-run");
   REQUIRE(run_mnistctl(quick_mlp(root, out, 2)).code == 0);
   // Test image 0 is a clear 7. Written as a 28x28 PGM, and as a 3x larger one with dark ink
@@ -193,8 +136,8 @@ TEST_CASE("predict reads the user's own PGM images at 28x28 and larger") {
 }
 
 TEST_CASE("resume after an interruption gives exactly the weights of an uninterrupted run") {
+  skip_without_mnist();
   std::string root = data_root("cli-resume");
-  REQUIRE_MNIST(root);
   std::string whole = scratch_dir("cli-resume-whole"), split = scratch_dir("cli-resume-split");
   // Momentum (optimizer state in the checkpoint), dropout (masks from the step counter) and a
   // batch size that leaves a smaller last batch: everything resume must carry over.
@@ -243,8 +186,8 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
 }
 
 TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume refuses changed data") {
+  skip_without_mnist();
   std::string root = data_root("cli-sigterm");
-  REQUIRE_MNIST(root);
   std::string out = scratch_dir("cli-sigterm-run");
   std::vector<std::string> args = {"train", "--config", interruptible_config("cli-sigterm-config"), "--data-dir",
                                    root, "--out", out, "--epochs", "1", "--set", "data.train_limit=6000"};
@@ -271,8 +214,8 @@ TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume r
 }
 
 TEST_CASE("CPU training is deterministic: the same seed gives bit-identical weights") {
+  skip_without_mnist();
   std::string root = data_root("cli-determinism");
-  REQUIRE_MNIST(root);
   std::string a = scratch_dir("cli-det-a"), b = scratch_dir("cli-det-b");
   REQUIRE(run_mnistctl(quick_mlp(root, a, 1, 3000)).code == 0);
   REQUIRE(run_mnistctl(quick_mlp(root, b, 1, 3000)).code == 0);
@@ -280,8 +223,8 @@ TEST_CASE("CPU training is deterministic: the same seed gives bit-identical weig
 }
 
 TEST_CASE("a LeNet step on the CPU runs through the binary (one small epoch)") {
+  skip_without_mnist();
   std::string root = data_root("cli-lenet");
-  REQUIRE_MNIST(root);
   std::string out = scratch_dir("cli-lenet-run");
   RunResult r = run_mnistctl({"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml",
                               "--data-dir", root, "--out", out, "--epochs", "1", "--set", "data.train_limit=2000",
@@ -370,8 +313,8 @@ TEST_CASE("bad input gives one line and the documented exit code") {
 }
 
 TEST_CASE("a diverging run stops with exit 3 and names the epoch and batch") {
+  skip_without_mnist();
   std::string root = data_root("cli-nan");
-  REQUIRE_MNIST(root);
   std::string out = scratch_dir("cli-nan-run");
   // Weight decay of 1 at learning rate 10 multiplies every weight by -9 per step: the
   // weights overflow within a few dozen batches.

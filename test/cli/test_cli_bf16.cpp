@@ -62,13 +62,8 @@ TEST_CASE("a bf16 run learns and its checkpoint is FP32, read by eval at fp32") 
   } catch (const std::exception& e) {
     skip_test(std::string("no BF16 on this CPU: ") + e.what());
   }
-  const std::string src = mnist_dir();
-  if (src.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
-  const std::string root = scratch_dir("bf16-run");
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
+  skip_without_mnist();
+  const std::string root = data_root("bf16-run");
   const std::string out = root + "/run";
   RunResult t = run_mnistctl({"train", "--config", kMlp, "--data-dir", root, "--out", out, "--epochs", "1",
                               "--threads", "2", "--precision", "bf16", "--set", "data.train_limit=6000", "--set",

@@ -3,15 +3,8 @@
 // small checkpoint whose network needs more activation memory than the inference budget, a
 // config whose shapes overflow 64 bits; and a full disk (RLIMIT_FSIZE, SIGXFSZ ignored, so
 // the write fails with EFBIG) during a checkpoint write: exit 3, previous checkpoint intact.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,48 +19,6 @@ using namespace mnistctl::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Limited {
-  int code = -1;
-  long max_rss_kb = 0;
-  std::string err;
-};
-
-// Runs mnistctl with stdout discarded and stderr to a file; file_size_limit > 0 caps the
-// size of any file it writes.
-Limited run_limited(const std::vector<std::string>& args, const std::string& scratch, rlim_t file_size_limit = 0) {
-  const std::string err_path = scratch + "/stderr.txt";
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_WRONLY), err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(devnull, 1);
-    dup2(err, 2);
-    if (file_size_limit > 0) {
-      signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG, as on a full disk
-      struct rlimit rl{file_size_limit, file_size_limit};
-      setrlimit(RLIMIT_FSIZE, &rl);
-    }
-    std::vector<char*> argv;
-    std::string exe = MNISTCTL_EXE;
-    argv.push_back(exe.data());
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  struct rusage ru{};
-  REQUIRE(wait4(pid, &status, 0, &ru) == pid);
-  Limited r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.max_rss_kb = ru.ru_maxrss;
-  std::ifstream in(err_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.err = ss.str();
-  return r;
-}
 
 // A valid checkpoint file (CRC and all) with this embedded config and these tensors.
 std::string write_checkpoint(const std::string& dir, const std::string& yaml, std::vector<NamedTensor> tensors) {
@@ -139,13 +90,7 @@ TEST_CASE("shapes that overflow 64 bits are refused naming the layer, also by --
 }
 
 TEST_CASE("a full disk during a checkpoint write exits 3 and leaves the previous checkpoint loadable") {
-  const std::string src = mnist_dir();
-  if (src.empty()) FAIL("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
-  const std::string root = scratch_dir("bounds-full-disk");
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
+  const std::string root = data_root("bounds-full-disk");
   const std::string out = root + "/run";
   const std::vector<std::string> recipe = {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml",
                                            "--data-dir", root, "--out", out, "--threads", "2", "--set",

@@ -26,13 +26,6 @@ namespace {
 const std::string kSrc = MNISTCTL_SOURCE_DIR;
 const std::string kFashion = "/usr/share/datasets/fashion-mnist";  // Debian's dataset-fashion-mnist
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 // One line on stderr, nothing on stdout, exit 2, containing `want`.
@@ -43,19 +36,6 @@ void require_one_line_usage_error(const std::vector<std::string>& args, const st
   CHECK(lines(r.err) == 1);
   CHECK(r.out.empty());
   CHECK(r.err.find(want) != std::string::npos);
-}
-
-// A data root whose mnist/ links to the real files. Missing data fails the test: these
-// checks are what the CLI promises, not optional extras.
-std::string data_root(const std::string& name) {
-  std::string src = mnist_dir();
-  if (src.empty()) FAIL("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
-  std::string root = scratch_dir(name);
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
-  return root;
 }
 
 // bash: sources the installed completion script and completes `words` (the last is the

@@ -29,7 +29,7 @@ constexpr int kExitUsage = 2, kExitIo = 3;
 // One data folder per test process, written by fetch itself from the real files as a mirror
 // (so fetch's own success path is exercised too). `tag` names the scratch folder after the
 // first caller, so test cases that ctest runs in parallel never share (or clear) one.
-const std::string& data_root(const std::string& tag) {
+const std::string& fetched_data_root(const std::string& tag) {
   static const std::string root = [&] {
     const std::string src = mnist_dir();
     if (src.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
@@ -43,12 +43,14 @@ const std::string& data_root(const std::string& tag) {
 }
 
 std::vector<std::string> tiny_train(const std::string& tag, const std::string& out) {
-  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", data_root(tag),
+  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir",
+          fetched_data_root(tag),
           "--out", out, "--epochs", "1", "--threads", "1", "--set", "data.train_limit=500", "--set",
           "data.test_limit=200"};
 }
 
-// One trained run per test process (1 epoch on 500 images), named like data_root.
+// One trained run per test process (1 epoch on 500 images), named like fetched_data_root
+// (test_util.h's data_root links the real files instead of fetching them).
 const std::string& trained_run(const std::string& tag) {
   static const std::string run = [&] {
     std::string r = scratch_dir(tag + "-run") + "/run";
@@ -81,7 +83,7 @@ void check_refusal(const RunResult& r, int code, const std::string& path) {
 
 TEST_CASE("train: a run folder or checkpoint that cannot be written is exit 3 (2 for the wrong kind), one line naming it") {
   const std::string tag = "outputs-train", dir = scratch_dir(tag);
-  (void)data_root(tag);
+  (void)fetched_data_root(tag);
 
   SECTION("--out under a regular file (ENOTDIR)") {
     const std::string out = regular_file(dir, "plain") + "/run";
@@ -119,7 +121,7 @@ TEST_CASE("predict: --output and --save-preprocessed that cannot be written are 
   const std::string tag = "outputs-predict", dir = scratch_dir(tag);
   const std::string run = trained_run(tag);
   auto predict = [&](std::vector<std::string> more) {
-    std::vector<std::string> a = {"predict", "--model", run, "--data-dir", data_root(tag), "--threads", "1"};
+    std::vector<std::string> a = {"predict", "--model", run, "--data-dir", fetched_data_root(tag), "--threads", "1"};
     a.insert(a.end(), more.begin(), more.end());
     return a;
   };
@@ -162,7 +164,7 @@ TEST_CASE("report: --output that cannot be written is exit 3 (2 for a folder)") 
   const std::string tag = "outputs-report", dir = scratch_dir(tag);
   const std::string run = trained_run(tag);
   auto report = [&](const std::string& out) {
-    return std::vector<std::string>{"report", run, "--data-dir", data_root(tag), "--output", out};
+    return std::vector<std::string>{"report", run, "--data-dir", fetched_data_root(tag), "--output", out};
   };
 
   SECTION("under a regular file (ENOTDIR)") {

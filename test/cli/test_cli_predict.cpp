@@ -32,20 +32,6 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-// A data root with <dataset>/ linking to the real files; FAIL when they are absent.
-std::string data_root(const std::string& name, const std::string& dataset = "mnist") {
-  std::string src = dataset == "mnist" ? mnist_dir() : "/usr/share/datasets/fashion-mnist";
-  if (src.empty() || !fs::exists(src + "/t10k-images-idx3-ubyte.gz"))
-    FAIL("real " << dataset << " not found (MNIST: ../shared/datasets/mnist or $MNISTCTL_TEST_MNIST; "
-                 "Fashion-MNIST: Debian's dataset-fashion-mnist, installed by scripts/setup.sh)");
-  std::string root = scratch_dir(name);
-  fs::create_directories(root + "/" + dataset);
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / dataset / f);
-  return root;
-}
-
 // A small MLP (xavier init learns within a small epoch); returns its run folder.
 std::string train_mlp(const std::string& root, const std::string& name, const std::string& dataset = "mnist") {
   std::string out = scratch_dir(name);
@@ -56,11 +42,6 @@ std::string train_mlp(const std::string& root, const std::string& name, const st
   INFO(r.out << r.err);
   REQUIRE(r.code == 0);
   return out;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 void write_file(const std::string& path, const std::string& s) {
@@ -107,39 +88,6 @@ Bytes to_corner(const uint8_t* digit) {
   for (int y = y0; y < 28; ++y)
     for (int x = x0; x < 28; ++x) out[(y - y0) * 28 + x - x0] = digit[y * 28 + x];
   return out;
-}
-
-// Runs the binary with stdout and stderr into files; returns the exit code and the child's
-// peak resident memory (wait4's rusage: this child alone, not the test's other children).
-struct Measured {
-  int code = -1;
-  long max_rss_mb = -1;
-  std::string err;
-};
-Measured run_measured(const std::vector<std::string>& args, const std::string& out_file) {
-  const std::string err_file = out_file + ".stderr";
-  pid_t pid = fork();
-  if (pid == 0) {
-    int o = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(o, 1);
-    dup2(e, 2);
-    std::vector<char*> argv;
-    std::string exe = MNISTCTL_EXE;
-    argv.push_back(const_cast<char*>(exe.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  Measured m;
-  int status = 0;
-  struct rusage ru {};
-  wait4(pid, &status, 0, &ru);
-  m.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  m.max_rss_mb = ru.ru_maxrss / 1024;  // kilobytes on Linux
-  m.err = read_text(err_file);
-  return m;
 }
 
 // A gzip IDX file of `count` blank 28x28 images, deflated as a stream (small in memory).

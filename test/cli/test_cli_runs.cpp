@@ -19,6 +19,7 @@
 #include <catch2/catch.hpp>
 
 #include "cli/process.h"
+#include "cli/run_files.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 
@@ -27,19 +28,6 @@ using namespace mnistctl::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A data root whose mnist/ folder links to the real files. Fails the test when they are absent.
-std::string data_root(const std::string& name) {
-  std::string src = mnist_dir();
-  INFO("real MNIST is required: ../shared/datasets/mnist beside the checkout, or $MNISTCTL_TEST_MNIST");
-  REQUIRE(!src.empty());
-  std::string root = scratch_dir(name);
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
-  return root;
-}
 
 const std::string kMlp = std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml";
 const std::string kLenet = std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml";
@@ -53,25 +41,6 @@ std::vector<std::string> quick_mlp(const std::string& root, const std::string& o
   return a;
 }
 
-// A convolutional net with momentum and dropout whose batches are slow enough for a signal
-// to arrive mid-epoch (as in test_cli.cpp).
-std::string interruptible_config(const std::string& name) {
-  std::string cfg = scratch_dir(name) + "/conv-dropout.yaml";
-  std::ofstream(cfg) << "name: conv-dropout\nnetwork:\n  layers:\n"
-                        "    - {type: convolution, kernel: 5, num_filter: 16}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: pooling, kernel: 2, stride: 2}\n    - {type: flatten}\n"
-                        "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: dropout, p: 0.2}\n    - {type: fully_connected, num_hidden: 10}\n"
-                        "    - {type: softmax_output}\ninit: {type: xavier}\n"
-                        "train: {batch_size: 64, momentum: 0.9, log_interval: 10}\n";
-  return cfg;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
@@ -79,16 +48,10 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
-double json_number(const std::string& json, const std::string& key) {
-  std::smatch m;
-  REQUIRE(std::regex_search(json, m, std::regex("\"" + key + "\":([0-9.eE+-]+)")));
-  return std::stod(m[1]);
-}
-
 // The records of metrics.jsonl of one type.
 std::vector<std::string> records(const std::string& run, const std::string& type) {
   std::vector<std::string> out;
-  for (const auto& l : lines_of(slurp(run + "/metrics.jsonl")))
+  for (const auto& l : lines_of(read_text(run + "/metrics.jsonl")))
     if (l.find("\"type\":\"" + type + "\"") != std::string::npos) out.push_back(l);
   return out;
 }
@@ -106,7 +69,7 @@ struct Csv {
 };
 Csv read_csv(const std::string& path) {
   Csv c;
-  std::vector<std::string> ls = lines_of(slurp(path));
+  std::vector<std::string> ls = lines_of(read_text(path));
   REQUIRE(!ls.empty());
   auto split = [](const std::string& l) {
     std::vector<std::string> f;
@@ -128,25 +91,6 @@ Csv read_csv(const std::string& path) {
   return c;
 }
 
-std::vector<NamedTensor> weights(const std::string& path) {
-  Checkpoint c = load_checkpoint(path);
-  std::vector<NamedTensor> w;
-  for (auto& t : c.tensors)
-    if (t.name.rfind("param/", 0) == 0 || t.name.rfind("optim/", 0) == 0) w.push_back(t);
-  return w;
-}
-
-void require_same_weights(const std::string& a, const std::string& b) {
-  auto wa = weights(a), wb = weights(b);
-  REQUIRE(wa.size() == wb.size());
-  REQUIRE(!wa.empty());
-  for (size_t i = 0; i < wa.size(); ++i) {
-    INFO(wa[i].name);
-    CHECK(wa[i].name == wb[i].name);
-    CHECK(wa[i].data == wb[i].data);  // exact
-  }
-}
-
 bool one_line(const RunResult& r) { return std::count(r.err.begin(), r.err.end(), '\n') == 1; }
 
 // Runs the binary in `dir` (the run folder's default is relative to the working folder).
@@ -166,13 +110,7 @@ RunResult run_on_terminal(const std::vector<std::string>& args, bool ci) {
       setenv("CI", "true", 1);
     else
       unsetenv("CI");
-    std::vector<char*> argv;
-    std::string exe = MNISTCTL_EXE;
-    argv.push_back(const_cast<char*>(exe.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
+    exec_program(MNISTCTL_EXE, args);
   }
   RunResult r;
   if (pid < 0) return r;
@@ -189,7 +127,7 @@ RunResult run_on_terminal(const std::vector<std::string>& args, bool ci) {
   close(master);
   int status = 0;
   waitpid(pid, &status, 0);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.code = exit_code(status);
   return r;
 }
 
@@ -201,7 +139,7 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   RunResult first = run_mnistctl(quick_mlp(root, out, 2));
   INFO(first.out << first.err);
   REQUIRE(first.code == 0);
-  const std::string last = slurp(out + "/last.ckpt"), jsonl = slurp(out + "/metrics.jsonl");
+  const std::string last = read_text(out + "/last.ckpt"), jsonl = read_text(out + "/metrics.jsonl");
   REQUIRE(!last.empty());
 
   // The same command again: refused in one line naming the folder and the ways out; nothing touched.
@@ -213,8 +151,8 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   CHECK(again.err.find("--resume") != std::string::npos);
   CHECK(again.err.find("--overwrite") != std::string::npos);
   CHECK(again.err.find("--out") != std::string::npos);
-  CHECK(slurp(out + "/last.ckpt") == last);
-  CHECK(slurp(out + "/metrics.jsonl") == jsonl);
+  CHECK(read_text(out + "/last.ckpt") == last);
+  CHECK(read_text(out + "/metrics.jsonl") == jsonl);
 
   // --dry-run shows the same verdict without failing.
   RunResult dry = run_mnistctl({"train", "--config", kMlp, "--out", out, "--dry-run"});
@@ -227,8 +165,8 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   broken.push_back("--overwrite");
   RunResult nodata = run_mnistctl(broken);
   CHECK(nodata.code == 2);
-  CHECK(slurp(out + "/last.ckpt") == last);
-  CHECK(slurp(out + "/metrics.jsonl") == jsonl);
+  CHECK(read_text(out + "/last.ckpt") == last);
+  CHECK(read_text(out + "/metrics.jsonl") == jsonl);
   CHECK(fs::exists(out + "/checkpoints/epoch-002.ckpt"));
 
   // --overwrite where config.yaml has become a folder: stops before deleting anything.
@@ -241,7 +179,7 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   INFO(blocked.out << blocked.err);
   CHECK(blocked.code == 2);
   CHECK(blocked.err.find("config.yaml: is a folder") != std::string::npos);
-  CHECK(slurp(out + "/last.ckpt") == last);
+  CHECK(read_text(out + "/last.ckpt") == last);
   fs::remove_all(out + "/config.yaml");
   fs::rename(moved, out + "/config.yaml");
 
@@ -260,7 +198,7 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   CHECK(fs::exists(out + "/checkpoints/epoch-001.ckpt"));
   CHECK(records(out, "epoch").size() == 1);
   CHECK(read_csv(out + "/metrics.csv").rows.size() == 1);
-  CHECK(slurp(out + "/notes.txt") == "my notes\n");  // not a run's file: kept
+  CHECK(read_text(out + "/notes.txt") == "my notes\n");  // not a run's file: kept
 }
 
 TEST_CASE("the default run folder names network and dataset, --resume alone takes the newest run, nothing is written outside") {
@@ -356,7 +294,7 @@ TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names 
   // best.ckpt is that epoch's checkpoint, byte for byte.
   char name[32];
   std::snprintf(name, sizeof name, "/checkpoints/epoch-%03d.ckpt", best_epoch);
-  CHECK(slurp(whole + "/best.ckpt") == slurp(whole + name));
+  CHECK(read_text(whole + "/best.ckpt") == read_text(whole + name));
   std::vector<std::string> summary = records(whole, "summary");
   REQUIRE(summary.size() == 1);
   CHECK(summary[0].find("\"stopped_by\":\"early_stopping\"") != std::string::npos);

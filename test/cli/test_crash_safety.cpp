@@ -26,6 +26,7 @@
 #include <catch2/catch.hpp>
 
 #include "cli/process.h"
+#include "cli/run_files.h"
 #include "config/config.h"
 #include "data/idx.h"
 #include "test_util.h"
@@ -40,19 +41,6 @@ namespace {
 constexpr int kEpochs = 3;
 constexpr int kKills = 5;
 constexpr int kWriteDelayMs = 150;
-
-// The small convolutional net of test_cli's resume tests (momentum, dropout, a short last batch).
-std::string write_config(const std::string& dir) {
-  std::string cfg = dir + "/conv-dropout.yaml";
-  std::ofstream(cfg) << "name: conv-dropout\nnetwork:\n  layers:\n"
-                        "    - {type: convolution, kernel: 5, num_filter: 16}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: pooling, kernel: 2, stride: 2}\n    - {type: flatten}\n"
-                        "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: dropout, p: 0.2}\n    - {type: fully_connected, num_hidden: 10}\n"
-                        "    - {type: softmax_output}\ninit: {type: xavier}\n"
-                        "train: {batch_size: 64, momentum: 0.9, log_interval: 2}\n";
-  return cfg;
-}
 
 // The first `n` test images as a raw IDX file, for predict --input.
 std::string write_test_slice(const std::string& mnist, const std::string& dir, int64_t n) {
@@ -83,22 +71,9 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log, const 
     FILE* f = std::freopen(log.c_str(), "w", stdout);
     if (!f || dup2(fileno(stdout), 2) < 0) _exit(126);
     if (!env.empty()) putenv(const_cast<char*>(env.c_str()));
-    std::vector<char*> argv;
-    std::string exe = MNISTCTL_EXE;
-    argv.push_back(const_cast<char*>(exe.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
+    exec_program(MNISTCTL_EXE, args);
   }
   return pid;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 int count_of(const std::string& text, const std::string& what) {
@@ -173,7 +148,7 @@ TEST_CASE("train killed with SIGKILL at random moments resumes to the same predi
   const std::string root = base + "/data";
   fs::create_directories(root);
   fs::create_directory_symlink(fs::absolute(mnist), root + "/mnist");
-  const std::string cfg = write_config(base);
+  const std::string cfg = write_conv_dropout_config(base, 16, "0.2", 2);  // test_cli's resume recipe, logged often
   const std::string slice = write_test_slice(mnist, base, 300);
 
   uint64_t seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -236,7 +211,7 @@ TEST_CASE("train killed with SIGKILL at random moments resumes to the same predi
             killed = true;
           }
         } else if (armed_at == std::chrono::steady_clock::time_point::max()) {
-          if (count_of(slurp(log), "Epoch[") > target_lines)
+          if (count_of(read_text(log), "Epoch[") > target_lines)
             armed_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(extra_ms);
         } else if (std::chrono::steady_clock::now() >= armed_at) {
           kill(pid, SIGKILL);
@@ -246,7 +221,7 @@ TEST_CASE("train killed with SIGKILL at random moments resumes to the same predi
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     watch.poll();
-    const std::string out = slurp(log);
+    const std::string out = read_text(log);
     if (killed) {
       INFO(out);
       REQUIRE(WIFSIGNALED(status));

@@ -21,13 +21,6 @@ std::string source_path(const std::string& rel) {
   return (std::filesystem::path(MNISTCTL_SOURCE_DIR) / rel).string();
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST_CASE("configs/lenet.yaml loads as the MXNet tutorial's LeNet", "[config]") {
@@ -75,7 +68,7 @@ TEST_CASE("configs/mlp.yaml loads as the MXNet tutorial's MLP", "[config]") {
 }
 
 TEST_CASE("builtin_lenet_yaml() is configs/lenet.yaml byte for byte", "[config]") {
-  std::string file = read_text(source_path("configs/lenet.yaml"));
+  std::string file = test::read_text(source_path("configs/lenet.yaml"));
   REQUIRE(!file.empty());
   CHECK(builtin_lenet_yaml() == file);
   Config c = load_config_text(builtin_lenet_yaml(), "<built-in lenet.yaml>");

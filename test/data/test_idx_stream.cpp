@@ -64,11 +64,13 @@ TEST_CASE("IdxImageStream refuses what read_idx_images refuses, naming the file"
   };
   const Bytes px = pattern(6 * 4, 3);
   std::string p = put("labels.idx", idx_bytes(0x00000801, {6}, Bytes(6, 1)));
-  CHECK(stream_error(p) == p + ": bad magic 0x00000801: not an IDX file of uint8 images (expected 0x00000803)");
+  CHECK(stream_error(p) == p + ": IDX header declares 1 dimensions, expected 3 (count, rows, cols) for images (magic "
+                             "0x00000803)");
   p = put("bomb.idx.gz", gzip_bytes(idx_bytes(0x00000803, {0xFFFFFFFFu, 28, 28}, {})));
-  CHECK(stream_error(p).find(p + ": IDX header declares 4294967295 images of 28x28, more than the 2 GiB") == 0);
+  CHECK(stream_error(p).find(p + ": IDX header declares images 4294967295x28x28 (count, rows, cols), more than the 2 GiB") ==
+        0);
   p = put("zero.idx", idx_bytes(0x00000803, {0, 28, 28}, {}));
-  CHECK(stream_error(p).find(p + ": IDX header declares 0x28x28") == 0);
+  CHECK(stream_error(p).find(p + ": IDX dimension 0 (count, rows, cols) is 0") == 0);
   p = put("short.idx", idx_bytes(0x00000803, {6, 2, 2}, Bytes(px.begin(), px.begin() + 20)));
   CHECK(stream_error(p) == p + ": truncated: the header declares 6 images of 2x2 (24 bytes) but the file holds only 20 bytes of data");
   p = put("long.idx", idx_bytes(0x00000803, {5, 2, 2}, px));

@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 
 #include "cli/process.h"
+#include "cli/run_files.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 
@@ -28,20 +29,6 @@ using namespace mnistctl::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A data root whose mnist/ folder links to the real files. Fails the test when they are absent.
-std::string data_root(const std::string& name) {
-  std::string src = mnist_dir();
-  INFO("real MNIST not found (../shared/datasets/mnist beside the checkout, or $MNISTCTL_TEST_MNIST): the "
-       "data-parallel tests need it");
-  REQUIRE(!src.empty());
-  std::string root = scratch_dir(name);
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
-  return root;
-}
 
 const std::vector<std::string> kRootOk = {"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
 
@@ -60,23 +47,7 @@ std::string config_path(const std::string& name) { return std::string(MNISTCTL_S
 // Momentum, dropout, batch 64 and 1001 images (a last batch of 41: 21 + 20 rows): the
 // optimizer state, the dropout masks of global rows and an uneven split must all match.
 std::string conv_dropout_config(const std::string& name) {
-  std::string cfg = scratch_dir(name) + "/conv-dropout.yaml";
-  std::ofstream(cfg) << "name: conv-dropout\nnetwork:\n  layers:\n"
-                        "    - {type: convolution, kernel: 5, num_filter: 8}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: pooling, kernel: 2, stride: 2}\n    - {type: flatten}\n"
-                        "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: relu}\n"
-                        "    - {type: dropout, p: 0.3}\n    - {type: fully_connected, num_hidden: 10}\n"
-                        "    - {type: softmax_output}\ninit: {type: xavier}\n"
-                        "train: {batch_size: 64, momentum: 0.9, log_interval: 5}\n";
-  return cfg;
-}
-
-std::vector<NamedTensor> weights(const std::string& path) {
-  Checkpoint c = load_checkpoint(path);
-  std::vector<NamedTensor> w;
-  for (auto& t : c.tensors)
-    if (t.name.rfind("param/", 0) == 0 || t.name.rfind("optim/", 0) == 0) w.push_back(t);
-  return w;
+  return write_conv_dropout_config(scratch_dir(name), /*filters=*/8, /*dropout=*/"0.3", /*log_interval=*/5);
 }
 
 // Every parameter and optimizer tensor within `rel` of the tensor's largest magnitude

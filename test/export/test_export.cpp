@@ -67,13 +67,6 @@ Checkpoint fake_checkpoint(const Network& net) {
   return c;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST_CASE("every registered layer type has an ONNX mapping", "[unit]") {
@@ -151,20 +144,6 @@ TEST_CASE("check_onnx_bytes rejects what is not a valid model", "[unit]") {
 // End to end: real MNIST, the real binary, ONNX Runtime.
 
 namespace {
-
-// A data root whose mnist/ links to the real files. No MNIST is a failure, not a skip.
-std::string data_root(const std::string& name) {
-  std::string src = mnist_dir();
-  if (src.empty())
-    FAIL("real MNIST not found (../shared/datasets/mnist beside the checkout, or $MNISTCTL_TEST_MNIST): "
-         "the export tests need it");
-  std::string root = scratch_dir(name);
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
-  return root;
-}
 
 // Trains a short run (a slice of the training set, validation on the first 2,000 test images).
 std::string train(const std::string& root, const std::string& config, const std::string& name, int limit,

@@ -114,13 +114,6 @@ std::vector<std::string> mapped_cuda_libs() {
   return found;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 struct Run {
   int code = -1;
   std::string out, err;
@@ -133,8 +126,8 @@ Run run(const std::string& cmd, const std::string& scratch) {
   int status = std::system(full.c_str());
   Run r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
+  r.out = test::read_text(out);
+  r.err = test::read_text(err);
   return r;
 }
 

@@ -82,12 +82,23 @@ TEST_CASE("a network that cannot fit in memory is refused before allocating") {
   Config c = load_config_text(
       "network: {input: [1, 4096, 4096], layers: [{type: convolution, kernel: 1, num_filter: 65536}]}", "big.yaml");
   Network net(c.network);  // shape inference allocates nothing
-  CHECK(net.training_bytes(100) > 1e14);
+  CHECK(net.memory_bytes(100) > 1e14);
   try {
     net.check_fits(100, 24e9, "big.yaml");
     FAIL("expected an error");
   } catch (const Error& e) {
     CHECK(e.code() == kExitUsage);
     CHECK(std::string(e.what()).find("GiB") != std::string::npos);
+  }
+  // Inference holds no gradients or optimizer state: less, and refused against its own budget.
+  const double infer = net.memory_bytes(100, Network::Use::inference);
+  CHECK(infer > 1e14);
+  CHECK(infer < net.memory_bytes(100));
+  try {
+    net.check_fits(100, 6e9, "big.yaml", Network::Use::inference);
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(e.code() == kExitUsage);
+    CHECK(std::string(e.what()).find("inference budget") != std::string::npos);
   }
 }

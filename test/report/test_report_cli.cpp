@@ -24,27 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A data root whose mnist/ links to the real files. Missing data is a failure: these tests
-// are the report's only end-to-end check.
-std::string data_root(const std::string& name) {
-  const std::string src = mnist_dir();
-  if (src.empty())
-    FAIL("real MNIST not found: put it in ../shared/datasets/mnist beside the checkout or set $MNISTCTL_TEST_MNIST");
-  const std::string root = scratch_dir(name);
-  fs::create_directories(root + "/mnist");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
-    fs::create_symlink(fs::absolute(fs::path(src) / f), fs::path(root) / "mnist" / f);
-  return root;
-}
-
 // A short MLP run (2 epochs over 3,000 images, logged every 5 batches) into <scratch>/run.
 std::string short_run(const std::string& name, std::string& root) {
   root = data_root(name);
@@ -80,7 +59,7 @@ int run_chromium(const std::string& html, const std::string& extra, const std::s
 // Lines where the page's console said something (errors, CSP violations, warnings).
 std::vector<std::string> console_lines(const std::string& log) {
   std::vector<std::string> out;
-  std::istringstream in(slurp(log));
+  std::istringstream in(read_text(log));
   for (std::string line; std::getline(in, line);)
     if (line.find(":CONSOLE") != std::string::npos) out.push_back(line);
   return out;
@@ -113,7 +92,7 @@ TEST_CASE("report of a short real run renders in headless Chromium without error
   REQUIRE(r.code == 0);
   CHECK_THAT(r.out, Catch::Contains("report.html") && Catch::Contains("test accuracy"));
   const std::string html_path = run + "/report.html";
-  const std::string html = slurp(html_path);
+  const std::string html = read_text(html_path);
   REQUIRE(!html.empty());
 
   // Self-contained: nothing fetched from anywhere.
@@ -133,7 +112,7 @@ TEST_CASE("report of a short real run renders in headless Chromium without error
   const std::string dir = fs::path(run).parent_path().string();
   const std::string png = dir + "/report.png";
   const int rc = run_chromium(html_path, "--window-size=1280,2600 --screenshot='" + png + "'", dir + "/shot.log", dir + "/profile1");
-  INFO(slurp(dir + "/shot.log"));
+  INFO(read_text(dir + "/shot.log"));
   REQUIRE(rc == 0);
   REQUIRE(fs::exists(png));
   Screenshot s = read_png(png);
@@ -144,7 +123,7 @@ TEST_CASE("report of a short real run renders in headless Chromium without error
 
   // The DOM the browser built holds the panels (the page parsed as intended).
   REQUIRE(run_chromium(html_path, "--dump-dom > '" + dir + "/dom.html'", dir + "/dom.log", dir + "/profile2") == 0);
-  const std::string dom = slurp(dir + "/dom.html");
+  const std::string dom = read_text(dir + "/dom.html");
   for (const char* id : {"id=\"summary\"", "id=\"curves\"", "id=\"confusion\"", "id=\"misclassified\"", "id=\"epochs\"",
                          "id=\"run\"", "id=\"config\""})
     CHECK(dom.find(id) != std::string::npos);
@@ -171,14 +150,14 @@ TEST_CASE("report: an interrupted run without a checkpoint, best.ckpt preferred,
   const std::string partial = root + "/partial";
   fs::create_directories(partial);
   fs::copy_file(run + "/config.yaml", partial + "/config.yaml");
-  std::string metrics = slurp(run + "/metrics.jsonl");
+  std::string metrics = read_text(run + "/metrics.jsonl");
   const size_t first_epoch = metrics.find("{\"type\":\"epoch\"");
   REQUIRE(first_epoch != std::string::npos);
   std::ofstream(partial + "/metrics.jsonl", std::ios::binary) << metrics.substr(0, first_epoch + 30);  // cut mid-record
   RunResult p = run_mnistctl({"report", partial, "--data-dir", root});
   INFO(p.out << p.err);
   REQUIRE(p.code == 0);
-  const std::string ph = slurp(partial + "/report.html");
+  const std::string ph = read_text(partial + "/report.html");
   CHECK(ph.find("No checkpoint yet") != std::string::npos);
   CHECK(ph.find("cut mid-write") != std::string::npos);
   CHECK(ph.find("0 of 2 epochs") != std::string::npos);
@@ -190,7 +169,7 @@ TEST_CASE("report: an interrupted run without a checkpoint, best.ckpt preferred,
   RunResult b = run_mnistctl({"report", run, "--data-dir", root, "--output", out});
   INFO(b.out << b.err);
   REQUIRE(b.code == 0);
-  const std::string bh = slurp(out);
+  const std::string bh = read_text(out);
   CHECK(bh.find("best.ckpt</b> (the best epoch by validation accuracy)") != std::string::npos);
 
   // A previous report may be replaced; any other file is refused and left as it was.
@@ -201,7 +180,7 @@ TEST_CASE("report: an interrupted run without a checkpoint, best.ckpt preferred,
   RunResult refuse = run_mnistctl({"report", run, "--data-dir", root, "--output", precious});
   CHECK(refuse.code == 2);
   CHECK_THAT(refuse.err, Catch::Contains("notes.html") && Catch::Contains("not a mnistctl report"));
-  CHECK(slurp(precious) == "my own notes\n");
+  CHECK(read_text(precious) == "my own notes\n");
 
   // Not a run, no such folder, an output folder that does not exist.
   CHECK(run_mnistctl({"report", root + "/mnist"}).code == 2);
