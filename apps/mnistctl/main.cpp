@@ -186,8 +186,8 @@ int main(int argc, char** argv) {
   x->add_flag("--logits", exp.logits, "Also output `logits`, the scores before the softmax");
   x->add_flag("--force", exp.force, "Replace the output file if it exists");
   x->footer(std::string("\nExamples:\n"
-                        "  mnistctl export --model runs/lenet --output lenet.onnx\n"
-                        "  mnistctl export --model runs/lenet --checkpoint best --output lenet-best.onnx --logits\n"
+                        "  mnistctl export --model runs/lenet-mnist --output lenet.onnx\n"
+                        "  mnistctl export --model runs/lenet-mnist --checkpoint best --output lenet-best.onnx --logits\n"
                         "Input `input`: float32 [N,1,28,28], pixels / 255 in [0, 1]. Output `probabilities`: [N,10].\n"
                         "ONNX opset 13 (IR 7); checked with the ONNX checker before it is written. docs/export.md.\n\n") +
             kExitCodes);
@@ -201,8 +201,8 @@ int main(int argc, char** argv) {
                  "HTML file to write (default: RUN/report.html); an existing file is replaced only if it is a report");
   add_run_context(rp, report.run);
   rp->footer(std::string("\nExamples:\n"
-                         "  mnistctl report runs/lenet                       # writes runs/lenet/report.html\n"
-                         "  mnistctl report runs/lenet --output lenet.html\n"
+                         "  mnistctl report runs/lenet-mnist                 # writes runs/lenet-mnist/report.html\n"
+                         "  mnistctl report runs/lenet-mnist --output lenet.html\n"
                          "The page needs no network: charts are inline SVG, digits are data URIs, there is no script.\n\n") +
              kExitCodes);
 
@@ -211,8 +211,8 @@ int main(int argc, char** argv) {
   i->add_option("target", info.target, "Run folder or checkpoint file")->required();
   i->add_flag("--json", info.json, "Print one JSON object");
   i->footer(std::string("\nExamples:\n"
-                        "  mnistctl info runs/lenet\n"
-                        "  mnistctl info runs/lenet/checkpoints/epoch-003.ckpt --json\n"
+                        "  mnistctl info runs/lenet-mnist\n"
+                        "  mnistctl info runs/lenet-mnist/checkpoints/epoch-003.ckpt --json\n"
                         "Reads the file on the host only (no backend); the accuracy comes from the run's metrics.jsonl.\n\n") +
             kExitCodes);
 

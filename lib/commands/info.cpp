@@ -1,6 +1,6 @@
 // `mnistctl info RUN|CKPT [--json]`: what a run folder or checkpoint holds: the network
 // (layers, output shapes, parameters), the dataset, how far training got (epoch, batch,
-// step), the validation accuracy at that point and the resolved config. Only the file is
+// step), the validation accuracy at that point, the run's best epoch and the resolved config. Only the file is
 // read, on the host: no backend is made, so it works on any machine, GPU run or not.
 //
 // The accuracy comes from metrics.jsonl of the run the checkpoint belongs to (the folder it
@@ -90,6 +90,10 @@ int run_info(const InfoOptions& o) {
   const std::string metrics = run + "/metrics.jsonl";
   const std::optional<EpochRecord> rec = epoch > 0 ? epoch_record(metrics, epoch) : std::nullopt;
   const std::string backend = meta_or(ckpt, "backend", "unknown");
+  // The run's best epoch so far (train keeps it in best.ckpt and in every checkpoint's meta).
+  const int64_t best_epoch = ckpt.meta_int_or("best_epoch", path, 0);
+  const double best_val = ckpt.meta_double_or("best_val_accuracy", path, 0.0);
+  const std::string best_file = run + "/best.ckpt";
 
   if (o.json) {
     std::string layers;
@@ -102,14 +106,17 @@ int run_info(const InfoOptions& o) {
     std::string acc = rec ? fmt::format("{{\"epoch\":{},\"validation\":{:.6f},\"train\":{:.6f},\"loss\":{:.6f}}}",
                                         epoch, rec->val_accuracy, rec->train_accuracy, rec->loss)
                           : "null";
+    std::string best = best_epoch > 0 ? fmt::format("{{\"epoch\":{},\"validation\":{:.6f},\"checkpoint\":{}}}",
+                                                    best_epoch, best_val, fs::exists(best_file) ? json_string(best_file) : "null")
+                                      : "null";
     std::fputs(fmt::format("{{\"checkpoint\":{},\"run\":{},\"name\":{},\"network\":{{\"input\":{},\"classes\":{},"
                            "\"parameters\":{},\"layers\":[{}]}},\"dataset\":{},\"epoch\":{},\"epochs\":{},"
                            "\"batch\":{},\"step\":{},\"batch_size\":{},\"backend\":{},\"accuracy\":{},"
-                           "\"config\":{}}}\n",
+                           "\"best\":{},\"config\":{}}}\n",
                            json_string(path), json_string(run), json_string(cfg.name), dims_json(net.input_shape()),
                            net.num_classes(), net.param_count(), layers, json_string(cfg.data.dataset), epoch,
                            cfg.train.epochs, batch, step, cfg.train.batch_size, json_string(backend), acc,
-                           json_string(ckpt.config_yaml))
+                           best, json_string(ckpt.config_yaml))
                    .c_str(),
                stdout);
     return kExitOk;
@@ -126,6 +133,9 @@ int run_info(const InfoOptions& o) {
     accuracy = "none yet (the first epoch has not ended)";
   else
     accuracy = fmt::format("unknown (no epoch {} record in {})", epoch, metrics);
+  if (best_epoch > 0)
+    accuracy += fmt::format("\nbest: validation {:.4f} at epoch {}{}", best_val, best_epoch,
+                            fs::exists(best_file) ? fmt::format(" ({})", best_file) : std::string());
   std::string yaml;
   for (size_t i = 0, j; i < ckpt.config_yaml.size(); i = j + 1) {
     j = ckpt.config_yaml.find('\n', i);

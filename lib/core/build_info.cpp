@@ -1,6 +1,9 @@
 // See build_info.h. The values come from lib/core/CMakeLists.txt as definitions on this one
-// file, so a new commit recompiles only it.
+// file, and the commit from build_commit.h (written at build time), so a new commit
+// recompiles only this file.
 #include "core/build_info.h"
+
+#include "build_commit.h"
 
 namespace mnistctl {
 

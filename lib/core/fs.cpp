@@ -86,6 +86,10 @@ FolderLock::~FolderLock() {
 
 void make_dirs(const std::string& path) {
   std::error_code ec;
+  // The wrong kind of thing under the name is the caller's to fix (exit 2, like a folder
+  // where a file goes, see AtomicFile); failing to create the folder is an I/O failure.
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec))
+    throw UsageError(fmt::format("{}: is a file, expected a folder", path));
   std::filesystem::create_directories(path, ec);
   if (ec) throw RuntimeError(fmt::format("{}: cannot create folder: {}", path, ec.message()));
   if (!std::filesystem::is_directory(path, ec))

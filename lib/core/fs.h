@@ -40,7 +40,8 @@ class FolderLock {
   int fd_ = -1;
 };
 
-// Creates a folder and its parents; throws RuntimeError naming it on failure.
+// Creates a folder and its parents; throws RuntimeError (exit 3) naming it on failure, and
+// UsageError (exit 2) where a file already has that name.
 void make_dirs(const std::string& path);
 
 // The data root: $MNISTCTL_DATA, else $XDG_CACHE_HOME/mnistctl, else ~/.cache/mnistctl.

@@ -292,7 +292,14 @@ std::string render_report(const ReportInputs& in) {
     o += card("Test accuracy", "-", "no checkpoint evaluated");
   const int64_t done = run.epochs.empty() ? 0 : run.epochs.back().epoch;
   o += card("Epochs", run.planned_epochs > 0 ? fmt::format("{} / {}", done, run.planned_epochs) : std::to_string(done),
-            run.planned_epochs > 0 && done >= run.planned_epochs ? "complete" : "not complete");
+            run.planned_epochs > 0 && done >= run.planned_epochs ? "complete"
+            : !run.stopped_by.empty() && run.stopped_by != "epochs" ? "stopped early (train." + run.stopped_by + ")"
+                                                                    : "not complete");
+  if (run.target_accuracy > 0)
+    o += card(fmt::format("Time to accuracy {:g}", run.target_accuracy),
+              run.time_to_accuracy_s >= 0 ? duration(run.time_to_accuracy_s) : "-",
+              run.time_to_accuracy_s >= 0 ? fmt::format("training time to the end of epoch {}", run.time_to_accuracy_epoch)
+                                          : "not reached");
   o += card("Training time", duration(train_time + val_time), fmt::format("{} training + {} validation", duration(train_time), duration(val_time)));
   o += card("Training speed", speed_n ? fmt::format("{:.0f}", speed_sum / speed_n) : "-", "images/s, mean of epochs");
   o += "</section>\n";

@@ -49,6 +49,8 @@ std::string RunData::state() const {
   const int64_t done = epochs.empty() ? 0 : epochs.back().epoch;
   if (done == 0 && batches.empty()) return "not started (no epoch or batch logged yet)";
   if (planned_epochs > 0 && done >= planned_epochs) return fmt::format("complete: {} of {} epochs", done, planned_epochs);
+  if (!stopped_by.empty() && stopped_by != "epochs" && !epochs.empty())
+    return fmt::format("stopped early by train.{} after {} of {} epochs", stopped_by, done, planned_epochs);
   if (planned_epochs > 0)
     return fmt::format("{} of {} epochs: interrupted, stopped early or still training", done, planned_epochs);
   return fmt::format("{} epochs logged", done);
@@ -98,6 +100,12 @@ void parse_metrics(const std::string& text, const std::string& source, RunData& 
       e.val_time_s = number(o, "val_time_s", where);
       e.lr = number(o, "lr", where);
       epochs[e.epoch] = e;  // a resumed run may log an epoch again: the later record wins
+    } else if (*type == "summary") {
+      auto by = o.find("stopped_by");
+      run.stopped_by = by != o.end() && by->is_string() ? by->get<std::string>() : "";
+      run.target_accuracy = o.contains("target_accuracy") ? number(o, "target_accuracy", where) : 0;
+      run.time_to_accuracy_s = o.contains("time_to_accuracy_s") ? number(o, "time_to_accuracy_s", where) : -1;
+      run.time_to_accuracy_epoch = o.contains("time_to_accuracy_epoch") ? integer(o, "time_to_accuracy_epoch", where) : 0;
     }
   }
   run.epochs.clear();

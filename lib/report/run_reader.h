@@ -48,6 +48,12 @@ struct RunData {
   std::map<std::string, std::string> checkpoint_meta;
   int64_t batches_per_epoch = 0;         // 0 when unknown
   int64_t planned_epochs = 0;            // from the config; 0 when unknown
+  // From the "summary" record train writes when it ends (absent while training or after an
+  // interruption): "epochs", "early_stopping" or "stop_at_accuracy", and the time to accuracy.
+  std::string stopped_by;
+  double target_accuracy = 0;            // train.stop_at_accuracy (0: none)
+  double time_to_accuracy_s = -1;        // < 0: not reached (or no target)
+  int64_t time_to_accuracy_epoch = 0;
 
   // Epoch x-coordinate of a batch record: (epoch - 1) + batch / batches_per_epoch, so the
   // batch-level curves run on continuously across epochs.

@@ -110,6 +110,9 @@ void RunFolder::begin(bool resume, bool overwrite, const std::string& config_yam
       if (fs::is_directory(fs::path(dir_) / f, ec))
         throw UsageError(fmt::format("{}/{}: is a folder where the run keeps a file; move it away first", dir_, f));
     }
+    std::error_code ec;
+    if (fs::exists(fs::path(dir_) / "checkpoints", ec) && !fs::is_directory(fs::path(dir_) / "checkpoints", ec))
+      throw UsageError(fmt::format("{}/checkpoints: is a file where the run keeps a folder; move it away first", dir_));
     if (!old.empty()) {
       int64_t epochs = 0;
       std::string named;

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,10 +20,12 @@ struct RunResult {
 };
 
 // Runs `exe` (a path) with `args`. `on_stdout_line` (optional) sees each stdout line as it
-// arrives, with the child's pid, so a test can signal the child mid-run.
+// arrives, with the child's pid, so a test can signal the child mid-run. file_size_limit > 0
+// caps every file the child writes (RLIMIT_FSIZE with SIGXFSZ ignored: a write past it fails
+// with EFBIG, as on a full disk; the pipes are not files and stay unlimited).
 inline RunResult run_program(const std::string& exe, const std::vector<std::string>& args,
                              const std::function<void(const std::string&, pid_t)>& on_stdout_line = {},
-                             const std::vector<std::string>& env = {}) {
+                             const std::vector<std::string>& env = {}, rlim_t file_size_limit = 0) {
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) return {};
   pid_t pid = fork();
@@ -34,6 +37,11 @@ inline RunResult run_program(const std::string& exe, const std::vector<std::stri
     close(out_pipe[1]);
     close(err_pipe[1]);
     for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+    if (file_size_limit > 0) {
+      signal(SIGXFSZ, SIG_IGN);
+      struct rlimit rl{file_size_limit, file_size_limit};
+      setrlimit(RLIMIT_FSIZE, &rl);
+    }
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(exe.c_str()));
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -78,8 +86,8 @@ inline RunResult run_program(const std::string& exe, const std::vector<std::stri
 // The mnistctl binary of this build.
 inline RunResult run_mnistctl(const std::vector<std::string>& args,
                               const std::function<void(const std::string&, pid_t)>& on_stdout_line = {},
-                              const std::vector<std::string>& env = {}) {
-  return run_program(MNISTCTL_EXE, args, on_stdout_line, env);
+                              const std::vector<std::string>& env = {}, rlim_t file_size_limit = 0) {
+  return run_program(MNISTCTL_EXE, args, on_stdout_line, env, file_size_limit);
 }
 
 }  // namespace mnistctl::test

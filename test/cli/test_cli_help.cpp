@@ -131,6 +131,16 @@ TEST_CASE("help, help COMMAND, the short usage and --version") {
   INFO(v.out);
   CHECK(std::regex_search(v.out, std::regex("^mnistctl [0-9]+\\.[0-9]+\\.[0-9]+\n")));
   CHECK(std::regex_search(v.out, std::regex("\ncommit: ([0-9a-f]{7,}(-dirty)?|unknown)\n")));
+  // In a git checkout, the commit is the one that was built (read at build time, not when
+  // CMake configured): the source tree's HEAD.
+  {
+    FILE* g = popen(("git -C '" + std::string(MNISTCTL_SOURCE_DIR) + "' rev-parse HEAD 2>/dev/null").c_str(), "r");
+    REQUIRE(g != nullptr);
+    char head[64] = {};
+    const size_t n = fread(head, 1, sizeof head - 1, g);
+    if (pclose(g) == 0 && n >= 12)
+      CHECK(v.out.find("\ncommit: " + std::string(head, 12)) != std::string::npos);
+  }
   CHECK(std::regex_search(v.out, std::regex("\ncompiler: [A-Za-z]+ [0-9.]+")));
   CHECK(std::regex_search(v.out, std::regex("\noneDNN: [0-9]+\\.[0-9]+\\.[0-9]+")));
 #if MNISTCTL_TEST_CUDA_BUILT
@@ -227,6 +237,8 @@ TEST_CASE("a trained run: info, eval/predict --dataset, and --resume refusing an
   std::snprintf(acc, sizeof acc, "accuracy: validation %.4f after epoch 1", val);
   CHECK(info.out.find(acc) != std::string::npos);
   CHECK(info.out.find("  train_limit: 1000") != std::string::npos);  // the config
+  std::snprintf(acc, sizeof acc, "best: validation %.4f at epoch 1 (%s/best.ckpt)", val, run.c_str());
+  CHECK(info.out.find(acc) != std::string::npos);  // the run's best epoch (one epoch: that one)
   RunResult ij = run_mnistctl({"info", run + "/checkpoints/epoch-001.ckpt", "--json"});
   INFO(ij.out << ij.err);
   REQUIRE(ij.code == 0);

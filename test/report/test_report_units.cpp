@@ -275,3 +275,33 @@ TEST_CASE("digits become PNG data URIs") {
   CHECK(static_cast<uint8_t>(png[23]) == 28);  // IHDR height
   CHECK(png_data_uri(px.data(), 28, 28).rfind("data:image/png;base64,iVBORw0KGgo", 0) == 0);
 }
+
+TEST_CASE("metrics.jsonl: train's summary record says how the run ended and its time to accuracy") {
+  RunData run;
+  run.planned_epochs = 10;
+  parse_metrics(std::string(kEpoch1) + "\n" +
+                    R"({"type":"summary","epochs":1,"stopped_by":"stop_at_accuracy","val_accuracy":0.9,)"
+                    R"("best_val_accuracy":0.9,"best_epoch":1,"train_time_s":50.0,"wall_time_s":55.0,)"
+                    R"("target_accuracy":0.85,"time_to_accuracy_s":50.0,"time_to_accuracy_epoch":1})" "\n",
+                "m.jsonl", run);
+  CHECK(run.stopped_by == "stop_at_accuracy");
+  CHECK(run.target_accuracy == Approx(0.85));
+  CHECK(run.time_to_accuracy_s == Approx(50.0));
+  CHECK(run.time_to_accuracy_epoch == 1);
+  CHECK_THAT(run.state(), Catch::Contains("stopped early by train.stop_at_accuracy after 1 of 10 epochs"));
+  ReportInputs in;
+  in.run = &run;
+  in.test_missing = "no checkpoint";
+  const std::string html = render_report(in);
+  CHECK(html.find("Time to accuracy 0.85") != std::string::npos);
+  CHECK(html.find("training time to the end of epoch 1") != std::string::npos);
+  CHECK(html.find("stopped early (train.stop_at_accuracy)") != std::string::npos);
+
+  // Without a summary (still training, or interrupted) nothing of the kind is claimed.
+  RunData open;
+  open.planned_epochs = 10;
+  parse_metrics(std::string(kEpoch1) + "\n", "m.jsonl", open);
+  CHECK(open.stopped_by.empty());
+  CHECK(open.time_to_accuracy_s < 0);
+  CHECK_THAT(open.state(), Catch::Contains("interrupted"));
+}
