@@ -7,7 +7,6 @@
 #include <optional>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +16,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "core/stop_signals.h"
 #include "data/batch.h"
 #include "data/catalog.h"
 #include "data/dataset.h"
@@ -32,31 +32,8 @@
 namespace mnistctl {
 namespace {
 
-// The signal that asked the run to stop (SIGINT or SIGTERM), 0 while none did.
-volatile std::sig_atomic_t g_interrupted = 0;
-
-extern "C" void on_stop_signal(int sig) {
-  g_interrupted = sig;
-  std::signal(sig, SIG_DFL);  // a second one ends the process at once
-}
-
-// Installs the handlers for the life of one training run: Ctrl-C, and the SIGTERM that
-// timeout(1), CI runners and container stops send.
-struct StopSignalGuard {
-  StopSignalGuard() {
-    g_interrupted = 0;
-    prev_int_ = std::signal(SIGINT, on_stop_signal);
-    prev_term_ = std::signal(SIGTERM, on_stop_signal);
-  }
-  ~StopSignalGuard() {
-    std::signal(SIGINT, prev_int_);
-    std::signal(SIGTERM, prev_term_);
-  }
-  void (*prev_int_)(int);
-  void (*prev_term_)(int);
-};
-
-int interrupted_exit_code() { return 128 + static_cast<int>(g_interrupted); }
+// Ctrl-C and SIGTERM: core/stop_signals.h (handlers on an alternate stack, see there why).
+int interrupted_exit_code() { return 128 + stop_signal(); }
 
 // Dataset and epoch order living in backend memory.
 struct DeviceData {
@@ -149,7 +126,7 @@ class Trainer {
 
   int run() {
     const auto wall0 = std::chrono::steady_clock::now();
-    StopSignalGuard signals;
+    StopSignals signals;
     Network net(cfg_.network);
     check_trainable(cfg_, net);
     if (root()) {  // data parallelism: rank 0 alone owns the run folder
@@ -165,7 +142,7 @@ class Trainer {
                                    cfg_.data.dataset, train.rows, train.cols, net.input_shape().str()));
 
     auto be = coll_.make_backend(req_.ctx, req_.backend);  // data parallelism: this rank's device
-    if (g_interrupted) {
+    if (stop_signal()) {
       out_line("interrupted before training started: nothing written");
       return interrupted_exit_code();
     }
@@ -311,8 +288,8 @@ class Trainer {
                                        "\"train_accuracy\":{:.6f},\"loss\":{:.6f}}}",
                                        epoch + 1, b + 1, speed, s.accuracy(), s.mean_loss()));
         }
-        if (coll_.size() > 1) g_interrupted = static_cast<int>(coll_.allreduce_max(g_interrupted));  // all stop together
-        if (g_interrupted) {
+        if (coll_.size() > 1) set_stop_signal(static_cast<int>(coll_.allreduce_max(stop_signal())));  // all stop together
+        if (stop_signal()) {
           if (coll_.size() > 1) {  // the checkpoint holds the sums of every rank
             Sums g = reduce_metrics(*be, sums);
             const float v[kMetricSlots] = {static_cast<float>(g.loss), static_cast<float>(g.correct),
@@ -361,8 +338,8 @@ class Trainer {
       save(net, opt, state_, epoch + 1, 0, nullptr, best);
       epochs_done = epoch + 1;
       final_val_accuracy = v.accuracy();
-      if (coll_.size() > 1) g_interrupted = static_cast<int>(coll_.allreduce_max(g_interrupted));  // all stop together
-      if (g_interrupted) {
+      if (coll_.size() > 1) set_stop_signal(static_cast<int>(coll_.allreduce_max(stop_signal())));  // all stop together
+      if (stop_signal()) {
         out_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with: {}",
                              last_path, epoch + 1, resume_command()));
         return interrupted_exit_code();

@@ -54,6 +54,7 @@
 #include "backend/op_checks.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/stop_signals.h"
 
 namespace mnistctl {
 namespace {
@@ -169,6 +170,10 @@ class DnnlBackend final : public HostBackend {
     else if (layout_name_ == "nhwc") conv_layout_ = ConvLayout::nhwc;
     else layout_name_.clear();
     set_threads();
+    // Every OpenMP worker that runs oneDNN gets an alternate signal stack: oneDNN's JIT sgemm
+    // points rsp into its heap workspace, where a signal frame must not land (core/stop_signals.h).
+#pragma omp parallel num_threads(threads_)
+    ensure_signal_stack();
   }
 
   std::string name() const override {
