@@ -206,8 +206,7 @@ class Trainer {
     }
     // A run that stopped by its own rule stays stopped unless the rule is changed (--set).
     if (start_batch == 0) {
-      Stop stop = root() ? stop_reason() : Stop{};  // rank 0 holds the run's bookkeeping
-      if (coll_.allreduce_max(stop.kind.empty() ? 0 : 1) != 0) {
+      if (Stop stop; shared_stop(stop)) {
         out_line(fmt::format("{} stopped after epoch {}: {}; nothing to do (change the rule with --set to go on)",
                              req_.out_dir, start_epoch, stop.why));
         return kExitOk;
@@ -288,7 +287,7 @@ class Trainer {
                                        "\"train_accuracy\":{:.6f},\"loss\":{:.6f}}}",
                                        epoch + 1, b + 1, speed, s.accuracy(), s.mean_loss()));
         }
-        if (coll_.size() > 1) set_stop_signal(static_cast<int>(coll_.allreduce_max(stop_signal())));  // all stop together
+        share_stop_signal();
         if (stop_signal()) {
           if (coll_.size() > 1) {  // the checkpoint holds the sums of every rank
             Sums g = reduce_metrics(*be, sums);
@@ -338,14 +337,13 @@ class Trainer {
       save(net, opt, state_, epoch + 1, 0, nullptr, best);
       epochs_done = epoch + 1;
       final_val_accuracy = v.accuracy();
-      if (coll_.size() > 1) set_stop_signal(static_cast<int>(coll_.allreduce_max(stop_signal())));  // all stop together
+      share_stop_signal();
       if (stop_signal()) {
         out_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with: {}",
                              last_path, epoch + 1, resume_command()));
         return interrupted_exit_code();
       }
-      Stop stop = root() ? stop_reason() : Stop{};
-      if (coll_.allreduce_max(stop.kind.empty() ? 0 : 1) != 0) {  // data parallelism: every rank stops
+      if (Stop stop; shared_stop(stop)) {
         stopped = stop.kind;
         out_line(fmt::format("stopping after epoch {}: {}", epoch + 1, stop.why));
         break;
@@ -451,6 +449,17 @@ class Trainer {
   struct Stop {
     std::string kind, why;
   };
+  // Data parallelism: rank 0 holds the run's bookkeeping, so its verdict (`stop`, filled on
+  // rank 0 only) is the one every rank follows. True when the run stops now.
+  bool shared_stop(Stop& stop) {
+    if (root()) stop = stop_reason();
+    return coll_.allreduce_max(stop.kind.empty() ? 0 : 1) != 0;
+  }
+  // Data parallelism: a Ctrl-C seen by any rank stops them all at the same batch.
+  void share_stop_signal() {
+    if (coll_.size() > 1) set_stop_signal(static_cast<int>(coll_.allreduce_max(stop_signal())));
+  }
+
   Stop stop_reason() const {
     const RunState& st = state_;
     if (t_.stop_at_accuracy > 0 && st.best_epoch > 0 && st.best_val_accuracy >= t_.stop_at_accuracy)
