@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,24 @@ struct PoolDesc {
 // Running sums for the training metrics, kept in backend memory so the GPU never syncs
 // per batch: a Tensor of kMetricSlots floats.
 enum MetricSlot { kMetricLossSum = 0, kMetricCorrect = 1, kMetricCount = 2, kMetricSlots = 3 };
+
+// ---- step graphs (CUDA graphs; see Backend::capture) -------------------------------------
+// The scalars that change from one replay of a captured step to the next. Everything else a
+// step uses (pointers, shapes, hyperparameters) is fixed for a given batch size.
+struct StepScalars {
+  int64_t first = 0;   // gather_batch's `first`: where the batch starts in the order buffer
+  uint64_t step = 0;   // dropout_forward_step's `step`: optimizer steps before this one
+  float lr = 0.0f;     // sgd_update's and adam_update's `lr`
+  int64_t adam_step = 0;  // adam_update's `step` (counts from 1)
+};
+
+// A captured step, replayed with new scalars. Replays are queued like any backend call (no
+// host sync); a graph must not outlive the backend that captured it.
+class StepGraph {
+ public:
+  virtual ~StepGraph() = default;
+  virtual void replay(const StepScalars& s) = 0;
+};
 
 class Backend {
  public:
@@ -126,6 +145,12 @@ class Backend {
   // Inverted dropout: mask[i] = (hash_uniform(seed, counter + i) >= p) / (1 - p), y = x * mask.
   virtual void dropout_forward(float p, uint64_t seed, uint64_t counter, const Tensor& x,
                                Tensor& y, Tensor& mask) = 0;
+  // The same with counter = step * step_range + offset, spelled out so that a captured step
+  // (capture below) can take `step` from the replay's StepScalars. Layers call this one.
+  virtual void dropout_forward_step(float p, uint64_t seed, uint64_t step, uint64_t step_range,
+                                    uint64_t offset, const Tensor& x, Tensor& y, Tensor& mask) {
+    dropout_forward(p, seed, step * step_range + offset, x, y, mask);
+  }
   virtual void mul(const Tensor& a, const Tensor& b, Tensor& out) = 0;  // out = a * b
 
   // ---- softmax with cross-entropy (fused, as MXNet's SoftmaxOutput) ---------------
@@ -163,6 +188,22 @@ class Backend {
   // t = the sum of t over all ranks, in place, queued on the backend's stream after the
   // work before it (ncclAllReduce): the optimizer step queued next sees the sum.
   virtual void comm_allreduce_sum(Tensor& /*t*/) { throw RuntimeError(name() + ": no device collective"); }
+
+  // ---- step graphs (the GPU's CUDA graphs; train.cuda_graphs) ---------------------------
+  // Whether capture() can ever succeed on this backend (false: the default, ref and cpu).
+  virtual bool supports_graphs() const { return false; }
+  // Records `step` (calls on this backend only) without running it, as a graph that
+  // replay(s) runs with the scalars of s in place of those of `at_capture`. Inside the
+  // step, gather_batch's first, dropout_forward_step's step, sgd/adam's lr and adam's step
+  // must equal at_capture's fields (they are read from the replay's scalars); any other
+  // scalar is baked in. The step must allocate nothing, copy nothing to the host and not
+  // synchronise: run one step of the same shapes eagerly first. Returns nullptr, with the
+  // reason in *why, when unsupported or when the capture failed (nothing ran then either).
+  virtual std::unique_ptr<StepGraph> capture(const StepScalars& /*at_capture*/,
+                                             const std::function<void()>& /*step*/, std::string* why) {
+    if (why) *why = name() + " does not support step graphs";
+    return nullptr;
+  }
 };
 
 // The arithmetic of convolutions and fully-connected layers. bf16: their inputs

@@ -10,7 +10,7 @@ struct BackendOptions;
 
 inline constexpr const char* kCudaModuleName = "libmnistctl_cuda.so";
 inline constexpr const char* kCudaCreateSymbol = "mnistctl_cuda_create";
-inline constexpr int kCudaModuleAbi = 4;  // bump whenever backend.h changes
+inline constexpr int kCudaModuleAbi = 5;  // bump whenever backend.h changes
 
 // Returns a new Backend for device `index`, or nullptr with a one-line reason in `err`
 // (no driver, no device, index out of range: the CUDA error string and the device count).

@@ -101,7 +101,7 @@ const std::vector<std::string> kTrainKeys = {"batch_size",    "epochs",        "
                                              "deterministic", "allow_tf32",    "optimizer",  "learning_rate",
                                              "momentum",      "weight_decay",  "beta1",      "beta2",
                                              "epsilon",       "lr_schedule",   "precision",     "early_stopping",
-                                             "stop_at_accuracy"};
+                                             "stop_at_accuracy", "cuda_graphs"};
 const std::vector<std::string> kScheduleKeys = {"type", "factor", "step_epochs", "min_lr"};
 const std::vector<std::string> kEarlyStoppingKeys = {"metric", "patience", "min_delta"};
 
@@ -259,6 +259,7 @@ TrainSpec read_train(const Impl& top) {
   t.deterministic = get_bool(*s, "deterministic", t.deterministic);
   t.allow_tf32 = get_bool(*s, "allow_tf32", t.allow_tf32);
   t.precision = get_enum(*s, "precision", t.precision, {"fp32", "bf16"});
+  t.cuda_graphs = get_bool(*s, "cuda_graphs", t.cuda_graphs);
   t.optimizer = read_optimizer(*s);
   t.lr_schedule = read_schedule(*s, t.optimizer);
   t.early_stopping = read_early_stopping(*s);

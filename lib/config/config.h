@@ -72,6 +72,7 @@ struct TrainSpec {
   bool deterministic = false;  // GPU: deterministic cuDNN algorithms only
   bool allow_tf32 = false;     // GPU: allow TF32 tensor-core math
   std::string precision = "fp32";  // fp32 | bf16: convolutions and fully-connected layers (backend.h)
+  bool cuda_graphs = false;    // GPU: replay full-batch steps from CUDA graphs (train/step_graphs.h)
   OptimizerSpec optimizer;
   ScheduleSpec lr_schedule;
   EarlyStoppingSpec early_stopping;

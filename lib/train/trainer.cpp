@@ -28,6 +28,7 @@
 #include "train/optimizer.h"
 #include "train/run_folder.h"
 #include "train/schedule.h"
+#include "train/step_graphs.h"
 
 namespace mnistctl {
 namespace {
@@ -226,6 +227,9 @@ class Trainer {
     Tensor sums = be->zeros(Shape{kMetricSlots});
     Tensor val_sums = be->zeros(Shape{kMetricSlots});
 
+    // train.cuda_graphs: full-batch steps replayed from CUDA graphs (train/step_graphs.h).
+    StepGraphs graphs(*be, t_.cuda_graphs, coll_.size(), [this](const std::string& line) { out_line(line); });
+
     const int64_t nb = num_batches(train.count, t_.batch_size);
     int64_t epochs_done = start_epoch;
     double final_val_accuracy = 0;
@@ -258,15 +262,23 @@ class Trainer {
         pass.row0 = mine.first - r.first;
         pass.global_rows = r.n;
         pass.global_max_rows = t_.batch_size;
-        if (mine.n > 0) {
-          be->gather_batch(dtrain.images, dtrain.labels, dtrain.sample_size, dtrain.order, mine.first, mine.n, xv, lv);
-          net.forward(xv, pass);
-          net.backward();
-        } else {
-          be->fill(net.grad_arena(), 0.0f);  // a last batch smaller than the rank count
-        }
-        coll_.allreduce_sum(*be, net.grad_arena());  // data parallelism: sum of the ranks' gradients
-        opt.step(lr);
+        const int64_t steps0 = opt.steps();
+        auto train_step = [&] {
+          opt.set_steps(steps0);  // graphs: the host may run a step twice (a failed capture), alike
+          if (mine.n > 0) {
+            be->gather_batch(dtrain.images, dtrain.labels, dtrain.sample_size, dtrain.order, mine.first, mine.n, xv,
+                             lv);
+            net.forward(xv, pass);
+            net.backward();
+          } else {
+            be->fill(net.grad_arena(), 0.0f);  // a last batch smaller than the rank count
+          }
+          coll_.allreduce_sum(*be, net.grad_arena());  // data parallelism: sum of the ranks' gradients
+          opt.step(lr);
+        };
+        graphs.run(StepGraphs::Kind::train, mine.n, r.n == t_.batch_size,
+                   StepScalars{mine.first, pass.counter, lr, steps0 + 1}, train_step);
+        opt.set_steps(steps0 + 1);  // a replay runs no host code
         samples += r.n;
         if (root() && bar.due(b + 1)) {  // on a terminal only: the running loss costs a sync
           Sums s = read_metrics(*be, sums);
@@ -313,11 +325,15 @@ class Trainer {
         BatchRange r = rank_slice(batch_range(test.count, t_.batch_size, b), coll_.rank(), coll_.size());
         if (r.n == 0) continue;
         Tensor xv = x.view(batched(r.n, net.input_shape())), lv = labels.view(Shape{r.n});
-        be->gather_batch(dtest.images, dtest.labels, dtest.sample_size, dtest.order, r.first, r.n, xv, lv);
-        Pass pass;
-        pass.labels = &lv;
-        pass.metrics = &val_sums;
-        net.forward(xv, pass);
+        auto val_step = [&] {
+          be->gather_batch(dtest.images, dtest.labels, dtest.sample_size, dtest.order, r.first, r.n, xv, lv);
+          Pass pass;
+          pass.labels = &lv;
+          pass.metrics = &val_sums;
+          net.forward(xv, pass);
+        };
+        graphs.run(StepGraphs::Kind::validation, r.n, r.n == t_.batch_size, StepScalars{r.first, 0, 0.0f, 0},
+                   val_step);
       }
       Sums v = reduce_metrics(*be, val_sums);
       double val_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - v0).count();

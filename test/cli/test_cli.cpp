@@ -325,3 +325,31 @@ TEST_CASE("a diverging run stops with exit 3 and names the epoch and batch") {
   CHECK(r.code == 3);
   CHECK(std::regex_search(r.err, std::regex("loss became (NaN|infinite) in epoch 1 by batch [0-9]+")));
 }
+
+// train.cuda_graphs on a backend without graphs (the CPU): said once, and the run is the
+// eager run exactly. The recipe has dropout (masks from the step counter), momentum and a
+// smaller last batch, everything the graph path treats specially.
+TEST_CASE("train.cuda_graphs on the CPU says so once and trains exactly as without it") {
+  skip_without_mnist();
+  std::string root = data_root("cli-cuda-graphs");
+  std::string dir = scratch_dir("cli-cuda-graphs-runs");
+  std::string cfg = write_conv_dropout_config(dir, 4);
+  auto train = [&](const std::string& out, const std::string& graphs) {
+    return run_mnistctl({"train", "--config", cfg, "--data-dir", root, "--out", out, "--epochs", "2", "--set",
+                         "data.train_limit=1000", "--set", "data.test_limit=200", "--set",
+                         "train.cuda_graphs=" + graphs});
+  };
+  RunResult off = train(dir + "/off", "false");
+  RunResult on = train(dir + "/on", "true");
+  INFO(off.out << off.err << on.out << on.err);
+  REQUIRE(off.code == 0);
+  REQUIRE(on.code == 0);
+  const std::string said = "train.cuda_graphs: cpu";
+  size_t at = on.out.find(said);
+  REQUIRE(at != std::string::npos);
+  CHECK(on.out.find("has no CUDA graphs; every step runs eagerly") != std::string::npos);
+  CHECK(on.out.find(said, at + 1) == std::string::npos);  // once
+  CHECK(off.out.find("cuda_graphs") == std::string::npos);
+  require_same_weights(dir + "/off/last.ckpt", dir + "/on/last.ckpt");
+  require_same_weights(dir + "/off/checkpoints/epoch-001.ckpt", dir + "/on/checkpoints/epoch-001.ckpt");
+}

@@ -435,3 +435,18 @@ TEST_CASE("config files that cannot be read", "[config][errors]") {
   { std::ofstream(path) << kTinyNet; }
   CHECK(load_config_file(path).name == "tiny");
 }
+
+TEST_CASE("train.cuda_graphs: off by default, a bool, refused with its name otherwise", "[config]") {
+  const std::string net = kTinyNet;
+  CHECK(load_config_text(net, "t.yaml").train.cuda_graphs == false);
+  CHECK(load_config_text(net + "train: {cuda_graphs: true}\n", "t.yaml").train.cuda_graphs == true);
+  CHECK(load_config_text(net + "train: {cuda_graphs: false}\n", "t.yaml").train.cuda_graphs == false);
+  CHECK(load_config_text(net, "t.yaml", {"train.cuda_graphs=true"}).train.cuda_graphs == true);
+  // A bad value: one line naming the file, the position and the key (load_error checks exit 2, one line).
+  std::string msg = load_error(net + "train: {cuda_graphs: sometimes}\n");
+  CHECK(msg == "t.yaml:4:22: train.cuda_graphs: expected true or false, got 'sometimes'");
+  msg = load_error(net, {"train.cuda_graphs=2"});
+  CHECK(msg.find("train.cuda_graphs: expected true or false, got '2'") != std::string::npos);
+  // A misspelling is caught as any unknown key.
+  CHECK(load_error(net + "train: {cuda_graph: true}\n").find("did you mean 'cuda_graphs'") != std::string::npos);
+}

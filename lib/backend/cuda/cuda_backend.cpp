@@ -98,6 +98,7 @@ void CudaBackend::comm_allreduce_sum(Tensor& t) {
 }
 
 void CudaBackend::synchronize() {
+  refuse_in_capture("synchronize");
   check_cuda(cudaStreamSynchronize(ctx_->stream), "synchronize", "cudaStreamSynchronize");
 }
 
@@ -105,6 +106,7 @@ void CudaBackend::synchronize() {
 
 std::shared_ptr<void> CudaBackend::device_alloc(size_t bytes, const char* op) {
   if (bytes == 0) return nullptr;
+  refuse_in_capture(op);  // a graph must not own memory the backend hands out
   void* p = nullptr;
   cudaError_t e = cudaMallocAsync(&p, bytes, ctx_->stream);
   if (e != cudaSuccess) {
@@ -146,6 +148,7 @@ Buffer CudaBackend::alloc_bytes(size_t bytes) {
 void CudaBackend::fill(Tensor& t, float value) { launch_fill(t.data, t.numel(), value, ctx_->stream); }
 
 void CudaBackend::upload(Tensor& dst, const float* host) {
+  refuse_in_capture("upload");
   if (dst.numel() == 0) return;
   // From pageable memory this returns once the data is staged: `host` may be freed after.
   check_cuda(cudaMemcpyAsync(dst.data, host, dst.numel() * sizeof(float), cudaMemcpyHostToDevice,
@@ -154,6 +157,7 @@ void CudaBackend::upload(Tensor& dst, const float* host) {
 }
 
 void CudaBackend::download(const Tensor& src, float* host) {
+  refuse_in_capture("download");
   if (src.numel() == 0) return;
   check_cuda(cudaMemcpyAsync(host, src.data, src.numel() * sizeof(float), cudaMemcpyDeviceToHost,
                              ctx_->stream),
@@ -162,6 +166,7 @@ void CudaBackend::download(const Tensor& src, float* host) {
 }
 
 void CudaBackend::upload_bytes(Buffer& dst, const void* host, size_t bytes) {
+  refuse_in_capture("upload_bytes");
   require(bytes <= dst.bytes, "upload_bytes",
           std::to_string(bytes) + " bytes into a buffer of " + std::to_string(dst.bytes));
   if (bytes == 0) return;
@@ -191,6 +196,13 @@ void CudaBackend::gather_batch(const Buffer& images, const Buffer& labels_u8, in
   require(labels.numel() >= n, op, "labels of shape " + labels.shape.str() + " is too small");
   int64_t num_samples = static_cast<int64_t>(images.bytes) / sample_size;
   if (static_cast<int64_t>(labels_u8.bytes) < num_samples) num_samples = static_cast<int64_t>(labels_u8.bytes);
+  if (cap_.on) {  // a captured step: `first` comes from each replay's scalars
+    const DeviceStepSlot* slot = captured_slot(first == cap_.at.first, "gather_batch's first");
+    launch_gather_batch_slot(static_cast<const uint8_t*>(images.data), static_cast<const uint8_t*>(labels_u8.data),
+                             sample_size, num_samples, static_cast<const int32_t*>(order.data), slot, n, x.data,
+                             labels.data, ctx_->stream);
+    return;
+  }
   launch_gather_batch(static_cast<const uint8_t*>(images.data), static_cast<const uint8_t*>(labels_u8.data),
                       sample_size, num_samples, static_cast<const int32_t*>(order.data), first, n,
                       x.data, labels.data, ctx_->stream);
@@ -260,8 +272,23 @@ void CudaBackend::dropout_forward(float p, uint64_t seed, uint64_t counter, cons
   opcheck::numel(op, "mask", mask, x.numel());
   // p >= 1 drops everything (no division by zero), as the reference.
   float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  // A fixed counter inside a captured step would repeat one mask on every replay.
+  if (cap_.on)
+    throw RuntimeError("dropout_forward: a counter without its step cannot be captured (dropout_forward_step)");
   launch_dropout_forward(p, keep_scale, seed, counter, x.data, y.data, mask.data, x.numel(),
                          ctx_->stream);
+}
+
+void CudaBackend::dropout_forward_step(float p, uint64_t seed, uint64_t step, uint64_t step_range,
+                                       uint64_t offset, const Tensor& x, Tensor& y, Tensor& mask) {
+  if (!cap_.on) return dropout_forward(p, seed, step * step_range + offset, x, y, mask);  // the eager path
+  const char* op = "dropout_forward";
+  opcheck::numel(op, "y", y, x.numel());
+  opcheck::numel(op, "mask", mask, x.numel());
+  float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  const DeviceStepSlot* slot = captured_slot(step == cap_.at.step, "dropout's step");
+  launch_dropout_forward_slot(p, keep_scale, seed, slot, step_range, offset, x.data, y.data, mask.data, x.numel(),
+                              ctx_->stream);
 }
 
 void CudaBackend::mul(const Tensor& a, const Tensor& b, Tensor& out) {
@@ -292,12 +319,26 @@ void CudaBackend::sgd_update(Tensor& w, const Tensor& g, Tensor* mom, float lr, 
                              float wd) {
   opcheck::sgd_update(w, g, mom, momentum);
   float* m = momentum != 0.0f ? mom->data : nullptr;
+  if (cap_.on) {
+    const DeviceStepSlot* slot = captured_slot(lr == cap_.at.lr, "sgd_update's lr");
+    launch_sgd_update_slot(w.data, g.data, m, w.numel(), slot, momentum, wd, ctx_->stream);
+    return;
+  }
   launch_sgd_update(w.data, g.data, m, w.numel(), lr, momentum, wd, ctx_->stream);
 }
 
 void CudaBackend::adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, float lr,
                               float beta1, float beta2, float eps, float wd, int64_t step) {
   opcheck::adam_update(w, g, m, v, step);
+  if (cap_.on) {  // lr and the bias corrections (from step) come from each replay's scalars
+    captured_slot(lr == cap_.at.lr, "adam_update's lr");
+    const DeviceStepSlot* slot = captured_slot(step == cap_.at.adam_step, "adam_update's step");
+    if (!cap_.have_betas) cap_.have_betas = true, cap_.beta1 = beta1, cap_.beta2 = beta2;
+    if (beta1 != cap_.beta1 || beta2 != cap_.beta2)
+      throw RuntimeError("adam_update: parameters with different betas cannot share one captured step");
+    launch_adam_update_slot(w.data, g.data, m.data, v.data, w.numel(), slot, beta1, beta2, eps, wd, ctx_->stream);
+    return;
+  }
   float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step)));
   float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step)));
   launch_adam_update(w.data, g.data, m.data, v.data, w.numel(), lr, beta1, beta2, eps, wd, bc1, bc2,

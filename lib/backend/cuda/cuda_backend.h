@@ -16,6 +16,9 @@
 //   CUDNN_DETERMINISTIC algorithms (timing-based cudnnFind could pick a different algorithm
 //   on a rerun, hence different bits); otherwise cudnnFind measures and the fastest wins.
 // - Strict FP32 unless BackendOptions.allow_tf32: CUDNN_FMA_MATH and CUBLAS_DEFAULT_MATH.
+// - Step graphs (Backend::capture, train.cuda_graphs): stream capture of a whole step into a
+//   CUDA graph, replayed with new per-step scalars from a device slot (graph.cpp,
+//   step_slot.h). Outside a capture every op takes exactly its eager path.
 #pragma once
 
 #include <cublas_v2.h>
@@ -30,6 +33,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/nccl_comm.h"
+#include "backend/cuda/step_slot.h"
 
 namespace mnistctl::cuda {
 
@@ -86,6 +90,8 @@ struct ConvPlan {
   size_t fwd_ws = 0, bwd_data_ws = 0, bwd_filter_ws = 0;
 };
 
+struct GraphSlots;  // graph.cpp: the device step slot and the pinned ring that feeds it
+
 struct PoolPlan {
   TensorDesc x, y;
   PoolingDesc pool;
@@ -133,6 +139,8 @@ class CudaBackend final : public Backend {
                     Tensor& dx) override;
   void dropout_forward(float p, uint64_t seed, uint64_t counter, const Tensor& x, Tensor& y,
                        Tensor& mask) override;
+  void dropout_forward_step(float p, uint64_t seed, uint64_t step, uint64_t step_range, uint64_t offset,
+                            const Tensor& x, Tensor& y, Tensor& mask) override;
   void mul(const Tensor& a, const Tensor& b, Tensor& out) override;
 
   void softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
@@ -151,7 +159,25 @@ class CudaBackend final : public Backend {
   void comm_init(const void* id, int rank, int size) override;
   void comm_allreduce_sum(Tensor& t) override;
 
+  // Step graphs (graph.cpp).
+  bool supports_graphs() const override { return true; }
+  std::unique_ptr<StepGraph> capture(const StepScalars& at_capture, const std::function<void()>& step,
+                                     std::string* why) override;
+
  private:
+  // While a step is being captured (capture()): `value_matches` says whether an op's by-value
+  // scalar equals the StepScalars field it stands for (`what`); if not, the capture is
+  // abandoned (RuntimeError), else the op's kernel reads the field from the returned slot.
+  const DeviceStepSlot* captured_slot(bool value_matches, const char* what);
+  // Refuses, during a capture, an op that cannot be part of a graph (host copies, syncs).
+  void refuse_in_capture(const char* op) const;
+  struct CaptureState {
+    bool on = false;
+    StepScalars at;
+    bool have_betas = false;  // Adam's beta1/beta2, the same for every parameter of a step
+    float beta1 = 0.0f, beta2 = 0.0f;
+  };
+
   // Device memory of at least `bytes`, stream-ordered; shared by every copy of the handle.
   std::shared_ptr<void> device_alloc(size_t bytes, const char* op);
   // Grows a scratch allocation (never shrinks); returns its pointer.
@@ -185,6 +211,8 @@ class CudaBackend final : public Backend {
   size_t ones_bytes_ = 0;
   std::shared_ptr<void> row_stats_; // per-row loss and hit of softmax_xent_forward
   size_t row_stats_bytes_ = 0;
+  CaptureState cap_;
+  std::shared_ptr<GraphSlots> slots_;  // made on the first capture; shared with its graphs
   std::unique_ptr<NcclComm> nccl_;  // last: destroyed first
 };
 

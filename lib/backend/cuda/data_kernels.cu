@@ -29,6 +29,22 @@ __global__ void gather_kernel(const uint8_t* images, const uint8_t* labels_u8, i
   }
 }
 
+// gather_kernel with `first` read from the step slot (a captured step; step_slot.h).
+// The body must stay gather_kernel's.
+__global__ void gather_slot_kernel(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
+                                   int64_t num_samples, const int32_t* order, const DeviceStepSlot* slot,
+                                   int64_t n, float* x, float* labels) {
+  const int64_t first = slot->first;
+  int64_t total = n * sample_size;
+  MNISTCTL_GRID_STRIDE(t, total) {
+    int64_t i = t / sample_size, k = t - i * sample_size;
+    int64_t idx = order[first + i];
+    bool ok = idx >= 0 && idx < num_samples;
+    x[t] = ok ? float(images[idx * sample_size + k]) / 255.0f : 0.0f;
+    if (k == 0) labels[i] = ok ? float(labels_u8[idx]) : -1.0f;
+  }
+}
+
 __global__ void bias_rows_kernel(const float* b, int64_t rows, int64_t cols, float* y) {
   int64_t total = rows * cols;
   MNISTCTL_GRID_STRIDE(t, total) { y[t] = b[t % cols]; }
@@ -49,6 +65,15 @@ void launch_gather_batch(const uint8_t* images, const uint8_t* labels_u8, int64_
   gather_kernel<<<grid_for(n * sample_size), kThreads, 0, s>>>(images, labels_u8, sample_size,
                                                               num_samples, order, first, n, x, labels);
   check_launch("gather_batch");
+}
+
+void launch_gather_batch_slot(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
+                              int64_t num_samples, const int32_t* order, const DeviceStepSlot* slot, int64_t n,
+                              float* x, float* labels, cudaStream_t s) {
+  if (n <= 0 || sample_size <= 0) return;
+  gather_slot_kernel<<<grid_for(n * sample_size), kThreads, 0, s>>>(images, labels_u8, sample_size,
+                                                                   num_samples, order, slot, n, x, labels);
+  check_launch("gather_batch (captured)");
 }
 
 void launch_bias_rows(const float* b, int64_t rows, int64_t cols, float* y, cudaStream_t s) {

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "backend/cuda/step_slot.h"
+
 namespace mnistctl::cuda {
 
 // x[i] = value for i < n.
@@ -19,6 +21,11 @@ void launch_fill(float* x, int64_t n, float value, cudaStream_t s);
 void launch_gather_batch(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
                          int64_t num_samples, const int32_t* order, int64_t first, int64_t n,
                          float* x, float* labels, cudaStream_t s);
+
+// The same, with `first` read from slot->first when the kernel runs (a captured step).
+void launch_gather_batch_slot(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
+                              int64_t num_samples, const int32_t* order, const DeviceStepSlot* slot, int64_t n,
+                              float* x, float* labels, cudaStream_t s);
 
 // y[i, j] = b[j] for an (rows, cols) row-major y: the fully-connected bias, written before a
 // GEMM with beta = 1 adds x W^T to it (one pass instead of two).

@@ -32,6 +32,19 @@ __global__ void dropout_kernel(float p, float keep_scale, uint64_t seed, uint64_
   }
 }
 
+// dropout_kernel with counter = slot->step * step_range + offset (a captured step;
+// step_slot.h). The body must stay dropout_kernel's.
+__global__ void dropout_slot_kernel(float p, float keep_scale, uint64_t seed, const DeviceStepSlot* slot,
+                                    uint64_t step_range, uint64_t offset, const float* x, float* y, float* mask,
+                                    int64_t n) {
+  const uint64_t counter = slot->step * step_range + offset;
+  MNISTCTL_GRID_STRIDE(i, n) {
+    float m = hash_uniform(seed, counter + uint64_t(i)) >= p ? keep_scale : 0.0f;
+    mask[i] = m;
+    y[i] = x[i] * m;
+  }
+}
+
 __global__ void mul_kernel(const float* a, const float* b, float* out, int64_t n) {
   MNISTCTL_GRID_STRIDE(i, n) { out[i] = a[i] * b[i]; }
 }
@@ -55,6 +68,14 @@ void launch_dropout_forward(float p, float keep_scale, uint64_t seed, uint64_t c
   if (n <= 0) return;
   dropout_kernel<<<grid_for(n), kThreads, 0, s>>>(p, keep_scale, seed, counter, x, y, mask, n);
   check_launch("dropout_forward");
+}
+
+void launch_dropout_forward_slot(float p, float keep_scale, uint64_t seed, const DeviceStepSlot* slot,
+                                 uint64_t step_range, uint64_t offset, const float* x, float* y, float* mask,
+                                 int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  dropout_slot_kernel<<<grid_for(n), kThreads, 0, s>>>(p, keep_scale, seed, slot, step_range, offset, x, y, mask, n);
+  check_launch("dropout_forward (captured)");
 }
 
 void launch_mul(const float* a, const float* b, float* out, int64_t n, cudaStream_t s) {

@@ -37,7 +37,51 @@ __global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_
   }
 }
 
+// sgd_kernel and adam_kernel with lr (and Adam's bias corrections) read from the step slot
+// (a captured step; step_slot.h). The bodies must stay those of the kernels above.
+__global__ void sgd_slot_kernel(float* w, const float* g, float* mom, int64_t n, const DeviceStepSlot* slot,
+                                float momentum, float wd) {
+  const float lr = slot->lr;
+  MNISTCTL_GRID_STRIDE(i, n) {
+    float gi = g[i] + wd * w[i];
+    if (mom) {
+      float m = momentum * mom[i] - lr * gi;
+      mom[i] = m;
+      w[i] += m;
+    } else {
+      w[i] += -lr * gi;
+    }
+  }
+}
+
+__global__ void adam_slot_kernel(float* w, const float* g, float* m, float* v, int64_t n,
+                                 const DeviceStepSlot* slot, float beta1, float beta2, float eps, float wd) {
+  const float lr = slot->lr, bc1 = slot->bc1, bc2 = slot->bc2;
+  MNISTCTL_GRID_STRIDE(i, n) {
+    float gi = g[i] + wd * w[i];
+    float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+  }
+}
+
 }  // namespace
+
+void launch_sgd_update_slot(float* w, const float* g, float* mom, int64_t n, const DeviceStepSlot* slot,
+                            float momentum, float wd, cudaStream_t s) {
+  if (n <= 0) return;
+  sgd_slot_kernel<<<grid_for(n), kThreads, 0, s>>>(w, g, mom, n, slot, momentum, wd);
+  check_launch("sgd_update (captured)");
+}
+
+void launch_adam_update_slot(float* w, const float* g, float* m, float* v, int64_t n, const DeviceStepSlot* slot,
+                             float beta1, float beta2, float eps, float wd, cudaStream_t s) {
+  if (n <= 0) return;
+  adam_slot_kernel<<<grid_for(n), kThreads, 0, s>>>(w, g, m, v, n, slot, beta1, beta2, eps, wd);
+  check_launch("adam_update (captured)");
+}
 
 void launch_sgd_update(float* w, const float* g, float* mom, int64_t n, float lr, float momentum,
                        float wd, cudaStream_t s) {

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "backend/cuda/step_slot.h"
+
 namespace mnistctl::cuda {
 
 // g' = g + wd*w;  with mom: mom = momentum*mom - lr*g', w += mom;  without: w += -lr*g'.
@@ -17,5 +19,11 @@ void launch_sgd_update(float* w, const float* g, float* mom, int64_t n, float lr
 void launch_adam_update(float* w, const float* g, float* m, float* v, int64_t n, float lr,
                         float beta1, float beta2, float eps, float wd, float bc1, float bc2,
                         cudaStream_t s);
+
+// The same two with lr, bc1 and bc2 read from the step slot when the kernel runs.
+void launch_sgd_update_slot(float* w, const float* g, float* mom, int64_t n, const DeviceStepSlot* slot,
+                            float momentum, float wd, cudaStream_t s);
+void launch_adam_update_slot(float* w, const float* g, float* m, float* v, int64_t n, const DeviceStepSlot* slot,
+                             float beta1, float beta2, float eps, float wd, cudaStream_t s);
 
 }  // namespace mnistctl::cuda

@@ -30,8 +30,10 @@ class Dropout : public Layer {
     const int64_t per_sample = out_shape().numel();
     const uint64_t step_range = pass.global_max_rows > 0 ? static_cast<uint64_t>(pass.global_max_rows * per_sample)
                                                          : static_cast<uint64_t>(mask_.numel());
-    be.dropout_forward(p_, pass.seed ^ name_hash_,
-                       pass.counter * step_range + static_cast<uint64_t>(pass.row0 * per_sample), x, y, m);
+    // counter = pass.counter * step_range + row0 * per_sample, with the step apart so that
+    // a captured step (backend.h, StepScalars) takes it from each replay.
+    be.dropout_forward_step(p_, pass.seed ^ name_hash_, pass.counter, step_range,
+                            static_cast<uint64_t>(pass.row0 * per_sample), x, y, m);
     active_ = true;
   }
   void backward(Backend& be, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) override {
