@@ -9,6 +9,8 @@
 # CPU and on the GPU (>= 0.98), a CPU-trained MLP evaluated and used for predict on the GPU
 # (the same accuracy and predictions as on the CPU), (4) determinism: two --deterministic runs give byte-identical
 # checkpoints (and what determinism costs: epoch 2 times of a deterministic and a default run),
+# (4a) CUDA graphs (train.cuda_graphs=true, opt-in): the deterministic run again, replayed from graphs,
+# must give step 4's parameters and optimizer state byte for byte; images/s of both,
 # (4b) data parallelism's GPU path: mpirun -np 1 ... --ctx gpu (MPI, NCCL) against the plain run of
 # step 4, byte for byte (SKIPPED where the GPU machine has no mpirun), (5) the same LeNet in PyTorch on the same GPU
 # (scripts/bench_torch.py), (6) a Markdown table comparing the two, (7) `mnistctl bench --ctx gpu`.
@@ -247,6 +249,41 @@ sys.exit(0 if ok else 1)
 PY
 }
 
+graphs() {  # train.cuda_graphs (opt-in): the bits of step 4's deterministic eager run, and its speed
+  [ -f "$work/det1/last.ckpt" ] || { echo "graphs: step 4's det1 run is missing"; return 1; }
+  run timeout 100 "$mnistctl" train --config "$src/configs/lenet.yaml" --ctx gpu --data-dir "$data" --epochs 2 \
+    --set data.train_limit=10000 --deterministic --set train.cuda_graphs=true --out "$work/graphs" \
+    >"$work/graphs.log" 2>&1 || { tail -n 8 "$work/graphs.log"; return 1; }
+  [ -n "$out_dir" ] && cp "$work/graphs.log" "$out_dir/graphs.log"
+  grep "cuda_graphs" "$work/graphs.log"
+  grep -q "replayed from CUDA graphs" "$work/graphs.log" || { echo "graphs: the run did not replay graphs"; return 1; }
+  # The checkpoints' tensors (parameters, optimizer state), byte for byte: the files differ
+  # in the config text (train.cuda_graphs) and the measured training time.
+  python3 - "$work/det1" "$work/graphs" <<'PY'
+import json, struct, sys
+def tensors(path):
+    b = open(path, "rb").read()
+    at = 16  # magic, version, record count
+    for _ in range(2):  # the config and meta text records
+        kind, n = struct.unpack_from("<II", b, at)
+        at += 8 + n
+        (size,) = struct.unpack_from("<Q", b, at)
+        at += 8 + size
+    return b[at:-4]  # every tensor record, without the CRC
+def epoch2(run):
+    e = [json.loads(l) for l in open(f"{run}/metrics.jsonl") if '"time_s"' in l]
+    return [x for x in e if x.get("epoch") == 2][-1]
+eager, graphs = sys.argv[1], sys.argv[2]
+same = tensors(f"{eager}/last.ckpt") == tensors(f"{graphs}/last.ckpt")
+a, g = epoch2(eager), epoch2(graphs)
+print(f"graphs: epoch 2 eager {a['images_per_s']:.0f} images/s ({a['time_s']:.3f} s), graphs "
+      f"{g['images_per_s']:.0f} images/s ({g['time_s']:.3f} s): {g['images_per_s'] / a['images_per_s']:.2f}x")
+print("graphs: parameters and optimizer state " + ("byte-identical to the eager deterministic run" if same else
+      "DIFFER from the eager deterministic run"))
+sys.exit(0 if same else 1)
+PY
+}
+
 mpi_gpu() {  # data parallelism's GPU path: mpirun -np 1 goes through MPI + NCCL; same bits as step 4
   local mpirun_bin
   mpirun_bin=$(command -v mpirun) || { echo "mpi-gpu: SKIPPED: no mpirun on this machine (Open MPI not installed)"; return 77; }
@@ -273,6 +310,7 @@ step "3b eval the GPU checkpoint on cpu (>= 0.98)" eval_on cpu
 step "3c eval the GPU checkpoint on gpu (>= 0.98)" eval_on gpu
 step "3d a CPU-trained MLP on the gpu: eval and predict agree with the cpu" cpu_to_gpu
 step "4 determinism: two --deterministic runs, byte-identical checkpoints" determinism
+step "4a train.cuda_graphs=true: the deterministic run's weights, byte for byte; images/s" graphs
 step "4b mpirun -np 1 --ctx gpu (MPI + NCCL) equals the plain GPU run" mpi_gpu
 step "5 PyTorch LeNet on the same GPU (scripts/bench_torch.py)" torch_bench
 step "6 comparison table" table

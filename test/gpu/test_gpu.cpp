@@ -363,3 +363,144 @@ TEST_CASE("mnistctl train on an absent GPU exits 2 with one line", "[gpu][cli]")
     CHECK(r.err.find("--ctx " + ctx) != std::string::npos);
   }
 }
+
+// ---- step graphs (Backend::capture; train.cuda_graphs) --------------------------------------
+namespace {
+
+// A small training step that uses every per-step scalar of StepScalars: the batch gather
+// (first), dropout (step), SGD with momentum (lr) and Adam (lr, adam_step), with a
+// fully-connected layer and the fused softmax loss in between.
+struct GraphRig {
+  static constexpr int64_t kSamples = 64, kSize = 16, kBatch = 8, kClasses = 4;
+  Backend& be;
+  Buffer images, labels_u8, order;
+  Tensor x, xd, mask, y, probs, dy, labels, metrics, w, b, dw, db, mom, m, v;
+  StepScalars now;  // the scalars the step uses
+
+  explicit GraphRig(Backend& backend) : be(backend) {
+    std::vector<uint8_t> img(kSamples * kSize), lab(kSamples);
+    std::vector<int32_t> ord(kSamples);
+    uint32_t h = 12345;
+    for (auto& p : img) p = static_cast<uint8_t>((h = h * 1664525u + 1013904223u) >> 24);
+    for (int64_t i = 0; i < kSamples; ++i) lab[i] = static_cast<uint8_t>(i % kClasses);
+    for (int64_t i = 0; i < kSamples; ++i) ord[i] = static_cast<int32_t>((i * 37) % kSamples);  // a permutation
+    images = be.alloc_bytes(img.size());
+    be.upload_bytes(images, img.data(), img.size());
+    labels_u8 = be.alloc_bytes(lab.size());
+    be.upload_bytes(labels_u8, lab.data(), lab.size());
+    order = be.alloc_bytes(ord.size() * sizeof(int32_t));
+    be.upload_bytes(order, ord.data(), ord.size() * sizeof(int32_t));
+    x = be.empty({kBatch, kSize});
+    xd = be.empty({kBatch, kSize});
+    mask = be.empty({kBatch, kSize});
+    y = be.empty({kBatch, kClasses});
+    probs = be.empty({kBatch, kClasses});
+    dy = be.empty({kBatch, kClasses});
+    labels = be.empty({kBatch});
+    metrics = be.empty({kMetricSlots});
+    w = be.empty({kClasses, kSize});
+    b = be.empty({kClasses});
+    dw = be.empty({kClasses, kSize});
+    db = be.empty({kClasses});
+    mom = be.empty({kClasses, kSize});
+    m = be.empty({kClasses});
+    v = be.empty({kClasses});
+  }
+  // The same starting point for every run.
+  void reset() {
+    std::vector<float> w0(static_cast<size_t>(w.numel()));
+    for (size_t i = 0; i < w0.size(); ++i) w0[i] = 0.01f * static_cast<float>(static_cast<int>(i % 7) - 3);
+    be.upload(w, w0.data());
+    be.fill(b, 0.0f);
+    for (Tensor* t : {&mom, &m, &v, &metrics}) be.fill(*t, 0.0f);
+  }
+  static StepScalars scalars(int64_t k) {  // every field changes from step to step
+    StepScalars s;
+    s.first = (k * kBatch) % kSamples;
+    s.step = static_cast<uint64_t>(k);
+    s.lr = 0.05f * static_cast<float>(1 + k % 3);
+    s.adam_step = k + 1;
+    return s;
+  }
+  void step() {
+    FcDesc d;
+    d.n = kBatch, d.in = kSize, d.out = kClasses;
+    be.gather_batch(images, labels_u8, kSize, order, now.first, kBatch, x, labels);
+    be.dropout_forward_step(0.25f, 99, now.step, static_cast<uint64_t>(kBatch * kSize), 0, x, xd, mask);
+    be.fc_forward(d, xd, w, &b, y);
+    be.softmax_xent_forward(y, labels, probs, &metrics);
+    be.softmax_xent_backward(probs, labels, 1.0f / kBatch, dy);
+    be.fc_backward_weights(d, xd, dy, dw, &db);
+    be.sgd_update(w, dw, &mom, now.lr, 0.9f, 1e-4f);
+    be.adam_update(b, db, m, v, now.lr, 0.9f, 0.999f, 1e-8f, 0.0f, now.adam_step);
+  }
+  std::vector<float> get(const Tensor& t) {
+    std::vector<float> out(static_cast<size_t>(t.numel()));
+    be.download(t, out.data());
+    return out;
+  }
+  // Everything the steps leave behind, in one list.
+  std::vector<std::vector<float>> state() { return {get(w), get(b), get(mom), get(m), get(v), get(metrics), get(x), get(mask)}; }
+};
+
+}  // namespace
+
+TEST_CASE("a captured step replayed with new scalars computes what eager steps compute, bit for bit",
+          "[gpu][graphs]") {
+  std::string why;
+  if (!gpu_usable(&why)) test::skip_test("no usable GPU here: " + why);
+  auto be = make_backend("gpu");
+  REQUIRE(be->supports_graphs());
+  GraphRig rig(*be);
+  const int64_t kSteps = 12;  // more than one pass over the 8 batches of the order list
+
+  rig.reset();
+  for (int64_t k = 0; k < kSteps; ++k) {
+    rig.now = GraphRig::scalars(k);
+    rig.step();
+  }
+  const auto eager = rig.state();
+
+  rig.reset();
+  rig.now = GraphRig::scalars(0);
+  rig.step();  // one eager step first, as the trainer does: scratch memory settles
+  const auto after_one = rig.state();
+  rig.now = GraphRig::scalars(1);
+  std::unique_ptr<StepGraph> g = be->capture(rig.now, [&] { rig.step(); }, &why);
+  INFO("capture: " << why);
+  REQUIRE(g);
+  CHECK(rig.state() == after_one);  // capturing ran nothing
+  for (int64_t k = 1; k < kSteps; ++k) g->replay(GraphRig::scalars(k));
+  const auto replayed = rig.state();
+
+  REQUIRE(replayed.size() == eager.size());
+  for (size_t i = 0; i < eager.size(); ++i) {
+    INFO("state tensor " << i);
+    CHECK(replayed[i] == eager[i]);  // exact: float == is false for NaN, so a NaN fails too
+  }
+  CHECK(eager[0] != after_one[0]);  // the steps did change the weights
+}
+
+TEST_CASE("a capture that would freeze a changing scalar or leave the stream is refused", "[gpu][graphs]") {
+  std::string why;
+  if (!gpu_usable(&why)) test::skip_test("no usable GPU here: " + why);
+  auto be = make_backend("gpu");
+  GraphRig rig(*be);
+  rig.reset();
+  rig.now = GraphRig::scalars(0);
+  rig.step();
+  // The step uses another learning rate than the one the capture is told of.
+  rig.now = GraphRig::scalars(2);
+  why.clear();
+  CHECK(be->capture(GraphRig::scalars(1), [&] { rig.step(); }, &why) == nullptr);
+  CHECK(why.find("sgd_update's lr") != std::string::npos);
+  // A host copy inside the step.
+  rig.now = GraphRig::scalars(1);
+  why.clear();
+  CHECK(be->capture(rig.now, [&] { rig.step(); rig.get(rig.w); }, &why) == nullptr);
+  CHECK(why.find("download cannot be part of a captured step") != std::string::npos);
+  // The backend works eagerly after both.
+  const auto before = rig.get(rig.w);
+  rig.step();
+  CHECK(rig.get(rig.w) != before);
+}
