@@ -489,11 +489,17 @@ TEST_CASE("a capture that would freeze a changing scalar or leave the stream is 
   rig.reset();
   rig.now = GraphRig::scalars(0);
   rig.step();
-  // The step uses another learning rate than the one the capture is told of.
-  rig.now = GraphRig::scalars(2);
+  // The step uses another learning rate, or dropout another step, than the capture is told of.
+  rig.now = GraphRig::scalars(1);
+  rig.now.lr *= 2.0f;
   why.clear();
   CHECK(be->capture(GraphRig::scalars(1), [&] { rig.step(); }, &why) == nullptr);
   CHECK(why.find("sgd_update's lr") != std::string::npos);
+  rig.now = GraphRig::scalars(1);
+  rig.now.step += 1;
+  why.clear();
+  CHECK(be->capture(GraphRig::scalars(1), [&] { rig.step(); }, &why) == nullptr);
+  CHECK(why.find("dropout's step") != std::string::npos);
   // A host copy inside the step.
   rig.now = GraphRig::scalars(1);
   why.clear();
