@@ -510,3 +510,68 @@ TEST_CASE("a capture that would freeze a changing scalar or leave the stream is 
   rig.step();
   CHECK(rig.get(rig.w) != before);
 }
+
+namespace {
+
+// The tensor records of a checkpoint file (parameters, optimizer state), as bytes: what is
+// left after the header (magic, version, record count) and the config and meta text
+// records, without the trailing CRC (docs/checkpoint.md). The text records differ between
+// runs (the config's train.cuda_graphs, the measured training time).
+std::string checkpoint_tensors(const std::string& path) {
+  std::string b = test::read_text(path);
+  size_t at = 16;
+  for (int rec = 0; rec < 2; ++rec) {
+    uint32_t name_len = 0;
+    uint64_t size = 0;
+    REQUIRE(at + 8 <= b.size());
+    std::memcpy(&name_len, b.data() + at + 4, 4);
+    at += 8 + name_len;
+    REQUIRE(at + 8 <= b.size());
+    std::memcpy(&size, b.data() + at, 8);
+    at += 8 + size;
+  }
+  REQUIRE(at + 4 < b.size());
+  return b.substr(at, b.size() - 4 - at);
+}
+
+}  // namespace
+
+TEST_CASE("mnistctl train --set train.cuda_graphs=true gives the weights of the eager run", "[gpu][graphs][cli]") {
+  std::string why;
+  if (!gpu_usable(&why)) test::skip_test("no usable GPU here: " + why);
+  std::string mnist = test::mnist_dir();
+  if (mnist.empty()) test::missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
+  std::string scratch = test::scratch_dir("gpu-graphs-train");
+  fs::create_directories(scratch + "/data");
+  fs::create_directory_symlink(mnist, scratch + "/data/mnist");
+  // Dropout (its step from the replay's scalars), a smaller last batch in training (1000 =
+  // 15 x 64 + 40) and in validation (300 = 4 x 64 + 44), SGD with momentum and Adam.
+  std::ofstream(scratch + "/net.yaml")
+      << "name: graphs\nnetwork:\n  layers:\n"
+         "    - {type: convolution, kernel: 5, num_filter: 8}\n    - {type: activation, act_type: relu}\n"
+         "    - {type: pooling, kernel: 2, stride: 2}\n    - {type: flatten}\n"
+         "    - {type: fully_connected, num_hidden: 64}\n    - {type: activation, act_type: tanh}\n"
+         "    - {type: dropout, p: 0.3}\n    - {type: fully_connected, num_hidden: 10}\n"
+         "    - {type: softmax_output}\ninit: {type: xavier}\ntrain: {batch_size: 64, momentum: 0.9}\n";
+  for (const char* opt : {"sgd", "adam"}) {
+    auto train = [&](const std::string& graphs) {
+      std::string out = scratch + "/" + opt + "-" + graphs;
+      return run("'" + kExe + "' train --config '" + scratch + "/net.yaml' --ctx gpu --deterministic --epochs 2 " +
+                     "--set data.train_limit=1000 --set data.test_limit=300 --set train.optimizer=" + opt +
+                     " --set train.learning_rate=0.01 --set train.cuda_graphs=" + graphs + " --data-dir '" + scratch +
+                     "/data' --out '" + out + "'",
+                 scratch);
+    };
+    Run eager = train("false");
+    Run graphs = train("true");
+    INFO(opt << "\neager: " << eager.out << eager.err << "\ngraphs: " << graphs.out << graphs.err);
+    REQUIRE(eager.code == 0);
+    REQUIRE(graphs.code == 0);
+    CHECK(graphs.out.find("replayed from CUDA graphs") != std::string::npos);
+    CHECK(graphs.out.find("warning") == std::string::npos);
+    const std::string a = checkpoint_tensors(scratch + "/" + opt + "-false/last.ckpt");
+    const std::string b = checkpoint_tensors(scratch + "/" + opt + "-true/last.ckpt");
+    CHECK(a.size() > 100000);
+    CHECK(a == b);  // byte for byte
+  }
+}
