@@ -5,16 +5,15 @@
 
 namespace mnistctl {
 
-StepGraphs::StepGraphs(Backend& be, bool wanted, int processes, std::function<void(const std::string&)> say)
+StepGraphs::StepGraphs(Backend& be, bool wanted, bool data_parallel, std::function<void(const std::string&)> say)
     : be_(be), say_(std::move(say)) {
   if (!wanted) return;
   if (!be_.supports_graphs()) {
     say_(fmt::format("train.cuda_graphs: {} has no CUDA graphs; every step runs eagerly", be_.name()));
     return;
   }
-  if (processes > 1) {
-    say_(fmt::format("train.cuda_graphs: not used with {} processes (data parallelism); every step runs eagerly",
-                     processes));
+  if (data_parallel) {
+    say_("train.cuda_graphs: not used under data parallelism (mpirun); every step runs eagerly");
     return;
   }
   enabled_ = true;

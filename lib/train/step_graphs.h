@@ -7,7 +7,7 @@
 // runs the step eagerly or replays a graph. A step is replayed only where it is safe:
 //   - train.cuda_graphs is on and the backend supports graphs (else one line says why not,
 //     once, and every step runs eagerly: results are then those of train.cuda_graphs: false);
-//   - a single process (no MPI or NCCL call may sit inside a graph);
+//   - not under data parallelism, even with one rank (no MPI or NCCL call may sit inside a graph);
 //   - a full batch (the last, smaller batch of an epoch runs eagerly);
 //   - not the first step of its kind and size in this process: that one runs eagerly, so
 //     cuDNN's algorithm choice and every workspace are settled before the capture.
@@ -31,8 +31,9 @@ namespace mnistctl {
 class StepGraphs {
  public:
   enum class Kind { train, validation };
-  // `say` prints one line (the trainer's out_line). `processes`: the data-parallel world size.
-  StepGraphs(Backend& be, bool wanted, int processes, std::function<void(const std::string&)> say);
+  // `say` prints one line (the trainer's out_line). `data_parallel`: the trainer runs under
+  // lib/dist (mpirun, any number of ranks): its step then calls the collective.
+  StepGraphs(Backend& be, bool wanted, bool data_parallel, std::function<void(const std::string&)> say);
 
   // Runs `step` once: eagerly, or by replaying (after capturing, the first time) the graph of
   // (kind, rows). `full`: the batch has the full batch size.

@@ -228,7 +228,9 @@ class Trainer {
     Tensor val_sums = be->zeros(Shape{kMetricSlots});
 
     // train.cuda_graphs: full-batch steps replayed from CUDA graphs (train/step_graphs.h).
-    StepGraphs graphs(*be, t_.cuda_graphs, coll_.size(), [this](const std::string& line) { out_line(line); });
+    // Under mpirun (even -np 1) the step calls the collective, which no graph may hold.
+    const bool data_parallel = !coll_.describe().empty();  // "" only for the single process
+    StepGraphs graphs(*be, t_.cuda_graphs, data_parallel, [this](const std::string& line) { out_line(line); });
 
     const int64_t nb = num_batches(train.count, t_.batch_size);
     int64_t epochs_done = start_epoch;

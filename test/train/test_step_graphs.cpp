@@ -88,8 +88,8 @@ struct Rig {
   std::vector<std::string> said;
   int eager = 0;  // host runs of the step function (eager steps and the captured one)
   std::unique_ptr<StepGraphs> graphs;
-  Rig(bool wanted, int processes) {
-    graphs = std::make_unique<StepGraphs>(be, wanted, processes, [this](const std::string& l) { said.push_back(l); });
+  Rig(bool wanted, bool data_parallel) {
+    graphs = std::make_unique<StepGraphs>(be, wanted, data_parallel, [this](const std::string& l) { said.push_back(l); });
   }
   void run(StepGraphs::Kind kind, int64_t rows, bool full, const StepScalars& s) {
     graphs->run(kind, rows, full, s, [this] { ++eager; });
@@ -99,7 +99,7 @@ struct Rig {
 }  // namespace
 
 TEST_CASE("step graphs: the first full step runs eagerly, the second is captured, the rest replayed", "[graphs]") {
-  Rig r(true, 1);
+  Rig r(true, false);
   CHECK(r.said.empty());
   REQUIRE(r.graphs->enabled());
   using K = StepGraphs::Kind;
@@ -119,15 +119,15 @@ TEST_CASE("step graphs: the first full step runs eagerly, the second is captured
   CHECK(r.said[0] == "train.cuda_graphs: full batches of 100 rows are replayed from CUDA graphs");
 }
 
-TEST_CASE("step graphs: off, unsupported or with several processes every step runs eagerly", "[graphs]") {
+TEST_CASE("step graphs: off, unsupported or under data parallelism every step runs eagerly", "[graphs]") {
   using K = StepGraphs::Kind;
   for (int c = 0; c < 3; ++c) {
     const bool wanted = c != 0;
-    const int processes = c == 2 ? 2 : 1;
+    const bool data_parallel = c == 2;
     StubBackend be;
     be.graphs = c != 1;
     std::vector<std::string> said;
-    StepGraphs g(be, wanted, processes, [&](const std::string& l) { said.push_back(l); });
+    StepGraphs g(be, wanted, data_parallel, [&](const std::string& l) { said.push_back(l); });
     int eager = 0;
     for (int64_t i = 0; i < 4; ++i) g.run(K::train, 100, true, at(i * 100, uint64_t(i)), [&] { ++eager; });
     INFO("case " << c);
@@ -138,12 +138,12 @@ TEST_CASE("step graphs: off, unsupported or with several processes every step ru
     if (c == 1) CHECK(said == std::vector<std::string>{"train.cuda_graphs: stub has no CUDA graphs; every step runs eagerly"});
     if (c == 2)
       CHECK(said == std::vector<std::string>{
-                        "train.cuda_graphs: not used with 2 processes (data parallelism); every step runs eagerly"});
+                        "train.cuda_graphs: not used under data parallelism (mpirun); every step runs eagerly"});
   }
 }
 
 TEST_CASE("step graphs: a failed capture warns once, runs that step eagerly and turns graphs off", "[graphs]") {
-  Rig r(true, 1);
+  Rig r(true, false);
   r.be.capture_fails = true;
   using K = StepGraphs::Kind;
   for (int64_t i = 0; i < 4; ++i) r.run(K::train, 100, true, at(i * 100, uint64_t(i)));
