@@ -479,6 +479,12 @@ TEST_CASE("a captured step replayed with new scalars computes what eager steps c
     CHECK(replayed[i] == eager[i]);  // exact: float == is false for NaN, so a NaN fails too
   }
   CHECK(eager[0] != after_one[0]);  // the steps did change the weights
+  // A batch start past the order list is refused on the host (the kernel could not check it).
+  StepScalars bad = GraphRig::scalars(3);
+  bad.first = GraphRig::kSamples - GraphRig::kBatch + 1;
+  CHECK_THROWS_AS(g->replay(bad), Error);
+  bad.first = -1;
+  CHECK_THROWS_AS(g->replay(bad), Error);
 }
 
 TEST_CASE("a capture that would freeze a changing scalar or leave the stream is refused", "[gpu][graphs]") {

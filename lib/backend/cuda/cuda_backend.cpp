@@ -3,6 +3,7 @@
 // standard activations) are in cudnn_ops.cpp; the design is described in cuda_backend.h.
 #include "backend/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -198,6 +199,7 @@ void CudaBackend::gather_batch(const Buffer& images, const Buffer& labels_u8, in
   if (static_cast<int64_t>(labels_u8.bytes) < num_samples) num_samples = static_cast<int64_t>(labels_u8.bytes);
   if (cap_.on) {  // a captured step: `first` comes from each replay's scalars
     const DeviceStepSlot* slot = captured_slot(first == cap_.at.first, "gather_batch's first");
+    cap_.max_first = std::min(cap_.max_first, static_cast<int64_t>(order.bytes / sizeof(int32_t)) - n);
     launch_gather_batch_slot(static_cast<const uint8_t*>(images.data), static_cast<const uint8_t*>(labels_u8.data),
                              sample_size, num_samples, static_cast<const int32_t*>(order.data), slot, n, x.data,
                              labels.data, ctx_->stream);

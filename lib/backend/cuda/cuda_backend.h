@@ -26,6 +26,7 @@
 #include <cudnn.h>
 
 #include <array>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -176,6 +177,7 @@ class CudaBackend final : public Backend {
     StepScalars at;
     bool have_betas = false;  // Adam's beta1/beta2, the same for every parameter of a step
     float beta1 = 0.0f, beta2 = 0.0f;
+    int64_t max_first = INT64_MAX;  // the largest gather `first` that stays inside the order list
   };
 
   // Device memory of at least `bytes`, stream-ordered; shared by every copy of the handle.

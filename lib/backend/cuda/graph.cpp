@@ -24,6 +24,7 @@
 // The backend refuses its own unsafe ops (allocation, upload, download, synchronize) while
 // capturing with a clear reason rather than relying on the CUDA error.
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -83,8 +84,9 @@ namespace {
 
 class CudaStepGraph final : public StepGraph {
  public:
-  CudaStepGraph(std::shared_ptr<GraphSlots> slots, cudaGraphExec_t exec, bool adam, float beta1, float beta2)
-      : slots_(std::move(slots)), exec_(exec), adam_(adam), beta1_(beta1), beta2_(beta2) {}
+  CudaStepGraph(std::shared_ptr<GraphSlots> slots, cudaGraphExec_t exec, bool adam, float beta1, float beta2,
+                int64_t max_first)
+      : slots_(std::move(slots)), exec_(exec), adam_(adam), beta1_(beta1), beta2_(beta2), max_first_(max_first) {}
   ~CudaStepGraph() override {
     // An executable graph still in flight is freed once it completes (CUDA's documented rule).
     if (exec_) cudaGraphExecDestroy(exec_);
@@ -93,6 +95,9 @@ class CudaStepGraph final : public StepGraph {
   CudaStepGraph& operator=(const CudaStepGraph&) = delete;
 
   void replay(const StepScalars& s) override {
+    // gather_batch's own bounds check, which the replayed kernel cannot make.
+    require(s.first >= 0 && s.first <= max_first_, "replay",
+            "batch start " + std::to_string(s.first) + " lies outside the order list the step was captured with");
     DeviceStepSlot v;
     v.first = s.first;
     v.step = s.step;
@@ -111,6 +116,7 @@ class CudaStepGraph final : public StepGraph {
   cudaGraphExec_t exec_ = nullptr;
   bool adam_ = false;
   float beta1_ = 0.0f, beta2_ = 0.0f;
+  int64_t max_first_ = INT64_MAX;
 };
 
 }  // namespace
@@ -180,7 +186,7 @@ std::unique_ptr<StepGraph> CudaBackend::capture(const StepScalars& at_capture, c
     if (exec) cudaGraphExecDestroy(exec);
     return fail(problem);
   }
-  return std::make_unique<CudaStepGraph>(slots_, exec, seen.have_betas, seen.beta1, seen.beta2);
+  return std::make_unique<CudaStepGraph>(slots_, exec, seen.have_betas, seen.beta1, seen.beta2, seen.max_first);
 }
 
 }  // namespace mnistctl::cuda
