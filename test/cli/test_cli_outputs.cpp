@@ -43,7 +43,7 @@ const std::string& fetched_data_root(const std::string& tag) {
 }
 
 std::vector<std::string> tiny_train(const std::string& tag, const std::string& out) {
-  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir",
+  return {"train", "--config", config_file("mlp.yaml"), "--data-dir",
           fetched_data_root(tag),
           "--out", out, "--epochs", "1", "--threads", "1", "--set", "data.train_limit=500", "--set",
           "data.test_limit=200"};

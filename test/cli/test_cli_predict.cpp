@@ -35,7 +35,7 @@ using Bytes = std::vector<uint8_t>;
 // A small MLP (xavier init learns within a small epoch); returns its run folder.
 std::string train_mlp(const std::string& root, const std::string& name, const std::string& dataset = "mnist") {
   std::string out = scratch_dir(name);
-  RunResult r = run_mnistctl({"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml",
+  RunResult r = run_mnistctl({"train", "--config", config_file("mlp.yaml"),
                               "--data-dir", root, "--out", out, "--epochs", "2", "--threads", "2", "--set",
                               "data.train_limit=6000", "--set", "init.type=xavier", "--set",
                               "data.dataset=" + dataset});

@@ -323,7 +323,7 @@ TEST_CASE("a cpu run maps no CUDA library", "[gpu][cpu]") {
 }
 
 TEST_CASE("mnistctl train --dry-run opens no CUDA library", "[gpu][cli]") {
-  std::string cfg = kSourceDir + "/configs/mlp.yaml";
+  std::string cfg = test::config_file("mlp.yaml", kSourceDir);
   Run r = run("LD_DEBUG=libs '" + kExe + "' train --dry-run --config '" + cfg + "'",
               test::scratch_dir("gpu-dry-run"));
   INFO(r.err);
@@ -351,8 +351,8 @@ TEST_CASE("mnistctl train on an absent GPU exits 2 with one line", "[gpu][cli]")
   std::vector<std::string> ctxs = {"gpu:99"};  // absent on every machine
   if (!gpu_usable()) ctxs.push_back("gpu");
   for (const auto& ctx : ctxs) {
-    Run r = run("'" + kExe + "' train --config '" + kSourceDir +
-                    "/configs/lenet.yaml' --epochs 1 --set data.train_limit=200 --ctx " + ctx +
+    Run r = run("'" + kExe + "' train --config '" + test::config_file("lenet.yaml", kSourceDir) +
+                    "' --epochs 1 --set data.train_limit=200 --ctx " + ctx +
                     " --data-dir '" + scratch + "/data' --out '" + scratch + "/run'",
                 scratch);
     std::printf("--ctx %s -> exit %d: %s", ctx.c_str(), r.code, r.err.c_str());
