@@ -150,12 +150,8 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
 
   // Ctrl-C in the middle of the first epoch: exit 130 with a checkpoint.
   bool sent = false;
-  RunResult r = run_mnistctl(recipe(split, 2), [&](const std::string& line, pid_t pid) {
-    if (!sent && line.find("Batch[20/") != std::string::npos) {
-      kill(pid, SIGINT);  // 168 batches of the epoch remain: far more time than the signal needs
-      sent = true;
-    }
-  });
+  // At batch 20, 168 batches of the epoch remain: far more time than the signal needs.
+  RunResult r = run_mnistctl(recipe(split, 2), signal_at("Batch[20/", SIGINT, sent));
   INFO(r.out << r.err);
   REQUIRE(sent);
   REQUIRE(r.code == 130);
@@ -192,12 +188,7 @@ TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume r
   std::vector<std::string> args = {"train", "--config", interruptible_config("cli-sigterm-config"), "--data-dir",
                                    root, "--out", out, "--epochs", "1", "--set", "data.train_limit=6000"};
   bool sent = false;
-  RunResult r = run_mnistctl(args, [&](const std::string& line, pid_t pid) {
-    if (!sent && line.find("Batch[10/") != std::string::npos) {
-      kill(pid, SIGTERM);
-      sent = true;
-    }
-  });
+  RunResult r = run_mnistctl(args, signal_at("Batch[10/", SIGTERM, sent));
   INFO(r.out << r.err);
   REQUIRE(sent);
   CHECK(r.code == 143);

@@ -305,12 +305,7 @@ TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names 
 
   // Ctrl-C in epoch 2: exit 130 and a message naming the exact command that continues.
   bool sent = false;
-  RunResult r = run_mnistctl(recipe(split), [&](const std::string& line, pid_t pid) {
-    if (!sent && line.find("Epoch[2] Batch[10/") != std::string::npos) {
-      kill(pid, SIGINT);
-      sent = true;
-    }
-  });
+  RunResult r = run_mnistctl(recipe(split), signal_at("Epoch[2] Batch[10/", SIGINT, sent));
   INFO(r.out << r.err);
   REQUIRE(sent);
   REQUIRE(r.code == 130);

@@ -224,14 +224,9 @@ TEST_CASE("Ctrl-C under mpirun stops every rank with one checkpoint and resume e
   };
   REQUIRE(mpirun(2, args(whole)).code == 0);
   bool sent = false;
-  RunResult r = mpirun(2, args(split), [&](const std::string& line, pid_t launcher) {
-    if (!sent && line.find("Batch[10/") != std::string::npos) {
-      // What Ctrl-C sends mpirun; it passes SIGTERM on to the ranks about a second later,
-      // hence 3 epochs: the signal lands before the run ends even on a quiet machine.
-      kill(launcher, SIGINT);
-      sent = true;
-    }
-  });
+  // SIGINT to the launcher is what Ctrl-C sends mpirun; it passes SIGTERM on to the ranks about
+  // a second later, hence 3 epochs: the signal lands before the run ends even on a quiet machine.
+  RunResult r = mpirun(2, args(split), signal_at("Batch[10/", SIGINT, sent));
   INFO(r.out << r.err);
   REQUIRE(sent);
   CHECK(r.code != 0);
