@@ -25,6 +25,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "test_util.h"
+#include "usage_error.h"
 
 using namespace mnistctl;
 namespace fs = std::filesystem;
@@ -47,18 +48,12 @@ bool is_cuda_lib(const std::string& name) {
 
 // make_backend(ctx) must fail with a UsageError of one line; returns its message.
 std::string usage_error_of(const std::string& ctx) {
-  try {
-    make_backend(ctx);
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    INFO("ctx " << ctx << ": " << msg);
-    CHECK(e.code() == kExitUsage);
-    CHECK(!msg.empty());
-    CHECK(msg.find('\n') == std::string::npos);
-    return msg;
-  }
-  FAIL("make_backend(\"" << ctx << "\") did not throw");
-  return "";
+  INFO("ctx " << ctx);
+  const std::string msg = test::usage_error_from([&] { make_backend(ctx); }, "make_backend(\"" + ctx + "\")");
+  INFO(msg);
+  CHECK(!msg.empty());
+  CHECK(msg.find('\n') == std::string::npos);
+  return msg;
 }
 
 // Sets an environment variable for one scope.

@@ -7,19 +7,18 @@
 #include "nn/network.h"
 #include "nn/registry.h"
 #include "test_util.h"
+#include "usage_error.h"
 
 using namespace mnistctl;
 
 namespace {
 std::string error_of(const std::string& yaml) {
-  try {
-    Config c = load_config_text(yaml, "net.yaml");
-    Network n(c.network);
-  } catch (const Error& e) {
-    CHECK(e.code() == kExitUsage);
-    return e.what();
-  }
-  return "";
+  return test::usage_error_from(
+      [&] {
+        Config c = load_config_text(yaml, "net.yaml");
+        Network n(c.network);
+      },
+      "building:\n" + yaml);
 }
 int64_t conv_params(int64_t k, int64_t c, int64_t kh, int64_t kw) { return k * c * kh * kw + k; }
 int64_t fc_params(int64_t out, int64_t in) { return out * in + out; }
