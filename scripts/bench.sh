@@ -4,8 +4,11 @@
 #   scripts/bench.sh                      # both networks, 3 epochs, threads = cores
 #   scripts/bench.sh --epochs 10          # the tutorial's full 10 epochs
 #   scripts/bench.sh --only lenet --threads 1
+#   scripts/bench.sh --bf16 no            # skip LeNet in BF16
 #
 # Options: --epochs N (3), --threads N (the number of cores), --only mlp|lenet,
+#          --bf16 auto|yes|no (auto: LeNet is also trained with `--precision bf16` where the
+#          CPU has AVX-512 BF16; its row is compared with the same PyTorch FP32 processes),
 #          --repeats N (3: processes per tool and network; the best one counts),
 #          --data-dir D (the folder that holds mnist/), --out-dir D ($BUILD_DIR).
 # Environment: BUILD_DIR (build-bench), OUT_DIR, MNISTCTL_DATA, MNISTCTL_MIRROR, PYTHON (the
@@ -49,6 +52,7 @@ epochs=3
 repeats=3
 threads=$(nproc)
 only=""
+bf16=auto
 data_root=""
 out_dir=${OUT_DIR:-}
 die() { echo "bench: $*" >&2; exit 2; }
@@ -60,6 +64,8 @@ while [ $# -gt 0 ]; do
     --repeats) [ $# -ge 2 ] || die "--repeats needs a value"; need_int --repeats "$2"; repeats=$2; shift 2 ;;
     --only) [ $# -ge 2 ] || die "--only needs mlp or lenet"
             [[ $2 == mlp || $2 == lenet ]] || die "--only takes mlp or lenet, got '$2'"; only=$2; shift 2 ;;
+    --bf16) [ $# -ge 2 ] || die "--bf16 needs auto, yes or no"
+            [[ $2 == auto || $2 == yes || $2 == no ]] || die "--bf16 takes auto, yes or no, got '$2'"; bf16=$2; shift 2 ;;
     --data-dir) [ $# -ge 2 ] || die "--data-dir needs a folder"; data_root=$2; shift 2 ;;
     --out-dir) [ $# -ge 2 ] || die "--out-dir needs a folder"; out_dir=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -68,6 +74,11 @@ while [ $# -gt 0 ]; do
 done
 nets=(mlp lenet)
 [ -n "$only" ] && nets=("$only")
+# BF16 needs AVX-512 BF16 (mnistctl refuses it otherwise, rather than emulating it slowly).
+if [ "$bf16" = auto ]; then
+  grep -qw avx512_bf16 /proc/cpuinfo && bf16=yes || bf16=no
+fi
+[[ " ${nets[*]} " == *" lenet "* ]] || bf16=no
 [ "$epochs" -ge 2 ] || echo "bench: WARNING: with --epochs 1 the only epoch timed is the warm-up one" >&2
 [ "$repeats" -ge 3 ] || echo "bench: WARNING: fewer than 3 processes per tool: a slow-mode process may count" >&2
 # glibc malloc: keep large freed blocks instead of unmapping them (see the header).
@@ -179,6 +190,11 @@ for rep in $(seq 1 "$repeats"); do
     echo "bench: $net: mnistctl train, $epochs epochs, $threads threads (process $rep of $repeats)"
     timed "mnistctl-$net-$rep" "$mnistctl" train --config "configs/$net.yaml" --ctx cpu --threads "$threads" \
       --data-dir "$data_root" --epochs "$epochs" --out "$work/run-$net-$rep"
+    if [ "$net" = lenet ] && [ "$bf16" = yes ]; then
+      echo "bench: lenet: mnistctl train --precision bf16, $epochs epochs, $threads threads (process $rep of $repeats)"
+      timed "mnistctl-lenet-bf16-$rep" "$mnistctl" train --config configs/lenet.yaml --precision bf16 --ctx cpu \
+        --threads "$threads" --data-dir "$data_root" --epochs "$epochs" --out "$work/run-lenet-bf16-$rep"
+    fi
     echo "bench: $net: PyTorch (scripts/bench_torch.py), $epochs epochs, $threads threads (process $rep of $repeats)"
     timed "torch-$net-$rep" env LD_LIBRARY_PATH="$openblas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
       GLIBC_TUNABLES="$TORCH_TUNABLES" OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
@@ -208,7 +224,7 @@ grep -qw avx512f /proc/cpuinfo && avx512=yes
 export BENCH_WORK=$work BENCH_NETS="${nets[*]}" BENCH_EPOCHS=$epochs BENCH_THREADS=$threads \
   BENCH_CMD=$cmdline BENCH_CPU="${cpu_model:-unknown}" BENCH_CORES=$(nproc) BENCH_AVX512=$avx512 \
   BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') BENCH_VERSION=$("$mnistctl" --version | head -1) \
-  BENCH_REPEATS=$repeats BENCH_LOAD_WARNING=$load_warning BENCH_TORCH_TUNABLES=$TORCH_TUNABLES \
+  BENCH_REPEATS=$repeats BENCH_BF16=$bf16 BENCH_LOAD_WARNING=$load_warning BENCH_TORCH_TUNABLES=$TORCH_TUNABLES \
   BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
   BENCH_DIRTY=$(git rev-parse -q HEAD >/dev/null 2>&1 && ! git diff --quiet HEAD 2>/dev/null && echo " + uncommitted changes" || true) \
   BENCH_TORCH_PKG=${torch_pkg:+Debian python3-torch $torch_pkg, } \
@@ -246,19 +262,25 @@ out = []
 repeats = int(env["BENCH_REPEATS"])
 
 
-def mnistctl_epochs(net, rep):
-    mx = [json.loads(l) for l in open(f"{work}/run-{net}-{rep}/metrics.jsonl")]
+def mnistctl_epochs(run, rep):
+    mx = [json.loads(l) for l in open(f"{work}/run-{run}-{rep}/metrics.jsonl")]
     return [e for e in mx if e.get("type") == "epoch"]
+
+
+def best_mnistctl(run):
+    """The process with the fastest median epoch: (its epochs, each process's median, its number)."""
+    runs = {r: mnistctl_epochs(run, r) for r in range(1, repeats + 1)}
+    meds = {r: med(e["time_s"] for e in timed_epochs(v)) for r, v in runs.items()}
+    best = min(meds, key=meds.get)
+    return runs[best], meds, best
 
 
 for net in env["BENCH_NETS"].split():
     # The process with the fastest median epoch, per tool: a slow-mode process is no result.
-    m_runs = {r: mnistctl_epochs(net, r) for r in range(1, repeats + 1)}
+    mx, m_med, mr = best_mnistctl(net)
     t_runs = {r: json.load(open(f"{work}/torch-{net}-{r}.json")) for r in range(1, repeats + 1)}
-    m_med = {r: med(e["time_s"] for e in timed_epochs(v)) for r, v in m_runs.items()}
     t_med = {r: med(e["time_s"] for e in timed_epochs(v["epochs"])) for r, v in t_runs.items()}
-    mr, tr = min(m_med, key=m_med.get), min(t_med, key=t_med.get)
-    mx = m_runs[mr]
+    tr = min(t_med, key=t_med.get)
     tm = timed_epochs(mx)
     m = re.search(r"oneDNN [0-9.]+", open(f"{work}/mnistctl-{net}-{mr}.log").read())
     if m:
@@ -279,8 +301,16 @@ for net in env["BENCH_NETS"].split():
          med(e["infer_images_per_s"] for e in tt), max_rss_mib(f"torch-{net}-{tr}"), tt[-1]["test_accuracy"],
          minor_faults(f"torch-{net}-{tr}")),
     ]
-    m_ips, t_ips = rows[0][2], rows[1][2]
-    m_inf, t_inf = rows[0][3], rows[1][3]
+    bf16_note = ""
+    if net == "lenet" and env["BENCH_BF16"] == "yes":
+        bx, b_med, br = best_mnistctl("lenet-bf16")
+        bt = timed_epochs(bx)
+        rows.insert(1, ("mnistctl, `--precision bf16`", med(e["time_s"] for e in bt), med(e["images_per_s"] for e in bt),
+                        med(10000 / e["val_time_s"] for e in bt), max_rss_mib(f"mnistctl-lenet-bf16-{br}"),
+                        bx[-1]["val_accuracy"], minor_faults(f"mnistctl-lenet-bf16-{br}")))
+        bf16_note = (f" The BF16 row is compared with the same PyTorch FP32 processes; its median epoch time per "
+                     f"process: {', '.join(f'{b_med[r]:.3f}' for r in sorted(b_med))} s.")
+    t_ips, t_inf = rows[-1][2], rows[-1][3]
     first = tm[0]["epoch"]
     span = f"epoch {first}" if len(tm) == 1 else f"epochs {first}-{tm[-1]['epoch']}"
     out.append(f"### {names[net]}, {len(mx)} epochs\n")
@@ -288,8 +318,9 @@ for net in env["BENCH_NETS"].split():
                f"inference images/s | ratio | peak RSS (MiB) | minor page faults | test accuracy |")
     out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for i, (tool, t, ips, inf, rss, acc, faults) in enumerate(rows):
-        r1 = f"**{m_ips / t_ips:.2f}x**" if i == 0 else "1.00x"
-        r2 = f"**{m_inf / t_inf:.2f}x**" if i == 0 else "1.00x"
+        last = i == len(rows) - 1
+        r1 = "1.00x" if last else f"**{ips / t_ips:.2f}x**"
+        r2 = "1.00x" if last else f"**{inf / t_inf:.2f}x**"
         out.append(f"| {tool} | {t:.3f} | {ips:,.0f} | {r1} | {inf:,.0f} | {r2} | {rss:.0f} | {faults:,} | {acc:.4f} |")
     if len(tm) > 1 and len(tt) > 1:
         fm, ft = min(e["time_s"] for e in tm), min(e["time_s"] for e in tt)
@@ -306,7 +337,7 @@ for net in env["BENCH_NETS"].split():
                f"test set: {med(pt):.3f} s; on 100 images (start-up and model loading): {med(p1):.3f} s; "
                f"median of 3.{fastest} Best of {repeats} processes per tool; median epoch time of each "
                f"process: mnistctl {', '.join(f'{m_med[r]:.3f}' for r in sorted(m_med))} s, PyTorch "
-               f"{', '.join(f'{t_med[r]:.3f}' for r in sorted(t_med))} s. Minor page faults: the whole "
+               f"{', '.join(f'{t_med[r]:.3f}' for r in sorted(t_med))} s.{bf16_note} Minor page faults: the whole "
                f"process, start-up and data loading included.\n")
 
 hdr = [

@@ -597,8 +597,8 @@ class DnnlBackend final : public HostBackend {
   // kernels are the fastest; its forward is plain, see plain_forward), nhwc otherwise:
   // blocked pads the channels to a multiple of 16, which for LeNet's conv2 (20 -> 50)
   // wastes half the work, while nhwc pads nothing and gets oneDNN's brgemm convolution
-  // (measured in docs/performance.md, section 6). In bf16 every
-  // convolution runs nhwc: for one input channel the blocked bf16 backward-weights falls
+  // (measured in docs/performance.md, section 6). In bf16 every convolution's backward
+  // runs nhwc: for one input channel the blocked bf16 backward-weights falls
   // back to oneDNN's gemm convolution, several times slower (docs/performance.md).
   memory::desc act_md(const ConvDesc& d, int64_t n, int64_t c, int64_t h, int64_t w, dt type) const {
     if (conv_layout_ == ConvLayout::plain) return plain_md({n, c, h, w}, tag::nchw, type);
@@ -609,9 +609,11 @@ class DnnlBackend final : public HostBackend {
   // The forward of a single-channel input (LeNet's conv1) runs on the plain layouts, where
   // oneDNN uses its gemm convolution: the blocked kernel is faster by itself, but its
   // output, padded to 32 channels, has to be reordered back to NCHW on every call, and
-  // that costs more than the gemm gives up. Its backward directions stay blocked.
+  // that costs more than the gemm gives up. Its backward directions stay blocked (nhwc
+  // in bf16). In bf16 too (a BF16 gemm on NCHW): the nhwc kernel's output needs the same
+  // reorder back.
   bool plain_forward(const ConvDesc& d) const {
-    return conv_layout_ == ConvLayout::auto_ && d.c == 1 && in_dt_ == dt::f32;
+    return conv_layout_ == ConvLayout::auto_ && d.c == 1;
   }
   memory::desc weight_md(const ConvDesc& d, dt type) const {
     return conv_layout_ != ConvLayout::plain ? any_md({d.k, d.c, d.kh, d.kw}, type)
