@@ -83,6 +83,12 @@ inline std::string mnist_dir() {
   return "";
 }
 
+// A shipped config, configs/<name> in the source tree: the checkout this build came from,
+// unless the test names another (test_gpu, run from a relocated bundle by gpu-check.sh).
+inline std::string config_file(const std::string& name, const std::string& source_dir = MNISTCTL_SOURCE_DIR) {
+  return source_dir + "/configs/" + name;
+}
+
 // A fresh empty folder under the build tree for one test.
 inline std::string scratch_dir(const std::string& name) {
   std::filesystem::path p = std::filesystem::path(MNISTCTL_BINARY_DIR) / "test-scratch" / name;

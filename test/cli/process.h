@@ -101,6 +101,18 @@ inline RunResult run_program(const std::string& exe, const std::vector<std::stri
   return r;
 }
 
+// An on_stdout_line for run_program and run_mnistctl: sends `sig` to the child once, at the
+// first stdout line that contains `marker`, and sets `sent` (a test REQUIREs it, so that the
+// exit code it checks is the one of a run that was signalled mid-way).
+inline std::function<void(const std::string&, pid_t)> signal_at(const std::string& marker, int sig, bool& sent) {
+  return [marker, sig, &sent](const std::string& line, pid_t pid) {
+    if (!sent && line.find(marker) != std::string::npos) {
+      kill(pid, sig);
+      sent = true;
+    }
+  };
+}
+
 // The mnistctl binary of this build.
 inline RunResult run_mnistctl(const std::vector<std::string>& args,
                               const std::function<void(const std::string&, pid_t)>& on_stdout_line = {},

@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::vector<std::string> quick_mlp(const std::string& root, const std::string& out, int epochs) {
-  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", root,
+  return {"train", "--config", config_file("mlp.yaml"), "--data-dir", root,
           "--out", out, "--epochs", std::to_string(epochs), "--threads", "1", "--set", "data.train_limit=2000",
           "--set", "data.test_limit=500"};
 }

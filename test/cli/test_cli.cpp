@@ -26,7 +26,7 @@ namespace {
 // init needs more data than a test should spend).
 std::vector<std::string> quick_mlp(const std::string& root, const std::string& out, int epochs,
                                    int limit = 6000) {
-  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", root, "--out",
+  return {"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out",
           out, "--epochs", std::to_string(epochs), "--threads", "2", "--set", "data.train_limit=" + std::to_string(limit),
           "--set", "init.type=xavier", "--set", "train.log_interval=10"};
 }
@@ -150,12 +150,8 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
 
   // Ctrl-C in the middle of the first epoch: exit 130 with a checkpoint.
   bool sent = false;
-  RunResult r = run_mnistctl(recipe(split, 2), [&](const std::string& line, pid_t pid) {
-    if (!sent && line.find("Batch[20/") != std::string::npos) {
-      kill(pid, SIGINT);  // 168 batches of the epoch remain: far more time than the signal needs
-      sent = true;
-    }
-  });
+  // At batch 20, 168 batches of the epoch remain: far more time than the signal needs.
+  RunResult r = run_mnistctl(recipe(split, 2), signal_at("Batch[20/", SIGINT, sent));
   INFO(r.out << r.err);
   REQUIRE(sent);
   REQUIRE(r.code == 130);
@@ -166,7 +162,7 @@ TEST_CASE("resume after an interruption gives exactly the weights of an uninterr
 
   // Resuming with --config of another network is refused; the run is untouched.
   RunResult other = run_mnistctl({"train", "--out", split, "--data-dir", root, "--resume", "--config",
-                                  std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml"});
+                                  config_file("mlp.yaml")});
   CHECK(other.code == 2);
   CHECK(other.err.find("holds a run of 'conv-dropout'") != std::string::npos);
 
@@ -192,12 +188,7 @@ TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume r
   std::vector<std::string> args = {"train", "--config", interruptible_config("cli-sigterm-config"), "--data-dir",
                                    root, "--out", out, "--epochs", "1", "--set", "data.train_limit=6000"};
   bool sent = false;
-  RunResult r = run_mnistctl(args, [&](const std::string& line, pid_t pid) {
-    if (!sent && line.find("Batch[10/") != std::string::npos) {
-      kill(pid, SIGTERM);
-      sent = true;
-    }
-  });
+  RunResult r = run_mnistctl(args, signal_at("Batch[10/", SIGTERM, sent));
   INFO(r.out << r.err);
   REQUIRE(sent);
   CHECK(r.code == 143);
@@ -226,7 +217,7 @@ TEST_CASE("a LeNet step on the CPU runs through the binary (one small epoch)") {
   skip_without_mnist();
   std::string root = data_root("cli-lenet");
   std::string out = scratch_dir("cli-lenet-run");
-  RunResult r = run_mnistctl({"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml",
+  RunResult r = run_mnistctl({"train", "--config", config_file("lenet.yaml"),
                               "--data-dir", root, "--out", out, "--epochs", "1", "--set", "data.train_limit=2000",
                               "--set", "data.test_limit=500", "--set", "init.type=xavier"});
   INFO(r.out << r.err);
@@ -261,7 +252,7 @@ TEST_CASE("bad input gives one line and the documented exit code") {
     CHECK(one_line(r));
   }
   SECTION("no data yet: exit 2, says to fetch") {
-    RunResult r = run_mnistctl({"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml",
+    RunResult r = run_mnistctl({"train", "--config", config_file("mlp.yaml"),
                                 "--data-dir", dir + "/empty", "--out", dir + "/run"});
     CHECK(r.code == 2);
     CHECK(r.err.find("mnistctl fetch") != std::string::npos);
@@ -290,14 +281,14 @@ TEST_CASE("bad input gives one line and the documented exit code") {
     CHECK(run_mnistctl({}).code == 2);
   }
   SECTION("a failed train leaves no run folder behind") {
-    std::string mlp = std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml";
+    std::string mlp = config_file("mlp.yaml");
     CHECK(run_mnistctl({"train", "--config", mlp, "--data-dir", dir + "/empty", "--out", dir + "/r1"}).code == 2);
     CHECK(run_mnistctl({"train", "--config", mlp, "--ctx", "tpu", "--out", dir + "/r2"}).code == 2);
     CHECK(!fs::exists(dir + "/r1"));
     CHECK(!fs::exists(dir + "/r2"));
   }
   SECTION("--dry-run makes the checks a real run makes") {
-    std::string mlp = std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml";
+    std::string mlp = config_file("mlp.yaml");
     RunResult r = run_mnistctl({"train", "--config", mlp, "--dry-run", "--set", "network.layers.6.type=flatten"});
     CHECK(r.code == 2);
     CHECK(r.err.find("softmax_output") != std::string::npos);

@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "cli/process.h"
+#include "test_util.h"
 
 using namespace mnistctl::test;
 
@@ -50,7 +51,7 @@ std::string row(const std::string& json, const std::string& name) {
 TEST_CASE("bench times every layer of the MLP on cpu and ref, and the parts add up to the whole") {
   for (const std::string ctx : {"cpu", "ref"}) {
     INFO("--ctx " << ctx);
-    RunResult r = run_mnistctl({"bench", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--ctx",
+    RunResult r = run_mnistctl({"bench", "--config", config_file("mlp.yaml"), "--ctx",
                                 ctx, "--threads", "1", "--batch", "32", "--iters", "5", "--warmup", "1", "--json"});
     INFO(r.err);
     REQUIRE(r.code == 0);

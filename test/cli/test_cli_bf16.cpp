@@ -20,25 +20,19 @@ using namespace mnistctl;
 using namespace mnistctl::test;
 namespace fs = std::filesystem;
 
-namespace {
-
-const std::string kLenet = std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml";
-const std::string kMlp = std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml";
-
-}  // namespace
-
 TEST_CASE("bf16 on a CPU without AVX-512 BF16 is refused at start-up with one line") {
-  RunResult r = run_mnistctl({"train", "--config", kLenet, "--precision", "bf16", "--dry-run"}, {},
-                             {"DNNL_MAX_CPU_ISA=AVX512_CORE"});
+  RunResult r = run_mnistctl({"train", "--config", config_file("lenet.yaml"), "--precision", "bf16", "--dry-run"},
+                             {}, {"DNNL_MAX_CPU_ISA=AVX512_CORE"});
   INFO(r.err);
   CHECK(r.code == 2);
   CHECK(r.err.find("AVX-512 BF16") != std::string::npos);
   CHECK(r.err.find("train.precision") != std::string::npos);
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   // The same refusal without --dry-run comes before any data is read: no data folder needed.
-  RunResult r2 = run_mnistctl({"train", "--config", kLenet, "--set", "train.precision=bf16", "--data-dir",
-                               scratch_dir("bf16-no-data"), "--out", scratch_dir("bf16-no-data-run") + "/run"},
-                              {}, {"DNNL_MAX_CPU_ISA=AVX512_CORE"});
+  RunResult r2 =
+      run_mnistctl({"train", "--config", config_file("lenet.yaml"), "--set", "train.precision=bf16", "--data-dir",
+                    scratch_dir("bf16-no-data"), "--out", scratch_dir("bf16-no-data-run") + "/run"},
+                   {}, {"DNNL_MAX_CPU_ISA=AVX512_CORE"});
   CHECK(r2.code == 2);
   CHECK(r2.err.find("AVX-512 BF16") != std::string::npos);
   RunResult r3 = run_mnistctl({"bench", "--precision", "bf16"}, {}, {"DNNL_MAX_CPU_ISA=AVX512_CORE"});
@@ -47,10 +41,12 @@ TEST_CASE("bf16 on a CPU without AVX-512 BF16 is refused at start-up with one li
 }
 
 TEST_CASE("bf16 is refused on the reference backend, and unknown precisions by the config") {
-  RunResult r = run_mnistctl({"train", "--config", kMlp, "--ctx", "ref", "--precision", "bf16", "--dry-run"});
+  RunResult r =
+      run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--ctx", "ref", "--precision", "bf16", "--dry-run"});
   CHECK(r.code == 2);
   CHECK(r.err.find("FP32 only") != std::string::npos);
-  RunResult bad = run_mnistctl({"train", "--config", kMlp, "--set", "train.precision=fp16", "--dry-run"});
+  RunResult bad =
+      run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--set", "train.precision=fp16", "--dry-run"});
   CHECK(bad.code == 2);
   CHECK(bad.err.find("precision") != std::string::npos);
   CHECK(bad.err.find("bf16") != std::string::npos);  // the message lists the allowed values
@@ -65,9 +61,9 @@ TEST_CASE("a bf16 run learns and its checkpoint is FP32, read by eval at fp32") 
   skip_without_mnist();
   const std::string root = data_root("bf16-run");
   const std::string out = root + "/run";
-  RunResult t = run_mnistctl({"train", "--config", kMlp, "--data-dir", root, "--out", out, "--epochs", "1",
-                              "--threads", "2", "--precision", "bf16", "--set", "data.train_limit=6000", "--set",
-                              "init.type=xavier", "--set", "data.test_limit=2000"});
+  RunResult t = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out", out,
+                              "--epochs", "1", "--threads", "2", "--precision", "bf16", "--set",
+                              "data.train_limit=6000", "--set", "init.type=xavier", "--set", "data.test_limit=2000"});
   INFO(t.out << t.err);
   REQUIRE(t.code == 0);
   CHECK(t.out.find("bf16") != std::string::npos);  // the backend line says the precision

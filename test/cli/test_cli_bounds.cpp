@@ -92,7 +92,7 @@ TEST_CASE("shapes that overflow 64 bits are refused naming the layer, also by --
 TEST_CASE("a full disk during a checkpoint write exits 3 and leaves the previous checkpoint loadable") {
   const std::string root = data_root("bounds-full-disk");
   const std::string out = root + "/run";
-  const std::vector<std::string> recipe = {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml",
+  const std::vector<std::string> recipe = {"train", "--config", config_file("mlp.yaml"),
                                            "--data-dir", root, "--out", out, "--threads", "2", "--set",
                                            "data.train_limit=2000", "--set", "data.test_limit=1000"};
   std::vector<std::string> first = recipe;

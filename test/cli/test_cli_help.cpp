@@ -164,7 +164,7 @@ TEST_CASE("the build writes a bash completion that completes subcommands, flags 
 
 TEST_CASE("the flags --epochs, --seed and --dataset win over --set of the same key, in either order") {
   auto dry = [](std::vector<std::string> extra) {
-    std::vector<std::string> a = {"train", "--config", kSrc + "/configs/mlp.yaml", "--dry-run"};
+    std::vector<std::string> a = {"train", "--config", config_file("mlp.yaml"), "--dry-run"};
     a.insert(a.end(), extra.begin(), extra.end());
     RunResult r = run_mnistctl(a);
     INFO(r.err);
@@ -186,7 +186,7 @@ TEST_CASE("a trained run: info, eval/predict --dataset, and --resume refusing an
   const std::string root = data_root("clihelp-data");
   const std::string dir = scratch_dir("clihelp-run");
   const std::string cfg = dir + "/my-mlp.yaml";
-  fs::copy_file(kSrc + "/configs/mlp.yaml", cfg);
+  fs::copy_file(config_file("mlp.yaml"), cfg);
   const std::string run = dir + "/run";
   const std::vector<std::string> sets = {"--set", "data.train_limit=1000", "--set", "data.test_limit=500",
                                          "--set", "init.type=xavier", "--set", "train.log_interval=0"};
@@ -201,7 +201,7 @@ TEST_CASE("a trained run: info, eval/predict --dataset, and --resume refusing an
   REQUIRE(first.code == 0);
 
   // --- info, text and JSON, on the run folder and on an epoch checkpoint ---
-  const int64_t params = Network(load_config_file(kSrc + "/configs/mlp.yaml").network).param_count();
+  const int64_t params = Network(load_config_file(config_file("mlp.yaml")).network).param_count();
   std::smatch m;
   const std::string metrics = read_text(run + "/metrics.jsonl");
   REQUIRE(std::regex_search(metrics, m, std::regex("\"type\":\"epoch\",\"epoch\":1,.*\"val_accuracy\":([0-9.]+)")));
@@ -305,7 +305,7 @@ TEST_CASE("Fashion-MNIST end to end: fetch, train --dataset, eval with class cou
                                  {}, {"MNISTCTL_NO_BUILTIN_MIRRORS=1"});
   INFO(fetch.out << fetch.err);
   REQUIRE(fetch.code == 0);
-  RunResult train = run_mnistctl({"train", "--config", kSrc + "/configs/mlp.yaml", "--dataset", "fashion-mnist",
+  RunResult train = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--dataset", "fashion-mnist",
                                   "--data-dir", root, "--out", dir + "/fashion", "--epochs", "1", "--threads", "2",
                                   "--set", "data.train_limit=2000", "--set", "data.test_limit=1000", "--set",
                                   "init.type=xavier", "--set", "train.log_interval=0"});

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,7 +44,7 @@ const std::string& fetched_data_root(const std::string& tag) {
 }
 
 std::vector<std::string> tiny_train(const std::string& tag, const std::string& out) {
-  return {"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir",
+  return {"train", "--config", config_file("mlp.yaml"), "--data-dir",
           fetched_data_root(tag),
           "--out", out, "--epochs", "1", "--threads", "1", "--set", "data.train_limit=500", "--set",
           "data.test_limit=200"};
@@ -77,6 +78,34 @@ void check_refusal(const RunResult& r, int code, const std::string& path) {
   CHECK(r.err.rfind("mnistctl: ", 0) == 0);
   CHECK(r.err.find(path) != std::string::npos);
   for (const char* raw : {"filesystem error", "std::", "basic_ios", "iostream", "what()"}) CHECK(r.err.find(raw) == std::string::npos);
+}
+
+// The three ways a file output (predict, report and export --output) fails, a SECTION each:
+// under a regular file (ENOTDIR: exit 3), a folder in its place (EISDIR: exit 2, the folder
+// left empty), a full disk (EFBIG: exit 3 under a limit of `full_limit` bytes, which `why_full`
+// explains, and neither the file nor a temporary left). `args(path)` is the command line that
+// writes the output to `path`; `name` is the file's name; `label` starts each SECTION's name.
+void check_file_output(const std::string& dir, const std::string& label, const std::string& name,
+                       const std::function<std::vector<std::string>(const std::string&)>& args, rlim_t full_limit,
+                       const std::string& why_full) {
+  SECTION(label + "under a regular file (ENOTDIR)") {
+    const std::string out = regular_file(dir, "plain") + "/" + name;
+    check_refusal(run_mnistctl(args(out)), kExitIo, out);
+  }
+  SECTION(label + "a folder (EISDIR)") {
+    const std::string out = dir + "/" + name;
+    fs::create_directories(out);
+    check_refusal(run_mnistctl(args(out)), kExitUsage, out);
+    CHECK(fs::is_empty(out));
+  }
+  SECTION(label + "a full disk (EFBIG): " + why_full) {
+    const std::string out = dir + "/full-" + name;
+    RunResult r = run_mnistctl(args(out), {}, {}, full_limit);
+    check_refusal(r, kExitIo, out);
+    CHECK(r.err.find("File too large") != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+    for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().string().find(".tmp.") == std::string::npos);
+  }
 }
 
 }  // namespace
@@ -126,24 +155,8 @@ TEST_CASE("predict: --output and --save-preprocessed that cannot be written are 
     return a;
   };
 
-  SECTION("--output under a regular file (ENOTDIR)") {
-    const std::string out = regular_file(dir, "plain") + "/probs.csv";
-    check_refusal(run_mnistctl(predict({"--output", out})), kExitIo, out);
-  }
-  SECTION("--output is a folder (EISDIR)") {
-    const std::string out = dir + "/probs.csv";
-    fs::create_directories(out);
-    check_refusal(run_mnistctl(predict({"--output", out})), kExitUsage, out);
-    CHECK(fs::is_empty(out));
-  }
-  SECTION("--output on a full disk (EFBIG): the rows of 10,000 test images do not fit in 64 kB") {
-    const std::string out = dir + "/big.csv";
-    RunResult r = run_mnistctl(predict({"--output", out}), {}, {}, 64 * 1024);
-    check_refusal(r, kExitIo, out);
-    CHECK(r.err.find("File too large") != std::string::npos);
-    CHECK_FALSE(fs::exists(out));
-    for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().string().find(".tmp.") == std::string::npos);
-  }
+  check_file_output(dir, "--output: ", "probs.csv", [&](const std::string& out) { return predict({"--output", out}); },
+                    64 * 1024, "the rows of 10,000 test images do not fit in 64 kB");
   SECTION("--save-preprocessed under a regular file (ENOTDIR)") {
     const std::string seen = regular_file(dir, "plain") + "/seen";
     check_refusal(run_mnistctl(predict({"--save-preprocessed", seen})), kExitIo, seen);
@@ -166,23 +179,7 @@ TEST_CASE("report: --output that cannot be written is exit 3 (2 for a folder)") 
   auto report = [&](const std::string& out) {
     return std::vector<std::string>{"report", run, "--data-dir", fetched_data_root(tag), "--output", out};
   };
-
-  SECTION("under a regular file (ENOTDIR)") {
-    const std::string out = regular_file(dir, "plain") + "/report.html";
-    check_refusal(run_mnistctl(report(out)), kExitIo, out);
-  }
-  SECTION("a folder (EISDIR)") {
-    const std::string out = dir + "/report.html";
-    fs::create_directories(out);
-    check_refusal(run_mnistctl(report(out)), kExitUsage, out);
-  }
-  SECTION("a full disk (EFBIG): the page does not fit in 4 kB") {
-    const std::string out = dir + "/full.html";
-    RunResult r = run_mnistctl(report(out), {}, {}, 4096);
-    check_refusal(r, kExitIo, out);
-    CHECK(r.err.find("File too large") != std::string::npos);
-    CHECK_FALSE(fs::exists(out));
-  }
+  check_file_output(dir, "", "report.html", report, 4096, "the page does not fit in 4 kB");
 }
 
 #if MNISTCTL_TEST_ONNX_BUILT
@@ -190,23 +187,7 @@ TEST_CASE("export: --output that cannot be written is exit 3 (2 for a folder)") 
   const std::string tag = "outputs-export", dir = scratch_dir(tag);
   const std::string run = trained_run(tag);
   auto exp = [&](const std::string& out) { return std::vector<std::string>{"export", "--model", run, "--output", out}; };
-
-  SECTION("under a regular file (ENOTDIR)") {
-    const std::string out = regular_file(dir, "plain") + "/model.onnx";
-    check_refusal(run_mnistctl(exp(out)), kExitIo, out);
-  }
-  SECTION("a folder (EISDIR)") {
-    const std::string out = dir + "/model.onnx";
-    fs::create_directories(out);
-    check_refusal(run_mnistctl(exp(out)), kExitUsage, out);
-  }
-  SECTION("a full disk (EFBIG): the MLP's 400 kB of weights do not fit in 64 kB") {
-    const std::string out = dir + "/full.onnx";
-    RunResult r = run_mnistctl(exp(out), {}, {}, 64 * 1024);
-    check_refusal(r, kExitIo, out);
-    CHECK(r.err.find("File too large") != std::string::npos);
-    CHECK_FALSE(fs::exists(out));
-  }
+  check_file_output(dir, "", "model.onnx", exp, 64 * 1024, "the MLP's 400 kB of weights do not fit in 64 kB");
 }
 #endif
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include <catch2/catch.hpp>
 
@@ -35,13 +36,21 @@ using Bytes = std::vector<uint8_t>;
 // A small MLP (xavier init learns within a small epoch); returns its run folder.
 std::string train_mlp(const std::string& root, const std::string& name, const std::string& dataset = "mnist") {
   std::string out = scratch_dir(name);
-  RunResult r = run_mnistctl({"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml",
+  RunResult r = run_mnistctl({"train", "--config", config_file("mlp.yaml"),
                               "--data-dir", root, "--out", out, "--epochs", "2", "--threads", "2", "--set",
                               "data.train_limit=6000", "--set", "init.type=xavier", "--set",
                               "data.dataset=" + dataset});
   INFO(r.out << r.err);
   REQUIRE(r.code == 0);
   return out;
+}
+
+// Runs mnistctl, which must succeed; returns what it wrote to stdout.
+std::string stdout_of(const std::vector<std::string>& args) {
+  RunResult r = run_mnistctl(args);
+  INFO("mnistctl " << args[0] << ": " << r.err);
+  REQUIRE(r.code == 0);
+  return r.out;
 }
 
 void write_file(const std::string& path, const std::string& s) {
@@ -141,12 +150,8 @@ TEST_CASE("predict reads an off-centre 28x28 digit right after preprocessing and
     std::snprintf(name, sizeof name, "/%02d.pgm", k);
     write_file(dir + name, pgm(28, 28, corner.back().data()));
   }
-  RunResult pre = run_mnistctl({"predict", "--model", run, "--input", dir, "--save-preprocessed", seen});
-  RunResult raw = run_mnistctl({"predict", "--model", run, "--input", dir, "--raw"});
-  INFO(pre.err << raw.err);
-  REQUIRE(pre.code == 0);
-  REQUIRE(raw.code == 0);
-  auto lp = lines(pre.out), lr = lines(raw.out);
+  auto lp = lines(stdout_of({"predict", "--model", run, "--input", dir, "--save-preprocessed", seen}));
+  auto lr = lines(stdout_of({"predict", "--model", run, "--input", dir, "--raw"}));
   REQUIRE(lp.size() == 21);
   REQUIRE(lr.size() == 21);
   CHECK(lp[0] == "source,index,predicted,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9,error");
@@ -178,7 +183,7 @@ TEST_CASE("predict reads an off-centre 28x28 digit right after preprocessing and
   }
   // With --raw, the stored pixels themselves.
   std::string seen_raw = scratch_dir("pp-corner-seen-raw");
-  REQUIRE(run_mnistctl({"predict", "--model", run, "--input", dir + "/00.pgm", "--raw", "--save-preprocessed", seen_raw}).code == 0);
+  stdout_of({"predict", "--model", run, "--input", dir + "/00.pgm", "--raw", "--save-preprocessed", seen_raw});
   CHECK(read_text(seen_raw + "/000000-00.pgm") == pgm(28, 28, corner[0].data()));
 
   // --raw takes pictures at the model's size only: any other is an error row, exit 2.
@@ -189,9 +194,8 @@ TEST_CASE("predict reads an off-centre 28x28 digit right after preprocessing and
   RunResult r56 = run_mnistctl({"predict", "--model", run, "--input", dir + "/big.pgm", "--raw"});
   CHECK(r56.code == 2);
   CHECK(r56.out.find(dir + "/big.pgm,0,,,,,,,,,,,," + dir + "/big.pgm: image is 56x56: --raw takes images at the model's input size (28x28) only\n") != std::string::npos);
-  RunResult p56 = run_mnistctl({"predict", "--model", run, "--input", dir + "/big.pgm"});
-  CHECK(p56.code == 0);
-  CHECK(p56.out.find(dir + "/big.pgm,0,7,") != std::string::npos);
+  CHECK(stdout_of({"predict", "--model", run, "--input", dir + "/big.pgm"}).find(dir + "/big.pgm,0,7,") !=
+        std::string::npos);
 }
 
 TEST_CASE("predict takes its format from --format or the output extension and a conflict is one line") {
@@ -202,23 +206,27 @@ TEST_CASE("predict takes its format from --format or the output extension and a 
   write_file(out + "/seven.pgm", pgm(28, 28, test.images.data()));
   const std::string in = out + "/seven.pgm";
 
-  REQUIRE(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/p.json"}).code == 0);
-  std::string j = read_text(out + "/p.json");
+  // The seven predicted into out/<name> (`more` flags after), which must succeed: the file written.
+  auto predict_to = [&](const std::string& name, const std::vector<std::string>& more = {}) {
+    std::vector<std::string> a = {"predict", "--model", run, "--input", in, "--output", out + "/" + name};
+    a.insert(a.end(), more.begin(), more.end());
+    CHECK(stdout_of(a).empty());  // the rows go to the file only
+    return read_text(out + "/" + name);
+  };
+
+  const std::string j = predict_to("p.json");
   CHECK(j.rfind("[\n{\"source\":", 0) == 0);
   CHECK(j.find("\"predicted\":7,\"probabilities\":[") != std::string::npos);
   CHECK(j.substr(j.size() - 3) == "\n]\n");
-  REQUIRE(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/P.JSON"}).code == 0);
-  CHECK(read_text(out + "/P.JSON") == j);
-  REQUIRE(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/p.csv"}).code == 0);
-  CHECK(read_text(out + "/p.csv").rfind("source,index,predicted,p0,", 0) == 0);
+  CHECK(predict_to("P.JSON") == j);
+  const std::string csv = predict_to("p.csv");
+  CHECK(csv.rfind("source,index,predicted,p0,", 0) == 0);
   // Another extension: --format decides, csv without it.
-  REQUIRE(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/p.txt", "--format", "json"}).code == 0);
-  CHECK(read_text(out + "/p.txt") == j);
-  REQUIRE(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/q.txt"}).code == 0);
-  CHECK(read_text(out + "/q.txt") == read_text(out + "/p.csv"));
+  CHECK(predict_to("p.txt", {"--format", "json"}) == j);
+  CHECK(predict_to("q.txt") == csv);
   // Agreeing flag and extension are fine; disagreeing ones are refused before anything is
   // written, and an existing file stays as it was.
-  CHECK(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/p.json", "--format", "json"}).code == 0);
+  CHECK(predict_to("p.json", {"--format", "json"}) == j);
   write_file(out + "/keep.csv", "mine\n");
   RunResult bad = run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/keep.csv", "--format", "json"});
   CHECK(bad.code == 2);
@@ -234,10 +242,7 @@ TEST_CASE("predict puts the true label in test-set output and Fashion-MNIST clas
   std::string root = data_root("pp-labels");
   std::string run = train_mlp(root, "pp-labels-run");
   Dataset test = load_split(root, "mnist", Split::test);
-  RunResult p = run_mnistctl({"predict", "--model", run, "--data-dir", root});
-  INFO(p.err);
-  REQUIRE(p.code == 0);
-  auto l = lines(p.out);
+  auto l = lines(stdout_of({"predict", "--model", run, "--data-dir", root}));
   REQUIRE(l.size() == 10001);
   CHECK(l[0] == "source,index,label,predicted,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9");
   int right = 0;
@@ -250,35 +255,27 @@ TEST_CASE("predict puts the true label in test-set output and Fashion-MNIST clas
     right += f[3] == f[2];
   }
   CHECK(right > 8000);  // chance is 1000
-  RunResult pj = run_mnistctl({"predict", "--model", run, "--data-dir", root, "--format", "json"});
-  REQUIRE(pj.code == 0);
-  CHECK(pj.out.find("{\"source\":\"test\",\"index\":0,\"label\":7,\"predicted\":") != std::string::npos);
+  CHECK(stdout_of({"predict", "--model", run, "--data-dir", root, "--format", "json"})
+            .find("{\"source\":\"test\",\"index\":0,\"label\":7,\"predicted\":") != std::string::npos);
 
   // Fashion-MNIST: names beside the numbers.
   std::string froot = data_root("pp-fashion", "fashion-mnist");
   std::string frun = train_mlp(froot, "pp-fashion-run", "fashion-mnist");
-  RunResult f = run_mnistctl({"predict", "--model", frun, "--data-dir", froot});
-  INFO(f.err);
-  REQUIRE(f.code == 0);
-  auto fl = lines(f.out);
+  auto fl = lines(stdout_of({"predict", "--model", frun, "--data-dir", froot}));
   REQUIRE(fl.size() == 10001);
   CHECK(fl[0] == "source,index,label,label_name,predicted,predicted_name,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9");
   CHECK(fl[1].rfind("test,0,9,Ankle boot,", 0) == 0);  // Fashion-MNIST's first test image
   CHECK(fl[3].rfind("test,2,1,Trouser,", 0) == 0);
-  RunResult fj = run_mnistctl({"predict", "--model", frun, "--data-dir", froot, "--format", "json"});
-  REQUIRE(fj.code == 0);
-  CHECK(fj.out.find("{\"source\":\"test\",\"index\":0,\"label\":9,\"label_name\":\"Ankle boot\",\"predicted\":") != std::string::npos);
-  CHECK(fj.out.find("\"predicted_name\":\"") != std::string::npos);
-  RunResult e = run_mnistctl({"eval", "--model", frun, "--data-dir", froot});
-  REQUIRE(e.code == 0);
-  CHECK(e.out.find("\n  9 Ankle boot: ") != std::string::npos);
-  CHECK(e.out.find("\n  0 T-shirt/top: ") != std::string::npos);
-  RunResult ej = run_mnistctl({"eval", "--model", frun, "--data-dir", froot, "--json"});
-  REQUIRE(ej.code == 0);
-  CHECK(ej.out.find("\"class_names\":[\"T-shirt/top\",\"Trouser\",") != std::string::npos);
+  const std::string fj = stdout_of({"predict", "--model", frun, "--data-dir", froot, "--format", "json"});
+  CHECK(fj.find("{\"source\":\"test\",\"index\":0,\"label\":9,\"label_name\":\"Ankle boot\",\"predicted\":") != std::string::npos);
+  CHECK(fj.find("\"predicted_name\":\"") != std::string::npos);
+  const std::string e = stdout_of({"eval", "--model", frun, "--data-dir", froot});
+  CHECK(e.find("\n  9 Ankle boot: ") != std::string::npos);
+  CHECK(e.find("\n  0 T-shirt/top: ") != std::string::npos);
+  CHECK(stdout_of({"eval", "--model", frun, "--data-dir", froot, "--json"})
+            .find("\"class_names\":[\"T-shirt/top\",\"Trouser\",") != std::string::npos);
   // MNIST's classes are their digits: no names added.
-  RunResult me = run_mnistctl({"eval", "--model", run, "--data-dir", root});
-  CHECK(me.out.find("\n  7: ") != std::string::npos);
+  CHECK(stdout_of({"eval", "--model", run, "--data-dir", root}).find("\n  7: ") != std::string::npos);
 }
 
 TEST_CASE("predict reads a folder sorted and skips non-images and a bad image is one error row and exit 2") {
@@ -434,7 +431,11 @@ TEST_CASE("predict refuses oversized and bomb images in bounded memory naming th
     write_file(dir + "/ztxt-bomb.png", png);
     WARN("ztxt-bomb.png: " << png.size() << " bytes");
   }
-  for (const char* name : {"/huge.png", "/huge-file.pgm"}) {
+  // Each file and the refusal that names its limit.
+  const std::pair<const char*, const char*> refusals[] = {
+      {"/huge.png", ": image is 20000x20000: refused: a digit image may have at most 4096 pixels per side and 4 megapixels"},
+      {"/huge-file.pgm", ": image file is 1073741824 bytes: refused (an image file may be at most 32 MiB)"}};
+  for (const auto& [name, refusal] : refusals) {
     INFO(name);
     Measured m = run_measured({"predict", "--model", run, "--input", dir + name}, dir + "/out.csv");
     WARN(name << ": exit " << m.code << ", peak RSS " << m.max_rss_mb << " MB: " << m.err);
@@ -442,12 +443,8 @@ TEST_CASE("predict refuses oversized and bomb images in bounded memory naming th
     CHECK(m.max_rss_mb > 0);
     CHECK(m.max_rss_mb < 200);
     CHECK(m.err.find("mnistctl: " + dir + name + ": ") == 0);
+    CHECK(m.err.find(refusal) != std::string::npos);
   }
-  CHECK(run_measured({"predict", "--model", run, "--input", dir + "/huge.png"}, dir + "/out.csv").err
-            .find(": image is 20000x20000: refused: a digit image may have at most 4096 pixels per side and 4 megapixels") !=
-        std::string::npos);
-  CHECK(run_measured({"predict", "--model", run, "--input", dir + "/huge-file.pgm"}, dir + "/out.csv").err.find(": image file is 1073741824 bytes: refused (an image file may be at most 32 MiB)") !=
-        std::string::npos);
   // The text chunk is dropped (libpng's limit on ancillary chunk memory); the digit is read.
   Measured z = run_measured({"predict", "--model", run, "--input", dir + "/ztxt-bomb.png"}, dir + "/z.csv");
   WARN("ztxt-bomb.png: exit " << z.code << ", peak RSS " << z.max_rss_mb << " MB: " << z.err);

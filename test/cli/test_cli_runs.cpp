@@ -29,14 +29,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kMlp = std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml";
-const std::string kLenet = std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml";
-
 // A quick MLP recipe (xavier init learns within one small epoch). `out` empty: no --out.
 std::vector<std::string> quick_mlp(const std::string& root, const std::string& out, int epochs, int limit = 3000) {
-  std::vector<std::string> a = {"train", "--config", kMlp, "--data-dir", root, "--epochs", std::to_string(epochs),
-                                "--threads", "2", "--set", "data.train_limit=" + std::to_string(limit), "--set",
-                                "init.type=xavier", "--set", "train.log_interval=10"};
+  std::vector<std::string> a = {"train", "--config", config_file("mlp.yaml"), "--data-dir", root,
+                                "--epochs", std::to_string(epochs), "--threads", "2",
+                                "--set", "data.train_limit=" + std::to_string(limit), "--set", "init.type=xavier",
+                                "--set", "train.log_interval=10"};
   if (!out.empty()) a.insert(a.end(), {"--out", out});
   return a;
 }
@@ -155,7 +153,7 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   CHECK(read_text(out + "/metrics.jsonl") == jsonl);
 
   // --dry-run shows the same verdict without failing.
-  RunResult dry = run_mnistctl({"train", "--config", kMlp, "--out", out, "--dry-run"});
+  RunResult dry = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--out", out, "--dry-run"});
   CHECK(dry.code == 0);
   CHECK(dry.out.find("run folder " + out + " (holds a run: train refuses without --resume or --overwrite)") !=
         std::string::npos);
@@ -210,13 +208,15 @@ TEST_CASE("the default run folder names network and dataset, --resume alone take
   CHECK(none.code == 2);
   CHECK(none.err.find("no run under runs/") != std::string::npos);
 
-  RunResult dry = run_mnistctl({"train", "--config", kLenet, "--dry-run"});
+  RunResult dry = run_mnistctl({"train", "--config", config_file("lenet.yaml"), "--dry-run"});
   CHECK(dry.out.find("run folder runs/lenet-mnist\n") != std::string::npos);
-  dry = run_mnistctl({"train", "--config", kMlp, "--dry-run", "--set", "data.dataset=fashion-mnist"});
+  dry =
+      run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--dry-run", "--set", "data.dataset=fashion-mnist"});
   CHECK(dry.out.find("run folder runs/mlp-fashion-mnist\n") != std::string::npos);
 
-  RunResult lenet = run_mnistctl({"train", "--config", kLenet, "--data-dir", root, "--epochs", "1", "--set",
-                                  "data.train_limit=500", "--set", "data.test_limit=200", "--set", "init.type=xavier"});
+  RunResult lenet =
+      run_mnistctl({"train", "--config", config_file("lenet.yaml"), "--data-dir", root, "--epochs", "1", "--set",
+                    "data.train_limit=500", "--set", "data.test_limit=200", "--set", "init.type=xavier"});
   INFO(lenet.out << lenet.err);
   REQUIRE(lenet.code == 0);
   CHECK(fs::exists("runs/lenet-mnist/last.ckpt"));
@@ -234,9 +234,9 @@ TEST_CASE("the default run folder names network and dataset, --resume alone take
   CHECK(!fs::exists("runs/lenet-mnist/checkpoints/epoch-002.ckpt"));
   // --config picks its own folder (with the overrides the run was trained with: an edited
   // config is refused on --resume).
-  RunResult by_config = run_mnistctl({"train", "--resume", "--config", kLenet, "--data-dir", root, "--epochs", "2",
-                                      "--set", "data.train_limit=500", "--set", "data.test_limit=200", "--set",
-                                      "init.type=xavier"});
+  RunResult by_config =
+      run_mnistctl({"train", "--resume", "--config", config_file("lenet.yaml"), "--data-dir", root, "--epochs", "2",
+                    "--set", "data.train_limit=500", "--set", "data.test_limit=200", "--set", "init.type=xavier"});
   INFO(by_config.out << by_config.err);
   REQUIRE(by_config.code == 0);
   CHECK(fs::exists("runs/lenet-mnist/checkpoints/epoch-002.ckpt"));
@@ -305,12 +305,7 @@ TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names 
 
   // Ctrl-C in epoch 2: exit 130 and a message naming the exact command that continues.
   bool sent = false;
-  RunResult r = run_mnistctl(recipe(split), [&](const std::string& line, pid_t pid) {
-    if (!sent && line.find("Epoch[2] Batch[10/") != std::string::npos) {
-      kill(pid, SIGINT);
-      sent = true;
-    }
-  });
+  RunResult r = run_mnistctl(recipe(split), signal_at("Epoch[2] Batch[10/", SIGINT, sent));
   INFO(r.out << r.err);
   REQUIRE(sent);
   REQUIRE(r.code == 130);

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "usage_error.h"
 
 namespace mnistctl::test {
 
@@ -17,16 +18,9 @@ inline const char* kTinyNet = "network:\n  layers:\n    - {type: flatten}\n";
 // The message of the UsageError that loading `text` as "t.yaml" throws; fails the test
 // when nothing (or something else) is thrown.
 inline std::string load_error(const std::string& text, const std::vector<std::string>& sets = {}) {
-  try {
-    load_config_text(text, "t.yaml", sets);
-  } catch (const Error& e) {
-    CHECK(e.code() == kExitUsage);
-    std::string msg = e.what();
-    CHECK(msg.find('\n') == std::string::npos);  // one line
-    return msg;
-  }
-  FAIL("expected a UsageError for:\n" << text);
-  return "";
+  const std::string msg = usage_error_from([&] { load_config_text(text, "t.yaml", sets); }, "loading:\n" + text);
+  CHECK(msg.find('\n') == std::string::npos);  // one line
+  return msg;
 }
 
 }  // namespace mnistctl::test

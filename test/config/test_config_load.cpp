@@ -15,18 +15,10 @@ using namespace mnistctl;
 using mnistctl::test::kTinyNet;
 using mnistctl::test::load_error;
 
-namespace {
-
-std::string source_path(const std::string& rel) {
-  return (std::filesystem::path(MNISTCTL_SOURCE_DIR) / rel).string();
-}
-
-}  // namespace
-
 TEST_CASE("configs/lenet.yaml loads as the MXNet tutorial's LeNet", "[config]") {
-  Config c = load_config_file(source_path("configs/lenet.yaml"));
+  Config c = load_config_file(test::config_file("lenet.yaml"));
   CHECK(c.name == "lenet");
-  CHECK(c.source == source_path("configs/lenet.yaml"));
+  CHECK(c.source == test::config_file("lenet.yaml"));
   CHECK(c.data.dataset == "mnist");
   CHECK(c.network.input == Shape{1, 28, 28});
   std::vector<std::string> types, names;
@@ -56,7 +48,7 @@ TEST_CASE("configs/lenet.yaml loads as the MXNet tutorial's LeNet", "[config]") 
 }
 
 TEST_CASE("configs/mlp.yaml loads as the MXNet tutorial's MLP", "[config]") {
-  Config c = load_config_file(source_path("configs/mlp.yaml"));
+  Config c = load_config_file(test::config_file("mlp.yaml"));
   CHECK(c.name == "mlp");
   REQUIRE(c.network.layers.size() == 7);
   CHECK(c.network.layers[0].type == "flatten");
@@ -68,7 +60,7 @@ TEST_CASE("configs/mlp.yaml loads as the MXNet tutorial's MLP", "[config]") {
 }
 
 TEST_CASE("builtin_lenet_yaml() is configs/lenet.yaml byte for byte", "[config]") {
-  std::string file = test::read_text(source_path("configs/lenet.yaml"));
+  std::string file = test::read_text(test::config_file("lenet.yaml"));
   REQUIRE(!file.empty());
   CHECK(builtin_lenet_yaml() == file);
   Config c = load_config_text(builtin_lenet_yaml(), "<built-in lenet.yaml>");

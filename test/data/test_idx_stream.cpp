@@ -9,6 +9,7 @@
 #include "data/idx_stream.h"
 #include "data_helpers.h"
 #include "test_util.h"
+#include "usage_error.h"
 
 using namespace mnistctl;
 using namespace mnistctl::test;
@@ -16,16 +17,14 @@ using namespace mnistctl::test;
 namespace {
 
 std::string stream_error(const std::string& path, int64_t batch = 3) {
-  try {
-    IdxImageStream s(path);
-    std::vector<uint8_t> buf;
-    while (s.next(batch, buf) > 0) {
-    }
-  } catch (const Error& e) {
-    CHECK(e.code() == kExitUsage);
-    return e.what();
-  }
-  return "";
+  return usage_error_from(
+      [&] {
+        IdxImageStream s(path);
+        std::vector<uint8_t> buf;
+        while (s.next(batch, buf) > 0) {
+        }
+      },
+      "streaming " + path);
 }
 
 }  // namespace

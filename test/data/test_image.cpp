@@ -17,6 +17,7 @@
 #include "data/image.h"
 #include "data_helpers.h"
 #include "test_util.h"
+#include "usage_error.h"
 
 using namespace mnistctl;
 using namespace mnistctl::test;
@@ -76,13 +77,7 @@ void write_png(const std::string& path, int w, int h, int color_type, int bit_de
 }
 
 std::string error_of(const std::string& path) {
-  try {
-    load_digit_image(path);
-  } catch (const Error& e) {
-    CHECK(e.code() == kExitUsage);
-    return e.what();
-  }
-  return "";
+  return usage_error_from([&] { load_digit_image(path); }, "load_digit_image(" + path + ")");
 }
 
 // A 28x28 MNIST-like test pattern: a bright bar on black.

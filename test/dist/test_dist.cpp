@@ -42,8 +42,6 @@ RunResult mpirun(int n, const std::vector<std::string>& args,
   return run_program(MNISTCTL_MPIEXEC, a, on_line, kRootOk);
 }
 
-std::string config_path(const std::string& name) { return std::string(MNISTCTL_SOURCE_DIR) + "/configs/" + name; }
-
 // Momentum, dropout, batch 64 and 1001 images (a last batch of 41: 21 + 20 rows): the
 // optimizer state, the dropout masks of global rows and an uneven split must all match.
 std::string conv_dropout_config(const std::string& name) {
@@ -117,7 +115,7 @@ TEST_CASE("2 ranks end one epoch with the parameters of one process (MLP, LeNet,
     std::string name, config;
     int limit;
   };
-  for (const Case& k : {Case{"mlp", config_path("mlp.yaml"), 3000}, Case{"lenet", config_path("lenet.yaml"), 1000},
+  for (const Case& k : {Case{"mlp", config_file("mlp.yaml"), 3000}, Case{"lenet", config_file("lenet.yaml"), 1000},
                         Case{"conv-dropout", conv_dropout_config("dist-parity-cfg"), 1001}}) {
     DYNAMIC_SECTION(k.name) {
       std::string one = scratch_dir("dist-parity-one-" + k.name), two = scratch_dir("dist-parity-two-" + k.name);
@@ -153,7 +151,7 @@ TEST_CASE("10 epochs of the MLP on 2 ranks reach the accuracy of one process wit
   std::string root = data_root("dist-accuracy");
   std::string one = scratch_dir("dist-acc-one"), two = scratch_dir("dist-acc-two");
   auto args = [&](const std::string& out) {
-    return std::vector<std::string>{"train", "--config", config_path("mlp.yaml"), "--data-dir", root, "--out", out,
+    return std::vector<std::string>{"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out", out,
                                     "--epochs", "10", "--threads", "1", "--set", "data.train_limit=10000",
                                     "--set", "init.type=xavier"};
   };
@@ -172,7 +170,7 @@ TEST_CASE("10 epochs of the MLP on 2 ranks reach the accuracy of one process wit
 TEST_CASE("a killed rank ends the job within 30 s and rank 0's checkpoint resumes with 2 ranks and with 1") {
   std::string root = data_root("dist-kill");
   std::string out = scratch_dir("dist-kill-run");
-  std::vector<std::string> args = {"train", "--config", config_path("lenet.yaml"), "--data-dir", root, "--out", out,
+  std::vector<std::string> args = {"train", "--config", config_file("lenet.yaml"), "--data-dir", root, "--out", out,
                                    "--epochs", "3", "--threads", "1", "--set", "data.train_limit=2000", "--set",
                                    "data.test_limit=500", "--set", "init.type=xavier"};
   pid_t victim = 0;
@@ -226,14 +224,9 @@ TEST_CASE("Ctrl-C under mpirun stops every rank with one checkpoint and resume e
   };
   REQUIRE(mpirun(2, args(whole)).code == 0);
   bool sent = false;
-  RunResult r = mpirun(2, args(split), [&](const std::string& line, pid_t launcher) {
-    if (!sent && line.find("Batch[10/") != std::string::npos) {
-      // What Ctrl-C sends mpirun; it passes SIGTERM on to the ranks about a second later,
-      // hence 3 epochs: the signal lands before the run ends even on a quiet machine.
-      kill(launcher, SIGINT);
-      sent = true;
-    }
-  });
+  // SIGINT to the launcher is what Ctrl-C sends mpirun; it passes SIGTERM on to the ranks about
+  // a second later, hence 3 epochs: the signal lands before the run ends even on a quiet machine.
+  RunResult r = mpirun(2, args(split), signal_at("Batch[10/", SIGINT, sent));
   INFO(r.out << r.err);
   REQUIRE(sent);
   CHECK(r.code != 0);
@@ -257,7 +250,7 @@ TEST_CASE("ranks whose parameters drift apart stop the job after the epoch with 
   // summed gradients move its parameters elsewhere and the per-epoch checksum must catch it.
   std::string root = data_root("dist-drift");
   const std::string out = scratch_dir("dist-drift-run") + "/run";
-  std::vector<std::string> train = {"train", "--config", config_path("mlp.yaml"), "--data-dir", root, "--out", out,
+  std::vector<std::string> train = {"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out", out,
                                     "--epochs", "2", "--threads", "1", "--set", "data.train_limit=1000",
                                     "--set", "data.test_limit=200"};
   std::vector<std::string> a = {"-q", "--oversubscribe", "--bind-to", "none", "-np", "1", MNISTCTL_EXE};
@@ -274,7 +267,7 @@ TEST_CASE("ranks whose parameters drift apart stop the job after the epoch with 
 
 TEST_CASE("a global batch that does not split over the ranks is refused with one line") {
   std::string root = data_root("dist-refuse");
-  RunResult r = mpirun(2, {"train", "--config", config_path("mlp.yaml"), "--data-dir", root, "--out",
+  RunResult r = mpirun(2, {"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out",
                            scratch_dir("dist-refuse-run"), "--epochs", "1", "--set", "train.batch_size=101"});
   INFO(r.out << r.err);
   CHECK(r.code == 2);
@@ -285,7 +278,7 @@ TEST_CASE("a global batch that does not split over the ranks is refused with one
 TEST_CASE("without mpirun an MPI build trains as one process") {
   std::string root = data_root("dist-single");
   std::string out = scratch_dir("dist-single-run");
-  RunResult r = run_mnistctl({"train", "--config", config_path("mlp.yaml"), "--data-dir", root, "--out", out,
+  RunResult r = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out", out,
                               "--epochs", "1", "--threads", "1", "--set", "data.train_limit=1000"});
   INFO(r.out << r.err);
   REQUIRE(r.code == 0);

@@ -264,7 +264,7 @@ std::string export_model(const std::string& run, const std::string& out, std::ve
 
 TEST_CASE("MLP: ONNX Runtime agrees with mnistctl predict on the whole test set, batch 257", "[ort]") {
   std::string root = data_root("export-mlp");
-  std::string run = train(root, std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "mlp", 6000, 1,
+  std::string run = train(root, config_file("mlp.yaml"), "mlp", 6000, 1,
                           {"network.layers.2.act_type=sigmoid", "train.momentum=0.9"});
   std::string onnx = root + "/mlp.onnx";
   OnnxSummary s = summarize_onnx(export_model(run, onnx, {"--logits"}), onnx);
@@ -283,7 +283,7 @@ TEST_CASE("MLP: ONNX Runtime agrees with mnistctl predict on the whole test set,
 
 TEST_CASE("LeNet: ONNX Runtime agrees with mnistctl predict on the whole test set, batch 1", "[ort]") {
   std::string root = data_root("export-lenet");
-  std::string run = train(root, std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml", "lenet", 3000);
+  std::string run = train(root, config_file("lenet.yaml"), "lenet", 3000);
   std::string onnx = root + "/lenet.onnx";
   OnnxSummary s = summarize_onnx(export_model(run, onnx), onnx);
   CHECK(s.ops == std::vector<std::string>{"Conv", "Tanh", "MaxPool", "Conv", "Tanh", "MaxPool", "Flatten", "Gemm",
@@ -311,7 +311,7 @@ TEST_CASE("dropout and every operator option: ONNX Runtime agrees with predict, 
 
 TEST_CASE("export metadata, identical bytes on re-export, --checkpoint best", "[cli]") {
   std::string root = data_root("export-meta");
-  std::string run = train(root, std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "mlp", 2000, 2);
+  std::string run = train(root, config_file("mlp.yaml"), "mlp", 2000, 2);
   std::string a = export_model(run, root + "/a.onnx");
   std::string b = export_model(run + "/last.ckpt", root + "/b.onnx");
   CHECK(a == b);  // the run folder and its last.ckpt, exported twice: the same bytes
@@ -346,7 +346,7 @@ TEST_CASE("export metadata, identical bytes on re-export, --checkpoint best", "[
 
 TEST_CASE("export never replaces a file without --force, and bad usage is one line and exit 2", "[cli]") {
   std::string root = data_root("export-usage");
-  std::string run = train(root, std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "mlp", 1000);
+  std::string run = train(root, config_file("mlp.yaml"), "mlp", 1000);
   std::string out = root + "/model.onnx";
   std::ofstream(out) << "the user's file";
   RunResult r = run_mnistctl({"export", "--model", run, "--output", out});

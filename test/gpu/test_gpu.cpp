@@ -25,6 +25,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "test_util.h"
+#include "usage_error.h"
 
 using namespace mnistctl;
 namespace fs = std::filesystem;
@@ -47,18 +48,12 @@ bool is_cuda_lib(const std::string& name) {
 
 // make_backend(ctx) must fail with a UsageError of one line; returns its message.
 std::string usage_error_of(const std::string& ctx) {
-  try {
-    make_backend(ctx);
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    INFO("ctx " << ctx << ": " << msg);
-    CHECK(e.code() == kExitUsage);
-    CHECK(!msg.empty());
-    CHECK(msg.find('\n') == std::string::npos);
-    return msg;
-  }
-  FAIL("make_backend(\"" << ctx << "\") did not throw");
-  return "";
+  INFO("ctx " << ctx);
+  const std::string msg = test::usage_error_from([&] { make_backend(ctx); }, "make_backend(\"" + ctx + "\")");
+  INFO(msg);
+  CHECK(!msg.empty());
+  CHECK(msg.find('\n') == std::string::npos);
+  return msg;
 }
 
 // Sets an environment variable for one scope.
@@ -323,7 +318,7 @@ TEST_CASE("a cpu run maps no CUDA library", "[gpu][cpu]") {
 }
 
 TEST_CASE("mnistctl train --dry-run opens no CUDA library", "[gpu][cli]") {
-  std::string cfg = kSourceDir + "/configs/mlp.yaml";
+  std::string cfg = test::config_file("mlp.yaml", kSourceDir);
   Run r = run("LD_DEBUG=libs '" + kExe + "' train --dry-run --config '" + cfg + "'",
               test::scratch_dir("gpu-dry-run"));
   INFO(r.err);
@@ -351,8 +346,8 @@ TEST_CASE("mnistctl train on an absent GPU exits 2 with one line", "[gpu][cli]")
   std::vector<std::string> ctxs = {"gpu:99"};  // absent on every machine
   if (!gpu_usable()) ctxs.push_back("gpu");
   for (const auto& ctx : ctxs) {
-    Run r = run("'" + kExe + "' train --config '" + kSourceDir +
-                    "/configs/lenet.yaml' --epochs 1 --set data.train_limit=200 --ctx " + ctx +
+    Run r = run("'" + kExe + "' train --config '" + test::config_file("lenet.yaml", kSourceDir) +
+                    "' --epochs 1 --set data.train_limit=200 --ctx " + ctx +
                     " --data-dir '" + scratch + "/data' --out '" + scratch + "/run'",
                 scratch);
     std::printf("--ctx %s -> exit %d: %s", ctx.c_str(), r.code, r.err.c_str());

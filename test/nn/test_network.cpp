@@ -6,26 +6,26 @@
 #include "core/error.h"
 #include "nn/network.h"
 #include "nn/registry.h"
+#include "test_util.h"
+#include "usage_error.h"
 
 using namespace mnistctl;
 
 namespace {
 std::string error_of(const std::string& yaml) {
-  try {
-    Config c = load_config_text(yaml, "net.yaml");
-    Network n(c.network);
-  } catch (const Error& e) {
-    CHECK(e.code() == kExitUsage);
-    return e.what();
-  }
-  return "";
+  return test::usage_error_from(
+      [&] {
+        Config c = load_config_text(yaml, "net.yaml");
+        Network n(c.network);
+      },
+      "building:\n" + yaml);
 }
 int64_t conv_params(int64_t k, int64_t c, int64_t kh, int64_t kw) { return k * c * kh * kw + k; }
 int64_t fc_params(int64_t out, int64_t in) { return out * in + out; }
 }  // namespace
 
 TEST_CASE("the shipped LeNet infers the tutorial's shapes and parameter count") {
-  Config c = load_config_file(std::string(MNISTCTL_SOURCE_DIR) + "/configs/lenet.yaml");
+  Config c = load_config_file(test::config_file("lenet.yaml"));
   Network net(c.network);
   const auto& L = net.layers();
   REQUIRE(L.size() == 11);
@@ -45,7 +45,7 @@ TEST_CASE("the shipped LeNet infers the tutorial's shapes and parameter count") 
 }
 
 TEST_CASE("the shipped MLP infers 784-128-64-10") {
-  Config c = load_config_file(std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml");
+  Config c = load_config_file(test::config_file("mlp.yaml"));
   Network net(c.network);
   CHECK(net.param_count() == fc_params(128, 784) + fc_params(64, 128) + fc_params(10, 64));
   CHECK(net.output_shape() == Shape{10});

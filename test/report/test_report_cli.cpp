@@ -28,7 +28,7 @@ namespace {
 std::string short_run(const std::string& name, std::string& root) {
   root = data_root(name);
   const std::string run = root + "/run";
-  RunResult t = run_mnistctl({"train", "--config", std::string(MNISTCTL_SOURCE_DIR) + "/configs/mlp.yaml", "--data-dir", root,
+  RunResult t = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--data-dir", root,
                               "--out", run, "--epochs", "2", "--threads", "2", "--set", "data.train_limit=3000", "--set",
                               "init.type=xavier", "--set", "train.log_interval=5"});
   INFO(t.out << t.err);

@@ -12,6 +12,7 @@
 #include "core/fs.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "usage_error.h"
 
 using namespace mnistctl;
 
@@ -27,14 +28,7 @@ Checkpoint sample() {
 }
 
 std::string load_error(const std::string& path) {
-  try {
-    load_checkpoint(path);
-  } catch (const Error& e) {
-    CHECK(e.code() == kExitUsage);
-    return e.what();
-  }
-  FAIL("expected an error");
-  return "";
+  return test::usage_error_from([&] { load_checkpoint(path); }, "load_checkpoint(" + path + ")");
 }
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& d) {

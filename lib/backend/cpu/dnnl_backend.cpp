@@ -1,19 +1,19 @@
 // The CPU backend (--ctx cpu) on oneDNN 2.6.
 //
-// Convolution, inner product (fully connected) and the activations run as oneDNN
-// primitives; pooling is plain OpenMP loops (pool_kernels.cpp: oneDNN's pooling is slow on
-// plain layouts). oneDNN's expensive part is making a primitive (JIT code generation,
+// Convolution, matmul (fully connected) and the activations run as oneDNN primitives;
+// pooling is plain OpenMP loops (pool_kernels.cpp: oneDNN's pooling is slow on plain
+// layouts). oneDNN's expensive part is making a primitive (JIT code generation,
 // layout choice), so every primitive, its primitive_desc, its memory objects and its
 // argument map are made once per descriptor and kept in a cache keyed by every field that
 // shapes them; a call then only points the memory objects at the caller's buffers
 // (set_data_handle) and executes. The layouts at the Backend boundary are plain (NCHW,
 // KCRS, (out,in)). Inside, convolution runs on nhwc or oneDNN's blocked layouts (see
 // act_md), with the arguments reordered at the op boundary through scratch buffers cached
-// with the primitive; inner product runs on the plain layouts (see fc_md).
+// with the primitive; fully connected runs as matmul on the plain buffers (see fc_md).
 // MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts for
 // measurements with `mnistctl bench`.
 //
-// Precision bf16 (BackendOptions): convolution and inner-product primitives are made with
+// Precision bf16 (BackendOptions): convolution and matmul primitives are made with
 // bf16 memory descriptors for their inputs (src, weights, diff_dst) and f32 ones for their
 // outputs (dst, diff_src, diff_weights, biases): oneDNN 2.6 picks its BF16 kernels only
 // from bf16 descriptors. The boundary reorders that bring plain f32 tensors into the
@@ -22,9 +22,9 @@
 // Threads: Debian's libdnnl is built with DNNL_CPU_RUNTIME=OMP, so oneDNN runs on the
 // OpenMP pool and takes its thread count from omp_get_max_threads(). The backend sets it
 // (omp_set_num_threads) before making or running primitives, and its own loops (softmax,
-// optimizers, and HostBackend's fill and gather_batch) are OpenMP loops with static
-// schedules and no cross-thread floating-point reductions, so a fixed thread count gives
-// bit-identical results run to run.
+// optimizers, fully connected's bias gradient, and HostBackend's fill and gather_batch)
+// are OpenMP loops with static schedules and no cross-thread floating-point reductions, so
+// a fixed thread count gives bit-identical results run to run.
 //
 // Memory and the data path are HostBackend's (host/host_backend.h, shared with ref); the
 // argument checks are backend/op_checks.h. The numeric loops here stay separate from the
@@ -183,14 +183,17 @@ class DnnlBackend final : public HostBackend {
                        layout_name_.empty() ? "" : ", layout " + layout_name_);
   }
 
-  // ---- fully connected (inner product) ------------------------------------------------
-  // Each: check, find or make the cached Op (make_forward etc. below), run it.
+  // ---- fully connected (oneDNN matmul) ------------------------------------------------
+  // Each direction is one matmul C = A B on the caller's plain buffers, the transposes
+  // written as layouts, not copies (see fc_md): forward y = x W^T + b, with W's (out, in)
+  // buffer read as the (in, out) matrix W^T; backward-data dx = dy W; backward-weights
+  // dW = dy^T x, with dy read as (out, n), and db = the column sums of dy (matmul has no
+  // bias gradient; see column_sums).
   void fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                   Tensor& y) override {
     opcheck::fc_forward(d, x, w, b, y);
     Op& op = cached(OpKey{"fc_fwd", {d.n, d.in, d.out, b != nullptr}}, threads_for(d.n * d.in * d.out), [&] {
-      auto pd = fc_fwd_pd(d, b != nullptr, dt::f32);
-      return make_forward<dnnl::inner_product_forward>(pd, d, b != nullptr);
+      return make_matmul({d.n, d.in, tag::ab}, {d.in, d.out, tag::ba}, {d.n, d.out, tag::ab}, b != nullptr);
     });
     run_forward(op, x, w, b, y);
   }
@@ -198,27 +201,19 @@ class DnnlBackend final : public HostBackend {
   void fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) override {
     opcheck::fc_backward_data(d, dy, w, dx);
     Op& op = cached(OpKey{"fc_bwd_data", {d.n, d.in, d.out}}, threads_for(d.n * d.in * d.out), [&] {
-      auto hint = fc_fwd_pd(d, false, in_dt_);
-      dnnl::inner_product_backward_data::desc desc(fc_md(d.n, d.in, dt::f32), fc_md(d.out, d.in, in_dt_),
-                                                   fc_md(d.n, d.out, in_dt_));
-      dnnl::inner_product_backward_data::primitive_desc pd(desc, eng_, hint);
-      return make_backward_data<dnnl::inner_product_backward_data>(pd, d);
+      return make_matmul({d.n, d.out, tag::ab}, {d.out, d.in, tag::ab}, {d.n, d.in, tag::ab}, false);
     });
-    run_backward_data(op, dy, w, dx);
+    run_forward(op, dy, w, nullptr, dx);
   }
 
   void fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                            Tensor* db) override {
     opcheck::fc_backward_weights(d, x, dy, dw, db);
-    Op& op = cached(OpKey{"fc_bwd_w", {d.n, d.in, d.out, db != nullptr}}, threads_for(d.n * d.in * d.out), [&] {
-      auto hint = fc_fwd_pd(d, db != nullptr, in_dt_);
-      dnnl::inner_product_backward_weights::desc desc(
-          fc_md(d.n, d.in, in_dt_), fc_md(d.out, d.in, dt::f32),
-          db ? plain_md({d.out}, tag::a) : memory::desc(), fc_md(d.n, d.out, in_dt_));
-      dnnl::inner_product_backward_weights::primitive_desc pd(desc, eng_, hint);
-      return make_backward_weights<dnnl::inner_product_backward_weights>(pd, d, db != nullptr);
+    Op& op = cached(OpKey{"fc_bwd_w", {d.n, d.in, d.out}}, threads_for(d.n * d.in * d.out), [&] {
+      return make_matmul({d.out, d.n, tag::ba}, {d.n, d.in, tag::ab}, {d.out, d.in, tag::ab}, false);
     });
-    run_backward_weights(op, x, dy, dw, db);
+    run_forward(op, dy, x, nullptr, dw);
+    if (db) column_sums(dy.data, d.n, d.out, db->data);
   }
 
   // ---- convolution ---------------------------------------------------------------------
@@ -512,56 +507,43 @@ class DnnlBackend final : public HostBackend {
     return *cache_.emplace(key, std::move(op)).first->second;
   }
 
-  // Makes a conv / inner-product primitive of type Prim from its primitive_desc and wires
-  // it: a = src (x / dx), b = weights (w / dw), c = dst (y / dy), each between the plain
-  // user layout and the layout the primitive chose (prim_a/b/c), plus the plain bias (or
-  // diff-bias) when present. The cache entry every conv / fc op keeps (see make_forward).
-  template <typename Prim, typename PD, typename Desc>
-  std::unique_ptr<Op> make_op(const PD& pd, const Desc& d, bool bias, int arg_a, int arg_b,
-                              int arg_c, int arg_bias, const memory::desc& prim_a,
-                              const memory::desc& prim_b, const memory::desc& prim_c) {
+  // Makes a convolution primitive of type Prim from its primitive_desc and wires it: a = src
+  // (x / dx), b = weights (w / dw), c = dst (y / dy), each between the plain user layout and
+  // the layout the primitive chose (prim_a/b/c), plus the plain bias (or diff-bias) when
+  // present. The cache entry every conv op keeps (see make_forward).
+  template <typename Prim, typename PD>
+  std::unique_ptr<Op> make_op(const PD& pd, const ConvDesc& d, bool bias, int arg_a, int arg_b, int arg_c,
+                              int arg_bias, const memory::desc& prim_a, const memory::desc& prim_b,
+                              const memory::desc& prim_c) {
     auto op = std::make_unique<Op>();
     Op& o = *op;
     o.prim = Prim(pd);
-    memory::desc ua, ub, uc;
-    int64_t nbias;
-    if constexpr (std::is_same_v<Desc, ConvDesc>) {
-      ua = plain_md({d.n, d.c, d.h, d.w}, tag::nchw);
-      ub = plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw);
-      uc = plain_md({d.n, d.k, d.oh(), d.ow()}, tag::nchw);
-      nbias = d.k;
-    } else {
-      ua = plain_md({d.n, d.in}, tag::nc);
-      ub = plain_md({d.out, d.in}, tag::oi);
-      uc = plain_md({d.n, d.out}, tag::nc);
-      nbias = d.out;
-    }
-    o.a.init(eng_, ua, prim_a);
-    o.b.init(eng_, ub, prim_b);
-    o.c.init(eng_, uc, prim_c);
+    o.a.init(eng_, plain_md({d.n, d.c, d.h, d.w}, tag::nchw), prim_a);
+    o.b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), prim_b);
+    o.c.init(eng_, plain_md({d.n, d.k, d.oh(), d.ow()}, tag::nchw), prim_c);
     o.args = {{arg_a, o.a.prim}, {arg_b, o.b.prim}, {arg_c, o.c.prim}};
     if (bias) {
-      o.bias = memory(plain_md({nbias}, tag::a), eng_, DNNL_MEMORY_NONE);
+      o.bias = memory(plain_md({d.k}, tag::a), eng_, DNNL_MEMORY_NONE);
       o.args[arg_bias] = o.bias;
     }
     return op;
   }
 
-  // Each direction's entry and its run, the same for convolution and inner product:
+  // Each convolution direction's entry and its run (run_forward also runs a matmul):
   // make_* fixes which primitive argument is a, b and c; run_* points them at the caller's
   // tensors (reordering inputs in), executes, reorders the result out and waits.
-  template <typename Prim, typename PD, typename Desc>
-  std::unique_ptr<Op> make_forward(const PD& pd, const Desc& d, bool bias) {
+  template <typename Prim, typename PD>
+  std::unique_ptr<Op> make_forward(const PD& pd, const ConvDesc& d, bool bias) {
     return make_op<Prim>(pd, d, bias, DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS,
                          pd.src_desc(), pd.weights_desc(), pd.dst_desc());
   }
-  template <typename Prim, typename PD, typename Desc>
-  std::unique_ptr<Op> make_backward_data(const PD& pd, const Desc& d) {
+  template <typename Prim, typename PD>
+  std::unique_ptr<Op> make_backward_data(const PD& pd, const ConvDesc& d) {
     return make_op<Prim>(pd, d, false, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, 0,
                          pd.diff_src_desc(), pd.weights_desc(), pd.diff_dst_desc());
   }
-  template <typename Prim, typename PD, typename Desc>
-  std::unique_ptr<Op> make_backward_weights(const PD& pd, const Desc& d, bool bias) {
+  template <typename Prim, typename PD>
+  std::unique_ptr<Op> make_backward_weights(const PD& pd, const ConvDesc& d, bool bias) {
     return make_op<Prim>(pd, d, bias, DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST,
                          DNNL_ARG_DIFF_BIAS, pd.src_desc(), pd.diff_weights_desc(),
                          pd.diff_dst_desc());
@@ -619,13 +601,48 @@ class DnnlBackend final : public HostBackend {
     return conv_layout_ != ConvLayout::plain ? any_md({d.k, d.c, d.kh, d.kw}, type)
                                              : plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw, type);
   }
-  // Inner product runs on the plain layouts ((n, in) / (n, out) activations are "nc",
-  // (out, in) weights "oi": both "ab"), where oneDNN uses its gemm. Its brgemm kernels
-  // (format_tag::any) want AB16b64a weights, and the reorders of the weights (in) and
-  // their gradient (out) on every call cost more than brgemm saves: measured here
-  // (1 thread) LeNet fc1 fwd + bwd-data + bwd-weights 1.44 ms plain vs 2.02 ms any, the MLP
-  // step 0.32 ms vs 0.39 ms.
-  static memory::desc fc_md(int64_t rows, int64_t cols, dt type) { return plain_md({rows, cols}, tag::ab, type); }
+  // Fully connected runs as oneDNN matmul on the plain buffers: a matrix is (rows, cols,
+  // layout), "ab" row-major and "ba" the transpose of a row-major buffer, so every direction
+  // reads the caller's data in place (in bf16, the Arg reorder converts it and nothing
+  // more). Matmul's brgemm kernels beat inner product's gemm on LeNet's and the MLP's shapes,
+  // most with 2 threads (docs/performance.md, section 6); inner product's own brgemm kernels
+  // (format_tag::any) want blocked weights, reordered in and out on every call.
+  struct Mat {
+    int64_t rows, cols;
+    tag layout;
+  };
+  static memory::desc fc_md(const Mat& m, dt type) { return plain_md({m.rows, m.cols}, m.layout, type); }
+
+  // C = A B (+ bias, a row of C's width): A and B in the backend's precision, C in f32.
+  std::unique_ptr<Op> make_matmul(const Mat& a, const Mat& b, const Mat& c, bool bias) {
+    const memory::desc bias_md = bias ? plain_md({1, c.cols}, tag::ab) : memory::desc();
+    dnnl::matmul::desc desc(fc_md(a, in_dt_), fc_md(b, in_dt_), bias_md, fc_md(c, dt::f32));
+    dnnl::matmul::primitive_desc pd(desc, eng_);
+    auto op = std::make_unique<Op>();
+    op->prim = dnnl::matmul(pd);
+    op->a.init(eng_, fc_md(a, dt::f32), pd.src_desc());
+    op->b.init(eng_, fc_md(b, dt::f32), pd.weights_desc());
+    op->c.init(eng_, fc_md(c, dt::f32), pd.dst_desc());
+    op->args = {{DNNL_ARG_SRC, op->a.prim}, {DNNL_ARG_WEIGHTS, op->b.prim}, {DNNL_ARG_DST, op->c.prim}};
+    if (bias) {
+      op->bias = memory(bias_md, eng_, DNNL_MEMORY_NONE);
+      op->args[DNNL_ARG_BIAS] = op->bias;
+    }
+    return op;
+  }
+  // sums[j] = sum over i of m[i][j], for a row-major (rows, cols) m: each column is summed in
+  // row order by one thread whatever the thread count, so the result is bit-identical from run
+  // to run (runs on the thread count the calling op set).
+  static void column_sums(const float* m, int64_t rows, int64_t cols, float* sums) {
+    constexpr int64_t kBlock = 64;  // columns per task: one cache line apart at most, vectorised
+#pragma omp parallel for schedule(static)
+    for (int64_t j0 = 0; j0 < cols; j0 += kBlock) {
+      const int64_t j1 = std::min(cols, j0 + kBlock);
+      for (int64_t j = j0; j < j1; ++j) sums[j] = 0.0f;
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = j0; j < j1; ++j) sums[j] += m[i * cols + j];
+    }
+  }
 
   // The forward primitive_desc: inputs in the backend's precision, dst in `dst_type` (f32
   // for the forward op itself; the input precision when it serves as a backward op's hint,
@@ -642,14 +659,6 @@ class DnnlBackend final : public HostBackend {
         bias ? plain_md({d.k}, tag::a) : memory::desc(), amd(d.k, d.oh(), d.ow(), dst_type), {d.sh, d.sw},
         {d.ph, d.pw}, {d.ph, d.pw});
     return dnnl::convolution_forward::primitive_desc(desc, eng_);
-  }
-
-  dnnl::inner_product_forward::primitive_desc fc_fwd_pd(const FcDesc& d, bool bias, dt dst_type) {
-    dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_training, fc_md(d.n, d.in, in_dt_),
-                                           fc_md(d.out, d.in, in_dt_),
-                                           bias ? plain_md({d.out}, tag::a) : memory::desc(),
-                                           fc_md(d.n, d.out, dst_type));
-    return dnnl::inner_product_forward::primitive_desc(desc, eng_);
   }
 
   // The argmax indices are int32 offsets within an input plane.
