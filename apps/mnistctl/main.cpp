@@ -29,7 +29,7 @@ void add_run_context(CLI::App* cmd, RunContext& r) {
       ->check(cli::checked(context_problem, {"cpu", "gpu"}))
       ->capture_default_str();
   cmd->add_option("--threads", r.threads, "CPU threads (0: all cores)")
-      ->check(CLI::Range(0, 1024))
+      ->check(cli::range(0, 1024))
       ->capture_default_str();
   cmd->add_option("--data-dir", r.data_dir,
                   "Data folder (default: $MNISTCTL_DATA, else $XDG_CACHE_HOME/mnistctl, else "
@@ -74,8 +74,8 @@ int main(int argc, char** argv) {
   t->add_option("--config", train.config, "YAML file (default: the built-in configs/lenet.yaml)");
   add_run_context(t, train.run);
   t->add_option("--out", train.out, "Run folder (default: runs/<config name>-<dataset>)");
-  t->add_option("--epochs", train.epochs, "Override train.epochs")->check(CLI::Range(1, 100000));
-  t->add_option("--seed", train.seed, "Override train.seed")->check(CLI::Range(0LL, (1LL << 62)));
+  t->add_option("--epochs", train.epochs, "Override train.epochs")->check(cli::range(1, 100000));
+  t->add_option("--seed", train.seed, "Override train.seed")->check(cli::range(0LL, (1LL << 62)));
   t->add_flag("--resume", train.resume,
               "Continue from the run folder's last checkpoint (without --out: the --config's folder, "
               "else the most recently written run under runs/)");
@@ -105,14 +105,15 @@ int main(int argc, char** argv) {
 
   EvalOptions eval;
   auto* e = app.add_subcommand("eval", "Score a trained model on the test set");
-  e->add_option("--model", eval.model, "Run folder or checkpoint file");
+  e->add_option("--model", eval.model, "A run folder or checkpoint file (required unless --checkpoint names a file)")
+      ->type_name("RUN|FILE");
   e->add_option("--checkpoint", eval.checkpoint,
                 "best, last (of the --model run folder) or a checkpoint FILE (default: last)");
   add_run_context(e, eval.run);
   e->add_flag("--json", eval.json, "Print one JSON object");
   e->add_option("--min-accuracy", eval.min_accuracy, "Exit 1 when accuracy is below this")
-      ->check(CLI::Range(0.0, 1.0));
-  e->add_option("--top-k", eval.top_k, "Also report top-k accuracy")->check(CLI::Range(1, 10))
+      ->check(cli::range(0.0, 1.0));
+  e->add_option("--top-k", eval.top_k, "Also report top-k accuracy")->check(cli::range(1, 10))
       ->capture_default_str();
   e->add_option("--dataset", eval.dataset, "Score on this dataset's test set (default: the model's own)")
       ->check(cli::one_of(dataset_names()));
@@ -124,7 +125,8 @@ int main(int argc, char** argv) {
 
   PredictOptions predict;
   auto* p = app.add_subcommand("predict", "Class probabilities for the test set or your images");
-  p->add_option("--model", predict.model, "Run folder or checkpoint file");
+  p->add_option("--model", predict.model, "A run folder or checkpoint file (required unless --checkpoint names a file)")
+      ->type_name("RUN|FILE");
   p->add_option("--checkpoint", predict.checkpoint,
                 "best, last (of the --model run folder) or a checkpoint FILE (default: last)");
   add_run_context(p, predict.run);
@@ -156,10 +158,10 @@ int main(int argc, char** argv) {
   b->add_option("--config", bench.config, "YAML file (default: the built-in configs/lenet.yaml)");
   add_run_context(b, bench.run);
   b->add_option("--batch", bench.batch, "Batch size (default: the config's train.batch_size)")
-      ->check(CLI::Range(1LL, 1LL << 20));
-  b->add_option("--iters", bench.iters, "Timed iterations per pass")->check(CLI::Range(1, 100000))->capture_default_str();
+      ->check(cli::range(1LL, 1LL << 20));
+  b->add_option("--iters", bench.iters, "Timed iterations per pass")->check(cli::range(1, 100000))->capture_default_str();
   b->add_option("--warmup", bench.warmup, "Untimed iterations before each pass")
-      ->check(CLI::Range(0, 100000))
+      ->check(cli::range(0, 100000))
       ->capture_default_str();
   b->add_option("--precision", bench.precision, "fp32 or bf16 (default: the config's train.precision)")
       ->check(cli::one_of({"fp32", "bf16"}));
@@ -176,13 +178,13 @@ int main(int argc, char** argv) {
 
   ExportOptions exp;
   auto* x = app.add_subcommand("export", "Write a trained model as ONNX, for other runtimes");
-  x->add_option("--model", exp.model, "Run folder or checkpoint file (required)");
+  x->add_option("--model", exp.model, "A run folder or checkpoint file")->type_name("RUN|FILE")->required();
   x->add_option("--checkpoint", exp.checkpoint,
                 "For a run folder: last (default) or best (highest val_accuracy in metrics.jsonl)")
       ->check(cli::one_of({"best", "last"}));
   x->add_option("--format", exp.format, "onnx (default: from the --output extension)")
       ->check(cli::one_of({"onnx"}));
-  x->add_option("--output", exp.output, "File to write, e.g. model.onnx (required)");
+  x->add_option("--output", exp.output, "The file to write, e.g. model.onnx")->type_name("FILE")->required();
   x->add_flag("--logits", exp.logits, "Also output `logits`, the scores before the softmax");
   x->add_flag("--force", exp.force, "Replace the output file if it exists");
   x->footer(std::string("\nExamples:\n"
@@ -195,7 +197,7 @@ int main(int argc, char** argv) {
   ReportOptions report;
   report.tool_version = "mnistctl 0.1.0";
   auto* rp = app.add_subcommand("report", "Write a self-contained HTML report of a run (curves, confusion, errors)");
-  rp->add_option("run", report.run_dir, "Run folder (what `train --out` wrote); may be interrupted or still training")
+  rp->add_option("RUN", report.run_dir, "A run folder (what `train --out` wrote); it may be interrupted or still training")
       ->required();
   rp->add_option("--output", report.output,
                  "HTML file to write (default: RUN/report.html); an existing file is replaced only if it is a report");
@@ -208,7 +210,7 @@ int main(int argc, char** argv) {
 
   InfoOptions info;
   auto* i = app.add_subcommand("info", "What a run folder or checkpoint holds: network, dataset, epoch, accuracy, config");
-  i->add_option("target", info.target, "Run folder or checkpoint file")->required();
+  i->add_option("RUN|FILE", info.target, "A run folder or checkpoint file")->required();
   i->add_flag("--json", info.json, "Print one JSON object");
   i->footer(std::string("\nExamples:\n"
                         "  mnistctl info runs/lenet-mnist\n"

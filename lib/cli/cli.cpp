@@ -2,8 +2,13 @@
 // flag as "arguments were not expected", without a hint; so when it fails, the arguments are
 // walked once more against the command tree to name the first word that matches nothing,
 // and core/closest.h (the rule the YAML loader uses too) picks the likely intended one.
+// CLI11 2.1 also takes "-1" after `--threads` for a flag of its own ("unknown option -1"), so a
+// negative number that follows a flag expecting a value is joined to it first (`--threads=-1`),
+// and a missing required argument is named after what the user passes, with the usage line.
 #include "cli/cli.h"
 
+#include <cctype>
+#include <charconv>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -62,6 +67,102 @@ std::string command_path(const CLI::App* a) {
   std::string p;
   for (; a != nullptr; a = a->get_parent()) p = (a->get_parent() ? a->get_name() : std::string(kProg)) + (p.empty() ? "" : " " + p);
   return p;
+}
+
+// The subcommand the parse reached (the app itself when none).
+const CLI::App* where_parsed(const CLI::App& app) {
+  const CLI::App* where = &app;
+  while (!where->get_subcommands().empty()) where = where->get_subcommands().front();
+  return where;
+}
+
+// "mnistctl export --model RUN|FILE --output FILE [OPTIONS]": required flags and positionals
+// as the user types them; optional positionals in brackets.
+std::string usage_line(const CLI::App* a) {
+  std::string usage = command_path(a);
+  bool optional_flags = false;
+  for (const auto* o : flags_of(*a)) {
+    if (!o->get_required()) {
+      optional_flags = optional_flags || o->get_lnames().empty() || o->get_lnames().front() != "help";
+      continue;
+    }
+    usage += " " + names_of(o).front();
+    if (o->get_expected_max() != 0) usage += " " + o->get_type_name();
+  }
+  for (const auto* o : a->get_options([](const CLI::Option* o) { return o->get_positional(); }))
+    usage += fmt::format(" {}{}{}", o->get_required() ? "" : "[", o->get_name(), o->get_required() ? "" : "]");
+  if (optional_flags) usage += " [OPTIONS]";
+  return usage;
+}
+
+// "A run folder or checkpoint file; it may ..." -> "a run folder or checkpoint file".
+std::string what_it_is(const CLI::Option* o) {
+  std::string d = o->get_description().substr(0, o->get_description().find(';'));
+  if (!d.empty()) d[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(d[0])));
+  return d;
+}
+
+// After CLI11's "X is required": "info needs RUN|FILE, a run folder or checkpoint file:
+// mnistctl info RUN|FILE [OPTIONS]" for the first required argument that was not given.
+std::string missing_required(const CLI::App& app) {
+  const CLI::App* where = where_parsed(app);
+  for (const auto* o : where->get_options([](const CLI::Option* o) { return o->get_required() && o->count() == 0; })) {
+    std::string name = o->get_positional() ? o->get_name() : names_of(o).front() + " " + o->get_type_name();
+    std::string what = what_it_is(o);
+    return fmt::format("{} needs {}{}: {}", where->get_parent() ? where->get_name() : std::string(kProg), name,
+                       what.empty() ? "" : ", " + what, usage_line(where));
+  }
+  return "";
+}
+
+// After CLI11's "--epochs: 1 required INT:[1, 100000] missing": "--epochs needs a value:
+// INT [1, 100000]". Empty when the message is another mismatch.
+std::string missing_value(const CLI::App& app, const std::string& what) {
+  const CLI::App* where = where_parsed(app);
+  const std::string name = what.substr(0, what.find(':'));
+  const CLI::Option* o = where->get_option_no_throw(name);
+  if (o == nullptr || what.find(" required ") == std::string::npos || what.find(" missing") == std::string::npos)
+    return "";
+  std::string type = o->get_type_name();
+  for (char& c : type)
+    if (c == ':') c = ' ';
+  return fmt::format("{} needs a value: {}", name, type);
+}
+
+bool negative_number(const std::string& s) {
+  return s.size() > 1 && s[0] == '-' &&
+         (std::isdigit(static_cast<unsigned char>(s[1])) ||
+          (s[1] == '.' && s.size() > 2 && std::isdigit(static_cast<unsigned char>(s[2]))));
+}
+
+// `--threads -1` -> `--threads=-1` (`-t -1` -> `-t-1`), where the flag takes a value and no
+// flag is named "-1": CLI11 would otherwise read the number as an unknown flag.
+std::vector<std::string> join_negative_values(const CLI::App& app, const std::vector<std::string>& args) {
+  const CLI::App* cur = &app;
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    out.push_back(a);
+    if (a == "--") {
+      out.insert(out.end(), args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
+      break;
+    }
+    if (a.size() > 1 && a[0] == '-') {
+      if (a.find('=') != std::string::npos) continue;
+      const CLI::Option* o = cur->get_option_no_throw(a);
+      if (o == nullptr || o->get_expected_max() == 0) continue;
+      if (i + 1 < args.size() && negative_number(args[i + 1]) && cur->get_option_no_throw(args[i + 1]) == nullptr &&
+          (a[1] == '-' || a.size() == 2))
+        out.back() += (a[1] == '-' ? "=" : "") + args[++i];
+      continue;
+    }
+    for (const auto* s : cur->get_subcommands([](const CLI::App*) { return true; }))
+      if (s->check_name(a)) {
+        cur = s;
+        break;
+      }
+  }
+  return out;
 }
 
 std::string with_hint(std::string msg, const std::string& hint) {
@@ -147,11 +248,7 @@ std::string md_cell(std::string s) {
 
 void markdown_command(const CLI::App* a, std::string& md) {
   md += fmt::format("## `{}`\n\n{}\n\n", command_path(a), a->get_description());
-  std::string usage = command_path(a);
-  for (const auto* o : a->get_options([](const CLI::Option* o) { return o->get_positional(); }))
-    usage += fmt::format(" {}{}{}", o->get_required() ? "" : "[", o->get_name(), o->get_required() ? "" : "]");
-  if (!flags_of(*a).empty()) usage += " [OPTIONS]";
-  md += fmt::format("```\n{}\n```\n\n", usage);
+  md += fmt::format("```\n{}\n```\n\n", usage_line(a));
   auto opts = a->get_options([](const CLI::Option*) { return true; });
   if (!opts.empty()) {
     md += "| option | value | default | description |\n|---|---|---|---|\n";
@@ -205,13 +302,42 @@ CLI::Validator checked(std::function<std::string(const std::string&)> problem, s
                         choices.empty() ? std::string() : "{" + join(choices, ",") + "}");
 }
 
+CLI::Validator whole_range(long long lo, long long hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& v) -> std::string {
+        long long x = 0;
+        const char* end = v.data() + v.size();
+        auto [p, ec] = std::from_chars(v.data(), end, x);
+        if (ec == std::errc() && p == end && x >= lo && x <= hi) return "";
+        return fmt::format("expected a whole number from {} to {}, got '{}'", lo, hi, v);
+      },
+      fmt::format("[{}, {}]", lo, hi));
+}
+
+CLI::Validator real_range(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& v) -> std::string {
+        double x = 0;
+        const char* end = v.data() + v.size();
+        auto [p, ec] = std::from_chars(v.data(), end, x);
+        if (ec == std::errc() && p == end && x >= lo && x <= hi) return "";  // NaN fails the comparison
+        return fmt::format("expected a number from {} to {}, got '{}'", lo, hi, v);
+      },
+      fmt::format("[{}, {}]", lo, hi));
+}
+
 void add_builtin_commands(CLI::App& app) {
+  // Their own footers: a subcommand inherits the parent's (mnistctl's examples) otherwise.
   auto* h = app.add_subcommand("help", "Show the usage of mnistctl or of one command");
-  h->add_option("command", "The command to describe (default: all of mnistctl)");
+  h->add_option("COMMAND", "The command to describe (default: all of mnistctl)");
   h->add_flag("--markdown", "Write docs/cli.md (every command and option, in Markdown) to stdout");
+  h->footer(fmt::format("\nExamples:\n  {0} help train\n  {1}\n'{0} COMMAND --help' shows the same as '{0} help COMMAND'.",
+                        kProg, kRegenerateDocs));
   auto* c = app.add_subcommand("completion", "Write a shell completion script to stdout");
-  c->add_option("shell", "Only bash")->check(one_of({"bash"}))->required();
-  c->group("");  // hidden: the build installs the script
+  c->add_option("SHELL", "The shell to write it for (only bash)")->check(one_of({"bash"}))->required();
+  c->footer(fmt::format("\nExamples:\n  source <({0} completion bash)\n"
+                        "The build installs the script as share/bash-completion/completions/{0}.",
+                        kProg));
 }
 
 std::string short_usage(const CLI::App& app) {
@@ -231,17 +357,20 @@ int parse(CLI::App& app, int argc, char** argv) {
     std::fputs(short_usage(app).c_str(), stderr);
     return kExitUsage;
   }
+  const std::vector<std::string> args = join_negative_values(app, std::vector<std::string>(argv + 1, argv + argc));
   try {
-    app.parse(argc, argv);
+    app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them last first
   } catch (const CLI::ParseError& err) {
     // --help and --version arrive as "errors" with exit code 0: CLI11 prints them.
     if (err.get_exit_code() == 0) return app.exit(err);
-    std::vector<std::string> args(argv + 1, argv + argc);
     std::string line = diagnose(app, args);
+    if (line.empty() && dynamic_cast<const CLI::RequiredError*>(&err) != nullptr) line = missing_required(app);
+    if (line.empty() && dynamic_cast<const CLI::ArgumentMismatch*>(&err) != nullptr) {
+      line = missing_value(app, err.what());
+      if (!line.empty()) line = fmt::format("{} (see {} --help)", line, command_path(where_parsed(app)));
+    }
     if (line.empty()) {
-      const CLI::App* where = &app;
-      while (!where->get_subcommands().empty()) where = where->get_subcommands().front();
-      line = fmt::format("{} (see {} --help)", err.what(), command_path(where));
+      line = fmt::format("{} (see {} --help)", err.what(), command_path(where_parsed(app)));
     }
     std::fprintf(stderr, "%s: %s\n", kProg, line.c_str());
     return kExitUsage;
@@ -252,7 +381,7 @@ int parse(CLI::App& app, int argc, char** argv) {
       print_out(markdown(app));
       return kExitOk;
     }
-    const CLI::Option* cmd = h->get_option("command");
+    const CLI::Option* cmd = h->get_option("COMMAND");
     if (cmd->count() == 0) {
       print_out(help_of(&app));
       return kExitOk;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,18 @@ CLI::Validator one_of(std::vector<std::string> allowed);
 // `choices` (optional) are offered by completion.
 CLI::Validator checked(std::function<std::string(const std::string&)> problem,
                        std::vector<std::string> choices = {});
+
+// A number from lo to hi: a whole number when T is an integer type, else any real number.
+// Fails with "expected a whole number from 1 to 100000, got '1.5'"; help shows "[lo, hi]".
+CLI::Validator whole_range(long long lo, long long hi);
+CLI::Validator real_range(double lo, double hi);
+template <class T>
+CLI::Validator range(T lo, T hi) {
+  if constexpr (std::is_integral_v<T>)
+    return whole_range(static_cast<long long>(lo), static_cast<long long>(hi));
+  else
+    return real_range(static_cast<double>(lo), static_cast<double>(hi));
+}
 
 // `mnistctl` alone: the subcommands, one line each.
 std::string short_usage(const CLI::App& app);

@@ -1,6 +1,7 @@
 // The command line's own behaviour, through the real binary: "did you mean" for commands,
 // flags and choice values; help, the short usage and --version; docs/cli.md and the bash
-// completion script written from the command tree (and fresh); the precedence of --epochs,
+// completion script written from the command tree (and fresh); numeric flags (negative values,
+// whole/real ranges) and missing required arguments; the precedence of --epochs,
 // --seed and --dataset over --set; --dataset for train, eval and predict; --resume refusing an
 // edited --config; and `mnistctl info` on a run and on one of its checkpoints.
 #include <cstdio>
@@ -85,12 +86,81 @@ TEST_CASE("unknown commands, flags and choice values get one line with a suggest
   CHECK(r.err.find("did you mean") == std::string::npos);
 }
 
+TEST_CASE("numeric flags: negative numbers as values, whole and real ranges, missing values") {
+  // A negative number after a flag is its value (CLI11 alone reads it as an unknown flag "-1"),
+  // and gets the same message as the --flag=value form.
+  for (const char* form : {"sep", "eq"}) {
+    auto args = [&](const std::string& cmd, const std::string& flag, const std::string& v) {
+      return std::string(form) == "sep" ? std::vector<std::string>{cmd, flag, v}
+                                        : std::vector<std::string>{cmd, flag + "=" + v};
+    };
+    require_one_line_usage_error(args("train", "--threads", "-1"),
+                                 "mnistctl: --threads: expected a whole number from 0 to 1024, got '-1' (see mnistctl train --help)");
+    require_one_line_usage_error(args("train", "--seed", "-5"),
+                                 "--seed: expected a whole number from 0 to 4611686018427387904, got '-5'");
+    require_one_line_usage_error(args("train", "--epochs", "-3"), "--epochs: expected a whole number from 1 to 100000, got '-3'");
+    require_one_line_usage_error(args("eval", "--min-accuracy", "-0.5"), "--min-accuracy: expected a number from 0 to 1, got '-0.5'");
+  }
+  // Other flags after the joined value still parse: the message is about --threads.
+  require_one_line_usage_error({"train", "--dry-run", "--threads", "-2", "--epochs", "1"}, "got '-2'");
+  // A word that is not a number is still not taken for a negative value.
+  require_one_line_usage_error({"train", "--threads", "-x"}, "unknown option -x");
+  // Whole numbers vs real numbers, bounds written plainly.
+  require_one_line_usage_error({"train", "--epochs", "1.5"}, "--epochs: expected a whole number from 1 to 100000, got '1.5'");
+  require_one_line_usage_error({"eval", "--min-accuracy", "abc"}, "--min-accuracy: expected a number from 0 to 1, got 'abc'");
+  require_one_line_usage_error({"eval", "--min-accuracy", "97"}, "--min-accuracy: expected a number from 0 to 1, got '97'");
+  require_one_line_usage_error({"eval", "--min-accuracy", "nan"}, "got 'nan'");
+  require_one_line_usage_error({"eval", "--top-k", "11"}, "--top-k: expected a whole number from 1 to 10, got '11'");
+  require_one_line_usage_error({"bench", "--batch", "0"}, "--batch: expected a whole number from 1 to 1048576, got '0'");
+  require_one_line_usage_error({"bench", "--iters", "99999999999999999999"}, "from 1 to 100000, got '99999999999999999999'");
+  require_one_line_usage_error({"bench", "--warmup", "abc"}, "--warmup: expected a whole number from 0 to 100000");
+  require_one_line_usage_error({"predict", "--threads", "2x"}, "got '2x'");
+  // A flag given last without its value.
+  require_one_line_usage_error({"train", "--epochs"}, "mnistctl: --epochs needs a value: INT [1, 100000] (see mnistctl train --help)");
+  // In range: accepted (the dry run prints the network).
+  RunResult ok = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--dry-run", "--epochs", "2", "--threads", "1"});
+  INFO(ok.err);
+  CHECK(ok.code == 0);
+  CHECK(ok.out.find(", 2 epochs,") != std::string::npos);
+  CHECK(run_mnistctl({"eval", "--min-accuracy", "1.5e-1", "--model", scratch_dir("cli-range") + "/none"}).err.find(
+            "expected a number") == std::string::npos);  // 0.15 passes the range; the missing model is the error
+}
+
+TEST_CASE("a missing required argument is named after what the user passes, with the usage") {
+  require_one_line_usage_error(
+      {"info"}, "mnistctl: info needs RUN|FILE, a run folder or checkpoint file: mnistctl info RUN|FILE [OPTIONS]");
+  require_one_line_usage_error({"info", "--json"}, "info needs RUN|FILE");
+  require_one_line_usage_error({"report"}, "mnistctl: report needs RUN, a run folder (what `train --out` wrote): mnistctl report RUN [OPTIONS]");
+  require_one_line_usage_error({"completion"}, "mnistctl: completion needs SHELL, the shell to write it for (only bash): mnistctl completion SHELL");
+  require_one_line_usage_error({"export"}, "mnistctl: export needs --model RUN|FILE, a run folder or checkpoint file: "
+                                           "mnistctl export --model RUN|FILE --output FILE [OPTIONS]");
+  require_one_line_usage_error({"export", "--model", "x"}, "export needs --output FILE, the file to write");
+  // eval and predict take --model or a --checkpoint FILE: their own check names both.
+  for (const char* cmd : {"eval", "predict"})
+    require_one_line_usage_error({cmd}, "which model? give --model RUN");
+}
+
 TEST_CASE("help, help COMMAND, the short usage and --version") {
   RunResult bare = run_mnistctl({});
   CHECK(bare.code == 2);
   for (const char* cmd : {"fetch", "train", "eval", "predict", "info", "help"})
     CHECK(bare.err.find(std::string("\n  ") + cmd + " ") != std::string::npos);
-  CHECK(bare.err.find("completion") == std::string::npos);  // hidden
+  CHECK(bare.err.find("\n  completion ") != std::string::npos);  // listed: its errors point to its --help
+
+  // help COMMAND works for the built-in commands too; their --help is their own usage, not
+  // mnistctl's examples.
+  for (const char* cmd : {"completion", "help"}) {
+    RunResult hc = run_mnistctl({"help", cmd});
+    INFO(cmd << ": " << hc.err);
+    CHECK(hc.code == 0);
+    CHECK(hc.out.find(std::string("Usage: mnistctl ") + cmd) != std::string::npos);
+    CHECK(hc.out.find("mnistctl fetch") == std::string::npos);
+    RunResult ch = run_mnistctl({cmd, "--help"});
+    CHECK(ch.code == 0);
+    CHECK(ch.out == hc.out);
+  }
+  CHECK(run_mnistctl({"help", "completion"}).out.find("source <(mnistctl completion bash)") != std::string::npos);
+  CHECK(run_mnistctl({"help", "help"}).out.find("mnistctl help train") != std::string::npos);
 
   RunResult help = run_mnistctl({"help"});
   CHECK(help.code == 0);
@@ -136,7 +206,14 @@ TEST_CASE("docs/cli.md matches the command tree") {
   // Every visible subcommand and each of train's flags is documented.
   for (const char* s : {"## `mnistctl fetch`", "## `mnistctl train`", "## `mnistctl info`", "`--epochs`", "`--dataset`"})
     CHECK(md.out.find(s) != std::string::npos);
-  CHECK(md.out.find("## `mnistctl completion`") == std::string::npos);
+  CHECK(md.out.find("## `mnistctl completion`") != std::string::npos);
+  // "(required)" comes from the command tree, for every required option and positional alike.
+  for (const char* s : {"| `--model` | RUN\\|FILE |  | A run folder or checkpoint file (required) |",
+                        "| `--output` | FILE |  | The file to write, e.g. model.onnx (required) |",
+                        "| `RUN\\|FILE` | TEXT |  | A run folder or checkpoint file (required) |",
+                        "mnistctl export --model RUN|FILE --output FILE [OPTIONS]"})
+    CHECK(md.out.find(s) != std::string::npos);
+  CHECK(md.out.find("(required) (required)") == std::string::npos);
   const std::string doc = read_text(kSrc + "/docs/cli.md");
   if (doc != md.out)
     FAIL("docs/cli.md is stale (it differs from `mnistctl help --markdown`); regenerate it from the repository root "

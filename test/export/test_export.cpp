@@ -369,8 +369,8 @@ TEST_CASE("export never replaces a file without --force, and bad usage is one li
       {{"export", "--model", run + "/last.ckpt", "--checkpoint", "best", "--output", root + "/m.onnx"},
        "applies to a run folder"},
       {{"export", "--model", root + "/nope", "--output", root + "/m.onnx"}, "no such checkpoint file or run folder"},
-      {{"export", "--output", root + "/m.onnx"}, "--model is required"},
-      {{"export", "--model", run}, "--output is required"},
+      {{"export", "--output", root + "/m.onnx"}, "export needs --model"},
+      {{"export", "--model", run}, "export needs --output"},
       {{"export", "--model", run, "--output", root + "/m.onnx", "--format", "tflite"}, "tflite"},
       {{"export", "--model", root + "/model.onnx", "--output", root + "/m.onnx"}, "model.onnx"},  // not a checkpoint
   };
