@@ -1,7 +1,8 @@
 // The run folder through the binary, on small slices of real MNIST: a run is never lost (a
 // fresh run into a folder holding one is refused, --overwrite deletes only once training can
 // start), the default folder names network and dataset, `--resume` alone picks the newest
-// run, Ctrl-C names the command that continues, metrics.csv and the closing summary, the
+// run, Ctrl-C names the command that continues (and a closed stdout pipe stops the same way),
+// metrics.csv and the closing summary, the
 // progress bar on a terminal, early stopping and stop_at_accuracy (exact across a resume),
 // best.ckpt and --checkpoint best|last|FILE. These tests need real MNIST and fail without it.
 #include <pty.h>
@@ -378,6 +379,29 @@ TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names 
   bad = run_mnistctl({"eval"});
   CHECK(bad.code == 2);
   CHECK(bad.err.find("--model") != std::string::npos);
+}
+
+TEST_CASE("train into a pipe whose reader goes away stops as for SIGTERM: checkpoint, exit 141, the line on stderr") {
+  skip_without_mnist();
+  const std::string root = data_root("runs-pipe");
+  const std::string out = scratch_dir("runs-pipe-run");
+  // `mnistctl train ... | head -n 3`, with mnistctl's own exit status.
+  std::vector<std::string> args = {"-c", "\"$0\" \"$@\" | head -n 3 >/dev/null; exit ${PIPESTATUS[0]}", MNISTCTL_EXE};
+  for (const std::string& a : quick_mlp(root, out, 3)) args.push_back(a);
+  RunResult r = run_program("/bin/bash", args);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 141);
+  const std::string said = "interrupted: checkpoint written to " + out + "/last.ckpt";
+  CHECK(r.err.find(said) != std::string::npos);
+  REQUIRE(fs::exists(out + "/last.ckpt"));
+
+  // It continues from there, as after Ctrl-C.
+  std::vector<std::string> resume = quick_mlp(root, out, 3);
+  resume.push_back("--resume");
+  RunResult again = run_mnistctl(resume);
+  INFO(again.out << again.err);
+  CHECK(again.code == 0);
+  CHECK(records(out, "epoch").size() == 3);
 }
 
 TEST_CASE("stop_at_accuracy stops at the first epoch that reaches it and reports the time to accuracy") {
