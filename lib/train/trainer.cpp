@@ -503,10 +503,12 @@ class Trainer {
   // Stop kind, empty when all epochs ran.
   void summary(int64_t epochs, double final_val, const std::string& stopped, double wall_s) {
     const RunState& st = state_;
+    // After --resume the training time counts every session, the wall time this one only.
     std::string line = fmt::format(
-        "done: {} epoch{}{}; validation accuracy {:.4f} (best {:.4f} at epoch {}); {} of training, {} in all",
+        "done: {} epoch{}{}; validation accuracy {:.4f} (best {:.4f} at epoch {}); {} of training{}, {} {}",
         epochs, epochs == 1 ? "" : "s", stopped.empty() ? "" : " (stopped early)", final_val, st.best_val_accuracy,
-        st.best_epoch, seconds_text(st.train_time_s), seconds_text(wall_s));
+        st.best_epoch, seconds_text(st.train_time_s), req_.resume ? " over all sessions" : "", seconds_text(wall_s),
+        req_.resume ? "in this one" : "in all");
     std::string json = fmt::format(
         "{{\"type\":\"summary\",\"epochs\":{},\"stopped_by\":\"{}\",\"val_accuracy\":{:.6f},"
         "\"best_val_accuracy\":{:.6f},\"best_epoch\":{},\"train_time_s\":{:.4f},\"wall_time_s\":{:.4f}",
