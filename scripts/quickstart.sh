@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== quickstart: %s\n' "$*"; }
 
-step "1/6 installing dependencies (scripts/setup.sh)"
-bash scripts/setup.sh
+step "1/6 installing the build dependencies (scripts/setup.sh --build-only)"
+bash scripts/setup.sh --build-only
 BUILD_DIR=${BUILD_DIR:-build}
 step "2/6 building mnistctl (Release) in $BUILD_DIR/ (a few minutes on 2 cores)"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target mnistctl
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target mnistctl mnistctl_completion
 MNISTCTL="$BUILD_DIR/bin/mnistctl"
 
 step "3/6 fetching MNIST (SHA-256 verified)"

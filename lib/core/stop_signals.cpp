@@ -15,6 +15,12 @@ namespace {
 volatile std::sig_atomic_t g_stop = 0;
 
 extern "C" void on_stop_signal(int sig) { g_stop = sig; }  // SA_RESETHAND: a second one ends the process
+// A reader of stdout that went away (`mnistctl train | head`): the write that met the closed
+// pipe fails with EPIPE instead of the process dying, and the run stops as for SIGTERM. Not
+// reset, and it never overrides Ctrl-C: later writes to the closed pipe just fail.
+extern "C" void on_broken_pipe(int sig) {
+  if (g_stop == 0) g_stop = sig;
+}
 
 // One thread's alternate signal stack: a guard page, then the stack. Made on first use,
 // taken down when the thread ends.
@@ -55,9 +61,9 @@ struct AltStack {
 
 void install(int sig, struct sigaction* prev) {
   struct sigaction sa{};
-  sa.sa_handler = on_stop_signal;
+  sa.sa_handler = sig == SIGPIPE ? on_broken_pipe : on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_ONSTACK | SA_RESTART | SA_RESETHAND;
+  sa.sa_flags = SA_ONSTACK | SA_RESTART | (sig == SIGPIPE ? 0 : SA_RESETHAND);
   sigaction(sig, &sa, prev);
 }
 
@@ -76,11 +82,13 @@ StopSignals::StopSignals() {
   g_stop = 0;
   install(SIGINT, &prev_int_);
   install(SIGTERM, &prev_term_);
+  install(SIGPIPE, &prev_pipe_);
 }
 
 StopSignals::~StopSignals() {
   sigaction(SIGINT, &prev_int_, nullptr);
   sigaction(SIGTERM, &prev_term_, nullptr);
+  sigaction(SIGPIPE, &prev_pipe_, nullptr);
 }
 
 }  // namespace mnistctl

@@ -22,9 +22,13 @@ std::string resolve_checkpoint(const std::string& p, const std::string& which) {
       throw UsageError(fmt::format("--checkpoint {}: --model {} is not a run folder", which, p));
     std::string file = (fs::path(p) / (which + ".ckpt")).string();
     if (!fs::exists(file, ec))
-      throw UsageError(fmt::format("{}: no {}.ckpt in this run folder ({})", p, which,
-                                   which == "best" ? "runs trained before best.ckpt existed have only last.ckpt"
-                                                   : "has it trained an epoch?"));
+      throw UsageError(fmt::format(
+          "{}: no {}.ckpt in this run folder ({})", p, which,
+          which == "best" ? (fs::exists(fs::path(p) / "last.ckpt", ec)
+                                 ? "it is written at the end of an epoch: this run has not finished one, or was "
+                                   "trained before best.ckpt existed; --checkpoint last takes last.ckpt"
+                                 : "it is written at the end of an epoch: this run has not finished one")
+                          : "has it trained an epoch?"));
     return file;
   }
   if (!which.empty()) {

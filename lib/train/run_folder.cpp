@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // The files directly in a run folder that belong to a run (besides checkpoints/*.ckpt).
-const char* const kRunFiles[] = {"last.ckpt", "best.ckpt", "metrics.jsonl", "metrics.csv", "config.yaml"};
+// report.html is `mnistctl report`'s default output: it describes this run, so it goes with it.
+const char* const kRunFiles[] = {"last.ckpt", "best.ckpt", "metrics.jsonl", "metrics.csv", "config.yaml", "report.html"};
 
 const char* const kCsvHeader =
     "epoch,train_accuracy,loss,val_accuracy,val_loss,lr,time_s,val_time_s,images_per_s,elapsed_s";
@@ -53,10 +54,16 @@ void check_fresh_run(const std::string& dir, bool overwrite) {
   if (overwrite) return;
   std::vector<std::string> files = run_files(dir);
   if (files.empty()) return;
-  throw UsageError(fmt::format("{} already holds a run ({}{}): continue it with --resume, replace it with "
+  const std::string listed =
+      files.front() + (files.size() > 1 ? fmt::format(" and {} more", files.size() - 1) : std::string());
+  std::error_code ec;
+  if (!fs::exists(fs::path(dir) / "last.ckpt", ec))  // nothing to resume: stopped before its first checkpoint
+    throw UsageError(fmt::format("{} holds a run that has no checkpoint yet ({}): replace it with --overwrite, "
+                                 "or train into another --out",
+                                 dir, listed));
+  throw UsageError(fmt::format("{} already holds a run ({}): continue it with --resume, replace it with "
                                "--overwrite, or train into another --out",
-                               dir, files.front(), files.size() > 1 ? fmt::format(" and {} more", files.size() - 1)
-                                                                    : std::string()));
+                               dir, listed));
 }
 
 std::string latest_run(const std::string& parent) {

@@ -31,7 +31,8 @@ namespace mnistctl {
 std::string default_run_dir(const Config& cfg);
 
 // The files of a run that `dir` holds, relative to it (config.yaml, metrics.jsonl,
-// metrics.csv, last.ckpt, best.ckpt, checkpoints/*.ckpt); empty when it holds none.
+// metrics.csv, last.ckpt, best.ckpt, report.html, checkpoints/*.ckpt); empty when it holds
+// none.
 std::vector<std::string> run_files(const std::string& dir);
 
 // Throws UsageError (exit 2) naming the folder and the ways out when `dir` holds a run and

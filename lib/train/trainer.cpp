@@ -144,7 +144,7 @@ class Trainer {
 
     auto be = coll_.make_backend(req_.ctx, req_.backend);  // data parallelism: this rank's device
     if (stop_signal()) {
-      out_line("interrupted before training started: nothing written");
+      stop_line("interrupted before training started: nothing written");
       return interrupted_exit_code();
     }
     out_line(fmt::format("mnistctl train: {} on {} ({} training, {} test images), {} parameters", cfg_.name,
@@ -312,8 +312,8 @@ class Trainer {
           RunState now = state_;
           now.train_time_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           save(net, opt, now, epoch, b + 1, &sums, false);
-          out_line(fmt::format("interrupted: checkpoint written to {} (epoch {}, batch {}); continue with: {}",
-                               last_path, epoch + 1, b + 1, resume_command()));
+          stop_line(fmt::format("interrupted: checkpoint written to {} (epoch {}, batch {}); continue with: {}",
+                                last_path, epoch + 1, b + 1, resume_command()));
           return interrupted_exit_code();
         }
       }
@@ -357,8 +357,8 @@ class Trainer {
       final_val_accuracy = v.accuracy();
       share_stop_signal();
       if (stop_signal()) {
-        out_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with: {}",
-                             last_path, epoch + 1, resume_command()));
+        stop_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with: {}",
+                              last_path, epoch + 1, resume_command()));
         return interrupted_exit_code();
       }
       if (Stop stop; shared_stop(stop)) {
@@ -385,6 +385,15 @@ class Trainer {
   // Shadows mnistctl::out_line inside the trainer, so every training line is rank 0's.
   void out_line(const std::string& line) const {
     if (root()) mnistctl::out_line(line);
+  }
+  // The line that says how the run stopped: on stderr when stdout's reader went away
+  // (SIGPIPE), where it can still be read.
+  void stop_line(const std::string& line) const {
+    if (!root()) return;
+    if (stop_signal() == SIGPIPE)
+      mnistctl::log_line(line);
+    else
+      mnistctl::out_line(line);
   }
   Sums reduce_metrics(Backend& be, const Tensor& m) {
     Sums s = read_metrics(be, m);
@@ -494,10 +503,12 @@ class Trainer {
   // Stop kind, empty when all epochs ran.
   void summary(int64_t epochs, double final_val, const std::string& stopped, double wall_s) {
     const RunState& st = state_;
+    // After --resume the training time counts every session, the wall time this one only.
     std::string line = fmt::format(
-        "done: {} epoch{}{}; validation accuracy {:.4f} (best {:.4f} at epoch {}); {} of training, {} in all",
+        "done: {} epoch{}{}; validation accuracy {:.4f} (best {:.4f} at epoch {}); {} of training{}, {} {}",
         epochs, epochs == 1 ? "" : "s", stopped.empty() ? "" : " (stopped early)", final_val, st.best_val_accuracy,
-        st.best_epoch, seconds_text(st.train_time_s), seconds_text(wall_s));
+        st.best_epoch, seconds_text(st.train_time_s), req_.resume ? " over all sessions" : "", seconds_text(wall_s),
+        req_.resume ? "in this one" : "in all");
     std::string json = fmt::format(
         "{{\"type\":\"summary\",\"epochs\":{},\"stopped_by\":\"{}\",\"val_accuracy\":{:.6f},"
         "\"best_val_accuracy\":{:.6f},\"best_epoch\":{},\"train_time_s\":{:.4f},\"wall_time_s\":{:.4f}",

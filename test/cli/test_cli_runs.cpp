@@ -1,7 +1,8 @@
 // The run folder through the binary, on small slices of real MNIST: a run is never lost (a
 // fresh run into a folder holding one is refused, --overwrite deletes only once training can
 // start), the default folder names network and dataset, `--resume` alone picks the newest
-// run, Ctrl-C names the command that continues, metrics.csv and the closing summary, the
+// run, Ctrl-C names the command that continues (and a closed stdout pipe stops the same way),
+// metrics.csv and the closing summary, the
 // progress bar on a terminal, early stopping and stop_at_accuracy (exact across a resume),
 // best.ckpt and --checkpoint best|last|FILE. These tests need real MNIST and fail without it.
 #include <pty.h>
@@ -186,17 +187,37 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   both.insert(both.end(), {"--overwrite", "--resume"});
   CHECK(run_mnistctl(both).code == 2);
 
-  // --overwrite that can train: says what it removed and leaves only the new run.
+  // --overwrite that can train: says what it removed and leaves only the new run (the old
+  // run's report.html with it: it described that run).
   std::ofstream(out + "/notes.txt") << "my notes\n";
+  std::ofstream(out + "/report.html") << "<html>the old run</html>\n";
   RunResult replaced = run_mnistctl(over);
   INFO(replaced.out << replaced.err);
   REQUIRE(replaced.code == 0);
   CHECK(replaced.out.find("--overwrite: removed the earlier run in " + out) != std::string::npos);
+  CHECK(replaced.out.find("report.html") != std::string::npos);
+  CHECK(!fs::exists(out + "/report.html"));
   CHECK(!fs::exists(out + "/checkpoints/epoch-002.ckpt"));
   CHECK(fs::exists(out + "/checkpoints/epoch-001.ckpt"));
   CHECK(records(out, "epoch").size() == 1);
   CHECK(read_csv(out + "/metrics.csv").rows.size() == 1);
   CHECK(read_text(out + "/notes.txt") == "my notes\n");  // not a run's file: kept
+}
+
+TEST_CASE("a folder whose run stopped before its first checkpoint is refused with --overwrite as the way out") {
+  std::string root = data_root("runs-nockpt-data");
+  std::string out = scratch_dir("runs-nockpt") + "/run";
+  fs::create_directories(out);
+  std::ofstream(out + "/config.yaml") << "name: mlp\n";
+  std::ofstream(out + "/metrics.jsonl") << "{\"type\":\"start\"}\n";
+  RunResult r = run_mnistctl(quick_mlp(root, out, 1));
+  INFO(r.out << r.err);
+  CHECK(r.code == 2);
+  CHECK(one_line(r));
+  CHECK(r.err.find(out + " holds a run that has no checkpoint yet (metrics.jsonl and 1 more): replace it with "
+                         "--overwrite") != std::string::npos);
+  CHECK(r.err.find("--resume") == std::string::npos);  // there is nothing to resume
+  CHECK(read_text(out + "/metrics.jsonl") == "{\"type\":\"start\"}\n");
 }
 
 TEST_CASE("the default run folder names network and dataset, --resume alone takes the newest run, nothing is written outside") {
@@ -322,6 +343,8 @@ TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names 
   INFO(resumed.out << resumed.err);
   REQUIRE(resumed.code == 0);
   CHECK(resumed.out.find("stopping after epoch 3") != std::string::npos);
+  // Its training time counts both sessions, its wall time this one only, and the line says so.
+  CHECK(std::regex_search(resumed.out, std::regex("[0-9.]+ s of training over all sessions, [0-9.]+ s in this one")));
   require_same_weights(whole + "/last.ckpt", split + "/last.ckpt");
   require_same_weights(whole + "/best.ckpt", split + "/best.ckpt");
   CHECK(load_checkpoint(split + "/best.ckpt").meta.at("epoch") == std::to_string(best_epoch));
@@ -375,9 +398,40 @@ TEST_CASE("early stopping survives Ctrl-C and resume exactly, the message names 
   bad = run_mnistctl({"eval", "--model", whole + "/old", "--checkpoint", "best"});
   CHECK(bad.code == 2);
   CHECK(bad.err.find("no best.ckpt") != std::string::npos);
+  CHECK(bad.err.find("--checkpoint last") == std::string::npos);  // no last.ckpt there either
+  // With a last.ckpt (a run stopped in its first epoch, or older than best.ckpt) the way out is named.
+  fs::copy_file(whole + "/last.ckpt", whole + "/old/last.ckpt");
+  bad = run_mnistctl({"eval", "--model", whole + "/old", "--checkpoint", "best"});
+  CHECK(bad.code == 2);
+  CHECK(one_line(bad));
+  CHECK(bad.err.find("this run has not finished one, or was trained before best.ckpt existed; --checkpoint last "
+                     "takes last.ckpt") != std::string::npos);
   bad = run_mnistctl({"eval"});
   CHECK(bad.code == 2);
   CHECK(bad.err.find("--model") != std::string::npos);
+}
+
+TEST_CASE("train into a pipe whose reader goes away stops as for SIGTERM: checkpoint, exit 141, the line on stderr") {
+  skip_without_mnist();
+  const std::string root = data_root("runs-pipe");
+  const std::string out = scratch_dir("runs-pipe-run");
+  // `mnistctl train ... | head -n 3`, with mnistctl's own exit status.
+  std::vector<std::string> args = {"-c", "\"$0\" \"$@\" | head -n 3 >/dev/null; exit ${PIPESTATUS[0]}", MNISTCTL_EXE};
+  for (const std::string& a : quick_mlp(root, out, 3)) args.push_back(a);
+  RunResult r = run_program("/bin/bash", args);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 141);
+  const std::string said = "interrupted: checkpoint written to " + out + "/last.ckpt";
+  CHECK(r.err.find(said) != std::string::npos);
+  REQUIRE(fs::exists(out + "/last.ckpt"));
+
+  // It continues from there, as after Ctrl-C.
+  std::vector<std::string> resume = quick_mlp(root, out, 3);
+  resume.push_back("--resume");
+  RunResult again = run_mnistctl(resume);
+  INFO(again.out << again.err);
+  CHECK(again.code == 0);
+  CHECK(records(out, "epoch").size() == 3);
 }
 
 TEST_CASE("stop_at_accuracy stops at the first epoch that reaches it and reports the time to accuracy") {
