@@ -14,13 +14,14 @@
 
 namespace mnistctl::cli {
 
-// Adds `help [CMD] [--markdown]` and the hidden `completion bash`. Call after the other
-// subcommands are added (help lists them; its own entry comes last).
+// Adds `help [COMMAND] [--markdown]` and `completion bash`, each with its own usage. Call after
+// the other subcommands are added (help lists them; the built-in entries come last).
 void add_builtin_commands(CLI::App& app);
 
 // Parses the command line. Returns -1 when one of the caller's subcommands is to run;
 // otherwise the process's exit code, having printed what was asked (help, version, usage,
-// completion, markdown) or one error line ("mnistctl: ...") on stderr (exit 2).
+// completion, markdown) or one error line ("mnistctl: ...") on stderr (exit 2). A negative
+// number after a flag that takes a value is that value (`--threads -1` as `--threads=-1`).
 int parse(CLI::App& app, int argc, char** argv);
 
 // A value from a fixed list; a wrong one fails with the list and a "did you mean".
