@@ -314,8 +314,8 @@ class Predictor {
     out_.commit();
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    progress_.done(fmt::format("{} images in {:.1f} s{}", done_, secs,
-                               errors_ ? fmt::format(", {} error rows", errors_) : ""));
+    progress_.done(fmt::format("{} image{} in {:.1f} s{}", done_, done_ == 1 ? "" : "s", secs,
+                               errors_ ? fmt::format(", {} error row{}", errors_, errors_ == 1 ? "" : "s") : ""));
     if (errors_ == 0) return kExitOk;
     if (errors_ > kMaxErrorLines)
       log_line(fmt::format("mnistctl: ... and {} more errors", errors_ - kMaxErrorLines));

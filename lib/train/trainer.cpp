@@ -201,8 +201,8 @@ class Trainer {
       if (!root()) resumed_sums.assign(kMetricSlots, 0.0f);  // rank 0 alone carries the saved sums
     }
     if (start_epoch >= t_.epochs) {
-      out_line(fmt::format("{} already holds {} trained epochs; nothing to do (raise --epochs to go on)",
-                           req_.out_dir, start_epoch));
+      out_line(fmt::format("{} already holds {} trained epoch{}; nothing to do (raise --epochs to go on)",
+                           req_.out_dir, start_epoch, start_epoch == 1 ? "" : "s"));
       return kExitOk;
     }
     // A run that stopped by its own rule stays stopped unless the rule is changed (--set).
