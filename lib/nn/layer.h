@@ -64,6 +64,11 @@ class Layer {
   virtual bool is_view() const { return false; }
   // The fused softmax + cross-entropy: backward ignores dy and starts from the labels.
   virtual bool is_loss() const { return false; }
+  // An elementwise, non-decreasing function (relu, tanh, sigmoid, softrelu): it commutes with
+  // a max pooling after it, which the network uses (see network.h, "the plan").
+  virtual bool is_monotonic() const { return false; }
+  // A max pooling (the windows' maximum, padding never chosen).
+  virtual bool is_max_pool() const { return false; }
 
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }

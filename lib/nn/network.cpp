@@ -42,6 +42,9 @@ Network::Network(const NetworkSpec& spec) : input_(spec.input) {
     need_dx_[i] = params_below;
     if (!layers_[i]->params().empty()) params_below = true;
   }
+  swapped_.assign(layers_.size(), false);  // the plan (network.h): activation, then max pool
+  for (size_t i = 0; i + 1 < layers_.size(); ++i)
+    if (layers_[i]->is_monotonic() && layers_[i + 1]->is_max_pool()) swapped_[i] = true;  // pairs never overlap
 }
 
 int64_t Network::param_count() const {
@@ -119,9 +122,17 @@ void Network::bind(Backend& be, int64_t max_batch, bool training) {
     }
     l->bind(be, max_batch);
   }
+  pre_.assign(L, Tensor{});
+  dpre_.assign(L, Tensor{});
   for (size_t i = 0; i < L; ++i) {
     Shape s = batched(max_batch, layers_[i]->out_shape());
     bool grad_needed = training && i + 1 < L && need_dx_[i + 1];
+    if (swapped_[i]) {  // the pair's pooled pre-activation replaces the activation's output
+      Shape pooled = batched(max_batch, layers_[i + 1]->out_shape());
+      pre_[i] = be.empty(pooled);
+      if (training && need_dx_[i]) dpre_[i] = be.empty(pooled);
+      continue;
+    }
     if (layers_[i]->is_view()) {
       // Aliases: the output is a view of the input, and so is its gradient.
       if (grad_needed && i > 0) grad_[i] = grad_[i - 1].view(s);
@@ -146,13 +157,20 @@ const Tensor& Network::forward(const Tensor& x, const Pass& pass) {
   const Tensor* in = &cur_x_;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Shape s = batched(n, layers_[i]->out_shape());
+    if (swapped_[i]) {  // pool, then the activation on the pooled tensor (network.h)
+      Tensor pre = pre_[i].view(batched(n, layers_[i + 1]->out_shape()));
+      cur_out_[i] = Tensor{};  // not computed
+      cur_out_[i + 1] = out_[i + 1].view(pre.shape);
+      call(i + 1, false, [&] { layers_[i + 1]->forward(*be_, *in, pre, pass); });
+      call(i, false, [&] { layers_[i]->forward(*be_, pre, cur_out_[i + 1], pass); });
+      in = &cur_out_[++i];
+      continue;
+    }
     if (layers_[i]->is_view()) {
       cur_out_[i] = in->view(s);
     } else {
       cur_out_[i] = out_[i].view(s);
-      if (observer_) observer_->begin(i, false);
-      layers_[i]->forward(*be_, *in, cur_out_[i], pass);
-      if (observer_) observer_->end(i, false);
+      call(i, false, [&] { layers_[i]->forward(*be_, *in, cur_out_[i], pass); });
     }
     in = &cur_out_[i];
   }
@@ -165,14 +183,23 @@ void Network::backward(const Tensor* dy_top) {
   if (!training_) throw std::logic_error("Network::backward: bound for inference (no gradients)");
   Tensor dy = dy_top ? *dy_top : Tensor{};  // a loss layer ignores it
   for (size_t i = layers_.size(); i-- > 0;) {
+    if (i > 0 && swapped_[i - 1]) {  // the pair (activation i - 1, pool i), in its order (network.h)
+      const size_t a = i - 1;
+      if (!need_dx_[a]) break;  // neither has parameters: nothing below needs a gradient
+      const Tensor& x = a == 0 ? cur_x_ : cur_out_[a - 1];
+      Tensor pre = pre_[a].view(cur_out_[i].shape), dpre = dpre_[a].view(cur_out_[i].shape);
+      Tensor dx = grad_[a - 1].view(batched(n, layers_[a]->in_shape()));
+      call(a, true, [&] { layers_[a]->backward(*be_, pre, cur_out_[i], dy, &dpre); });
+      call(i, true, [&] { layers_[i]->backward(*be_, x, pre, dpre, &dx); });
+      dy = dx;
+      i = a;  // the loop's i-- goes on below the pair
+      continue;
+    }
     const Tensor& x = i == 0 ? cur_x_ : cur_out_[i - 1];
     Tensor dx;
     if (need_dx_[i]) dx = grad_[i - 1].view(batched(n, layers_[i]->in_shape()));
-    if (!layers_[i]->is_view()) {
-      if (observer_) observer_->begin(i, true);
-      layers_[i]->backward(*be_, x, cur_out_[i], dy, need_dx_[i] ? &dx : nullptr);
-      if (observer_) observer_->end(i, true);
-    }
+    if (!layers_[i]->is_view())
+      call(i, true, [&] { layers_[i]->backward(*be_, x, cur_out_[i], dy, need_dx_[i] ? &dx : nullptr); });
     if (!need_dx_[i]) break;  // nothing below needs a gradient
     dy = dx;
   }

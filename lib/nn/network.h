@@ -6,6 +6,18 @@
 // backward pass writes, all sized for the largest batch and used through views for a
 // smaller last batch. View layers (flatten) alias their input. No gradient is made for the
 // input, nor for layers below the first one with parameters (no backward-data there).
+//
+// The plan: a monotonic activation followed by a max pooling (LeNet's tanh -> pool) runs as
+// pool -> activation. max(f(a), f(b)) = f(max(a, b)) for a non-decreasing f, so the output is
+// the same, while the activation, forward and backward, touches a quarter of the elements
+// (for a 2x2 window) and the activation's full-size output and its gradient are never made:
+// the pair keeps one pooled pre-activation buffer and its gradient instead. The gradient
+// goes to the window's maximum of the pre-activation. Where two different inputs round to
+// the same activation value (tanh saturating to 1) that is the larger input, not the first
+// of the tied activations: a valid subgradient either way, and one without ties elsewhere.
+// Each layer still makes its own calls (the activation's on the pooled tensor), so
+// LayerObserver and the per-layer bench rows stay per layer; the activation's output
+// (cur_out_) is not computed.
 #pragma once
 
 #include <cstdint>
@@ -75,6 +87,8 @@ class Network {
   Shape input_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<bool> need_dx_;  // layer i must produce the gradient of its input
+  std::vector<bool> swapped_;  // layer i is an activation run after the max pooling i + 1
+  std::vector<Tensor> pre_, dpre_;  // per swapped pair: the pooled pre-activation and its gradient
   Backend* be_ = nullptr;
   int64_t max_batch_ = 0;
   bool training_ = true;
@@ -83,6 +97,14 @@ class Network {
   Tensor cur_x_;
   Tensor grad_arena_;
   LayerObserver* observer_ = nullptr;
+
+  // One layer call, bracketed for the observer.
+  template <class F>
+  void call(size_t layer, bool backward, const F& f) {
+    if (observer_) observer_->begin(layer, backward);
+    f();
+    if (observer_) observer_->end(layer, backward);
+  }
 };
 
 }  // namespace mnistctl

@@ -62,6 +62,14 @@ const Case kCases[] = {
         {type: convolution, kernel: 3, num_filter: 2}, {type: flatten}, {type: fully_connected, num_hidden: 3}]})"},
     {"softmax_output", R"(network: {input: [6], layers: [
         {type: fully_connected, num_hidden: 5}, {type: softmax_output}]})"},
+    // An activation followed by a max pooling runs as pool -> activation (network.h).
+    {"relu then overlapping padded max pool", R"(network: {input: [2, 7, 7], layers: [
+        {type: convolution, kernel: 2, num_filter: 3}, {type: activation, act_type: relu},
+        {type: pooling, pool_type: max, kernel: 3, stride: 2, pad: 1}]})"},
+    {"sigmoid then max pool, then more", R"(network: {input: [1, 8, 8], layers: [
+        {type: convolution, kernel: 3, num_filter: 2, pad: 1}, {type: activation, act_type: sigmoid},
+        {type: pooling, pool_type: max, kernel: 2, stride: 2}, {type: flatten},
+        {type: fully_connected, num_hidden: 3}]})"},
     {"lenet-like", R"(network: {input: [1, 12, 12], layers: [
         {type: convolution, kernel: 3, num_filter: 3}, {type: activation, act_type: tanh},
         {type: pooling, kernel: 2, stride: 2},

@@ -1,9 +1,18 @@
 // The registry and the network builder: shape inference and parameter counts of the
 // shipped configs (checked against the layer formulas), the errors a user gets for an
-// unknown type or a shape that doesn't fit, and the memory check.
+// unknown type or a shape that doesn't fit, the memory check, and the plan's reordering of
+// an activation and a max pooling.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include <fmt/format.h>
+
 #include "core/error.h"
+#include "core/rng.h"
 #include "nn/network.h"
 #include "nn/registry.h"
 #include "test_util.h"
@@ -100,5 +109,87 @@ TEST_CASE("a network that cannot fit in memory is refused before allocating") {
   } catch (const Error& e) {
     CHECK(e.code() == kExitUsage);
     CHECK(std::string(e.what()).find("inference budget") != std::string::npos);
+  }
+}
+
+// The plan (network.h): an activation followed by a max pooling runs as pool -> activation.
+// Against the layers' ops called one by one in the config's order (activation, then pool),
+// on both host backends: the output, and the gradient below the pair, seen through an
+// identity 1x1 convolution in front (its weight gradient is sum dx * x, its bias gradient
+// sum dx).
+TEST_CASE("an activation before a max pooling runs after it, with the same output and gradient") {
+  for (const char* ctx : {"ref", "cpu"}) {
+    for (const char* act : {"tanh", "relu", "sigmoid"}) {
+      INFO(ctx << " " << act);
+      Config c = load_config_text(
+          fmt::format("network: {{input: [3, 6, 6], layers: [{{type: convolution, kernel: 1, num_filter: 3}}, "
+                      "{{type: activation, act_type: {}}}, {{type: pooling, pool_type: max, kernel: 2, stride: 2}}]}}",
+                      act),
+          "plan.yaml");
+      Network net(c.network);
+      auto be = make_backend(ctx);
+      const int64_t n = 4, C = 3, H = 6, W = 6;
+      net.bind(*be, n);
+      const float eye[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1}, zero[3] = {0, 0, 0};
+      std::vector<Param*> ps = net.params();
+      REQUIRE(ps.size() == 2);
+      be->upload(ps[0]->value, eye);
+      be->upload(ps[1]->value, zero);
+      Pcg32 rng(99);
+      std::vector<float> xv(static_cast<size_t>(n * C * H * W)), dyv(static_cast<size_t>(n * C * 3 * 3));
+      for (float& v : xv) v = rng.uniform(-2.0f, 2.0f);
+      for (float& v : dyv) v = rng.uniform(-1.0f, 1.0f);
+      Tensor x = be->empty(Shape{n, C, H, W}), dy = be->empty(Shape{n, C, 3, 3});
+      be->upload(x, xv.data());
+      be->upload(dy, dyv.data());
+      Pass pass;
+      std::vector<float> got(dyv.size()), gw(9), gb(3);
+      be->download(net.forward(x, pass), got.data());
+      net.backward(&dy);
+      be->download(ps[0]->grad, gw.data());
+      be->download(ps[1]->grad, gb.data());
+
+      // The same two layers as ops, in the config's order, on x (the identity's output).
+      const std::string an = act;
+      const ActType a = an == "tanh" ? ActType::tanh : an == "relu" ? ActType::relu : ActType::sigmoid;
+      PoolDesc d;
+      d.type = PoolType::max;
+      d.n = n, d.c = C, d.h = H, d.w = W, d.kh = 2, d.kw = 2, d.sh = 2, d.sw = 2;
+      Tensor ya = be->empty(x.shape), yp = be->empty(dy.shape), dya = be->empty(x.shape), dx = be->empty(x.shape);
+      Buffer ws = be->pool_workspace(d);
+      be->act_forward(a, x, ya);
+      be->pool_forward(d, ya, yp, ws);
+      be->pool_backward(d, ya, yp, dy, ws, dya);
+      be->act_backward(a, x, ya, dya, dx);
+      std::vector<float> want(dyv.size()), dxv(xv.size());
+      be->download(yp, want.data());
+      be->download(dx, dxv.data());
+      double max_diff = 0, max_grad_diff = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        REQUIRE(std::isfinite(got[i]));
+        max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+      }
+      const int64_t plane = H * W;
+      for (int64_t k = 0; k < C; ++k) {
+        double db = 0;
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t p = 0; p < plane; ++p) db += dxv[static_cast<size_t>((i * C + k) * plane + p)];
+        REQUIRE(std::isfinite(gb[static_cast<size_t>(k)]));
+        max_grad_diff = std::max(max_grad_diff, std::fabs(gb[static_cast<size_t>(k)] - db));
+        for (int64_t ch = 0; ch < C; ++ch) {
+          double dw = 0;
+          for (int64_t i = 0; i < n; ++i)
+            for (int64_t p = 0; p < plane; ++p)
+              dw += static_cast<double>(dxv[static_cast<size_t>((i * C + k) * plane + p)]) *
+                    xv[static_cast<size_t>((i * C + ch) * plane + p)];
+          REQUIRE(std::isfinite(gw[static_cast<size_t>(k * C + ch)]));
+          max_grad_diff = std::max(max_grad_diff, std::fabs(gw[static_cast<size_t>(k * C + ch)] - dw));
+        }
+      }
+      std::printf("plan %-3s %-7s output max diff %.2e, gradient below the pair max diff %.2e\n", ctx, act,
+                  max_diff, max_grad_diff);
+      CHECK(max_diff <= 1e-6);
+      CHECK(max_grad_diff <= 1e-4);
+    }
   }
 }

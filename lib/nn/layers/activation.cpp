@@ -13,6 +13,7 @@ class Activation : public Layer {
          : a == "sigmoid" ? ActType::sigmoid : ActType::softrelu;
   }
   Shape setup(const Shape& in) override { return in; }
+  bool is_monotonic() const override { return true; }  // all four are non-decreasing
   void forward(Backend& be, const Tensor& x, Tensor& y, const Pass&) override {
     be.act_forward(act_, x, y);
   }

@@ -37,6 +37,8 @@ class Pooling : public Layer {
     return Shape{d_.c, d_.oh(), d_.ow()};
   }
 
+  bool is_max_pool() const override { return d_.type == PoolType::max; }
+
   void bind(Backend& be, int64_t max_batch) override {
     PoolDesc d = d_;
     d.n = max_batch;
