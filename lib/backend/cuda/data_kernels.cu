@@ -16,9 +16,11 @@ __global__ void fill_kernel(float* x, int64_t n, float value) {
   MNISTCTL_GRID_STRIDE(i, n) { x[i] = value; }
 }
 
-__global__ void gather_kernel(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
-                              int64_t num_samples, const int32_t* order, int64_t first, int64_t n,
-                              float* x, float* labels) {
+// The gather's loop, written once for its two kernels: the eager one (`first` an argument)
+// and the one of a captured step (`first` read from the step slot, step_slot.h).
+__device__ __forceinline__ void gather_body(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
+                                            int64_t num_samples, const int32_t* order, int64_t first, int64_t n,
+                                            float* x, float* labels) {
   int64_t total = n * sample_size;
   MNISTCTL_GRID_STRIDE(t, total) {
     int64_t i = t / sample_size, k = t - i * sample_size;
@@ -29,20 +31,16 @@ __global__ void gather_kernel(const uint8_t* images, const uint8_t* labels_u8, i
   }
 }
 
-// gather_kernel with `first` read from the step slot (a captured step; step_slot.h).
-// The body must stay gather_kernel's.
+__global__ void gather_kernel(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
+                              int64_t num_samples, const int32_t* order, int64_t first, int64_t n,
+                              float* x, float* labels) {
+  gather_body(images, labels_u8, sample_size, num_samples, order, first, n, x, labels);
+}
+
 __global__ void gather_slot_kernel(const uint8_t* images, const uint8_t* labels_u8, int64_t sample_size,
                                    int64_t num_samples, const int32_t* order, const DeviceStepSlot* slot,
                                    int64_t n, float* x, float* labels) {
-  const int64_t first = slot->first;
-  int64_t total = n * sample_size;
-  MNISTCTL_GRID_STRIDE(t, total) {
-    int64_t i = t / sample_size, k = t - i * sample_size;
-    int64_t idx = order[first + i];
-    bool ok = idx >= 0 && idx < num_samples;
-    x[t] = ok ? float(images[idx * sample_size + k]) / 255.0f : 0.0f;
-    if (k == 0) labels[i] = ok ? float(labels_u8[idx]) : -1.0f;
-  }
+  gather_body(images, labels_u8, sample_size, num_samples, order, slot->first, n, x, labels);
 }
 
 __global__ void bias_rows_kernel(const float* b, int64_t rows, int64_t cols, float* y) {

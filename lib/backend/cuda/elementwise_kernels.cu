@@ -23,8 +23,10 @@ __global__ void softrelu_backward_kernel(const float* x, const float* dy, float*
   MNISTCTL_GRID_STRIDE(i, n) { dx[i] = dy[i] / (1.0f + expf(-x[i])); }
 }
 
-__global__ void dropout_kernel(float p, float keep_scale, uint64_t seed, uint64_t counter, const float* x, float* y,
-                               float* mask, int64_t n) {
+// Dropout's loop, written once for its two kernels: the eager one (`counter` an argument)
+// and the one of a captured step (counter = slot->step * step_range + offset, step_slot.h).
+__device__ __forceinline__ void dropout_body(float p, float keep_scale, uint64_t seed, uint64_t counter,
+                                             const float* x, float* y, float* mask, int64_t n) {
   MNISTCTL_GRID_STRIDE(i, n) {
     float m = hash_uniform(seed, counter + uint64_t(i)) >= p ? keep_scale : 0.0f;
     mask[i] = m;
@@ -32,17 +34,15 @@ __global__ void dropout_kernel(float p, float keep_scale, uint64_t seed, uint64_
   }
 }
 
-// dropout_kernel with counter = slot->step * step_range + offset (a captured step;
-// step_slot.h). The body must stay dropout_kernel's.
+__global__ void dropout_kernel(float p, float keep_scale, uint64_t seed, uint64_t counter, const float* x, float* y,
+                               float* mask, int64_t n) {
+  dropout_body(p, keep_scale, seed, counter, x, y, mask, n);
+}
+
 __global__ void dropout_slot_kernel(float p, float keep_scale, uint64_t seed, const DeviceStepSlot* slot,
                                     uint64_t step_range, uint64_t offset, const float* x, float* y, float* mask,
                                     int64_t n) {
-  const uint64_t counter = slot->step * step_range + offset;
-  MNISTCTL_GRID_STRIDE(i, n) {
-    float m = hash_uniform(seed, counter + uint64_t(i)) >= p ? keep_scale : 0.0f;
-    mask[i] = m;
-    y[i] = x[i] * m;
-  }
+  dropout_body(p, keep_scale, seed, slot->step * step_range + offset, x, y, mask, n);
 }
 
 __global__ void mul_kernel(const float* a, const float* b, float* out, int64_t n) {

@@ -11,8 +11,11 @@
 namespace mnistctl::cuda {
 namespace {
 
-__global__ void sgd_kernel(float* w, const float* g, float* mom, int64_t n, float lr,
-                           float momentum, float wd) {
+// Each update's loop is written once and run by two kernels: the eager one, with its scalars
+// as arguments, and the one of a captured step, which reads them from the step slot
+// (step_slot.h) when it runs. One body: the same arithmetic by construction.
+__device__ __forceinline__ void sgd_body(float* w, const float* g, float* mom, int64_t n, float lr, float momentum,
+                                         float wd) {
   MNISTCTL_GRID_STRIDE(i, n) {
     float gi = g[i] + wd * w[i];
     if (mom) {
@@ -25,8 +28,8 @@ __global__ void sgd_kernel(float* w, const float* g, float* mom, int64_t n, floa
   }
 }
 
-__global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_t n, float lr,
-                            float beta1, float beta2, float eps, float wd, float bc1, float bc2) {
+__device__ __forceinline__ void adam_body(float* w, const float* g, float* m, float* v, int64_t n, float lr,
+                                          float beta1, float beta2, float eps, float wd, float bc1, float bc2) {
   MNISTCTL_GRID_STRIDE(i, n) {
     float gi = g[i] + wd * w[i];
     float mi = beta1 * m[i] + (1.0f - beta1) * gi;
@@ -37,34 +40,23 @@ __global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_
   }
 }
 
-// sgd_kernel and adam_kernel with lr (and Adam's bias corrections) read from the step slot
-// (a captured step; step_slot.h). The bodies must stay those of the kernels above.
+__global__ void sgd_kernel(float* w, const float* g, float* mom, int64_t n, float lr, float momentum, float wd) {
+  sgd_body(w, g, mom, n, lr, momentum, wd);
+}
+
+__global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
+                            float beta2, float eps, float wd, float bc1, float bc2) {
+  adam_body(w, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2);
+}
+
 __global__ void sgd_slot_kernel(float* w, const float* g, float* mom, int64_t n, const DeviceStepSlot* slot,
                                 float momentum, float wd) {
-  const float lr = slot->lr;
-  MNISTCTL_GRID_STRIDE(i, n) {
-    float gi = g[i] + wd * w[i];
-    if (mom) {
-      float m = momentum * mom[i] - lr * gi;
-      mom[i] = m;
-      w[i] += m;
-    } else {
-      w[i] += -lr * gi;
-    }
-  }
+  sgd_body(w, g, mom, n, slot->lr, momentum, wd);
 }
 
 __global__ void adam_slot_kernel(float* w, const float* g, float* m, float* v, int64_t n,
                                  const DeviceStepSlot* slot, float beta1, float beta2, float eps, float wd) {
-  const float lr = slot->lr, bc1 = slot->bc1, bc2 = slot->bc2;
-  MNISTCTL_GRID_STRIDE(i, n) {
-    float gi = g[i] + wd * w[i];
-    float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-    float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    w[i] -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
-  }
+  adam_body(w, g, m, v, n, slot->lr, beta1, beta2, eps, wd, slot->bc1, slot->bc2);
 }
 
 }  // namespace
