@@ -179,6 +179,7 @@ int main(int argc, char** argv) {
 
   ExportOptions exp;
   auto* x = app.add_subcommand("export", "Write a trained model as ONNX, for other runtimes");
+  x->preparse_callback([](size_t) { require_export_support(); });  // a build without ONNX: before --model is checked
   x->add_option("--model", exp.model, "A run folder or checkpoint file")->type_name("RUN|FILE")->required();
   x->add_option("--checkpoint", exp.checkpoint,
                 "For a run folder: last (default) or best (highest val_accuracy in metrics.jsonl)")
@@ -221,9 +222,8 @@ int main(int argc, char** argv) {
 
   // help, completion, did-you-mean and the short usage (lib/cli): after every subcommand.
   cli::add_builtin_commands(app);
-  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
-
   try {
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;  // a subcommand's check may throw Error
     if (*f) return run_fetch(fetch);
     if (*t) return run_train(train);
     if (*e) return run_eval(eval);

@@ -85,6 +85,9 @@ struct ExportOptions {
 };
 // Exit 2 (one line) in a build without ONNX export (MNISTCTL_ENABLE_ONNX=OFF).
 int run_export(const ExportOptions& o);
+// That refusal (UsageError) in a build without ONNX export, nothing otherwise: the command
+// line calls it as soon as it meets `export`, before it checks export's required options.
+void require_export_support();
 
 // mnistctl report: one self-contained HTML page about a run folder (lib/report).
 struct ReportOptions {

@@ -18,11 +18,18 @@
 
 namespace mnistctl {
 
-int run_export(const ExportOptions& o) {
+void require_export_support() {
 #ifndef MNISTCTL_HAVE_ONNX
-  (void)o;
   throw UsageError("export: this mnistctl was built without ONNX export (rebuild with libonnx-dev and "
                    "libprotobuf-dev installed, -DMNISTCTL_ENABLE_ONNX=ON)");
+#endif
+}
+
+int run_export(const ExportOptions& o) {
+  require_export_support();
+#ifndef MNISTCTL_HAVE_ONNX
+  (void)o;
+  return kExitUsage;  // not reached: require_export_support threw
 #else
   if (o.model.empty()) throw UsageError("export: --model is required (a run folder or checkpoint file)");
   if (o.output.empty()) throw UsageError("export: --output is required (e.g. --output model.onnx)");
