@@ -302,29 +302,25 @@ CLI::Validator checked(std::function<std::string(const std::string&)> problem, s
                         choices.empty() ? std::string() : "{" + join(choices, ",") + "}");
 }
 
-CLI::Validator whole_range(long long lo, long long hi) {
+namespace {
+// A number of type T from lo to hi, parsed whole (from_chars: no trailing text); `kind` names
+// what is expected ("a whole number", "a number"). NaN fails the comparison.
+template <class T>
+CLI::Validator bounded(T lo, T hi, const char* kind) {
   return CLI::Validator(
-      [lo, hi](std::string& v) -> std::string {
-        long long x = 0;
+      [lo, hi, kind](std::string& v) -> std::string {
+        T x{};
         const char* end = v.data() + v.size();
         auto [p, ec] = std::from_chars(v.data(), end, x);
         if (ec == std::errc() && p == end && x >= lo && x <= hi) return "";
-        return fmt::format("expected a whole number from {} to {}, got '{}'", lo, hi, v);
+        return fmt::format("expected {} from {} to {}, got '{}'", kind, lo, hi, v);
       },
       fmt::format("[{}, {}]", lo, hi));
 }
+}  // namespace
 
-CLI::Validator real_range(double lo, double hi) {
-  return CLI::Validator(
-      [lo, hi](std::string& v) -> std::string {
-        double x = 0;
-        const char* end = v.data() + v.size();
-        auto [p, ec] = std::from_chars(v.data(), end, x);
-        if (ec == std::errc() && p == end && x >= lo && x <= hi) return "";  // NaN fails the comparison
-        return fmt::format("expected a number from {} to {}, got '{}'", lo, hi, v);
-      },
-      fmt::format("[{}, {}]", lo, hi));
-}
+CLI::Validator whole_range(long long lo, long long hi) { return bounded(lo, hi, "a whole number"); }
+CLI::Validator real_range(double lo, double hi) { return bounded(lo, hi, "a number"); }
 
 void add_builtin_commands(CLI::App& app) {
   // Their own footers: a subcommand inherits the parent's (mnistctl's examples) otherwise.
