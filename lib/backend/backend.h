@@ -8,7 +8,10 @@
 // needs. Backends cache what is expensive to make (oneDNN primitives, cuDNN algorithm
 // choices and workspaces) keyed by that descriptor, so a shape's setup is paid once.
 // Layouts are plain and row-major: activations NCHW, convolution weights KCRS (out, in,
-// kh, kw), fully-connected weights (out, in) as MXNet stores them, biases (out).
+// kh, kw), fully-connected weights (out, in) as MXNet stores them, biases (out). The one
+// exception is opt-in: a backend whose accepts_nhwc() is true also takes channels-last
+// activations (Tensor::layout) in its convolutions and poolings, and the network plan hands
+// it those where its preferred_layout says so (see below).
 // Backward functions overwrite their outputs (they never accumulate).
 // Errors are thrown as mnistctl::Error (core/error.h).
 #pragma once
@@ -82,6 +85,15 @@ class Backend {
   virtual std::string name() const = 0;
   // Waits until all queued work is done (a no-op on the CPU).
   virtual void synchronize() {}
+
+  // ---- layouts (tensor.h) --------------------------------------------------------
+  // Whether conv_* and pool_* take rank-4 tensors in either layout, each argument's own
+  // (Tensor::layout; pooling: not an nhwc output from an NCHW input). Elementwise ops never
+  // look at the layout. Backends that answer false (the default) refuse nhwc tensors.
+  virtual bool accepts_nhwc() const { return false; }
+  // The activation layout `d`'s convolution runs in natively: the network plan gives it that
+  // layout where the tensor's producer can write it, so no reorder happens in between.
+  virtual Layout preferred_layout(const ConvDesc& /*d*/) const { return Layout::nchw; }
 
   // ---- memory -------------------------------------------------------------------
   virtual Tensor empty(const Shape& shape) = 0;  // uninitialised

@@ -27,6 +27,16 @@ inline void same(const char* op, const Tensor& a, const Tensor& b) {
   if (a.numel() != b.numel())
     throw RuntimeError(std::string(op) + ": tensors differ in size (" + a.shape.str() + " vs " +
                        b.shape.str() + ")");
+  if (a.layout != b.layout)
+    throw RuntimeError(std::string(op) + ": tensors differ in layout (one nchw, one nhwc)");
+}
+
+// A tensor an op reads or writes as NCHW: a channels-last one (tensor.h) is refused, never
+// read in the wrong order. Fully connected always (a flattened nhwc tensor is another
+// vector); convolution and pooling on backends that do not accept nhwc.
+inline void nchw(const char* op, const char* what, const Tensor& t) {
+  if (t.layout != Layout::nchw)
+    throw RuntimeError(std::string(op) + ": " + what + " is channels-last (nhwc); this op takes NCHW");
 }
 
 inline void positive(const char* op, int64_t v, const char* what) {
@@ -68,6 +78,22 @@ inline void pool(const char* op, const PoolDesc& d) {
                        "x" + std::to_string(d.w));
 }
 
+// A pooling op's input (x or dx) and output (y or dy). Layouts: NCHW only, or (`any_layout`,
+// Backend::accepts_nhwc) any pair except an nhwc output from an NCHW input, which the
+// network plan never asks for.
+inline void pool_args(const char* op, const PoolDesc& d, const Tensor& x, const Tensor& y,
+                      bool any_layout = false) {
+  pool(op, d);
+  numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
+  numel(op, "y/dy", y, d.n * d.c * d.oh() * d.ow());
+  if (!any_layout) {
+    nchw(op, "x/dx", x);
+    nchw(op, "y/dy", y);
+  } else if (x.layout == Layout::nchw && y.layout == Layout::nhwc) {
+    throw RuntimeError(std::string(op) + ": an nhwc output needs an nhwc input");
+  }
+}
+
 // ---- per-op checks ------------------------------------------------------------------
 
 inline void fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
@@ -75,6 +101,7 @@ inline void fc_forward(const FcDesc& d, const Tensor& x, const Tensor& w, const 
   const char* op = "fc_forward";
   fc(op, d);
   numel(op, "x", x, d.n * d.in);
+  nchw(op, "x", x);
   numel(op, "w", w, d.out * d.in);
   if (b) numel(op, "b", *b, d.out);
   numel(op, "y", y, d.n * d.out);
@@ -87,6 +114,7 @@ inline void fc_backward_data(const FcDesc& d, const Tensor& dy, const Tensor& w,
   numel(op, "dy", dy, d.n * d.out);
   numel(op, "w", w, d.out * d.in);
   numel(op, "dx", dx, d.n * d.in);
+  nchw(op, "dx", dx);
 }
 
 inline void fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& dy,
@@ -94,18 +122,25 @@ inline void fc_backward_weights(const FcDesc& d, const Tensor& x, const Tensor& 
   const char* op = "fc_backward_weights";
   fc(op, d);
   numel(op, "x", x, d.n * d.in);
+  nchw(op, "x", x);
   numel(op, "dy", dy, d.n * d.out);
   numel(op, "dw", dw, d.out * d.in);
   if (db) numel(op, "db", *db, d.out);
 }
 
-// The three convolution ops see the same three shapes: x or dx, w or dw, y or dy.
+// The three convolution ops see the same three shapes: x or dx, w or dw, y or dy. The
+// weights are always KCRS; x and y may be nhwc where the backend accepts it (`any_layout`).
 inline void conv_args(const char* op, const ConvDesc& d, const Tensor& x, const Tensor& w,
-                      const Tensor& y) {
+                      const Tensor& y, bool any_layout = false) {
   conv(op, d);
   numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
   numel(op, "w/dw", w, d.k * d.c * d.kh * d.kw);
   numel(op, "y/dy", y, d.n * d.k * d.oh() * d.ow());
+  nchw(op, "w/dw", w);
+  if (!any_layout) {
+    nchw(op, "x/dx", x);
+    nchw(op, "y/dy", y);
+  }
 }
 
 // Softmax rows: n = extent 0 (at least one), k = the rest of a row.

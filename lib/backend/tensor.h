@@ -4,6 +4,12 @@
 // CPU backends, device memory for CUDA). Copies share the storage; the last one frees
 // it through the backend's deleter. `data` is never dereferenced outside the backend
 // that made it: host code reads values with Backend::download().
+//
+// A rank-4 activation (N, C, H, W) is laid out NCHW unless its `layout` says nhwc
+// (channels last): the network plan (nn/network.h) asks for nhwc only between the ops of a
+// backend that accepts it (Backend::accepts_nhwc), so that its convolutions and poolings
+// hand each other their native layout instead of reordering at every op boundary. The
+// shape stays (N, C, H, W) either way; views keep the layout.
 #pragma once
 
 #include <cstddef>
@@ -14,8 +20,11 @@
 
 namespace mnistctl {
 
+enum class Layout { nchw, nhwc };
+
 struct Tensor {
   Shape shape;
+  Layout layout = Layout::nchw;
   float* data = nullptr;
   std::shared_ptr<void> storage;
 

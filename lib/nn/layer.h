@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,19 @@ class Layer {
   virtual bool is_monotonic() const { return false; }
   // A max pooling (the windows' maximum, padding never chosen).
   virtual bool is_max_pool() const { return false; }
+
+  // How the layer treats the layout of its activations (tensor.h), for the network's
+  // layout plan (network.h). fixed: NCHW in and out (the default; fully connected, flatten,
+  // dropout, softmax). keeps: elementwise, the output in the input's layout (activation).
+  // any: either layout in, and writes the one its output is given (convolution; pooling,
+  // whose nhwc output needs an nhwc input).
+  enum class LayoutUse { fixed, keeps, any };
+  virtual LayoutUse layout_use() const { return LayoutUse::fixed; }
+  // For an `any` layer: the layout it runs in natively on `be` at this batch size, or
+  // nullopt when it has none (pooling converts for free).
+  virtual std::optional<Layout> native_layout(const Backend& /*be*/, int64_t /*batch*/) const {
+    return std::nullopt;
+  }
 
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }

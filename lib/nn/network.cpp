@@ -42,6 +42,7 @@ Network::Network(const NetworkSpec& spec) : input_(spec.input) {
     need_dx_[i] = params_below;
     if (!layers_[i]->params().empty()) params_below = true;
   }
+  layout_.assign(layers_.size(), Layout::nchw);  // until bind plans them
   swapped_.assign(layers_.size(), false);  // the plan (network.h): activation, then max pool
   for (size_t i = 0; i + 1 < layers_.size(); ++i)
     if (layers_[i]->is_monotonic() && layers_[i + 1]->is_max_pool()) swapped_[i] = true;  // pairs never overlap
@@ -122,6 +123,7 @@ void Network::bind(Backend& be, int64_t max_batch, bool training) {
     }
     l->bind(be, max_batch);
   }
+  plan_layouts(be, max_batch);
   pre_.assign(L, Tensor{});
   dpre_.assign(L, Tensor{});
   for (size_t i = 0; i < L; ++i) {
@@ -130,7 +132,11 @@ void Network::bind(Backend& be, int64_t max_batch, bool training) {
     if (swapped_[i]) {  // the pair's pooled pre-activation replaces the activation's output
       Shape pooled = batched(max_batch, layers_[i + 1]->out_shape());
       pre_[i] = be.empty(pooled);
-      if (training && need_dx_[i]) dpre_[i] = be.empty(pooled);
+      pre_[i].layout = layout_[i + 1];  // the pooling's output, in the pair's output layout
+      if (training && need_dx_[i]) {
+        dpre_[i] = be.empty(pooled);
+        dpre_[i].layout = layout_[i + 1];
+      }
       continue;
     }
     if (layers_[i]->is_view()) {
@@ -139,7 +145,46 @@ void Network::bind(Backend& be, int64_t max_batch, bool training) {
       continue;
     }
     out_[i] = be.empty(s);
-    if (grad_needed) grad_[i] = be.empty(s);
+    out_[i].layout = layout_[i];
+    if (grad_needed) {
+      grad_[i] = be.empty(s);
+      grad_[i].layout = layout_[i];
+    }
+  }
+}
+
+void Network::plan_layouts(const Backend& be, int64_t max_batch) {
+  const size_t L = layers_.size();
+  layout_.assign(L, Layout::nchw);
+  input_layout_ = Layout::nchw;
+  if (!be.accepts_nhwc()) return;
+  using Use = Layer::LayoutUse;
+  // What the first layer from j on that is not elementwise wants for its input: a layout, or
+  // nullopt for either (a pooling). Past the last layer: NCHW, the output read by the caller.
+  auto wanted_from = [&](size_t j) -> std::optional<Layout> {
+    for (; j < L; ++j) {
+      const Use u = layers_[j]->layout_use();
+      if (u == Use::keeps) continue;
+      if (u == Use::fixed) return Layout::nchw;
+      return layers_[j]->native_layout(be, max_batch);
+    }
+    return Layout::nchw;
+  };
+  const std::optional<Layout> first = wanted_from(0);
+  if (input_.rank() == 3 && input_[0] == 1 && first == Layout::nhwc) input_layout_ = Layout::nhwc;
+  Layout in = input_layout_;
+  for (size_t i = 0; i < L; ++i) {
+    const Layer& l = *layers_[i];
+    Layout out = Layout::nchw;
+    if (l.layout_use() == Use::keeps) {
+      out = in;
+    } else if (l.layout_use() == Use::any) {
+      const std::optional<Layout> own = l.native_layout(be, max_batch);
+      out = wanted_from(i + 1).value_or(own.value_or(in));
+      if (!own && in == Layout::nchw) out = Layout::nchw;  // pooling: nhwc out needs nhwc in
+    }
+    layout_[i] = out;
+    in = out;
   }
 }
 
@@ -154,6 +199,7 @@ const Tensor& Network::forward(const Tensor& x, const Pass& pass) {
   int64_t n = x.shape[0];
   if (n > max_batch_) throw std::logic_error("Network::forward: batch larger than bound");
   cur_x_ = x;
+  cur_x_.layout = input_layout_;  // nhwc only for a single channel: the same bytes
   const Tensor* in = &cur_x_;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Shape s = batched(n, layers_[i]->out_shape());

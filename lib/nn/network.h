@@ -18,6 +18,19 @@
 // Each layer still makes its own calls (the activation's on the pooled tensor), so
 // LayerObserver and the per-layer bench rows stay per layer; the activation's output
 // (cur_out_) is not computed.
+//
+// The layout plan: on a backend that accepts channels-last tensors (Backend::accepts_nhwc,
+// the CPU's oneDNN), each activation buffer gets the layout its producer and its consumer
+// both run in, so that no op reorders at its boundary. A layer that can write either layout
+// (Layer::LayoutUse::any: convolution, pooling) writes the layout the next layer that is not
+// elementwise wants for its input: a convolution its native one (Backend::preferred_layout),
+// a pooling none in particular (then the producer's own: a convolution's native layout, a
+// pooling's input layout), anything else, and the network's output, NCHW. Pooling writes
+// nhwc only from an nhwc input; elementwise layers keep their input's layout. For LeNet on
+// the CPU: conv1, pool1, tanh1 and conv2 write nhwc, pool2 turns it back into the NCHW that
+// flatten and fully connected read. A single-channel input is declared nhwc when its first
+// convolution wants that (the bytes are the same). Layers never see the plan: their tensors
+// carry it (Tensor::layout).
 #pragma once
 
 #include <cstdint>
@@ -78,6 +91,10 @@ class Network {
   // gradient of the output, n x output_shape) is required (gradient checks use this).
   void backward(const Tensor* dy_top = nullptr);
 
+  // The layout plan's choice (see the top) for layer i's output, and for the input, once bound.
+  Layout output_layout(size_t i) const { return layout_[i]; }
+  Layout input_layout() const { return input_layout_; }
+
   // Whether backward() computes layer i's input gradient (backward-data) too.
   bool computes_input_grad(size_t i) const { return need_dx_[i]; }
   // nullptr (the default) observes nothing.
@@ -89,6 +106,8 @@ class Network {
   std::vector<bool> need_dx_;  // layer i must produce the gradient of its input
   std::vector<bool> swapped_;  // layer i is an activation run after the max pooling i + 1
   std::vector<Tensor> pre_, dpre_;  // per swapped pair: the pooled pre-activation and its gradient
+  std::vector<Layout> layout_;      // the layout plan: per layer output (see the top)
+  Layout input_layout_ = Layout::nchw;
   Backend* be_ = nullptr;
   int64_t max_batch_ = 0;
   bool training_ = true;
@@ -97,6 +116,8 @@ class Network {
   Tensor cur_x_;
   Tensor grad_arena_;
   LayerObserver* observer_ = nullptr;
+
+  void plan_layouts(const Backend& be, int64_t max_batch);
 
   // One layer call, bracketed for the observer.
   template <class F>

@@ -468,6 +468,144 @@ TEST_CASE("fill and copy and upload and download round-trip exactly", "[backend]
   for (auto& o : others()) run(*o.backend, o.ctx);
 }
 
+// Channels-last (tensor.h): NCHW host data <-> the nhwc order of the same (n, c, h, w).
+Host to_nhwc(const Host& v, int64_t n, int64_t c, int64_t h, int64_t w) {
+  Host out(v.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t p = 0; p < h * w; ++p)
+        out[static_cast<size_t>((i * h * w + p) * c + k)] = v[static_cast<size_t>((i * c + k) * h * w + p)];
+  return out;
+}
+Host from_nhwc(const Host& v, int64_t n, int64_t c, int64_t h, int64_t w) {
+  Host out(v.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t p = 0; p < h * w; ++p)
+        out[static_cast<size_t>((i * c + k) * h * w + p)] = v[static_cast<size_t>((i * h * w + p) * c + k)];
+  return out;
+}
+
+// A rank-4 tensor in layout l on b from NCHW host data, and back to NCHW host data.
+Tensor up4(Backend& b, const Shape& s, const Host& h, Layout l) {
+  Tensor t = up(b, s, l == Layout::nhwc ? to_nhwc(h, s[0], s[1], s[2], s[3]) : h);
+  t.layout = l;
+  return t;
+}
+Tensor empty4(Backend& b, const Shape& s, Layout l) {
+  Tensor t = b.empty(s);
+  t.layout = l;
+  return t;
+}
+Host down4(Backend& b, const Tensor& t) {
+  Host h = down(b, t);
+  return t.layout == Layout::nhwc ? from_nhwc(h, t.shape[0], t.shape[1], t.shape[2], t.shape[3]) : h;
+}
+const char* layout_name(Layout l) { return l == Layout::nhwc ? "nhwc" : "nchw"; }
+
+// Every backend that accepts nhwc (Backend::accepts_nhwc), each convolution and pooling case
+// with its activations channels-last, against ref on the same data in NCHW. Convolution:
+// each pair of input and output layouts but plain-plain (the test above). Pooling: nhwc to
+// nhwc and nhwc to NCHW (what the network plan asks for; NCHW to nhwc is refused).
+TEST_CASE("channels-last convolution and pooling match ref's NCHW", "[backend][conv][pool][nhwc]") {
+  int tested = 0;
+  for (auto& o : others()) {
+    Backend& b = *o.backend;
+    if (!b.accepts_nhwc()) continue;
+    ++tested;
+    auto compare = [&](const std::string& label, const std::vector<std::string>& names, const std::vector<Host>& want,
+                       const std::vector<Host>& got) {
+      REQUIRE(want.size() == got.size());
+      for (size_t i = 0; i < want.size(); ++i) {
+        Diff d = diff(want[i], got[i]);
+        std::printf("%-4s %-56s %-4s max abs %.3e  max rel %.3e\n", o.ctx.c_str(), label.c_str(), names[i].c_str(),
+                    d.abs, d.rel);
+        INFO(o.ctx << " " << label << " " << names[i] << ": max rel " << d.rel << ", non-finite " << d.nonfinite);
+        CHECK(d.ok(kTol));
+      }
+    };
+    const std::vector<std::pair<Layout, Layout>> conv_layouts = {
+        {Layout::nhwc, Layout::nhwc}, {Layout::nhwc, Layout::nchw}, {Layout::nchw, Layout::nhwc}};
+    for (const ConvDesc& d : conv_cases()) {
+      const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+      Pcg32 rng(31);
+      const Host xh = random_host(rng, xs.numel()), wh = random_host(rng, ws.numel(), -0.2f, 0.2f);
+      const Host bh = random_host(rng, d.k), dyh = random_host(rng, ys.numel());
+      auto run = [&](Backend& be, Layout lx, Layout ly) {
+        Tensor x = up4(be, xs, xh, lx), w = up(be, ws, wh), bias = up(be, {d.k}, bh), dy = up4(be, ys, dyh, ly);
+        Tensor y = empty4(be, ys, ly), dx = empty4(be, xs, lx), dw = be.empty(ws), db = be.zeros({d.k});
+        be.conv_forward(d, x, w, d.bias ? &bias : nullptr, y);
+        be.conv_backward_data(d, dy, w, dx);
+        be.conv_backward_weights(d, x, dy, dw, d.bias ? &db : nullptr);
+        return std::vector<Host>{down4(be, y), down4(be, dx), down(be, dw), down(be, db)};
+      };
+      const auto want = run(ref_backend(), Layout::nchw, Layout::nchw);
+      for (auto [lx, ly] : conv_layouts)
+        compare(conv_label(d) + " x " + layout_name(lx) + " y " + layout_name(ly), {"y", "dx", "dw", "db"}, want,
+                run(b, lx, ly));
+    }
+    for (PoolType t : {PoolType::max, PoolType::avg}) {
+      for (const PoolDesc& d : {pool(t, 100, 20, 24, 24, 2, 2, 2, 2), pool(t, 100, 50, 8, 8, 2, 2, 2, 2),
+                                pool(t, 3, 4, 9, 9, 3, 3, 2, 2, 1, 1), pool(t, 1, 2, 5, 5, 2, 2, 2, 2),
+                                pool(t, 2, 3, 7, 8, 3, 2, 2, 1, 1, 0), pool(t, 2, 3, 6, 6, 3, 3, 1, 1)}) {
+        const Shape xs{d.n, d.c, d.h, d.w}, ys{d.n, d.c, d.oh(), d.ow()};
+        Pcg32 rng(32);
+        const Host xh = distinct_host(rng, xs.numel()), dyh = random_host(rng, ys.numel());
+        auto run = [&](Backend& be, Layout lx, Layout ly) {
+          Tensor x = up4(be, xs, xh, lx), dy = up4(be, ys, dyh, ly);
+          Tensor y = empty4(be, ys, ly), dx = empty4(be, xs, lx);
+          Buffer ws = be.pool_workspace(d);
+          be.pool_forward(d, x, y, ws);
+          be.pool_backward(d, x, y, dy, ws, dx);
+          return std::vector<Host>{down4(be, y), down4(be, dx)};
+        };
+        const auto want = run(ref_backend(), Layout::nchw, Layout::nchw);
+        char label[128];
+        std::snprintf(label, sizeof label, "%s pool n%lld c%lld %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld",
+                      t == PoolType::max ? "max" : "avg", (long long)d.n, (long long)d.c, (long long)d.h,
+                      (long long)d.w, (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw,
+                      (long long)d.ph, (long long)d.pw);
+        for (Layout ly : {Layout::nhwc, Layout::nchw})
+          compare(std::string(label) + " nhwc -> " + layout_name(ly), {"y", "dx"}, want, run(b, Layout::nhwc, ly));
+      }
+    }
+  }
+  std::printf("channels-last ops tested on %d backend(s)\n", tested);
+  CHECK(tested >= 1);  // the CPU backend accepts nhwc
+}
+
+TEST_CASE("a layout an op does not take is refused, never read in the wrong order", "[backend][errors][nhwc]") {
+  auto nhwc = [](Tensor t) {
+    t.layout = Layout::nhwc;
+    return t;
+  };
+  const auto says_nhwc = Catch::Contains("nhwc");
+  // ref (and the GPU) take NCHW only; fully connected takes it everywhere; pooling never
+  // writes nhwc from an NCHW input; an activation's output keeps its input's layout.
+  Backend& r = ref_backend();
+  ConvDesc d = conv(2, 3, 8, 8, 4, 3, 3);
+  Tensor x = r.zeros({2, 3, 8, 8}), w = r.zeros({4, 3, 3, 3}), y = r.zeros({2, 4, 6, 6});
+  Tensor xt = nhwc(x), yt = nhwc(y);
+  CHECK_THROWS_WITH(r.conv_forward(d, xt, w, nullptr, y), says_nhwc);
+  CHECK_THROWS_WITH(r.conv_forward(d, x, w, nullptr, yt), says_nhwc);
+  PoolDesc p = pool(PoolType::max, 2, 3, 8, 8, 2, 2, 2, 2);
+  Tensor py = r.zeros({2, 3, 4, 4});
+  Buffer rws = r.pool_workspace(p);
+  CHECK_THROWS_WITH(r.pool_forward(p, xt, py, rws), says_nhwc);
+  for (auto& o : others()) {
+    Backend& b = *o.backend;
+    FcDesc f;
+    f.n = 2, f.in = 192, f.out = 3;
+    Tensor fx = nhwc(b.zeros({2, 3, 8, 8})).view({2, 192}), fw = b.zeros({3, 192}), fy = b.zeros({2, 3});
+    CHECK_THROWS_WITH(b.fc_forward(f, fx, fw, nullptr, fy), says_nhwc);
+    if (!b.accepts_nhwc()) continue;
+    Tensor bx = b.zeros({2, 3, 8, 8}), by = nhwc(b.zeros({2, 3, 4, 4})), bxt = nhwc(bx);
+    Buffer ws = b.pool_workspace(p);
+    CHECK_THROWS_WITH(b.pool_forward(p, bx, by, ws), says_nhwc);
+    CHECK_THROWS_WITH(b.act_forward(ActType::tanh, bxt, bx), says_nhwc);
+  }
+}
+
 TEST_CASE("wrong tensor sizes are refused with an error", "[backend][errors]") {
   auto run = [](Backend& b) {
     ConvDesc d = conv(2, 3, 8, 8, 4, 3, 3);

@@ -193,3 +193,131 @@ TEST_CASE("an activation before a max pooling runs after it, with the same outpu
     }
   }
 }
+
+// The layout plan (network.h): on the CPU backend, which accepts nhwc and prefers it for its
+// convolutions, LeNet's tensors are channels-last from the input (one channel: the same
+// bytes) to pool2, which turns them back to the NCHW that flatten and fully connected read;
+// on ref everything stays NCHW. The whole network then computes on the CPU what ref
+// computes: the probabilities and every parameter gradient of one step.
+TEST_CASE("the layout plan runs LeNet channels-last on the CPU and computes what ref computes") {
+  Config c = load_config_file(test::config_file("lenet.yaml"));
+  const int64_t n = 8;
+  auto be_ref = make_backend("ref"), be_cpu = make_backend("cpu");
+  Network ref(c.network), cpu(c.network);
+  ref.bind(*be_ref, n);
+  cpu.bind(*be_cpu, n);
+  const auto& L = cpu.layers();
+  REQUIRE(L.size() == 11);
+  CHECK(cpu.input_layout() == Layout::nhwc);
+  for (size_t i = 0; i < L.size(); ++i) {
+    const bool nhwc = i <= 4;  // conv1, tanh1, pool1, conv2, tanh2; pool2 writes NCHW
+    INFO("layer " << i << " " << L[i]->name());
+    CHECK((cpu.output_layout(i) == Layout::nhwc) == nhwc);
+    CHECK(ref.output_layout(i) == Layout::nchw);
+  }
+  CHECK(ref.input_layout() == Layout::nchw);
+
+  Pcg32 rng(7);
+  std::vector<Param*> pr = ref.params(), pc = cpu.params();
+  REQUIRE(pr.size() == pc.size());
+  for (size_t i = 0; i < pr.size(); ++i) {
+    std::vector<float> v(static_cast<size_t>(pr[i]->shape.numel()));
+    for (float& x : v) x = rng.uniform(-0.2f, 0.2f);
+    be_ref->upload(pr[i]->value, v.data());
+    be_cpu->upload(pc[i]->value, v.data());
+  }
+  std::vector<float> xv(static_cast<size_t>(n * 28 * 28)), lv(static_cast<size_t>(n));
+  for (float& x : xv) x = rng.uniform(0.0f, 1.0f);
+  for (float& l : lv) l = static_cast<float>(rng.below(10));
+  auto step = [&](Backend& be, Network& net, std::vector<std::vector<float>>& out) {
+    Tensor x = be.empty(Shape{n, 1, 28, 28}), labels = be.empty(Shape{n});
+    be.upload(x, xv.data());
+    be.upload(labels, lv.data());
+    Pass pass;
+    pass.train = true;
+    pass.labels = &labels;
+    const Tensor& probs = net.forward(x, pass);
+    out.emplace_back(static_cast<size_t>(probs.numel()));
+    be.download(probs, out.back().data());
+    net.backward();
+    for (Param* p : net.params()) {
+      out.emplace_back(static_cast<size_t>(p->shape.numel()));
+      be.download(p->grad, out.back().data());
+    }
+  };
+  std::vector<std::vector<float>> want, got;
+  step(*be_ref, ref, want);
+  step(*be_cpu, cpu, got);
+  REQUIRE(want.size() == got.size());
+  for (size_t t = 0; t < want.size(); ++t) {
+    double max_abs = 0, max_ref = 1e-6;
+    for (size_t i = 0; i < want[t].size(); ++i) {
+      REQUIRE(std::isfinite(want[t][i]));
+      REQUIRE(std::isfinite(got[t][i]));
+      max_abs = std::max(max_abs, std::fabs(static_cast<double>(want[t][i]) - got[t][i]));
+      max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[t][i])));
+    }
+    const std::string what = t == 0 ? "probabilities" : pc[t - 1]->name + " gradient";
+    std::printf("layout plan: lenet cpu vs ref %-22s max abs %.2e, max rel %.2e\n", what.c_str(), max_abs,
+                max_abs / max_ref);
+    INFO(what);
+    CHECK(max_abs / max_ref < 1e-4);
+  }
+}
+
+// Where the next layer reads NCHW (dropout, flatten) or the network ends, a convolution
+// writes NCHW even on the CPU; a pooling after an NCHW producer writes NCHW; a multi-channel
+// input stays NCHW. The mixed network still computes what ref computes.
+TEST_CASE("the layout plan gives NCHW wherever a layer or the caller reads it") {
+  Config c = load_config_text(
+      "network: {input: [3, 12, 12], layers: ["
+      "{type: pooling, kernel: 2, stride: 2}, {type: convolution, kernel: 3, num_filter: 4},"
+      "{type: dropout, p: 0.5}, {type: convolution, kernel: 1, num_filter: 4},"
+      "{type: activation, act_type: relu}, {type: convolution, kernel: 1, num_filter: 2},"
+      "{type: flatten}, {type: fully_connected, num_hidden: 3}]}",
+      "plan.yaml");
+  const int64_t n = 2;
+  auto be_ref = make_backend("ref"), be_cpu = make_backend("cpu");
+  Network ref(c.network), cpu(c.network);
+  ref.bind(*be_ref, n);
+  cpu.bind(*be_cpu, n);
+  const std::vector<Layout> want = {Layout::nchw, Layout::nchw, Layout::nchw, Layout::nhwc,
+                                    Layout::nhwc, Layout::nchw, Layout::nchw, Layout::nchw};
+  REQUIRE(cpu.layers().size() == want.size());
+  CHECK(cpu.input_layout() == Layout::nchw);
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO("layer " << i << " " << cpu.layers()[i]->name());
+    CHECK(cpu.output_layout(i) == want[i]);
+  }
+  Pcg32 rng(8);
+  std::vector<Param*> pr = ref.params(), pc = cpu.params();
+  for (size_t i = 0; i < pr.size(); ++i) {
+    std::vector<float> v(static_cast<size_t>(pr[i]->shape.numel()));
+    for (float& x : v) x = rng.uniform(-0.5f, 0.5f);
+    be_ref->upload(pr[i]->value, v.data());
+    be_cpu->upload(pc[i]->value, v.data());
+  }
+  std::vector<float> xv(static_cast<size_t>(n * 3 * 12 * 12));
+  for (float& x : xv) x = rng.uniform(-1.0f, 1.0f);
+  auto run = [&](Backend& be, Network& net) {
+    Tensor x = be.empty(Shape{n, 3, 12, 12});
+    be.upload(x, xv.data());
+    Pass pass;
+    pass.train = true;  // dropout masks are the same on every backend
+    pass.seed = 5;
+    const Tensor& y = net.forward(x, pass);
+    std::vector<float> out(static_cast<size_t>(y.numel()));
+    be.download(y, out.data());
+    return out;
+  };
+  std::vector<float> a = run(*be_ref, ref), b = run(*be_cpu, cpu);
+  REQUIRE(a.size() == b.size());
+  double max_abs = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    REQUIRE(std::isfinite(a[i]));
+    REQUIRE(std::isfinite(b[i]));
+    max_abs = std::max(max_abs, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  std::printf("layout plan: mixed network cpu vs ref output max abs %.2e\n", max_abs);
+  CHECK(max_abs < 1e-5);
+}

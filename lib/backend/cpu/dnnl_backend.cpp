@@ -7,9 +7,12 @@
 // argument map are made once per descriptor and kept in a cache keyed by every field that
 // shapes them; a call then only points the memory objects at the caller's buffers
 // (set_data_handle) and executes. The layouts at the Backend boundary are plain (NCHW,
-// KCRS, (out,in)). Inside, convolution runs on nhwc or oneDNN's blocked layouts (see
-// act_md), with the arguments reordered at the op boundary through scratch buffers cached
-// with the primitive; fully connected runs as matmul on the plain buffers (see fc_md).
+// KCRS, (out,in)), or nhwc for the activations of convolutions and poolings: this backend
+// accepts nhwc and asks for it (preferred_layout), so between LeNet's convolutions and
+// poolings the network plan passes nhwc tensors and no reorder runs. Inside, convolution
+// runs on nhwc or oneDNN's blocked layouts (see act_md), with an argument in another layout
+// reordered at the op boundary through scratch buffers cached with the primitive; fully
+// connected runs as matmul on the plain buffers (see fc_md).
 // MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts for
 // measurements with `mnistctl bench`.
 //
@@ -133,7 +136,7 @@ struct Op {
 // not a formatted string: the key is built on every call, in the training step's hot path.
 struct OpKey {
   const char* what;  // a string literal: compared by address
-  std::array<int64_t, 12> v{};
+  std::array<int64_t, 13> v{};
   bool operator==(const OpKey& o) const { return what == o.what && v == o.v; }
   std::string str() const {
     std::string s = what;
@@ -149,9 +152,14 @@ struct OpKeyHash {
   }
 };
 
-OpKey conv_key(const char* what, const ConvDesc& d, bool bias) {
-  return {what, {d.n, d.c, d.h, d.w, d.k, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, bias}};
+// x and y: the op's input-side (x or dx) and output-side (y or dy) activations, whose
+// layouts (tensor.h) shape the primitive too.
+OpKey conv_key(const char* what, const ConvDesc& d, bool bias, const Tensor& x, const Tensor& y) {
+  const int64_t layouts = (x.layout == Layout::nhwc ? 1 : 0) | (y.layout == Layout::nhwc ? 2 : 0);
+  return {what, {d.n, d.c, d.h, d.w, d.k, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, bias, layouts}};
 }
+
+tag tag_of(Layout l) { return l == Layout::nhwc ? tag::nhwc : tag::nchw; }
 
 class DnnlBackend final : public HostBackend {
  public:
@@ -181,6 +189,13 @@ class DnnlBackend final : public HostBackend {
     return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{}{})", v->major, v->minor, v->patch,
                        threads_, threads_ == 1 ? "" : "s", in_dt_ == dt::bf16 ? ", bf16" : "",
                        layout_name_.empty() ? "" : ", layout " + layout_name_);
+  }
+
+  // Convolutions and poolings take nhwc (tensor.h), and nhwc is what the convolutions run in
+  // (act_md) unless MNISTCTL_DNNL_LAYOUT asks for plain or blocked ones.
+  bool accepts_nhwc() const override { return true; }
+  Layout preferred_layout(const ConvDesc&) const override {
+    return conv_layout_ == ConvLayout::auto_ || conv_layout_ == ConvLayout::nhwc ? Layout::nhwc : Layout::nchw;
   }
 
   // ---- fully connected (oneDNN matmul) ------------------------------------------------
@@ -219,47 +234,49 @@ class DnnlBackend final : public HostBackend {
   // ---- convolution ---------------------------------------------------------------------
   void conv_forward(const ConvDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                     Tensor& y) override {
-    opcheck::conv_args("conv_forward", d, x, w, y);
+    opcheck::conv_args("conv_forward", d, x, w, y, true);
     if (b) opcheck::numel("conv_forward", "b", *b, d.k);
-    Op& op = cached(conv_key("conv_fwd", d, b != nullptr), threads_for(conv_macs(d)), [&] {
-      auto pd = conv_fwd_pd(d, b != nullptr, dt::f32, plain_forward(d));
-      return make_forward<dnnl::convolution_forward>(pd, d, b != nullptr);
+    Op& op = cached(conv_key("conv_fwd", d, b != nullptr, x, y), threads_for(conv_macs(d)), [&] {
+      auto pd = conv_fwd_pd(d, b != nullptr, dt::f32, y.layout, plain_forward(d, y.layout));
+      return make_forward<dnnl::convolution_forward>(pd, d, b != nullptr, x.layout, y.layout);
     });
     run_forward(op, x, w, b, y);
   }
 
   void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
                           Tensor& dx) override {
-    opcheck::conv_args("conv_backward_data", d, dx, w, dy);
-    Op& op = cached(conv_key("conv_bwd_data", d, false), threads_for(conv_macs(d)), [&] {
-      auto hint = conv_fwd_pd(d, false, in_dt_);
+    opcheck::conv_args("conv_backward_data", d, dx, w, dy, true);
+    Op& op = cached(conv_key("conv_bwd_data", d, false, dx, dy), threads_for(conv_macs(d)), [&] {
+      const Layout l = dy.layout;
+      auto hint = conv_fwd_pd(d, false, in_dt_, l);
       dnnl::convolution_backward_data::desc desc(
-          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w, dt::f32),
-          weight_md(d, in_dt_), act_md(d, d.n, d.k, d.oh(), d.ow(), in_dt_), {d.sh, d.sw}, {d.ph, d.pw},
+          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w, dt::f32, l),
+          weight_md(d, in_dt_), act_md(d, d.n, d.k, d.oh(), d.ow(), in_dt_, l), {d.sh, d.sw}, {d.ph, d.pw},
           {d.ph, d.pw});
       dnnl::convolution_backward_data::primitive_desc pd(desc, eng_, hint);
-      return make_backward_data<dnnl::convolution_backward_data>(pd, d);
+      return make_backward_data<dnnl::convolution_backward_data>(pd, d, dx.layout, dy.layout);
     });
     run_backward_data(op, dy, w, dx);
   }
 
   void conv_backward_weights(const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                              Tensor* db) override {
-    opcheck::conv_args("conv_backward_weights", d, x, dw, dy);
+    opcheck::conv_args("conv_backward_weights", d, x, dw, dy, true);
     if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
-    Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr), threads_for(conv_macs(d)), [&] {
-      auto hint = conv_fwd_pd(d, db != nullptr, in_dt_);
+    Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr, x, dy), threads_for(conv_macs(d)), [&] {
+      const Layout l = dy.layout;
+      auto hint = conv_fwd_pd(d, db != nullptr, in_dt_, l);
       dnnl::convolution_backward_weights::desc desc(
-          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w, in_dt_), weight_md(d, dt::f32),
-          db ? plain_md({d.k}, tag::a) : memory::desc(), act_md(d, d.n, d.k, d.oh(), d.ow(), in_dt_),
+          dnnl::algorithm::convolution_direct, act_md(d, d.n, d.c, d.h, d.w, in_dt_, l), weight_md(d, dt::f32),
+          db ? plain_md({d.k}, tag::a) : memory::desc(), act_md(d, d.n, d.k, d.oh(), d.ow(), in_dt_, l),
           {d.sh, d.sw}, {d.ph, d.pw}, {d.ph, d.pw});
       dnnl::convolution_backward_weights::primitive_desc pd(desc, eng_, hint);
-      return make_backward_weights<dnnl::convolution_backward_weights>(pd, d, db != nullptr);
+      return make_backward_weights<dnnl::convolution_backward_weights>(pd, d, db != nullptr, x.layout, dy.layout);
     });
     run_backward_weights(op, x, dy, dw, db);
   }
 
-  // ---- pooling (plain NCHW, OpenMP loops in pool_kernels.cpp) --------------------------
+  // ---- pooling (NCHW or nhwc, OpenMP loops in pool_kernels.cpp) -----------------------
   // Max pooling keeps one int32 argmax index per output in the caller's workspace.
   Buffer pool_workspace(const PoolDesc& d) override {
     check_pool_desc("pool_workspace", d);
@@ -270,7 +287,7 @@ class DnnlBackend final : public HostBackend {
   void pool_forward(const PoolDesc& d, const Tensor& x, Tensor& y, Buffer& ws) override {
     check_pool("pool_forward", d, x, y);
     check_pool_ws("pool_forward", d, ws);
-    cpu::pool_forward(d, x.data, y.data, static_cast<int32_t*>(ws.data), threads_);
+    cpu::pool_forward(d, x.layout, y.layout, x.data, y.data, static_cast<int32_t*>(ws.data), threads_);
   }
 
   void pool_backward(const PoolDesc& d, const Tensor& x, const Tensor& y, const Tensor& dy,
@@ -278,7 +295,11 @@ class DnnlBackend final : public HostBackend {
     check_pool("pool_backward", d, x, y);
     check_pool("pool_backward", d, dx, dy);
     check_pool_ws("pool_backward", d, ws);
-    cpu::pool_backward(d, dy.data, static_cast<const int32_t*>(ws.data), dx.data, threads_);
+    // The workspace was laid out as the forward's y: dy must be too, and dx as x.
+    if (dx.layout != x.layout || dy.layout != y.layout)
+      throw RuntimeError("pool_backward: dx and dy must have the layouts of x and y");
+    cpu::pool_backward(d, dx.layout, dy.layout, dy.data, static_cast<const int32_t*>(ws.data), dx.data,
+                       threads_);
   }
 
   // ---- elementwise ---------------------------------------------------------------------
@@ -512,15 +533,15 @@ class DnnlBackend final : public HostBackend {
   // the layout the primitive chose (prim_a/b/c), plus the plain bias (or diff-bias) when
   // present. The cache entry every conv op keeps (see make_forward).
   template <typename Prim, typename PD>
-  std::unique_ptr<Op> make_op(const PD& pd, const ConvDesc& d, bool bias, int arg_a, int arg_b, int arg_c,
-                              int arg_bias, const memory::desc& prim_a, const memory::desc& prim_b,
-                              const memory::desc& prim_c) {
+  std::unique_ptr<Op> make_op(const PD& pd, const ConvDesc& d, bool bias, Layout la, Layout lc, int arg_a,
+                              int arg_b, int arg_c, int arg_bias, const memory::desc& prim_a,
+                              const memory::desc& prim_b, const memory::desc& prim_c) {
     auto op = std::make_unique<Op>();
     Op& o = *op;
     o.prim = Prim(pd);
-    o.a.init(eng_, plain_md({d.n, d.c, d.h, d.w}, tag::nchw), prim_a);
+    o.a.init(eng_, plain_md({d.n, d.c, d.h, d.w}, tag_of(la)), prim_a);
     o.b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), prim_b);
-    o.c.init(eng_, plain_md({d.n, d.k, d.oh(), d.ow()}, tag::nchw), prim_c);
+    o.c.init(eng_, plain_md({d.n, d.k, d.oh(), d.ow()}, tag_of(lc)), prim_c);
     o.args = {{arg_a, o.a.prim}, {arg_b, o.b.prim}, {arg_c, o.c.prim}};
     if (bias) {
       o.bias = memory(plain_md({d.k}, tag::a), eng_, DNNL_MEMORY_NONE);
@@ -530,21 +551,22 @@ class DnnlBackend final : public HostBackend {
   }
 
   // Each convolution direction's entry and its run (run_forward also runs a matmul):
-  // make_* fixes which primitive argument is a, b and c; run_* points them at the caller's
-  // tensors (reordering inputs in), executes, reorders the result out and waits.
+  // make_* fixes which primitive argument is a, b and c (with the caller's layouts of a and
+  // c); run_* points them at the caller's tensors (reordering inputs in), executes, reorders
+  // the result out and waits.
   template <typename Prim, typename PD>
-  std::unique_ptr<Op> make_forward(const PD& pd, const ConvDesc& d, bool bias) {
-    return make_op<Prim>(pd, d, bias, DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS,
+  std::unique_ptr<Op> make_forward(const PD& pd, const ConvDesc& d, bool bias, Layout la, Layout lc) {
+    return make_op<Prim>(pd, d, bias, la, lc, DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS,
                          pd.src_desc(), pd.weights_desc(), pd.dst_desc());
   }
   template <typename Prim, typename PD>
-  std::unique_ptr<Op> make_backward_data(const PD& pd, const ConvDesc& d) {
-    return make_op<Prim>(pd, d, false, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, 0,
+  std::unique_ptr<Op> make_backward_data(const PD& pd, const ConvDesc& d, Layout la, Layout lc) {
+    return make_op<Prim>(pd, d, false, la, lc, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, 0,
                          pd.diff_src_desc(), pd.weights_desc(), pd.diff_dst_desc());
   }
   template <typename Prim, typename PD>
-  std::unique_ptr<Op> make_backward_weights(const PD& pd, const ConvDesc& d, bool bias) {
-    return make_op<Prim>(pd, d, bias, DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST,
+  std::unique_ptr<Op> make_backward_weights(const PD& pd, const ConvDesc& d, bool bias, Layout la, Layout lc) {
+    return make_op<Prim>(pd, d, bias, la, lc, DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST,
                          DNNL_ARG_DIFF_BIAS, pd.src_desc(), pd.diff_weights_desc(),
                          pd.diff_dst_desc());
   }
@@ -574,28 +596,28 @@ class DnnlBackend final : public HostBackend {
     strm_.wait();
   }
 
-  // Convolution activations: blocked (nChw16c, oneDNN's choice through `any`) when the
-  // input has one channel (the first layer's backward directions, where the blocked
-  // kernels are the fastest; its forward is plain, see plain_forward), nhwc otherwise:
-  // blocked pads the channels to a multiple of 16, which for LeNet's conv2 (20 -> 50)
-  // wastes half the work, while nhwc pads nothing and gets oneDNN's brgemm convolution
-  // (measured in docs/performance.md, section 6). In bf16 every convolution's backward
-  // runs nhwc: for one input channel the blocked bf16 backward-weights falls
-  // back to oneDNN's gemm convolution, several times slower (docs/performance.md).
-  memory::desc act_md(const ConvDesc& d, int64_t n, int64_t c, int64_t h, int64_t w, dt type) const {
+  // Convolution activations, given the layout of the caller's output-side tensor (y or dy;
+  // the network plan gives nhwc wherever preferred_layout asks for it): nhwc, oneDNN's brgemm
+  // convolution, which pads nothing (the blocked layout pads LeNet's 20 and 50 channels to
+  // 32 and 64) and then needs no reorder at all. When the caller's tensors are NCHW and the
+  // input has one channel (a convolution the plan could not give nhwc), blocked (nChw16c,
+  // oneDNN's choice through `any`) for the backward directions, where its kernels are the
+  // fastest, and the forward is plain (plain_forward); in bf16 nhwc there too: for one
+  // input channel the blocked bf16 backward-weights falls back to oneDNN's gemm convolution,
+  // several times slower. Measured in docs/performance.md, section 6.
+  memory::desc act_md(const ConvDesc& d, int64_t n, int64_t c, int64_t h, int64_t w, dt type, Layout user) const {
     if (conv_layout_ == ConvLayout::plain) return plain_md({n, c, h, w}, tag::nchw, type);
-    if (conv_layout_ == ConvLayout::nhwc || (conv_layout_ == ConvLayout::auto_ && (d.c > 1 || in_dt_ == dt::bf16)))
+    if (conv_layout_ == ConvLayout::nhwc ||
+        (conv_layout_ == ConvLayout::auto_ && (user == Layout::nhwc || d.c > 1 || in_dt_ == dt::bf16)))
       return plain_md({n, c, h, w}, tag::nhwc, type);
     return any_md({n, c, h, w}, type);
   }
-  // The forward of a single-channel input (LeNet's conv1) runs on the plain layouts, where
-  // oneDNN uses its gemm convolution: the blocked kernel is faster by itself, but its
-  // output, padded to 32 channels, has to be reordered back to NCHW on every call, and
-  // that costs more than the gemm gives up. Its backward directions stay blocked (nhwc
-  // in bf16). In bf16 too (a BF16 gemm on NCHW): the nhwc kernel's output needs the same
-  // reorder back.
-  bool plain_forward(const ConvDesc& d) const {
-    return conv_layout_ == ConvLayout::auto_ && d.c == 1;
+  // The forward of a single-channel input with an NCHW output runs on the plain layouts,
+  // where oneDNN uses its gemm convolution: the faster blocked or nhwc kernel's output would
+  // have to be reordered back to NCHW on every call, and that costs more than the gemm
+  // gives up. In bf16 too (a BF16 gemm on NCHW).
+  bool plain_forward(const ConvDesc& d, Layout out) const {
+    return conv_layout_ == ConvLayout::auto_ && d.c == 1 && out == Layout::nchw;
   }
   memory::desc weight_md(const ConvDesc& d, dt type) const {
     return conv_layout_ != ConvLayout::plain ? any_md({d.k, d.c, d.kh, d.kw}, type)
@@ -646,12 +668,12 @@ class DnnlBackend final : public HostBackend {
 
   // The forward primitive_desc: inputs in the backend's precision, dst in `dst_type` (f32
   // for the forward op itself; the input precision when it serves as a backward op's hint,
-  // whose diff_dst is an input).
-  // `plain`: the caller's own layouts (see plain_forward).
-  dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDesc& d, bool bias, dt dst_type,
+  // whose diff_dst is an input). `user`: the layout of the caller's y or dy (see act_md).
+  // `plain`: the caller's own NCHW layouts (see plain_forward).
+  dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDesc& d, bool bias, dt dst_type, Layout user,
                                                         bool plain = false) {
     auto amd = [&](int64_t c, int64_t h, int64_t w, dt type) {
-      return plain ? plain_md({d.n, c, h, w}, tag::nchw, type) : act_md(d, d.n, c, h, w, type);
+      return plain ? plain_md({d.n, c, h, w}, tag::nchw, type) : act_md(d, d.n, c, h, w, type, user);
     };
     dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, amd(d.c, d.h, d.w, in_dt_),
@@ -669,8 +691,7 @@ class DnnlBackend final : public HostBackend {
   }
   static void check_pool(const char* op, const PoolDesc& d, const Tensor& x, const Tensor& y) {
     check_pool_desc(op, d);
-    opcheck::numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
-    opcheck::numel(op, "y/dy", y, d.n * d.c * d.oh() * d.ow());
+    opcheck::pool_args(op, d, x, y, true);
   }
   static void check_pool_ws(const char* op, const PoolDesc& d, const Buffer& ws) {
     const size_t need = cpu::pool_workspace_bytes(d);

@@ -1,6 +1,7 @@
-// Pooling loops for the CPU backend (see pool_kernels.h). Every loop runs over image
-// planes (n*c of them) with a static schedule, and each plane is written by one thread
-// only, so results do not depend on the thread count.
+// Pooling loops for the CPU backend (see pool_kernels.h). The NCHW loops run over image
+// planes (n*c of them), the channels-last ones over images, with a static schedule, and
+// each plane or image is written by one thread only, so results do not depend on the
+// thread count.
 #include "backend/cpu/pool_kernels.h"
 
 #include <algorithm>
@@ -176,6 +177,173 @@ void generic_backward(const PoolDesc& d, const float* dy, const int32_t* ws, flo
   }
 }
 
+// 2x2 stride 2 on a channels-last input (LeNet's poolings in the layout plan): a cell's four
+// taps are four C-vectors, compared in the reference's order (strictly greater replaces) with
+// the channels innermost; averages summed in double as generic_forward does.
+void nhwc_2x2_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, bool y_nhwc, int threads) {
+  const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
+  const int64_t cs = y_nhwc ? 1 : OH * OW;  // output stride from one channel to the next
+  const int64_t ps = y_nhwc ? C : 1;        // output stride from one cell to the next
+  const bool max = d.type == PoolType::max;
+#pragma omp parallel for schedule(static) num_threads(threads) if (d.n * C * H * W >= kParallelMin)
+  for (int64_t n = 0; n < d.n; ++n) {
+    for (int64_t oy = 0; oy < OH; ++oy)
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        const int32_t i0 = static_cast<int32_t>(2 * oy * W + 2 * ox), i1 = i0 + 1;
+        const int32_t i2 = i0 + static_cast<int32_t>(W), i3 = i2 + 1;
+        const float* __restrict p0 = x + (n * H * W + i0) * C;
+        const float* __restrict p1 = p0 + C;
+        const float* __restrict p2 = p0 + W * C;
+        const float* __restrict p3 = p2 + C;
+        const int64_t o = n * OH * OW * C + (oy * OW + ox) * ps;
+        float* __restrict yo = y + o;
+        if (!max) {
+          for (int64_t c = 0; c < C; ++c) {
+            double s = p0[c];
+            s += p1[c];
+            s += p2[c];
+            s += p3[c];
+            yo[c * cs] = static_cast<float>(s / 4.0);
+          }
+          continue;
+        }
+        int32_t* __restrict wo = ws + o;
+        for (int64_t c = 0; c < C; ++c) {
+          float b = p0[c];
+          int32_t a = i0;
+          if (p1[c] > b) b = p1[c], a = i1;
+          if (p2[c] > b) b = p2[c], a = i2;
+          if (p3[c] > b) b = p3[c], a = i3;
+          yo[c * cs] = b;
+          wo[c * cs] = a;
+        }
+      }
+  }
+}
+
+// Its max backward: each input cell is in one window at most, so dx is zeroed and each dy
+// written once, at its argmax.
+void nhwc_2x2_max_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx, bool dy_nhwc,
+                           int threads) {
+  const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
+  const int64_t cs = dy_nhwc ? 1 : OH * OW;
+  const int64_t ps = dy_nhwc ? C : 1;
+#pragma omp parallel for schedule(static) num_threads(threads) if (d.n * C * H * W >= kParallelMin)
+  for (int64_t n = 0; n < d.n; ++n) {
+    float* __restrict dxi = dx + n * H * W * C;
+    std::fill(dxi, dxi + H * W * C, 0.0f);
+    for (int64_t cell = 0; cell < OH * OW; ++cell) {
+      const int64_t o = n * OH * OW * C + cell * ps;
+      const float* __restrict g = dy + o;
+      const int32_t* __restrict a = ws + o;
+      for (int64_t c = 0; c < C; ++c) dxi[a[c * cs] * C + c] = g[c * cs];
+    }
+  }
+}
+
+// Channels-last input (nhwc, tensor.h), output in either layout: one image per iteration,
+// each output cell's taps in the reference's order (row by row, strictly greater replaces;
+// averages summed in double and divided by the full window) with the channels innermost,
+// where they are contiguous. Per channel the same arithmetic as generic_forward, so the
+// results equal the NCHW loops' bit for bit (max) or the reference's (average).
+void nhwc_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, bool y_nhwc, int threads) {
+  const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
+  const int64_t cs = y_nhwc ? 1 : OH * OW;  // output stride from one channel to the next
+  const int64_t ps = y_nhwc ? C : 1;        // output stride from one cell to the next
+  const bool max = d.type == PoolType::max;
+  const double area = static_cast<double>(d.kh * d.kw);
+#pragma omp parallel num_threads(threads) if (d.n * C * H * W >= kParallelMin)
+  {
+    std::vector<float> best(static_cast<size_t>(C));
+    std::vector<int32_t> at(static_cast<size_t>(C));
+    std::vector<double> sum(static_cast<size_t>(C));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < d.n; ++n) {
+      const float* xi = x + n * H * W * C;
+      float* yi = y + n * OH * OW * C;
+      int32_t* wi = max ? ws + n * OH * OW * C : nullptr;
+      for (int64_t oy = 0; oy < OH; ++oy)
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          bool first = true;
+          for (int64_t r = 0; r < d.kh; ++r) {
+            const int64_t iy = oy * d.sh - d.ph + r;
+            if (iy < 0 || iy >= H) continue;
+            for (int64_t q = 0; q < d.kw; ++q) {
+              const int64_t ix = ox * d.sw - d.pw + q;
+              if (ix < 0 || ix >= W) continue;
+              const float* v = xi + (iy * W + ix) * C;
+              const int32_t i = static_cast<int32_t>(iy * W + ix);
+              if (max && first) {
+                for (int64_t c = 0; c < C; ++c) best[c] = v[c], at[c] = i;
+              } else if (max) {
+                for (int64_t c = 0; c < C; ++c)
+                  if (v[c] > best[c]) best[c] = v[c], at[c] = i;
+              } else {
+                for (int64_t c = 0; c < C; ++c) sum[c] = (first ? 0.0 : sum[c]) + v[c];
+              }
+              first = false;
+            }
+          }
+          const int64_t o = (oy * OW + ox) * ps;
+          if (max) {
+            for (int64_t c = 0; c < C; ++c) yi[o + c * cs] = best[c], wi[o + c * cs] = at[c];
+          } else {
+            for (int64_t c = 0; c < C; ++c) yi[o + c * cs] = static_cast<float>(sum[c] / area);
+          }
+        }
+    }
+  }
+}
+
+// The gradient into a channels-last dx from dy (and the argmax indices, laid out as dy) in
+// either layout. Disjoint max windows (LeNet's 2x2 stride 2) write each routed value once;
+// otherwise each image accumulates in double, per channel in generic_backward's order.
+void nhwc_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx, bool dy_nhwc,
+                   int threads) {
+  const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
+  const int64_t cs = dy_nhwc ? 1 : OH * OW;
+  const int64_t ps = dy_nhwc ? C : 1;
+  const bool max = d.type == PoolType::max;
+  const bool scatter = max && d.sh >= d.kh && d.sw >= d.kw;
+  const double area = static_cast<double>(d.kh * d.kw);
+#pragma omp parallel num_threads(threads) if (d.n * C * H * W >= kParallelMin)
+  {
+    std::vector<double> acc(scatter ? 0 : static_cast<size_t>(H * W * C));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < d.n; ++n) {
+      float* dxi = dx + n * H * W * C;
+      const float* gi = dy + n * OH * OW * C;
+      const int32_t* wi = max ? ws + n * OH * OW * C : nullptr;
+      if (scatter) {
+        std::fill(dxi, dxi + H * W * C, 0.0f);
+        for (int64_t cell = 0; cell < OH * OW; ++cell)
+          for (int64_t c = 0; c < C; ++c) dxi[wi[cell * ps + c * cs] * C + c] = gi[cell * ps + c * cs];
+        continue;
+      }
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t oy = 0; oy < OH; ++oy)
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          const int64_t o = (oy * OW + ox) * ps;
+          if (max) {
+            for (int64_t c = 0; c < C; ++c) acc[static_cast<size_t>(wi[o + c * cs] * C + c)] += gi[o + c * cs];
+            continue;
+          }
+          for (int64_t r = 0; r < d.kh; ++r) {
+            const int64_t iy = oy * d.sh - d.ph + r;
+            if (iy < 0 || iy >= H) continue;
+            for (int64_t q = 0; q < d.kw; ++q) {
+              const int64_t ix = ox * d.sw - d.pw + q;
+              if (ix < 0 || ix >= W) continue;
+              double* a = acc.data() + (iy * W + ix) * C;
+              for (int64_t c = 0; c < C; ++c) a[c] += static_cast<double>(gi[o + c * cs]) / area;
+            }
+          }
+        }
+      for (int64_t i = 0; i < H * W * C; ++i) dxi[i] = static_cast<float>(acc[static_cast<size_t>(i)]);
+    }
+  }
+}
+
 }  // namespace
 
 size_t pool_workspace_bytes(const PoolDesc& d) {
@@ -183,13 +351,20 @@ size_t pool_workspace_bytes(const PoolDesc& d) {
   return static_cast<size_t>(d.n * d.c * d.oh() * d.ow()) * sizeof(int32_t);
 }
 
-void pool_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, int threads) {
+void pool_forward(const PoolDesc& d, Layout in, Layout out, const float* x, float* y, int32_t* ws,
+                  int threads) {
+  if (in == Layout::nhwc && is_2x2_s2(d)) return nhwc_2x2_forward(d, x, y, ws, out == Layout::nhwc, threads);
+  if (in == Layout::nhwc) return nhwc_forward(d, x, y, ws, out == Layout::nhwc, threads);
   if (!is_2x2_s2(d)) return generic_forward(d, x, y, ws, threads);
   if (d.type == PoolType::max) return max_2x2_forward(d, x, y, ws, threads);
   avg_2x2_forward(d, x, y, threads);
 }
 
-void pool_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx, int threads) {
+void pool_backward(const PoolDesc& d, Layout in, Layout out, const float* dy, const int32_t* ws, float* dx,
+                   int threads) {
+  if (in == Layout::nhwc && is_2x2_s2(d) && d.type == PoolType::max)
+    return nhwc_2x2_max_backward(d, dy, ws, dx, out == Layout::nhwc, threads);
+  if (in == Layout::nhwc) return nhwc_backward(d, dy, ws, dx, out == Layout::nhwc, threads);
   if (!is_2x2_s2(d)) return generic_backward(d, dy, ws, dx, threads);
   if (d.type == PoolType::max) return max_2x2_backward(d, dy, ws, dx, threads);
   avg_2x2_backward(d, dy, dx, threads);

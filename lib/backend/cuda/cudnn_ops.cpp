@@ -263,9 +263,7 @@ Buffer CudaBackend::pool_workspace(const PoolDesc& d) {
 
 void CudaBackend::pool_forward(const PoolDesc& d, const Tensor& x, Tensor& y, Buffer&) {
   const char* op = "pool_forward";
-  opcheck::pool(op, d);
-  opcheck::numel(op, "x", x, d.n * d.c * d.h * d.w);
-  opcheck::numel(op, "y", y, d.n * d.c * d.oh() * d.ow());
+  opcheck::pool_args(op, d, x, y);
   PoolPlan& p = pool_plan(d);
   check_cudnn(cudnnPoolingForward(ctx_->cudnn, p.pool.get(), &kOne, p.x.get(), x.data, &kZero, p.y.get(),
                                   y.data),
@@ -275,11 +273,8 @@ void CudaBackend::pool_forward(const PoolDesc& d, const Tensor& x, Tensor& y, Bu
 void CudaBackend::pool_backward(const PoolDesc& d, const Tensor& x, const Tensor& y, const Tensor& dy,
                                 const Buffer&, Tensor& dx) {
   const char* op = "pool_backward";
-  opcheck::pool(op, d);
-  opcheck::numel(op, "x", x, d.n * d.c * d.h * d.w);
-  opcheck::numel(op, "y", y, d.n * d.c * d.oh() * d.ow());
-  opcheck::numel(op, "dy", dy, y.numel());
-  opcheck::numel(op, "dx", dx, x.numel());
+  opcheck::pool_args(op, d, x, y);
+  opcheck::pool_args(op, d, dx, dy);
   PoolPlan& p = pool_plan(d);
   check_cudnn(cudnnPoolingBackward(ctx_->cudnn, p.pool.get(), &kOne, p.y.get(), y.data, p.y.get(), dy.data,
                                    p.x.get(), x.data, &kZero, p.x.get(), dx.data),

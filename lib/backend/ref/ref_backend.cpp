@@ -170,12 +170,6 @@ class RefBackend final : public HostBackend {
   // cells inside divided by the full window kh*kw (MXNet's count_include_pad).
   Buffer pool_workspace(const PoolDesc&) override { return Buffer{}; }
 
-  void check_pool(const char* op, const PoolDesc& d, const Tensor& x, const Tensor& y) {
-    opcheck::pool(op, d);
-    opcheck::numel(op, "x/dx", x, d.n * d.c * d.h * d.w);
-    opcheck::numel(op, "y/dy", y, d.n * d.c * d.oh() * d.ow());
-  }
-
   // Index (within the image plane) of the first maximum of window (oy, ox).
   static int64_t argmax(const PoolDesc& d, const float* plane, int64_t oy, int64_t ox) {
     int64_t best = -1;
@@ -187,7 +181,7 @@ class RefBackend final : public HostBackend {
   }
 
   void pool_forward(const PoolDesc& d, const Tensor& x, Tensor& y, Buffer&) override {
-    check_pool("pool_forward", d, x, y);
+    opcheck::pool_args("pool_forward", d, x, y);
     const int64_t OH = d.oh(), OW = d.ow();
     for (int64_t p = 0; p < d.n * d.c; ++p) {
       const float* plane = x.data + p * d.h * d.w;
@@ -210,8 +204,8 @@ class RefBackend final : public HostBackend {
 
   void pool_backward(const PoolDesc& d, const Tensor& x, const Tensor& y, const Tensor& dy,
                      const Buffer&, Tensor& dx) override {
-    check_pool("pool_backward", d, x, y);
-    check_pool("pool_backward", d, dx, dy);
+    opcheck::pool_args("pool_backward", d, x, y);
+    opcheck::pool_args("pool_backward", d, dx, dy);
     const int64_t OH = d.oh(), OW = d.ow();
     std::vector<double> acc(static_cast<size_t>(dx.numel()), 0.0);
     for (int64_t p = 0; p < d.n * d.c; ++p) {

@@ -14,6 +14,7 @@ class Activation : public Layer {
   }
   Shape setup(const Shape& in) override { return in; }
   bool is_monotonic() const override { return true; }  // all four are non-decreasing
+  LayoutUse layout_use() const override { return LayoutUse::keeps; }
   void forward(Backend& be, const Tensor& x, Tensor& y, const Pass&) override {
     be.act_forward(act_, x, y);
   }

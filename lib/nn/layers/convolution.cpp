@@ -40,6 +40,13 @@ class Convolution : public Layer {
     return Shape{d_.k, d_.oh(), d_.ow()};
   }
 
+  LayoutUse layout_use() const override { return LayoutUse::any; }
+  std::optional<Layout> native_layout(const Backend& be, int64_t batch) const override {
+    ConvDesc d = d_;
+    d.n = batch;
+    return be.preferred_layout(d);
+  }
+
   void forward(Backend& be, const Tensor& x, Tensor& y, const Pass&) override {
     be.conv_forward(desc(x), x, params()[0].value, bias_ ? &params()[1].value : nullptr, y);
   }

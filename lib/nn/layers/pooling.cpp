@@ -38,6 +38,7 @@ class Pooling : public Layer {
   }
 
   bool is_max_pool() const override { return d_.type == PoolType::max; }
+  LayoutUse layout_use() const override { return LayoutUse::any; }
 
   void bind(Backend& be, int64_t max_batch) override {
     PoolDesc d = d_;
