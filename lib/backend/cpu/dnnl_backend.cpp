@@ -306,7 +306,7 @@ class DnnlBackend final : public HostBackend {
   void act_forward(ActType a, const Tensor& x, Tensor& y) override {
     opcheck::same("act_forward", x, y);
     if (x.numel() == 0) return;
-    Op& op = cached(OpKey{"act_fwd", {static_cast<int64_t>(a), x.numel()}}, threads_for(x.numel()), [&] {
+    Op& op = cached(OpKey{"act_fwd", {static_cast<int64_t>(a), x.numel()}}, threads_for(x.numel() * kEltwiseWeight), [&] {
       auto pd = act_fwd_pd(a, x.numel());
       auto o = std::make_unique<Op>();
       o->prim = dnnl::eltwise_forward(pd);
@@ -328,7 +328,7 @@ class DnnlBackend final : public HostBackend {
     opcheck::same("act_backward", x, dx);
     opcheck::same("act_backward", x, y);
     if (x.numel() == 0) return;
-    Op& op = cached(OpKey{"act_bwd", {static_cast<int64_t>(a), x.numel()}}, threads_for(x.numel()), [&] {
+    Op& op = cached(OpKey{"act_bwd", {static_cast<int64_t>(a), x.numel()}}, threads_for(x.numel() * kEltwiseWeight), [&] {
       auto hint = act_fwd_pd(a, x.numel());
       memory::desc md = plain_md({x.numel()}, tag::a);
       dnnl::eltwise_backward::desc desc(act_alg(a), md, md);
@@ -499,11 +499,13 @@ class DnnlBackend final : public HostBackend {
   void set_threads() { set_threads(threads_); }
 
   // The threads a primitive is made and run with: one below kSmallWork multiply-adds
-  // (elements for an activation), where entering an OpenMP region costs more than the
-  // second thread gives (the MLP's fc2 and fc3, its activations, LeNet's fc2 and tanh3).
-  // A function of the shape and the thread count only, so results stay bit-identical
-  // run to run at a fixed --threads.
+  // (activations: below kSmallWork / kEltwiseWeight elements, an element of tanh costing
+  // about as much as that many multiply-adds), where entering an OpenMP region costs more
+  // than the second thread gives (the MLP's fc2 and fc3 and its activations, LeNet's fc2
+  // and tanh3; LeNet's tanh1 and tanh2 run on all threads). A function of the shape and the
+  // thread count only, so results stay bit-identical run to run at a fixed --threads.
   static constexpr int64_t kSmallWork = int64_t{1} << 20;
+  static constexpr int64_t kEltwiseWeight = 16;
   int threads_for(int64_t work) const { return work < kSmallWork ? 1 : threads_; }
   static int64_t conv_macs(const ConvDesc& d) { return d.n * d.k * d.oh() * d.ow() * d.c * d.kh * d.kw; }
 
