@@ -231,13 +231,17 @@ void nhwc_2x2_max_backward(const PoolDesc& d, const float* dy, const int32_t* ws
 #pragma omp parallel for schedule(static) num_threads(threads) if (d.n * C * H * W >= kParallelMin)
   for (int64_t n = 0; n < d.n; ++n) {
     float* __restrict dxi = dx + n * H * W * C;
-    std::fill(dxi, dxi + H * W * C, 0.0f);
-    for (int64_t cell = 0; cell < OH * OW; ++cell) {
-      const int64_t o = n * OH * OW * C + cell * ps;
-      const float* __restrict g = dy + o;
-      const int32_t* __restrict a = ws + o;
-      for (int64_t c = 0; c < C; ++c) dxi[a[c * cs] * C + c] = g[c * cs];
+    // Row pair by row pair, so that the scattered writes land in freshly zeroed cache lines.
+    for (int64_t oy = 0; oy < OH; ++oy) {
+      std::fill(dxi + 2 * oy * W * C, dxi + (2 * oy + 2) * W * C, 0.0f);
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        const int64_t o = n * OH * OW * C + (oy * OW + ox) * ps;
+        const float* __restrict g = dy + o;
+        const int32_t* __restrict a = ws + o;
+        for (int64_t c = 0; c < C; ++c) dxi[a[c * cs] * C + c] = g[c * cs];
+      }
     }
+    std::fill(dxi + 2 * OH * W * C, dxi + H * W * C, 0.0f);  // a last odd row no window covers
   }
 }
 
