@@ -173,17 +173,18 @@ BenchResult bench_network(const BenchRequest& req) {
   }
   net.set_observer(nullptr);
 
-  r.rows.push_back({"data", "gather", "", summarize(data_ms), std::nullopt, 0, 0});
+  r.rows.push_back({"data", "gather", "", "", summarize(data_ms), std::nullopt, 0, 0});
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = *layers[i];
     if (l.is_view()) continue;
-    LayerTiming row{l.name(), l.type(), l.out_shape().str(), summarize(rec.fwd_[i]), std::nullopt, 0, 0};
+    LayerTiming row{l.name(), l.type(), l.out_shape().str(),
+                    net.output_layout(i) == Layout::nhwc ? "nhwc" : "nchw", summarize(rec.fwd_[i]), std::nullopt, 0, 0};
     if (!rec.bwd_[i].empty()) row.backward = summarize(rec.bwd_[i]);
     row.forward_flops = forward_flops(l, batch);
     if (row.backward) row.backward_flops = row.forward_flops * (net.computes_input_grad(i) ? 2.0 : 1.0);
     r.rows.push_back(std::move(row));
   }
-  r.rows.push_back({"optimizer", cfg.train.optimizer.type, "", summarize(opt_ms), std::nullopt, 0, 0});
+  r.rows.push_back({"optimizer", cfg.train.optimizer.type, "", "", summarize(opt_ms), std::nullopt, 0, 0});
   for (const auto& row : r.rows)
     r.sum_of_medians_ms += row.forward.median_ms + (row.backward ? row.backward->median_ms : 0.0);
 
@@ -220,10 +221,12 @@ std::string format_bench_text(const BenchResult& r) {
       "mnistctl bench: {} on {}, batch {}, median of {} iterations after {} warm-up\n"
       "GEMM limit (fully-connected forward {}, measured now): {:.1f} GFLOP/s\n\n",
       r.config_name, r.backend, r.batch, r.iters, r.warmup, r.gemm_problem, r.gemm_gflops);
-  s += fmt::format("{:<14} {:<16} {:<10} {:>26} {:>12} {:>26} {:>12}\n", "layer", "type", "output",
+  // The output's layout is shown where it is not the default NCHW (the layout plan).
+  s += fmt::format("{:<14} {:<16} {:<14} {:>26} {:>12} {:>26} {:>12}\n", "layer", "type", "output",
                    "forward ms (min-max)", "GFLOP/s lim", "backward ms (min-max)", "GFLOP/s lim");
   for (const auto& row : r.rows) {
-    s += fmt::format("{:<14} {:<16} {:<10} {:>26} {:>12} {:>26} {:>12}\n", row.name, row.type, row.output,
+    const std::string output = row.layout == "nhwc" ? row.output + " nhwc" : row.output;
+    s += fmt::format("{:<14} {:<16} {:<14} {:>26} {:>12} {:>26} {:>12}\n", row.name, row.type, output,
                      cell(row.forward), rate(row.forward_flops, row.forward.median_ms),
                      row.backward ? cell(*row.backward) : std::string("-"),
                      row.backward ? rate(row.backward_flops, row.backward->median_ms) : std::string("-"));
@@ -243,9 +246,10 @@ std::string format_bench_json(const BenchResult& r) {
       r.gemm_gflops);
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
-    s += fmt::format("{}{{\"name\":{},\"type\":{},\"output\":{},\"forward_ms\":{},\"backward_ms\":{},"
+    s += fmt::format("{}{{\"name\":{},\"type\":{},\"output\":{},\"layout\":{},\"forward_ms\":{},\"backward_ms\":{},"
                      "\"forward_flops\":{:.0f},\"backward_flops\":{:.0f}}}",
                      i ? "," : "", json_string(row.name), json_string(row.type), json_string(row.output),
+                     row.layout.empty() ? std::string("null") : json_string(row.layout),
                      timing_json(row.forward), row.backward ? timing_json(*row.backward) : std::string("null"),
                      row.forward_flops, row.backward_flops);
   }

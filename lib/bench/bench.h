@@ -42,6 +42,7 @@ struct Timing {
 
 struct LayerTiming {
   std::string name, type, output;      // output: per-sample shape, "" for the pseudo-rows
+  std::string layout;                  // the output's layout (Network::output_layout): "nchw" or "nhwc"; "" for the pseudo-rows
   Timing forward;
   std::optional<Timing> backward;      // absent: no backward call (view layers, data, optimizer)
   double forward_flops = 0, backward_flops = 0;  // per call; 0 for memory-bound layers

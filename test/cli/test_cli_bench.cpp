@@ -72,6 +72,9 @@ TEST_CASE("bench times every layer of the MLP on cpu and ref, and the parts add 
     // fc2 also computes its input gradient.
     CHECK(number(row(j, "fc2"), "backward_flops") == 2.0 * 2.0 * 32 * 64 * 128);
     CHECK(number(row(j, "relu1"), "forward_flops") == 0);
+    // No convolution: every tensor NCHW; the pseudo-rows have no layout.
+    CHECK(row(j, "fc1").find("\"layout\":\"nchw\"") != std::string::npos);
+    CHECK(j.find("{\"name\":\"data\",\"type\":\"gather\",\"output\":\"\",\"layout\":null,") != std::string::npos);
     double gemm = number(j, "gemm_gflops"), sum = number(j, "sum_of_medians_ms"), ips = number(j, "images_per_s");
     CHECK(std::isfinite(gemm));
     CHECK(gemm > 0);
@@ -94,6 +97,10 @@ TEST_CASE("bench prints a table for LeNet with the GEMM limit and the whole step
   for (const char* layer : {"conv1 ", "pool1 ", "conv2 ", "fc1 ", "fc2 ", "softmax ", "optimizer "})
     CHECK(r.out.find(std::string("\n") + layer) != std::string::npos);
   CHECK(std::regex_search(r.out, std::regex("whole step, measured apart: [0-9.]+ ms median .* [0-9]+ images/s")));
+  // The layout plan on the CPU (nn/network.h): channels-last from conv1 to tanh2, then NCHW.
+  CHECK(std::regex_search(r.out, std::regex("\nconv1 +convolution +20x24x24 nhwc ")));
+  CHECK(std::regex_search(r.out, std::regex("\nconv2 +convolution +50x8x8 nhwc ")));
+  CHECK(std::regex_search(r.out, std::regex("\npool2 +pooling +50x4x4 +[0-9]")));
 }
 
 TEST_CASE("bench refuses bad arguments with exit 2") {
