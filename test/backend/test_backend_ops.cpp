@@ -170,6 +170,7 @@ const std::vector<ConvDesc>& conv_cases() {
       conv(2, 3, 9, 8, 6, 3, 2, 1, 2, 2, 1),      // non-square kernel, stride and padding
       conv(5, 7, 13, 13, 9, 4, 4, 3, 3, 2, 2),    // odd sizes, stride 3, padding 2
       conv(4, 3, 10, 10, 8, 5, 5, 1, 1, 2, 2, false),  // no bias
+      conv(3, 16, 11, 9, 12, 3, 3, 2, 2, 1, 1),   // 16 channels, stride 2, padding 1
   };
   return cases;
 }
