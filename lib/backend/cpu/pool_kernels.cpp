@@ -13,6 +13,19 @@ namespace {
 // Below this many input elements the loops run on one thread: waking the pool costs more.
 constexpr int64_t kParallelMin = 1 << 14;
 
+// Calls f(iy, ix) for each tap of window (oy, ox) inside the input, row by row.
+template <class F>
+inline void for_each_tap(const PoolDesc& d, int64_t oy, int64_t ox, const F& f) {
+  for (int64_t r = 0; r < d.kh; ++r) {
+    const int64_t iy = oy * d.sh - d.ph + r;
+    if (iy < 0 || iy >= d.h) continue;
+    for (int64_t q = 0; q < d.kw; ++q) {
+      const int64_t ix = ox * d.sw - d.pw + q;
+      if (ix >= 0 && ix < d.w) f(iy, ix);
+    }
+  }
+}
+
 bool is_2x2_s2(const PoolDesc& d) {
   return d.kh == 2 && d.kw == 2 && d.sh == 2 && d.sw == 2 && d.ph == 0 && d.pw == 0;
 }
@@ -269,25 +282,19 @@ void nhwc_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, bool
       for (int64_t oy = 0; oy < OH; ++oy)
         for (int64_t ox = 0; ox < OW; ++ox) {
           bool first = true;
-          for (int64_t r = 0; r < d.kh; ++r) {
-            const int64_t iy = oy * d.sh - d.ph + r;
-            if (iy < 0 || iy >= H) continue;
-            for (int64_t q = 0; q < d.kw; ++q) {
-              const int64_t ix = ox * d.sw - d.pw + q;
-              if (ix < 0 || ix >= W) continue;
-              const float* v = xi + (iy * W + ix) * C;
-              const int32_t i = static_cast<int32_t>(iy * W + ix);
-              if (max && first) {
-                for (int64_t c = 0; c < C; ++c) best[c] = v[c], at[c] = i;
-              } else if (max) {
-                for (int64_t c = 0; c < C; ++c)
-                  if (v[c] > best[c]) best[c] = v[c], at[c] = i;
-              } else {
-                for (int64_t c = 0; c < C; ++c) sum[c] = (first ? 0.0 : sum[c]) + v[c];
-              }
-              first = false;
+          for_each_tap(d, oy, ox, [&](int64_t iy, int64_t ix) {
+            const float* v = xi + (iy * W + ix) * C;
+            const int32_t i = static_cast<int32_t>(iy * W + ix);
+            if (max && first) {
+              for (int64_t c = 0; c < C; ++c) best[c] = v[c], at[c] = i;
+            } else if (max) {
+              for (int64_t c = 0; c < C; ++c)
+                if (v[c] > best[c]) best[c] = v[c], at[c] = i;
+            } else {
+              for (int64_t c = 0; c < C; ++c) sum[c] = (first ? 0.0 : sum[c]) + v[c];
             }
-          }
+            first = false;
+          });
           const int64_t o = (oy * OW + ox) * ps;
           if (max) {
             for (int64_t c = 0; c < C; ++c) yi[o + c * cs] = best[c], wi[o + c * cs] = at[c];
@@ -332,16 +339,10 @@ void nhwc_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float*
             for (int64_t c = 0; c < C; ++c) acc[static_cast<size_t>(wi[o + c * cs] * C + c)] += gi[o + c * cs];
             continue;
           }
-          for (int64_t r = 0; r < d.kh; ++r) {
-            const int64_t iy = oy * d.sh - d.ph + r;
-            if (iy < 0 || iy >= H) continue;
-            for (int64_t q = 0; q < d.kw; ++q) {
-              const int64_t ix = ox * d.sw - d.pw + q;
-              if (ix < 0 || ix >= W) continue;
-              double* a = acc.data() + (iy * W + ix) * C;
-              for (int64_t c = 0; c < C; ++c) a[c] += static_cast<double>(gi[o + c * cs]) / area;
-            }
-          }
+          for_each_tap(d, oy, ox, [&](int64_t iy, int64_t ix) {
+            double* a = acc.data() + (iy * W + ix) * C;
+            for (int64_t c = 0; c < C; ++c) a[c] += static_cast<double>(gi[o + c * cs]) / area;
+          });
         }
       for (int64_t i = 0; i < H * W * C; ++i) dxi[i] = static_cast<float>(acc[static_cast<size_t>(i)]);
     }
