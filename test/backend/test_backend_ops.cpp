@@ -21,6 +21,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "layouts.h"
 #include "test_util.h"
 
 using namespace mnistctl;
@@ -469,27 +470,9 @@ TEST_CASE("fill and copy and upload and download round-trip exactly", "[backend]
   for (auto& o : others()) run(*o.backend, o.ctx);
 }
 
-// Channels-last (tensor.h): NCHW host data <-> the nhwc order of the same (n, c, h, w).
-Host to_nhwc(const Host& v, int64_t n, int64_t c, int64_t h, int64_t w) {
-  Host out(v.size());
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t k = 0; k < c; ++k)
-      for (int64_t p = 0; p < h * w; ++p)
-        out[static_cast<size_t>((i * h * w + p) * c + k)] = v[static_cast<size_t>((i * c + k) * h * w + p)];
-  return out;
-}
-Host from_nhwc(const Host& v, int64_t n, int64_t c, int64_t h, int64_t w) {
-  Host out(v.size());
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t k = 0; k < c; ++k)
-      for (int64_t p = 0; p < h * w; ++p)
-        out[static_cast<size_t>((i * c + k) * h * w + p)] = v[static_cast<size_t>((i * h * w + p) * c + k)];
-  return out;
-}
-
 // A rank-4 tensor in layout l on b from NCHW host data, and back to NCHW host data.
 Tensor up4(Backend& b, const Shape& s, const Host& h, Layout l) {
-  Tensor t = up(b, s, l == Layout::nhwc ? to_nhwc(h, s[0], s[1], s[2], s[3]) : h);
+  Tensor t = up(b, s, l == Layout::nhwc ? test::to_nhwc(h, s[0], s[1], s[2], s[3]) : h);
   t.layout = l;
   return t;
 }
@@ -500,7 +483,7 @@ Tensor empty4(Backend& b, const Shape& s, Layout l) {
 }
 Host down4(Backend& b, const Tensor& t) {
   Host h = down(b, t);
-  return t.layout == Layout::nhwc ? from_nhwc(h, t.shape[0], t.shape[1], t.shape[2], t.shape[3]) : h;
+  return t.layout == Layout::nhwc ? test::from_nhwc(h, t.shape[0], t.shape[1], t.shape[2], t.shape[3]) : h;
 }
 const char* layout_name(Layout l) { return l == Layout::nhwc ? "nhwc" : "nchw"; }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "layouts.h"
 #include "test_util.h"
 #include "core/rng.h"
 
@@ -148,6 +149,42 @@ TEST_CASE("bf16 convolution matches the fp32 reference within 1e-2", "[bf16][con
       }
       compare(std::string(c.name) + " " + outs[k], results[0][k], results[1][k]);
     }
+  }
+}
+
+// The same on channels-last tensors (the layout plan hands LeNet's convolutions nhwc on the
+// CPU): the BF16 backend's x, y, dx and dy are nhwc, ref's NCHW, compared in NCHW order.
+TEST_CASE("bf16 convolution on channels-last tensors matches the fp32 reference within 1e-2", "[bf16][conv][nhwc]") {
+  bf16();  // skips first where there is no BF16
+  const ConvDesc convs[] = {{100, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0, true}, {100, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0, true}};
+  Pcg32 rng(8, 1);
+  for (const ConvDesc& d : convs) {
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+    const Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), b = random_host(rng, d.k);
+    const Host dy = random_host(rng, ys.numel());
+    auto run = [&](Backend& be, Layout l) {
+      auto act = [&](const Shape& s, const Host& h) {
+        Tensor t = up(be, s, l == Layout::nhwc ? test::to_nhwc(h, s[0], s[1], s[2], s[3]) : h);
+        t.layout = l;
+        return t;
+      };
+      auto back = [&](const Tensor& t) {
+        Host h = down(be, t);
+        return l == Layout::nhwc ? test::from_nhwc(h, t.shape[0], t.shape[1], t.shape[2], t.shape[3]) : h;
+      };
+      Tensor tx = act(xs, x), tdy = act(ys, dy), ty = act(ys, Host(static_cast<size_t>(ys.numel()))),
+             tdx = act(xs, Host(static_cast<size_t>(xs.numel())));
+      Tensor tw = up(be, ws, w), tb = up(be, {d.k}, b), tdw = be.empty(ws), tdb = be.empty({d.k});
+      be.conv_forward(d, tx, tw, &tb, ty);
+      be.conv_backward_data(d, tdy, tw, tdx);
+      be.conv_backward_weights(d, tx, tdy, tdw, &tdb);
+      return std::vector<Host>{back(ty), back(tdx), down(be, tdw)};
+    };
+    const auto got = run(bf16(), Layout::nhwc), want = run(ref(), Layout::nchw);
+    const std::string name = d.c == 1 ? "lenet conv1 nhwc" : "lenet conv2 nhwc";
+    compare(name + " forward", got[0], want[0]);
+    compare(name + " backward-data", got[1], want[1]);
+    compare(name + " backward-weights", got[2], want[2]);
   }
 }
 
