@@ -126,17 +126,18 @@ void Network::bind(Backend& be, int64_t max_batch, bool training) {
   plan_layouts(be, max_batch);
   pre_.assign(L, Tensor{});
   dpre_.assign(L, Tensor{});
+  auto empty = [&](const Shape& s, Layout l) {
+    Tensor t = be.empty(s);
+    t.layout = l;
+    return t;
+  };
   for (size_t i = 0; i < L; ++i) {
     Shape s = batched(max_batch, layers_[i]->out_shape());
     bool grad_needed = training && i + 1 < L && need_dx_[i + 1];
     if (swapped_[i]) {  // the pair's pooled pre-activation replaces the activation's output
       Shape pooled = batched(max_batch, layers_[i + 1]->out_shape());
-      pre_[i] = be.empty(pooled);
-      pre_[i].layout = layout_[i + 1];  // the pooling's output, in the pair's output layout
-      if (training && need_dx_[i]) {
-        dpre_[i] = be.empty(pooled);
-        dpre_[i].layout = layout_[i + 1];
-      }
+      pre_[i] = empty(pooled, layout_[i + 1]);  // the pooling's output, in the pair's output layout
+      if (training && need_dx_[i]) dpre_[i] = empty(pooled, layout_[i + 1]);
       continue;
     }
     if (layers_[i]->is_view()) {
@@ -144,12 +145,8 @@ void Network::bind(Backend& be, int64_t max_batch, bool training) {
       if (grad_needed && i > 0) grad_[i] = grad_[i - 1].view(s);
       continue;
     }
-    out_[i] = be.empty(s);
-    out_[i].layout = layout_[i];
-    if (grad_needed) {
-      grad_[i] = be.empty(s);
-      grad_[i].layout = layout_[i];
-    }
+    out_[i] = empty(s, layout_[i]);
+    if (grad_needed) grad_[i] = empty(s, layout_[i]);
   }
 }
 

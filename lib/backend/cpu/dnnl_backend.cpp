@@ -234,7 +234,7 @@ class DnnlBackend final : public HostBackend {
   // ---- convolution ---------------------------------------------------------------------
   void conv_forward(const ConvDesc& d, const Tensor& x, const Tensor& w, const Tensor* b,
                     Tensor& y) override {
-    opcheck::conv_args("conv_forward", d, x, w, y, true);
+    opcheck::conv_args("conv_forward", d, x, w, y, accepts_nhwc());
     if (b) opcheck::numel("conv_forward", "b", *b, d.k);
     Op& op = cached(conv_key("conv_fwd", d, b != nullptr, x, y), threads_for(conv_macs(d)), [&] {
       auto pd = conv_fwd_pd(d, b != nullptr, dt::f32, y.layout, plain_forward(d, y.layout));
@@ -245,7 +245,7 @@ class DnnlBackend final : public HostBackend {
 
   void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
                           Tensor& dx) override {
-    opcheck::conv_args("conv_backward_data", d, dx, w, dy, true);
+    opcheck::conv_args("conv_backward_data", d, dx, w, dy, accepts_nhwc());
     Op& op = cached(conv_key("conv_bwd_data", d, false, dx, dy), threads_for(conv_macs(d)), [&] {
       const Layout l = dy.layout;
       auto hint = conv_fwd_pd(d, false, in_dt_, l);
@@ -261,7 +261,7 @@ class DnnlBackend final : public HostBackend {
 
   void conv_backward_weights(const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
                              Tensor* db) override {
-    opcheck::conv_args("conv_backward_weights", d, x, dw, dy, true);
+    opcheck::conv_args("conv_backward_weights", d, x, dw, dy, accepts_nhwc());
     if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
     Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr, x, dy), threads_for(conv_macs(d)), [&] {
       const Layout l = dy.layout;
@@ -691,9 +691,9 @@ class DnnlBackend final : public HostBackend {
     if (d.h * d.w > INT32_MAX)
       throw RuntimeError(fmt::format("{}: input plane {}x{} too large for int32 indices", op, d.h, d.w));
   }
-  static void check_pool(const char* op, const PoolDesc& d, const Tensor& x, const Tensor& y) {
+  void check_pool(const char* op, const PoolDesc& d, const Tensor& x, const Tensor& y) const {
     check_pool_desc(op, d);
-    opcheck::pool_args(op, d, x, y, true);
+    opcheck::pool_args(op, d, x, y, accepts_nhwc());
   }
   static void check_pool_ws(const char* op, const PoolDesc& d, const Buffer& ws) {
     const size_t need = cpu::pool_workspace_bytes(d);

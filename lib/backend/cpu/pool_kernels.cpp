@@ -234,19 +234,24 @@ void nhwc_2x2_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, 
   }
 }
 
-// Its max backward: each input cell is in one window at most, so dx is zeroed and each dy
-// written once, at its argmax.
-void nhwc_2x2_max_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx, bool dy_nhwc,
-                           int threads) {
+// Max pooling backward on a channels-last dx where the windows do not overlap (stride >=
+// window both ways; LeNet's 2x2 stride 2): each input cell receives at most one value, so dx
+// is zeroed and each dy written once, at its argmax. The zeroing goes band by band (the
+// input rows up to the end of output row oy's windows) right before that row's writes, so
+// that they land in lines still in cache.
+void nhwc_disjoint_max_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx, bool dy_nhwc,
+                                int threads) {
   const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
-  const int64_t cs = dy_nhwc ? 1 : OH * OW;
-  const int64_t ps = dy_nhwc ? C : 1;
+  const int64_t cs = dy_nhwc ? 1 : OH * OW;  // dy (and ws) stride from one channel to the next
+  const int64_t ps = dy_nhwc ? C : 1;        // dy (and ws) stride from one cell to the next
 #pragma omp parallel for schedule(static) num_threads(threads) if (d.n * C * H * W >= kParallelMin)
   for (int64_t n = 0; n < d.n; ++n) {
     float* __restrict dxi = dx + n * H * W * C;
-    // Row pair by row pair, so that the scattered writes land in freshly zeroed cache lines.
+    int64_t zeroed = 0;  // input rows [0, zeroed) are zero or written
     for (int64_t oy = 0; oy < OH; ++oy) {
-      std::fill(dxi + 2 * oy * W * C, dxi + (2 * oy + 2) * W * C, 0.0f);
+      const int64_t end = std::min(H, oy * d.sh - d.ph + d.kh);
+      if (end > zeroed) std::fill(dxi + zeroed * W * C, dxi + end * W * C, 0.0f);
+      zeroed = std::max(zeroed, end);
       for (int64_t ox = 0; ox < OW; ++ox) {
         const int64_t o = n * OH * OW * C + (oy * OW + ox) * ps;
         const float* __restrict g = dy + o;
@@ -254,7 +259,7 @@ void nhwc_2x2_max_backward(const PoolDesc& d, const float* dy, const int32_t* ws
         for (int64_t c = 0; c < C; ++c) dxi[a[c * cs] * C + c] = g[c * cs];
       }
     }
-    std::fill(dxi + 2 * OH * W * C, dxi + H * W * C, 0.0f);  // a last odd row no window covers
+    std::fill(dxi + zeroed * W * C, dxi + H * W * C, 0.0f);  // rows below the last window
   }
 }
 
@@ -307,30 +312,23 @@ void nhwc_forward(const PoolDesc& d, const float* x, float* y, int32_t* ws, bool
 }
 
 // The gradient into a channels-last dx from dy (and the argmax indices, laid out as dy) in
-// either layout. Disjoint max windows (LeNet's 2x2 stride 2) write each routed value once;
-// otherwise each image accumulates in double, per channel in generic_backward's order.
+// either layout, for windows that may overlap: each image accumulates in double, per channel
+// in generic_backward's order.
 void nhwc_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx, bool dy_nhwc,
                    int threads) {
   const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
   const int64_t cs = dy_nhwc ? 1 : OH * OW;
   const int64_t ps = dy_nhwc ? C : 1;
   const bool max = d.type == PoolType::max;
-  const bool scatter = max && d.sh >= d.kh && d.sw >= d.kw;
   const double area = static_cast<double>(d.kh * d.kw);
 #pragma omp parallel num_threads(threads) if (d.n * C * H * W >= kParallelMin)
   {
-    std::vector<double> acc(scatter ? 0 : static_cast<size_t>(H * W * C));
+    std::vector<double> acc(static_cast<size_t>(H * W * C));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < d.n; ++n) {
       float* dxi = dx + n * H * W * C;
       const float* gi = dy + n * OH * OW * C;
       const int32_t* wi = max ? ws + n * OH * OW * C : nullptr;
-      if (scatter) {
-        std::fill(dxi, dxi + H * W * C, 0.0f);
-        for (int64_t cell = 0; cell < OH * OW; ++cell)
-          for (int64_t c = 0; c < C; ++c) dxi[wi[cell * ps + c * cs] * C + c] = gi[cell * ps + c * cs];
-        continue;
-      }
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t oy = 0; oy < OH; ++oy)
         for (int64_t ox = 0; ox < OW; ++ox) {
@@ -367,8 +365,8 @@ void pool_forward(const PoolDesc& d, Layout in, Layout out, const float* x, floa
 
 void pool_backward(const PoolDesc& d, Layout in, Layout out, const float* dy, const int32_t* ws, float* dx,
                    int threads) {
-  if (in == Layout::nhwc && is_2x2_s2(d) && d.type == PoolType::max)
-    return nhwc_2x2_max_backward(d, dy, ws, dx, out == Layout::nhwc, threads);
+  if (in == Layout::nhwc && d.type == PoolType::max && d.sh >= d.kh && d.sw >= d.kw)
+    return nhwc_disjoint_max_backward(d, dy, ws, dx, out == Layout::nhwc, threads);
   if (in == Layout::nhwc) return nhwc_backward(d, dy, ws, dx, out == Layout::nhwc, threads);
   if (!is_2x2_s2(d)) return generic_backward(d, dy, ws, dx, threads);
   if (d.type == PoolType::max) return max_2x2_backward(d, dy, ws, dx, threads);
