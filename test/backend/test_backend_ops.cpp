@@ -176,6 +176,33 @@ const std::vector<ConvDesc>& conv_cases() {
   return cases;
 }
 
+std::string pool_label(const PoolDesc& d) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%s pool n%lld c%lld %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld",
+                d.type == PoolType::max ? "max" : "avg", (long long)d.n, (long long)d.c, (long long)d.h,
+                (long long)d.w, (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw,
+                (long long)d.ph, (long long)d.pw);
+  return buf;
+}
+
+const std::vector<PoolDesc>& pool_cases() {
+  static const std::vector<PoolDesc> cases = [] {
+    std::vector<PoolDesc> v;
+    for (PoolType t : {PoolType::max, PoolType::avg}) {
+      v.push_back(pool(t, 100, 20, 24, 24, 2, 2, 2, 2));       // LeNet pool1
+      v.push_back(pool(t, 100, 50, 8, 8, 2, 2, 2, 2));         // LeNet pool2
+      v.push_back(pool(t, 3, 4, 9, 9, 3, 3, 2, 2, 1, 1));      // padding 1, overlapping
+      v.push_back(pool(t, 2, 3, 7, 8, 3, 2, 2, 1, 1, 0));      // non-square, padding on h only
+      v.push_back(pool(t, 1, 2, 5, 5, 2, 2, 2, 2));            // floor: the last row/col dropped
+      v.push_back(pool(t, 2, 2, 11, 10, 5, 4, 3, 2, 2, 2));    // padding 2
+      v.push_back(pool(t, 2, 3, 6, 6, 3, 3, 1, 1));            // stride 1
+      v.push_back(pool(t, 2, 3, 10, 8, 3, 2, 3, 2, 1, 0));     // disjoint windows, padding on h
+    }
+    return v;
+  }();
+  return cases;
+}
+
 }  // namespace
 
 TEST_CASE("backends under test", "[backend]") {
@@ -245,24 +272,9 @@ TEST_CASE("convolution forward and backward match ref", "[backend][conv]") {
 }
 
 TEST_CASE("pooling forward and backward match ref", "[backend][pool]") {
-  std::vector<PoolDesc> cases;
-  for (PoolType t : {PoolType::max, PoolType::avg}) {
-    cases.push_back(pool(t, 100, 20, 24, 24, 2, 2, 2, 2));       // LeNet pool1
-    cases.push_back(pool(t, 100, 50, 8, 8, 2, 2, 2, 2));         // LeNet pool2
-    cases.push_back(pool(t, 3, 4, 9, 9, 3, 3, 2, 2, 1, 1));      // padding 1, overlapping
-    cases.push_back(pool(t, 2, 3, 7, 8, 3, 2, 2, 1, 1, 0));      // non-square, padding on h only
-    cases.push_back(pool(t, 1, 2, 5, 5, 2, 2, 2, 2));            // floor: the last row/col dropped
-    cases.push_back(pool(t, 2, 2, 11, 10, 5, 4, 3, 2, 2, 2));    // padding 2
-    cases.push_back(pool(t, 2, 3, 6, 6, 3, 3, 1, 1));            // stride 1
-  }
-  for (const PoolDesc& d : cases) {
-    char label[128];
-    std::snprintf(label, sizeof label, "%s pool n%lld c%lld %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld",
-                  d.type == PoolType::max ? "max" : "avg", (long long)d.n, (long long)d.c,
-                  (long long)d.h, (long long)d.w, (long long)d.kh, (long long)d.kw,
-                  (long long)d.sh, (long long)d.sw, (long long)d.ph, (long long)d.pw);
+  for (const PoolDesc& d : pool_cases()) {
     const Shape xs{d.n, d.c, d.h, d.w}, ys{d.n, d.c, d.oh(), d.ow()};
-    check_op(label, {"y", "dx"}, [&](Backend& b) {
+    check_op(pool_label(d), {"y", "dx"}, [&](Backend& b) {
       Pcg32 rng(5);
       Tensor x = up(b, xs, distinct_host(rng, xs.numel()));
       Tensor dy = up(b, ys, random_host(rng, ys.numel()));
@@ -470,90 +482,61 @@ TEST_CASE("fill and copy and upload and download round-trip exactly", "[backend]
   for (auto& o : others()) run(*o.backend, o.ctx);
 }
 
-// A rank-4 tensor in layout l on b from NCHW host data, and back to NCHW host data.
-Tensor up4(Backend& b, const Shape& s, const Host& h, Layout l) {
-  Tensor t = up(b, s, l == Layout::nhwc ? test::to_nhwc(h, s[0], s[1], s[2], s[3]) : h);
-  t.layout = l;
-  return t;
-}
-Tensor empty4(Backend& b, const Shape& s, Layout l) {
-  Tensor t = b.empty(s);
-  t.layout = l;
-  return t;
-}
-Host down4(Backend& b, const Tensor& t) {
-  Host h = down(b, t);
-  return t.layout == Layout::nhwc ? test::from_nhwc(h, t.shape[0], t.shape[1], t.shape[2], t.shape[3]) : h;
-}
+namespace {
+
+using test::download_nchw;
+using test::empty_as;
+using test::upload_as;
+
 const char* layout_name(Layout l) { return l == Layout::nhwc ? "nhwc" : "nchw"; }
 
-// Every backend that accepts nhwc (Backend::accepts_nhwc), each convolution and pooling case
-// with its activations channels-last, against ref on the same data in NCHW. Convolution:
-// each pair of input and output layouts but plain-plain (the test above). Pooling: nhwc to
-// nhwc and nhwc to NCHW (what the network plan asks for; NCHW to nhwc is refused).
+}  // namespace
+
+// Every backend that accepts nhwc (Backend::accepts_nhwc) runs each convolution and pooling
+// case with its activations channels-last, through check_op against ref on the same data in
+// NCHW (a backend that does not accept nhwc runs NCHW too). Convolution: each pair of input
+// and output layouts but plain-plain (the test above). Pooling: nhwc to nhwc and nhwc to
+// NCHW (what the network plan asks for; NCHW to nhwc is refused).
 TEST_CASE("channels-last convolution and pooling match ref's NCHW", "[backend][conv][pool][nhwc]") {
-  int tested = 0;
-  for (auto& o : others()) {
-    Backend& b = *o.backend;
-    if (!b.accepts_nhwc()) continue;
-    ++tested;
-    auto compare = [&](const std::string& label, const std::vector<std::string>& names, const std::vector<Host>& want,
-                       const std::vector<Host>& got) {
-      REQUIRE(want.size() == got.size());
-      for (size_t i = 0; i < want.size(); ++i) {
-        Diff d = diff(want[i], got[i]);
-        std::printf("%-4s %-56s %-4s max abs %.3e  max rel %.3e\n", o.ctx.c_str(), label.c_str(), names[i].c_str(),
-                    d.abs, d.rel);
-        INFO(o.ctx << " " << label << " " << names[i] << ": max rel " << d.rel << ", non-finite " << d.nonfinite);
-        CHECK(d.ok(kTol));
-      }
-    };
-    const std::vector<std::pair<Layout, Layout>> conv_layouts = {
-        {Layout::nhwc, Layout::nhwc}, {Layout::nhwc, Layout::nchw}, {Layout::nchw, Layout::nhwc}};
-    for (const ConvDesc& d : conv_cases()) {
-      const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
-      Pcg32 rng(31);
-      const Host xh = random_host(rng, xs.numel()), wh = random_host(rng, ws.numel(), -0.2f, 0.2f);
-      const Host bh = random_host(rng, d.k), dyh = random_host(rng, ys.numel());
-      auto run = [&](Backend& be, Layout lx, Layout ly) {
-        Tensor x = up4(be, xs, xh, lx), w = up(be, ws, wh), bias = up(be, {d.k}, bh), dy = up4(be, ys, dyh, ly);
-        Tensor y = empty4(be, ys, ly), dx = empty4(be, xs, lx), dw = be.empty(ws), db = be.zeros({d.k});
-        be.conv_forward(d, x, w, d.bias ? &bias : nullptr, y);
-        be.conv_backward_data(d, dy, w, dx);
-        be.conv_backward_weights(d, x, dy, dw, d.bias ? &db : nullptr);
-        return std::vector<Host>{down4(be, y), down4(be, dx), down(be, dw), down(be, db)};
-      };
-      const auto want = run(ref_backend(), Layout::nchw, Layout::nchw);
-      for (auto [lx, ly] : conv_layouts)
-        compare(conv_label(d) + " x " + layout_name(lx) + " y " + layout_name(ly), {"y", "dx", "dw", "db"}, want,
-                run(b, lx, ly));
-    }
-    for (PoolType t : {PoolType::max, PoolType::avg}) {
-      for (const PoolDesc& d : {pool(t, 100, 20, 24, 24, 2, 2, 2, 2), pool(t, 100, 50, 8, 8, 2, 2, 2, 2),
-                                pool(t, 3, 4, 9, 9, 3, 3, 2, 2, 1, 1), pool(t, 1, 2, 5, 5, 2, 2, 2, 2),
-                                pool(t, 2, 3, 7, 8, 3, 2, 2, 1, 1, 0), pool(t, 2, 3, 6, 6, 3, 3, 1, 1)}) {
-        const Shape xs{d.n, d.c, d.h, d.w}, ys{d.n, d.c, d.oh(), d.ow()};
-        Pcg32 rng(32);
-        const Host xh = distinct_host(rng, xs.numel()), dyh = random_host(rng, ys.numel());
-        auto run = [&](Backend& be, Layout lx, Layout ly) {
-          Tensor x = up4(be, xs, xh, lx), dy = up4(be, ys, dyh, ly);
-          Tensor y = empty4(be, ys, ly), dx = empty4(be, xs, lx);
-          Buffer ws = be.pool_workspace(d);
-          be.pool_forward(d, x, y, ws);
-          be.pool_backward(d, x, y, dy, ws, dx);
-          return std::vector<Host>{down4(be, y), down4(be, dx)};
-        };
-        const auto want = run(ref_backend(), Layout::nchw, Layout::nchw);
-        char label[128];
-        std::snprintf(label, sizeof label, "%s pool n%lld c%lld %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld",
-                      t == PoolType::max ? "max" : "avg", (long long)d.n, (long long)d.c, (long long)d.h,
-                      (long long)d.w, (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw,
-                      (long long)d.ph, (long long)d.pw);
-        for (Layout ly : {Layout::nhwc, Layout::nchw})
-          compare(std::string(label) + " nhwc -> " + layout_name(ly), {"y", "dx"}, want, run(b, Layout::nhwc, ly));
-      }
+  auto on = [](const Backend& b, Layout l) { return b.accepts_nhwc() ? l : Layout::nchw; };
+  const std::vector<std::pair<Layout, Layout>> conv_layouts = {
+      {Layout::nhwc, Layout::nhwc}, {Layout::nhwc, Layout::nchw}, {Layout::nchw, Layout::nhwc}};
+  for (const ConvDesc& d : conv_cases()) {
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+    for (auto [lx, ly] : conv_layouts) {
+      check_op(conv_label(d) + " x " + layout_name(lx) + " y " + layout_name(ly), {"y", "dx", "dw", "db"},
+               [&](Backend& b) {
+                 Pcg32 rng(31);
+                 Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), on(b, lx));
+                 Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
+                 Tensor bias = up(b, {d.k}, random_host(rng, d.k));
+                 Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), on(b, ly));
+                 Tensor y = empty_as(b, ys, on(b, ly)), dx = empty_as(b, xs, on(b, lx));
+                 Tensor dw = b.empty(ws), db = b.zeros({d.k});
+                 b.conv_forward(d, x, w, d.bias ? &bias : nullptr, y);
+                 b.conv_backward_data(d, dy, w, dx);
+                 b.conv_backward_weights(d, x, dy, dw, d.bias ? &db : nullptr);
+                 return std::vector<Host>{download_nchw(b, y), download_nchw(b, dx), down(b, dw), down(b, db)};
+               });
     }
   }
+  for (const PoolDesc& d : pool_cases()) {
+    const Shape xs{d.n, d.c, d.h, d.w}, ys{d.n, d.c, d.oh(), d.ow()};
+    for (Layout ly : {Layout::nhwc, Layout::nchw}) {
+      check_op(pool_label(d) + " nhwc -> " + layout_name(ly), {"y", "dx"}, [&](Backend& b) {
+        Pcg32 rng(32);
+        Tensor x = upload_as(b, xs, distinct_host(rng, xs.numel()), on(b, Layout::nhwc));
+        Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), on(b, ly));
+        Tensor y = empty_as(b, ys, on(b, ly)), dx = empty_as(b, xs, on(b, Layout::nhwc));
+        Buffer ws = b.pool_workspace(d);
+        b.pool_forward(d, x, y, ws);
+        b.pool_backward(d, x, y, dy, ws, dx);
+        return std::vector<Host>{download_nchw(b, y), download_nchw(b, dx)};
+      });
+    }
+  }
+  int tested = 0;
+  for (auto& o : others()) tested += o.backend->accepts_nhwc() ? 1 : 0;
   std::printf("channels-last ops tested on %d backend(s)\n", tested);
   CHECK(tested >= 1);  // the CPU backend accepts nhwc
 }

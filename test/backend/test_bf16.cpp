@@ -163,22 +163,13 @@ TEST_CASE("bf16 convolution on channels-last tensors matches the fp32 reference 
     const Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), b = random_host(rng, d.k);
     const Host dy = random_host(rng, ys.numel());
     auto run = [&](Backend& be, Layout l) {
-      auto act = [&](const Shape& s, const Host& h) {
-        Tensor t = up(be, s, l == Layout::nhwc ? test::to_nhwc(h, s[0], s[1], s[2], s[3]) : h);
-        t.layout = l;
-        return t;
-      };
-      auto back = [&](const Tensor& t) {
-        Host h = down(be, t);
-        return l == Layout::nhwc ? test::from_nhwc(h, t.shape[0], t.shape[1], t.shape[2], t.shape[3]) : h;
-      };
-      Tensor tx = act(xs, x), tdy = act(ys, dy), ty = act(ys, Host(static_cast<size_t>(ys.numel()))),
-             tdx = act(xs, Host(static_cast<size_t>(xs.numel())));
+      Tensor tx = test::upload_as(be, xs, x, l), tdy = test::upload_as(be, ys, dy, l);
+      Tensor ty = test::empty_as(be, ys, l), tdx = test::empty_as(be, xs, l);
       Tensor tw = up(be, ws, w), tb = up(be, {d.k}, b), tdw = be.empty(ws), tdb = be.empty({d.k});
       be.conv_forward(d, tx, tw, &tb, ty);
       be.conv_backward_data(d, tdy, tw, tdx);
       be.conv_backward_weights(d, tx, tdy, tdw, &tdb);
-      return std::vector<Host>{back(ty), back(tdx), down(be, tdw)};
+      return std::vector<Host>{test::download_nchw(be, ty), test::download_nchw(be, tdx), down(be, tdw)};
     };
     const auto got = run(bf16(), Layout::nhwc), want = run(ref(), Layout::nchw);
     const std::string name = d.c == 1 ? "lenet conv1 nhwc" : "lenet conv2 nhwc";
