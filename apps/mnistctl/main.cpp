@@ -174,7 +174,9 @@ int main(int argc, char** argv) {
                         "  mnistctl bench --ctx gpu --json\n"
                         "Rows: the batch gather, each layer's forward and backward, the optimizer step; then the\n"
                         "whole step timed apart without per-layer synchronisation. GFLOP/s and its share of the\n"
-                        "backend's GEMM limit (measured by the same run) for convolution and fully_connected.\n\n") +
+                        "backend's GEMM limit (measured by the same run) for convolution and fully_connected.\n"
+                        "On the CPU the run also measures the arithmetic peak (a loop of multiply-adds on\n"
+                        "registers, which no kernel can beat) and gives the GEMM limit as a share of it.\n\n") +
             kExitCodes);
 
   ExportOptions exp;

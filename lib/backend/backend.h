@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,12 @@ class StepGraph {
  public:
   virtual ~StepGraph() = default;
   virtual void replay(const StepScalars& s) = 0;
+};
+
+// What Backend::measure_peak found: the rate, and what ran (e.g. "AVX-512 FMA loop, 2 threads").
+struct ArithmeticPeak {
+  double gflops = 0;
+  std::string probe;
 };
 
 class Backend {
@@ -200,6 +207,12 @@ class Backend {
   // t = the sum of t over all ranks, in place, queued on the backend's stream after the
   // work before it (ncclAllReduce): the optimizer step queued next sees the sum.
   virtual void comm_allreduce_sum(Tensor& /*t*/) { throw RuntimeError(name() + ": no device collective"); }
+
+  // ---- measurement (mnistctl bench) -----------------------------------------------------
+  // The device's arithmetic peak in the backend's precision, measured by a probe that does
+  // nothing but multiply-adds on registers (cpu: fma_peak.h); nullopt where the backend has
+  // no probe. Takes about a tenth of a second.
+  virtual std::optional<ArithmeticPeak> measure_peak() { return std::nullopt; }
 
   // ---- step graphs (the GPU's CUDA graphs; train.cuda_graphs) ---------------------------
   // Whether capture() can ever succeed on this backend (false: the default, ref and cpu).

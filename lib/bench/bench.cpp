@@ -150,6 +150,7 @@ BenchResult bench_network(const BenchRequest& req) {
   r.batch = batch;
   r.iters = req.iters;
   r.warmup = req.warmup;
+  r.peak = be->measure_peak();
   r.gemm_gflops = measure_gemm(*be, r.gemm_problem);
 
   // Pass 1: per layer.
@@ -217,10 +218,15 @@ std::string format_bench_text(const BenchResult& r) {
     return g > 0 ? fmt::format("{:7.1f} {:4.0f}%", g, r.gemm_gflops > 0 ? 100.0 * g / r.gemm_gflops : 0.0)
                  : fmt::format("{:>12}", "-");
   };
-  std::string s = fmt::format(
-      "mnistctl bench: {} on {}, batch {}, median of {} iterations after {} warm-up\n"
-      "GEMM limit (fully-connected forward {}, measured now): {:.1f} GFLOP/s\n\n",
-      r.config_name, r.backend, r.batch, r.iters, r.warmup, r.gemm_problem, r.gemm_gflops);
+  std::string s = fmt::format("mnistctl bench: {} on {}, batch {}, median of {} iterations after {} warm-up\n",
+                              r.config_name, r.backend, r.batch, r.iters, r.warmup);
+  if (r.peak)
+    s += fmt::format("arithmetic peak ({}, multiply-adds on registers only, measured now): {:.1f} GFLOP/s\n",
+                     r.peak->probe, r.peak->gflops);
+  s += fmt::format("GEMM limit (fully-connected forward {}, measured now): {:.1f} GFLOP/s", r.gemm_problem,
+                   r.gemm_gflops);
+  if (r.peak && r.peak->gflops > 0) s += fmt::format(", {:.0f}% of the peak", 100.0 * r.gemm_gflops / r.peak->gflops);
+  s += "\n\n";
   // The output's layout is shown where it is not the default NCHW (the layout plan).
   s += fmt::format("{:<14} {:<16} {:<14} {:>26} {:>12} {:>26} {:>12}\n", "layer", "type", "output",
                    "forward ms (min-max)", "GFLOP/s lim", "backward ms (min-max)", "GFLOP/s lim");
@@ -241,9 +247,10 @@ std::string format_bench_text(const BenchResult& r) {
 std::string format_bench_json(const BenchResult& r) {
   std::string s = fmt::format(
       "{{\"config\":{},\"backend\":{},\"batch\":{},\"iters\":{},\"warmup\":{},\"gemm_problem\":{},"
-      "\"gemm_gflops\":{:.3f},\"rows\":[",
+      "\"gemm_gflops\":{:.3f},\"peak_gflops\":{},\"peak_probe\":{},\"rows\":[",
       json_string(r.config_name), json_string(r.backend), r.batch, r.iters, r.warmup, json_string(r.gemm_problem),
-      r.gemm_gflops);
+      r.gemm_gflops, r.peak ? fmt::format("{:.3f}", r.peak->gflops) : std::string("null"),
+      r.peak ? json_string(r.peak->probe) : std::string("null"));
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     s += fmt::format("{}{{\"name\":{},\"type\":{},\"output\":{},\"layout\":{},\"forward_ms\":{},\"backward_ms\":{},"

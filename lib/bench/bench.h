@@ -15,6 +15,8 @@
 // also computes its input gradient, once otherwise. Other layers are memory-bound and get none.
 // The GEMM limit is what this backend's own fully-connected forward reaches on a large square
 // problem, measured once by the same run, so a layer's share of it is comparable across machines.
+// Where the backend has a probe (Backend::measure_peak), the run also measures the arithmetic
+// peak, which no kernel can beat, and prints the GEMM limit as a share of it.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +56,7 @@ struct BenchResult {
   int iters = 0, warmup = 0;
   std::string gemm_problem;  // e.g. "1024x1024x1024"
   double gemm_gflops = 0;    // the backend's measured fully-connected forward rate
+  std::optional<ArithmeticPeak> peak;  // the backend's arithmetic peak, where it has a probe
   std::vector<LayerTiming> rows;  // "data", every layer, "optimizer"
   double sum_of_medians_ms = 0;
   Timing step;               // the whole step, no per-layer timers

@@ -1,6 +1,7 @@
 // `mnistctl bench` through the binary: a row per non-view layer in the config's order plus the
 // gather and optimizer rows, finite positive timings with min <= median <= max, the FLOP counts
-// of the weighted layers, and a whole-step figure of the same order as the sum of the rows.
+// of the weighted layers, the arithmetic peak where the backend has a probe, and a whole-step
+// figure of the same order as the sum of the rows.
 // No data needed: bench runs on random bytes shaped like the dataset.
 #include <array>
 #include <cmath>
@@ -78,6 +79,15 @@ TEST_CASE("bench times every layer of the MLP on cpu and ref, and the parts add 
     double gemm = number(j, "gemm_gflops"), sum = number(j, "sum_of_medians_ms"), ips = number(j, "images_per_s");
     CHECK(std::isfinite(gemm));
     CHECK(gemm > 0);
+    // The arithmetic peak: the CPU backend probes it (AVX2 or AVX-512 here), ref has no probe.
+    if (ctx == "cpu") {
+      const double peak = number(j, "peak_gflops");
+      CHECK(std::isfinite(peak));
+      CHECK(peak > 0);
+      CHECK(j.find("\"peak_probe\":\"AVX") != std::string::npos);
+    } else {
+      CHECK(j.find("\"peak_gflops\":null,\"peak_probe\":null,") != std::string::npos);
+    }
     CHECK(std::isfinite(ips));
     CHECK(ips > 0);
     // The whole step and the per-layer rows time the same work: same order of magnitude.
@@ -87,13 +97,15 @@ TEST_CASE("bench times every layer of the MLP on cpu and ref, and the parts add 
   }
 }
 
-TEST_CASE("bench prints a table for LeNet with the GEMM limit and the whole step") {
+TEST_CASE("bench prints a table for LeNet with the arithmetic peak, the GEMM limit and the whole step") {
   RunResult r = run_mnistctl({"bench", "--threads", "1", "--batch", "8", "--iters", "2", "--warmup", "0"});
   INFO(r.err);
   REQUIRE(r.code == 0);
   CHECK(r.out.find("mnistctl bench: lenet on cpu") != std::string::npos);
+  CHECK(std::regex_search(r.out, std::regex("\narithmetic peak \\(AVX[-0-9]* FMA loop, 1 thread, multiply-adds on "
+                                            "registers only, measured now\\): [0-9]+\\.[0-9] GFLOP/s\n")));
   CHECK(std::regex_search(r.out, std::regex("GEMM limit \\(fully-connected forward 2048x2048x2048, measured now\\): "
-                                            "[0-9]+\\.[0-9] GFLOP/s")));
+                                            "[0-9]+\\.[0-9] GFLOP/s, [0-9]+% of the peak\n")));
   for (const char* layer : {"conv1 ", "pool1 ", "conv2 ", "fc1 ", "fc2 ", "softmax ", "optimizer "})
     CHECK(r.out.find(std::string("\n") + layer) != std::string::npos);
   CHECK(std::regex_search(r.out, std::regex("whole step, measured apart: [0-9.]+ ms median .* [0-9]+ images/s")));

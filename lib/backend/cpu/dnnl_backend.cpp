@@ -52,6 +52,7 @@
 #include <fmt/format.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "backend/cpu/fma_peak.h"
 #include "backend/cpu/pool_kernels.h"
 #include "backend/host/host_backend.h"
 #include "backend/op_checks.h"
@@ -196,6 +197,24 @@ class DnnlBackend final : public HostBackend {
   bool accepts_nhwc() const override { return true; }
   Layout preferred_layout(const ConvDesc&) const override {
     return conv_layout_ == ConvLayout::auto_ || conv_layout_ == ConvLayout::nhwc ? Layout::nhwc : Layout::nchw;
+  }
+
+  // The probe follows the ISA oneDNN's kernels use (DNNL_MAX_CPU_ISA can cap it), so that
+  // bench's GEMM limit is compared with a peak of the same vector width. With AMX the BF16
+  // probe still measures the AVX-512 units, not the tile unit.
+  std::optional<ArithmeticPeak> measure_peak() override {
+    const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+    const bool avx512 = isa == dnnl::cpu_isa::avx512_core || isa == dnnl::cpu_isa::avx512_core_vnni ||
+                        isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+    const bool avx2 = isa == dnnl::cpu_isa::avx2 || isa == dnnl::cpu_isa::avx2_vnni;
+    cpu::ProbeIsa probe;
+    if (in_dt_ == dt::bf16) probe = cpu::ProbeIsa::avx512_bf16;
+    else if (avx512) probe = cpu::ProbeIsa::avx512_fma;
+    else if (avx2) probe = cpu::ProbeIsa::avx2_fma;
+    else return std::nullopt;
+    const double g = cpu::measure_peak_gflops(probe, threads_);
+    if (g <= 0) return std::nullopt;
+    return ArithmeticPeak{g, fmt::format("{} loop, {} thread{}", cpu::probe_name(probe), threads_, threads_ == 1 ? "" : "s")};
   }
 
   // ---- fully connected (oneDNN matmul) ------------------------------------------------
