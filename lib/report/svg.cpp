@@ -139,11 +139,14 @@ std::string line_chart(const LineChart& c) {
       yhi = std::max(yhi, s.y[i]);
     }
   }
+  const bool empty = xlo > xhi;  // no series has a point (a run before its first record)
   for (double v : {c.x_lo, c.x_hi, c.y_lo, c.y_hi}) require_finite(v, "a fixed axis range");
   if (c.x_lo < c.x_hi) xlo = std::min(xlo, c.x_lo), xhi = std::max(xhi, c.x_hi);
   if (c.y_lo < c.y_hi) ylo = std::min(ylo, c.y_lo), yhi = std::max(yhi, c.y_hi);
-  const bool empty = xlo > xhi;
-  if (empty) xlo = 0, xhi = 1, ylo = 0, yhi = 1;
+  // An axis with neither points nor a fixed range spans 0..1 (a fixed range alone is kept:
+  // an empty epoch chart still shows the planned epochs).
+  if (xlo > xhi) xlo = 0, xhi = 1;
+  if (ylo > yhi) ylo = 0, yhi = 1;
   if (c.y_include_zero) ylo = std::min(ylo, 0.0), yhi = std::max(yhi, 0.0);
 
   Ticks xt = nice_ticks(xlo, xhi, 8);

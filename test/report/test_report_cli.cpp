@@ -163,6 +163,19 @@ TEST_CASE("report: an interrupted run without a checkpoint, best.ckpt preferred,
   CHECK(ph.find("0 of 2 epochs") != std::string::npos);
   CHECK(ph.find("<path d=\"M") != std::string::npos);  // the logged batches are drawn
 
+  // Before its first record (the first log interval, or a run stopped at once): empty charts.
+  const std::string fresh = root + "/fresh";
+  fs::create_directories(fresh);
+  fs::copy_file(run + "/config.yaml", fresh + "/config.yaml");
+  std::ofstream(fresh + "/metrics.jsonl", std::ios::binary).flush();
+  RunResult f = run_mnistctl({"report", fresh, "--data-dir", root});
+  INFO(f.out << f.err);
+  REQUIRE(f.code == 0);
+  const std::string fh = read_text(fresh + "/report.html");
+  CHECK(fh.find("No checkpoint yet") != std::string::npos);
+  CHECK(fh.find("no data yet") != std::string::npos);
+  CHECK_THAT(f.out, Catch::Contains("not started (no epoch or batch logged yet)"));
+
   // best.ckpt (which train writes) is preferred when present, and the page says so.
   REQUIRE(fs::exists(run + "/best.ckpt"));
   const std::string out = root + "/mine.html";

@@ -125,6 +125,17 @@ TEST_CASE("the SVG writer escapes text and draws axes, ticks, labels and a legen
   svg::LineChart empty;
   empty.title = "nothing";
   CHECK(svg::line_chart(empty).find("no data yet") != std::string::npos);
+  // No points but a fixed x range (a run's planned epochs, before its first record).
+  svg::LineChart planned;
+  planned.x_lo = 0;
+  planned.x_hi = 10;
+  planned.y_include_zero = true;
+  planned.series.push_back({"validation", {}, {}});
+  const std::string ps = svg::line_chart(planned);
+  CHECK(ps.find("no data yet") != std::string::npos);
+  CHECK(ps.find(">10</text>") != std::string::npos);
+  CHECK(ps.find("nan") == std::string::npos);
+  CHECK(ps.find("inf") == std::string::npos);
 
   // Large values read as thousands.
   svg::LineChart speed;
