@@ -19,12 +19,14 @@ OpenModel open_model(const RunContext& run, const std::string& model_path, const
 std::string test_dataset_for(const Model& m, const std::string& requested) {
   const std::string name = requested.empty() ? m.config.data.dataset : requested;
   const DatasetInfo& d = find_dataset(name);
+  // The images go in as rows of rows*cols values whatever the shape network.input gives them
+  // ([1, 28, 28], [28, 28] or [784]): train accepts any shape of that size, and so does this.
   const Shape in = m.net->input_shape();
-  const Shape want{1, d.rows, d.cols};
-  if (m.net->num_classes() != d.classes || !(in == want))
-    throw UsageError(fmt::format("{}: {} has {} classes of {}x{} images, but the model {} takes {} and has "
-                                 "{} outputs (it was trained on {})",
-                                 requested.empty() ? m.path : "--dataset " + name, name, d.classes, d.rows, d.cols, m.path, in.str(), m.net->num_classes(),
+  if (m.net->num_classes() != d.classes || in.numel() != d.rows * d.cols)
+    throw UsageError(fmt::format("{}: {} has {} classes of {}x{} images ({} values each), but the model {} takes {} "
+                                 "({} values) and has {} outputs (it was trained on {})",
+                                 requested.empty() ? m.path : "--dataset " + name, name, d.classes, d.rows, d.cols,
+                                 d.rows * d.cols, m.path, in.str(), in.numel(), m.net->num_classes(),
                                  m.config.data.dataset));
   return name;
 }

@@ -145,12 +145,18 @@ class Predictor {
         with_labels_(with_labels), with_errors_(!with_labels) {
     size_ = net_.input_shape().numel();
     classes_ = static_cast<int>(net_.num_classes());
+    // The picture size: the model's dataset's, when the input holds one such image in any
+    // shape (train accepts [784] as well as [1, 28, 28]); else the input's last two dims.
+    const DatasetInfo& info = find_dataset(om.model.config.data.dataset);
     const Shape& in = net_.input_shape();
-    if (in.rank() >= 2 && size_ == in[in.rank() - 2] * in[in.rank() - 1]) {
+    if (size_ == info.rows * info.cols) {
+      height_ = info.rows;
+      width_ = info.cols;
+    } else if (in.rank() >= 2 && size_ == in[in.rank() - 2] * in[in.rank() - 1]) {
       height_ = in[in.rank() - 2];
       width_ = in[in.rank() - 1];
     }
-    const std::vector<std::string>& names = find_dataset(om.model.config.data.dataset).class_names;
+    const std::vector<std::string>& names = info.class_names;
     if (!names_are_numbers(names)) names_ = names;
     start_ = std::chrono::steady_clock::now();
   }

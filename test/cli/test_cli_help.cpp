@@ -334,7 +334,7 @@ TEST_CASE("a trained run: info, eval/predict --dataset, and --resume refusing an
     INFO(cmd << ": " << bad.err);
     CHECK(bad.code == 2);
     CHECK(lines(bad.err) == 1);
-    CHECK(bad.err.find("--dataset fashion-mnist: fashion-mnist has 10 classes of 28x28 images, but the model") !=
+    CHECK(bad.err.find("--dataset fashion-mnist: fashion-mnist has 10 classes of 28x28 images (784 values each), but the model") !=
           std::string::npos);
     CHECK(bad.err.find("has 5 outputs") != std::string::npos);
   }

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -451,4 +452,38 @@ TEST_CASE("predict refuses oversized and bomb images in bounded memory naming th
   CHECK(z.code == 0);
   CHECK(z.max_rss_mb < 200);
   CHECK(read_text(dir + "/z.csv").find(dir + "/ztxt-bomb.png,0,1,") != std::string::npos);
+}
+
+TEST_CASE("a model whose network.input is [784] or [28, 28] evaluates and predicts like one of [1, 28, 28]") {
+  // train accepts any input shape with the image's 784 values; eval and predict must too.
+  std::string root = data_root("pp-shapes");
+  std::string dir = scratch_dir("pp-shapes-in");
+  Dataset test = load_split(root, "mnist", Split::test, 1);
+  write_file(dir + "/seven.pgm", pgm(28, 28, test.images.data()));
+  for (const std::string shape : {"[784]", "[28, 28]"}) {
+    INFO("network.input=" << shape);
+    const std::string run = scratch_dir("pp-shapes-" + std::to_string(shape.size()));
+    RunResult t = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out", run,
+                                "--epochs", "2", "--threads", "2", "--set", "data.train_limit=6000", "--set",
+                                "init.type=xavier", "--set", "network.input=" + shape});
+    INFO(t.out << t.err);
+    REQUIRE(t.code == 0);
+    RunResult e = run_mnistctl({"eval", "--model", run, "--data-dir", root, "--threads", "2"});
+    INFO(e.out << e.err);
+    CHECK(e.code == 0);
+    CHECK_THAT(e.out, Catch::Contains("accuracy"));
+    CHECK_THAT(stdout_of({"predict", "--model", run, "--input", dir + "/seven.pgm"}),
+               Catch::Contains(dir + "/seven.pgm,0,7,"));
+    CHECK_THAT(stdout_of({"predict", "--model", run, "--input", dir + "/seven.pgm", "--raw"}),
+               Catch::Contains(dir + "/seven.pgm,0,7,"));
+    const std::string p = stdout_of({"predict", "--model", run, "--data-dir", root});
+    CHECK(std::count(p.begin(), p.end(), '\n') == 10001);  // the header and a row per test image
+  }
+  // A model of another size is still refused, naming both sizes.
+  const std::string run = scratch_dir("pp-shapes-other");
+  RunResult t = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out", run,
+                              "--epochs", "1", "--threads", "2", "--set", "data.train_limit=1000", "--set",
+                              "network.input=[1, 28, 30]"});
+  CHECK(t.code == 2);
+  CHECK_THAT(t.err, Catch::Contains("network.input is 1x28x30"));
 }
