@@ -66,7 +66,7 @@ TEST_CASE("a folder lock refuses a second holder, naming the first's process id,
   CHECK_NOTHROW(FolderLock(dir, "the run folder"));
 }
 
-TEST_CASE("a second train into a run folder in use is refused naming the first's process id") {
+TEST_CASE("a second train (or --resume) into a run folder in use is refused naming the first's process id") {
   skip_without_mnist();
   std::string root = data_root("bounds-lock-data");
   std::string dir = scratch_dir("bounds-lock");
@@ -74,7 +74,7 @@ TEST_CASE("a second train into a run folder in use is refused naming the first's
   std::vector<std::string> args = quick_mlp(root, out, 50);
   args.insert(args.end(), {"--set", "data.train_limit=60000", "--set", "train.log_interval=10"});
   pid_t first_pid = 0;
-  RunResult second;
+  RunResult second, resumed;
   bool started = false;
   // The first run is long (50 epochs); once it prints its first Batch line the lock is taken, so the second is started then, and the first is stopped afterwards.
   RunResult first = run_mnistctl(args, [&](const std::string& line, pid_t pid) {
@@ -82,6 +82,8 @@ TEST_CASE("a second train into a run folder in use is refused naming the first's
     started = true;
     first_pid = pid;
     second = run_mnistctl(quick_mlp(root, out, 1));
+    // --resume before the first checkpoint: the folder is busy, not abandoned.
+    resumed = run_mnistctl({"train", "--out", out, "--resume", "--data-dir", root});
     kill(pid, SIGKILL);  // dies holding the lock: the kernel must release it
   });
   REQUIRE(started);
@@ -89,6 +91,10 @@ TEST_CASE("a second train into a run folder in use is refused naming the first's
   CHECK(second.code == 2);
   CHECK(second.err.find("process " + std::to_string(first_pid)) != std::string::npos);
   CHECK(lines(second.err) == 1);
+  INFO(resumed.err);
+  CHECK(resumed.code == 2);
+  CHECK(resumed.err.find("in use by process " + std::to_string(first_pid)) != std::string::npos);
+  CHECK(lines(resumed.err) == 1);
   CHECK(first.code == 128 + SIGKILL);
   // The kernel released the lock with the first process: a new run into the folder works
   // (replacing the killed one needs --overwrite).
