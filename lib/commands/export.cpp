@@ -33,6 +33,10 @@ int run_export(const ExportOptions& o) {
 #else
   if (o.model.empty()) throw UsageError("export: --model is required (a run folder or checkpoint file)");
   if (o.output.empty()) throw UsageError("export: --output is required (e.g. --output model.onnx)");
+  std::error_code ec;
+  if (std::filesystem::is_directory(o.output, ec))
+    throw UsageError(fmt::format("--output {}: is a folder, expected a file name (e.g. {}/model.onnx)", o.output,
+                                 std::filesystem::path(o.output).lexically_normal().string()));
   std::string format = o.format;
   if (format.empty()) {
     std::string ext = std::filesystem::path(o.output).extension().string();
@@ -42,7 +46,6 @@ int run_export(const ExportOptions& o) {
     format = "onnx";
   }
   if (format != "onnx") throw UsageError(fmt::format("--format {}: expected onnx", format));
-  std::error_code ec;
   if (!o.force && std::filesystem::exists(o.output, ec))
     throw UsageError(fmt::format("{}: already exists; pass --force to replace it", o.output));
 

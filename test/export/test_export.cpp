@@ -372,6 +372,9 @@ TEST_CASE("export never replaces a file without --force, and bad usage is one li
       {{"export", "--output", root + "/m.onnx"}, "export needs --model"},
       {{"export", "--model", run}, "export needs --output"},
       {{"export", "--model", run, "--output", root + "/m.onnx", "--format", "tflite"}, "tflite"},
+      // A folder: said at once, with or without --force (not "already exists; pass --force").
+      {{"export", "--model", run, "--output", root, "--format", "onnx"}, "is a folder, expected a file name"},
+      {{"export", "--model", run, "--output", root, "--force"}, "is a folder, expected a file name"},
       {{"export", "--model", root + "/model.onnx", "--output", root + "/m.onnx"}, "model.onnx"},  // not a checkpoint
   };
   for (const auto& c : cases) {
