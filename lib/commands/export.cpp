@@ -35,8 +35,8 @@ int run_export(const ExportOptions& o) {
   if (o.output.empty()) throw UsageError("export: --output is required (e.g. --output model.onnx)");
   std::error_code ec;
   if (std::filesystem::is_directory(o.output, ec))
-    throw UsageError(fmt::format("--output {}: is a folder, expected a file name (e.g. {}/model.onnx)", o.output,
-                                 std::filesystem::path(o.output).lexically_normal().string()));
+    throw UsageError(fmt::format("--output {}: is a folder, expected a file name (e.g. {})", o.output,
+                                 (std::filesystem::path(o.output) / "model.onnx").lexically_normal().string()));
   std::string format = o.format;
   if (format.empty()) {
     std::string ext = std::filesystem::path(o.output).extension().string();
