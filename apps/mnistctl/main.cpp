@@ -135,7 +135,9 @@ int main(int argc, char** argv) {
                 "IDX image file, PGM/PNG picture, or a folder of them (its files sorted by name); "
                 "repeatable. Default: the test set");
   p->add_option("--output", predict.output,
-                "Write here instead of stdout (written whole or not at all; .json/.csv set the format)");
+                "Write here instead of stdout (written whole or not at all; .json/.csv set the format). An existing "
+                "file is replaced only if it holds an earlier prediction");
+  p->add_flag("--force", predict.force, "Replace an existing --output file even if it is not an earlier prediction");
   p->add_option("--format", predict.format, "csv or json (default: from --output's extension, else csv)")
       ->check(cli::one_of({"csv", "json"}));
   p->add_flag("--raw", predict.raw,

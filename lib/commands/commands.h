@@ -56,6 +56,7 @@ struct PredictOptions {
   std::string checkpoint;             // best | last | FILE (empty: last.ckpt of a run folder)
   std::vector<std::string> inputs;    // IDX, PGM or PNG files or folders of them; empty: the test set
   std::string output;                 // empty: stdout
+  bool force = false;                 // replace an --output that is not an earlier prediction
   std::string format;                 // csv | json; empty: from --output's extension, else csv
   bool raw = false;                   // pictures used as stored, no preprocessing (docs/predict.md)
   std::string save_preprocessed;      // folder: one PGM per image, what the network saw

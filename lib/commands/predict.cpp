@@ -109,6 +109,25 @@ bool names_are_numbers(const std::vector<std::string>& names) {
 }
 
 // Where the rows go: stdout as they come, or a file that appears when complete.
+// An existing --output is replaced only when it holds an earlier prediction (its first bytes
+// are predict's CSV header or JSON array of rows), or with --force: never a user's other file.
+void check_replaceable(const std::string& path, bool force) {
+  std::error_code ec;
+  if (path.empty() || force || !fs::is_regular_file(path, ec)) return;  // stdout, new, or a device
+  std::ifstream in(path, std::ios::binary);
+  std::string head(64, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  const size_t first = head.find_first_not_of(" \t\r\n", 1);
+  const bool csv = head.rfind("source,index,", 0) == 0;
+  const bool json = head.rfind("[", 0) == 0 && first != std::string::npos &&
+                    (head.compare(first, 1, "]") == 0 || head.compare(first, 11, "{\"source\":\"") == 0);
+  if (!csv && !json)
+    throw UsageError(fmt::format("--output {}: exists and is not an earlier prediction; it is left alone (give "
+                                 "another --output, or --force to replace it)",
+                                 path));
+}
+
 class Output {
  public:
   explicit Output(const std::string& path) {
@@ -412,6 +431,7 @@ class Predictor {
 int run_predict(const PredictOptions& o) {
   const std::string format = output_format(o);
   if (!o.save_preprocessed.empty()) make_dirs(o.save_preprocessed);
+  check_replaceable(o.output, o.force);
   Output out(o.output);  // a bad output path fails here, before any work
   OpenModel om = open_model(o.run, o.model, o.checkpoint);
   const bool test = o.inputs.empty();

@@ -234,6 +234,18 @@ TEST_CASE("predict takes its format from --format or the output extension and a 
   CHECK(bad.out.empty());
   CHECK(bad.err == "mnistctl: --format json conflicts with --output " + out + "/keep.csv (a .csv file): drop one or make them agree\n");
   CHECK(read_text(out + "/keep.csv") == "mine\n");
+  // An existing file is replaced only if it holds an earlier prediction (above: p.json, p.csv
+  // again), or with --force; any other file is refused and left as it was.
+  RunResult mine = run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/keep.csv"});
+  CHECK(mine.code == 2);
+  CHECK(mine.err == "mnistctl: --output " + out + "/keep.csv: exists and is not an earlier prediction; it is left "
+                    "alone (give another --output, or --force to replace it)\n");
+  CHECK(read_text(out + "/keep.csv") == "mine\n");
+  write_file(out + "/keep.json", "[1, 2, 3]\n");
+  CHECK(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/keep.json"}).code == 2);
+  CHECK(read_text(out + "/keep.json") == "[1, 2, 3]\n");
+  CHECK(predict_to("keep.csv", {"--force"}) == csv);
+  CHECK(predict_to("keep.csv") == csv);  // now an earlier prediction
   CHECK(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/new.json", "--format", "csv"}).code == 2);
   CHECK(!fs::exists(out + "/new.json"));
   for (const auto& e : fs::directory_iterator(out)) CHECK(e.path().string().find(".tmp.") == std::string::npos);
