@@ -71,10 +71,13 @@ void Progress::update(int64_t done, const std::string& suffix) {
     double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
     int fill = static_cast<int>(frac * width);
     const double secs = std::chrono::duration<double>(now - first_).count();
-    const double rate = secs > 0.2 ? static_cast<double>(done - first_done_) / secs : 0.0;
+    // A rate once there is progress since the first update to measure it by ("-" before:
+    // a fast epoch is over before any longer warm-up would end, and 0.0/s would be wrong).
+    const double rate = secs > 0 && done > first_done_ ? static_cast<double>(done - first_done_) / secs : 0.0;
+    const std::string rate_text = rate > 0 ? fmt::format("{:.1f}/s", rate) : "-/s";
     const std::string eta = rate > 0 ? clock_text(static_cast<double>(total_ - done) / rate) : "-:--";
-    line = fmt::format("{} [{}{}] {:3.0f}% {}/{} {:.1f}/s ETA {} {}", label_, std::string(fill, '#'),
-                       std::string(width - fill, '.'), frac * 100.0, done, total_, rate, eta, suffix);
+    line = fmt::format("{} [{}{}] {:3.0f}% {}/{} {} ETA {} {}", label_, std::string(fill, '#'),
+                       std::string(width - fill, '.'), frac * 100.0, done, total_, rate_text, eta, suffix);
   } else {
     line = fmt::format("{} {} {}", label_, done, suffix);
   }
