@@ -69,6 +69,14 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
     fs::path raw = p;
     if (raw.extension() == ".gz") raw.replace_extension();
     if (fs::exists(raw)) return raw.string();
+    // --data-dir given the dataset's own folder rather than the one above it.
+    if (fs::exists(fs::path(data_root) / f.name)) {
+      std::string up = (fs::path(data_root) / "..").lexically_normal().string();
+      if (up.size() > 1 && up.back() == '/') up.pop_back();
+      throw UsageError(fmt::format("{}: not found; {} holds the {} files itself: --data-dir takes the folder "
+                                   "above it ({})",
+                                   p.string(), data_root, dataset, up));
+    }
     throw UsageError(fmt::format(
         "{}: not found: run `mnistctl fetch --dataset {}` to download {} (or point --data-dir / "
         "$MNISTCTL_DATA at the folder that holds {}/)",

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/closest.h"
 #include "core/error.h"
 
 namespace mnistctl {
@@ -23,9 +24,12 @@ void LayerRegistry::add(const std::string& type, LayerFactory factory) {
 
 std::unique_ptr<Layer> LayerRegistry::create(const LayerSpec& spec) {
   auto it = table().find(spec.type);
-  if (it == table().end())
-    spec.node.fail("type", fmt::format("unknown layer type '{}' (known: {})", spec.type,
+  if (it == table().end()) {
+    const std::string hint = closest_match(spec.type, types());
+    spec.node.fail("type", fmt::format("unknown layer type '{}'{} (known: {})", spec.type,
+                                       hint.empty() ? "" : fmt::format(": did you mean '{}'?", hint),
                                        fmt::join(types(), ", ")));
+  }
   return it->second(spec);
 }
 

@@ -166,6 +166,15 @@ TEST_CASE("load_split finds <root>/<dataset>/ files and says how to get missing 
   err = error_of([&] { load_split(root, "emnist", Split::test); });
   CHECK(err == "unknown dataset 'emnist' (known: mnist, fashion-mnist); did you mean 'mnist'?");
 
+  // --data-dir naming the dataset's own folder instead of the one above it.
+  const std::string own = root + "/own/mnist";
+  std::filesystem::create_directories(own);
+  write_bytes(own + "/t10k-images-idx3-ubyte.gz", {1, 2, 3});
+  err = error_of([&] { load_split(own + "/", "mnist", Split::test); });
+  INFO(err);
+  CHECK(err.find("holds the mnist files itself: --data-dir takes the folder above it (" + root + "/own)") !=
+        std::string::npos);
+
   // Decompressed copies are found too.
   std::filesystem::create_directories(root + "/mnist");
   Bytes px = pattern(2 * 28 * 28, 9);

@@ -97,6 +97,11 @@ TEST_CASE("an unknown layer type lists the known ones at the type field") {
   CHECK(e.find("net.yaml:3:") == 0);
   CHECK(e.find("unknown layer type 'convolutoin'") != std::string::npos);
   for (const auto& t : LayerRegistry::types()) CHECK(e.find(t) != std::string::npos);
+  // A near miss gets a "did you mean", as keys and commands do.
+  CHECK(e.find("did you mean 'convolution'?") != std::string::npos);
+  CHECK(error_of("network:\n  layers:\n    - {type: softmax}\n").find("did you mean 'softmax_output'?") !=
+        std::string::npos);
+  CHECK(error_of("network:\n  layers:\n    - {type: lstm}\n").find("did you mean") == std::string::npos);
 }
 
 TEST_CASE("a kernel larger than its input is refused with the layer's location") {
