@@ -380,7 +380,7 @@ TEST_CASE("predict streams a large IDX file in bounded memory and writes its out
     dup2(devnull, 2);
     std::string exe = MNISTCTL_EXE, model = run, input = dir + "/blank.idx.gz", output = dir + "/keep.csv";
     execl(exe.c_str(), exe.c_str(), "predict", "--model", model.c_str(), "--input", input.c_str(), "--output",
-          output.c_str(), static_cast<char*>(nullptr));
+          output.c_str(), "--force", static_cast<char*>(nullptr));  // keep.csv is not a prediction
     _exit(127);
   }
   const std::string tmp = dir + "/keep.csv.tmp." + std::to_string(pid);
