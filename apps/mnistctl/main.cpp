@@ -186,8 +186,7 @@ int main(int argc, char** argv) {
   x->preparse_callback([](size_t) { require_export_support(); });  // a build without ONNX: before --model is checked
   x->add_option("--model", exp.model, "A run folder or checkpoint file")->type_name("RUN|FILE")->required();
   x->add_option("--checkpoint", exp.checkpoint,
-                "For a run folder: last (default) or best (highest val_accuracy in metrics.jsonl)")
-      ->check(cli::one_of({"best", "last"}));
+                "best, last (of the --model run folder) or a checkpoint FILE (default: last)");
   x->add_option("--format", exp.format, "onnx (default: from the --output extension)")
       ->check(cli::one_of({"onnx"}));
   x->add_option("--output", exp.output, "The file to write, e.g. model.onnx")->type_name("FILE")->required();

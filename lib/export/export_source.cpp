@@ -60,13 +60,6 @@ std::string run_dir_of(const std::string& ckpt_path) {
 const char* mnistctl_version() { return MNISTCTL_VERSION; }
 
 ExportSource open_export_source(const std::string& model, const std::string& which) {
-  if (!which.empty() && which != "last" && which != "best")
-    throw UsageError(fmt::format("--checkpoint {}: expected best or last", which));
-  std::error_code ec;
-  const bool is_dir = fs::is_directory(model, ec);
-  if (!which.empty() && !is_dir)
-    throw UsageError(fmt::format("--checkpoint {}: applies to a run folder, and {} is not one", which, model));
-
   ExportSource s;
   s.checkpoint_path = resolve_checkpoint(model, which);  // eval's and predict's lookup: best.ckpt, last.ckpt
   s.ckpt = load_checkpoint(s.checkpoint_path);

@@ -22,9 +22,10 @@ struct ExportSource {
   std::string test_accuracy;    // metrics.jsonl val_accuracy of that epoch, or "unknown"
 };
 
-// `model`: a run folder or a checkpoint file. `which`: "last" or "best" (the run folder's
-// last.ckpt or best.ckpt, found by resolve_checkpoint as eval and predict find them), for run
-// folders only; empty means last. Throws UsageError naming the file or the option.
+// `model`: a run folder or a checkpoint file. `which`: "last", "best" or a checkpoint file
+// (of that run), found by resolve_checkpoint as eval and predict find them; empty: the
+// default (a run folder's last.ckpt, or the file itself). Throws UsageError naming the file
+// or the option.
 ExportSource open_export_source(const std::string& model, const std::string& which);
 
 // mnistctl_version, dataset, class_names (a JSON array), epoch, test_accuracy, test_images.

@@ -1,5 +1,6 @@
 #include "train/model.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <vector>
 
@@ -39,6 +40,17 @@ std::string resolve_checkpoint(const std::string& p, const std::string& which) {
     if (!fs::exists(w, ec))
       throw UsageError(fmt::format("--checkpoint {}: no such checkpoint file{}", which,
                                    p.empty() ? "" : " (nor in " + p + ")"));
+    // With --model too, the file must belong to that run: otherwise one of the two is a
+    // mistake, and scoring the file while naming the run would hide it.
+    if (!p.empty()) {
+      const fs::path run = fs::weakly_canonical(p, ec), file = fs::weakly_canonical(w, ec);
+      const bool inside = fs::is_directory(p, ec) &&
+                          std::mismatch(run.begin(), run.end(), file.begin(), file.end()).first == run.end();
+      if (!inside)
+        throw UsageError(fmt::format("--checkpoint {}: not a checkpoint of --model {}: give --checkpoint FILE alone, "
+                                     "or a checkpoint of that run",
+                                     which, p));
+    }
     return which;
   }
   if (p.empty()) throw UsageError("which model? give --model RUN (a run folder or checkpoint file)");

@@ -367,7 +367,7 @@ TEST_CASE("export never replaces a file without --force, and bad usage is one li
   std::vector<Case> cases = {
       {{"export", "--model", run, "--output", root + "/m.bin"}, "cannot tell the format from the extension"},
       {{"export", "--model", run + "/last.ckpt", "--checkpoint", "best", "--output", root + "/m.onnx"},
-       "applies to a run folder"},
+       "is not a run folder"},
       {{"export", "--model", root + "/nope", "--output", root + "/m.onnx"}, "no such checkpoint file or run folder"},
       {{"export", "--output", root + "/m.onnx"}, "export needs --model"},
       {{"export", "--model", run}, "export needs --output"},
