@@ -143,7 +143,7 @@ int run_info(const InfoOptions& o) {
     yaml += "  " + ckpt.config_yaml.substr(i, j - i) + "\n";
   }
   std::fputs(fmt::format("checkpoint: {}\nrun: {}\nnetwork: {}, {} layers, {} parameters, {} -> {} classes\n{}"
-                         "dataset: {}\nprogress: {}, step {} (batch size {})\naccuracy: {}\nbackend: {}\n"
+                         "dataset: {}\nprogress: {}, step {} (batch size {})\naccuracy: {}\ntrained on: {}\n"
                          "config:\n{}",
                          path, run, cfg.name, net.layers().size(), net.param_count(), net.input_shape().str(),
                          net.num_classes(), net.summary(cfg.train.batch_size), cfg.data.dataset, progress, step,

@@ -294,6 +294,8 @@ TEST_CASE("a trained run: info, eval/predict --dataset, and --resume refusing an
   std::snprintf(acc, sizeof acc, "accuracy: validation %.4f after epoch 1", val);
   CHECK(info.out.find(acc) != std::string::npos);
   CHECK(info.out.find("  train_limit: 1000") != std::string::npos);  // the config
+  // The backend the run was trained on (info itself runs none).
+  CHECK(std::regex_search(info.out, std::regex("\ntrained on: cpu \\(oneDNN [0-9.]+, 2 threads\\)\n")));
   std::snprintf(acc, sizeof acc, "best: validation %.4f at epoch 1 (%s/best.ckpt)", val, run.c_str());
   CHECK(info.out.find(acc) != std::string::npos);  // the run's best epoch (one epoch: that one)
   RunResult ij = run_mnistctl({"info", run + "/checkpoints/epoch-001.ckpt", "--json"});
