@@ -150,6 +150,13 @@ class Trainer {
     out_line(fmt::format("mnistctl train: {} on {} ({} training, {} test images), {} parameters", cfg_.name,
                          be->name(), train.count, test.count, net.param_count()));
     if (!coll_.describe().empty()) out_line(coll_.describe());
+    // Settings larger than the data are capped; say so rather than silently.
+    if (cfg_.data.train_limit > train.count)
+      out_line(fmt::format("note: data.train_limit {} is more than the {} {} training images: all {} are used",
+                           cfg_.data.train_limit, train.count, cfg_.data.dataset, train.count));
+    if (t_.batch_size > train.count)
+      out_line(fmt::format("note: train.batch_size {} is more than the {} training images: an epoch is one batch of {}",
+                           t_.batch_size, train.count, train.count));
     net.bind(*be, t_.batch_size / coll_.size());  // this rank's share of a global batch
     Optimizer opt(t_.optimizer, *be, net.params());
 

@@ -535,3 +535,26 @@ TEST_CASE("the progress bar shows batches, rate, ETA and running loss on a termi
   CHECK(piped.err.find("\033[K") == std::string::npos);
   CHECK(piped.out.find("\r") == std::string::npos);
 }
+
+TEST_CASE("a train_limit or batch_size larger than the training set is capped with a note, not silently") {
+  std::string root = data_root("runs-caps-data");
+  std::string out = scratch_dir("runs-caps");
+  auto args = quick_mlp(root, out + "/batch", 1, 1000);
+  args.insert(args.end(), {"--set", "train.batch_size=5000"});
+  RunResult b = run_mnistctl(args);
+  INFO(b.out << b.err);
+  REQUIRE(b.code == 0);
+  CHECK(b.out.find("note: train.batch_size 5000 is more than the 1000 training images: an epoch is one batch of "
+                   "1000\n") != std::string::npos);
+  CHECK(read_csv(out + "/batch/metrics.csv").rows.size() == 1);
+  RunResult l = run_mnistctl(quick_mlp(root, out + "/limit", 1, 100000));
+  INFO(l.out << l.err);
+  REQUIRE(l.code == 0);
+  CHECK(l.out.find("note: data.train_limit 100000 is more than the 60000 mnist training images: all 60000 are "
+                   "used\n") != std::string::npos);
+  CHECK(l.out.find("(60000 training,") != std::string::npos);
+  // Within the data: no note.
+  RunResult n = run_mnistctl(quick_mlp(root, out + "/none", 1, 1000));
+  REQUIRE(n.code == 0);
+  CHECK(n.out.find("note:") == std::string::npos);
+}
