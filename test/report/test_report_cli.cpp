@@ -147,34 +147,35 @@ TEST_CASE("report: an interrupted run without a checkpoint, best.ckpt preferred,
   const std::string run = short_run("report-partial", root);
 
   // A copy as a run would look mid-way through epoch 1: no checkpoint, the last record cut.
-  const std::string partial = root + "/partial";
-  fs::create_directories(partial);
-  fs::copy_file(run + "/config.yaml", partial + "/config.yaml");
   std::string metrics = read_text(run + "/metrics.jsonl");
   const size_t first_epoch = metrics.find("{\"type\":\"epoch\"");
   REQUIRE(first_epoch != std::string::npos);
-  std::ofstream(partial + "/metrics.jsonl", std::ios::binary) << metrics.substr(0, first_epoch + 30);  // cut mid-record
-  RunResult p = run_mnistctl({"report", partial, "--data-dir", root});
-  INFO(p.out << p.err);
-  REQUIRE(p.code == 0);
-  const std::string ph = read_text(partial + "/report.html");
+  // A copy of the run's config with `records` as its metrics.jsonl and no checkpoint, reported:
+  // returns the report's text, the command's stdout in `said`.
+  auto report_of_copy = [&](const std::string& name, const std::string& records, std::string& said) {
+    const std::string copy = root + "/" + name;
+    fs::create_directories(copy);
+    fs::copy_file(run + "/config.yaml", copy + "/config.yaml", fs::copy_options::overwrite_existing);
+    std::ofstream(copy + "/metrics.jsonl", std::ios::binary | std::ios::trunc) << records;
+    RunResult r = run_mnistctl({"report", copy, "--data-dir", root});
+    INFO(r.out << r.err);
+    REQUIRE(r.code == 0);
+    said = r.out;
+    return read_text(copy + "/report.html");
+  };
+  std::string said;
+  const std::string partial = root + "/partial";
+  const std::string ph = report_of_copy("partial", metrics.substr(0, first_epoch + 30), said);  // cut mid-record
   CHECK(ph.find("No checkpoint yet") != std::string::npos);
   CHECK(ph.find("cut mid-write") != std::string::npos);
   CHECK(ph.find("0 of 2 epochs") != std::string::npos);
   CHECK(ph.find("<path d=\"M") != std::string::npos);  // the logged batches are drawn
 
   // Before its first record (the first log interval, or a run stopped at once): empty charts.
-  const std::string fresh = root + "/fresh";
-  fs::create_directories(fresh);
-  fs::copy_file(run + "/config.yaml", fresh + "/config.yaml");
-  std::ofstream(fresh + "/metrics.jsonl", std::ios::binary).flush();
-  RunResult f = run_mnistctl({"report", fresh, "--data-dir", root});
-  INFO(f.out << f.err);
-  REQUIRE(f.code == 0);
-  const std::string fh = read_text(fresh + "/report.html");
+  const std::string fh = report_of_copy("fresh", "", said);
   CHECK(fh.find("No checkpoint yet") != std::string::npos);
   CHECK(fh.find("no data yet") != std::string::npos);
-  CHECK_THAT(f.out, Catch::Contains("not started (no epoch or batch logged yet)"));
+  CHECK_THAT(said, Catch::Contains("not started (no epoch or batch logged yet)"));
 
   // best.ckpt (which train writes) is preferred when present, and the page says so.
   REQUIRE(fs::exists(run + "/best.ckpt"));
