@@ -51,23 +51,38 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
   f.commit();
 }
 
+namespace {
+// Tries the lock on an open lock file; if another process holds it, closes `fd` and throws
+// the UsageError naming that process (from the file), or a RuntimeError for other failures.
+void take_or_refuse(int& fd, const std::string& path, const std::string& folder, const std::string& what) {
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return;
+  int e = errno;
+  std::string holder;
+  char buf[32] = {};
+  if (::pread(fd, buf, sizeof buf - 1, 0) > 0) holder = buf;
+  while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+  ::close(fd);
+  fd = -1;
+  if (e == EWOULDBLOCK)
+    throw UsageError(fmt::format("{}: {} is already in use by process {}; wait for it or use another folder",
+                                 folder, what, holder.empty() ? "(unknown)" : holder));
+  throw RuntimeError(fmt::format("{}: cannot lock: {}", path, std::strerror(e)));
+}
+}  // namespace
+
+void FolderLock::check_free(const std::string& folder, const std::string& what) {
+  const std::string path = (std::filesystem::path(folder) / ".lock").string();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // no lock file: nobody holds it (and none is made here)
+  take_or_refuse(fd, path, folder, what);
+  ::close(fd);  // it was free: let it go at once
+}
+
 FolderLock::FolderLock(const std::string& folder, const std::string& what) {
   path_ = (std::filesystem::path(folder) / ".lock").string();
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw RuntimeError(fmt::format("{}: cannot create lock file: {}", path_, std::strerror(errno)));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    std::string holder;
-    char buf[32] = {};
-    if (::pread(fd_, buf, sizeof buf - 1, 0) > 0) holder = buf;
-    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-    ::close(fd_);
-    fd_ = -1;
-    if (e == EWOULDBLOCK)
-      throw UsageError(fmt::format("{}: {} is already in use by process {}; wait for it or use another folder",
-                                   folder, what, holder.empty() ? "(unknown)" : holder));
-    throw RuntimeError(fmt::format("{}: cannot lock: {}", path_, std::strerror(e)));
-  }
+  take_or_refuse(fd_, path_, folder, what);
   // The holder's process id, for the message a second writer gets.
   std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {

@@ -31,6 +31,9 @@ void sync_folder_of(const std::string& path);
 class FolderLock {
  public:
   FolderLock(const std::string& folder, const std::string& what);
+  // Throws the same UsageError if another process holds the folder's lock, without taking
+  // the lock or creating the lock file: for refusing a folder and leaving it as it was.
+  static void check_free(const std::string& folder, const std::string& what);
   ~FolderLock();
   FolderLock(const FolderLock&) = delete;
   FolderLock& operator=(const FolderLock&) = delete;

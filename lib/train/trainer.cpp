@@ -131,8 +131,14 @@ class Trainer {
     Network net(cfg_.network);
     check_trainable(cfg_, net);
     if (root()) {  // data parallelism: rank 0 alone owns the run folder
-      folder_.lock();  // one writer: a second train into the folder refuses, naming this process
-      if (!req_.resume) check_fresh_run(req_.out_dir, req_.overwrite);  // before loading anything
+      // Refusals first, while nothing is written: a folder another train holds, then one that
+      // holds a run (before loading anything). Then the lock: one writer, and a second train
+      // into the folder refuses, naming this process; begin() checks the run again under it.
+      if (!req_.resume) {
+        FolderLock::check_free(req_.out_dir, "the run folder");
+        check_fresh_run(req_.out_dir, req_.overwrite);
+      }
+      folder_.lock();
     }
 
     Dataset train = load_split(req_.data_root, cfg_.data.dataset, Split::train, cfg_.data.train_limit);

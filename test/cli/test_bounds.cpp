@@ -40,6 +40,9 @@ int lines(const std::string& s) {
 
 TEST_CASE("a folder lock refuses a second holder, naming the first's process id, and dies with it") {
   std::string dir = scratch_dir("durability-lock");
+  // check_free on a folder never locked: nothing to refuse, and no lock file made.
+  CHECK_NOTHROW(FolderLock::check_free(dir, "the run folder"));
+  CHECK(!std::filesystem::exists(dir + "/.lock"));
   int ready[2], done[2];
   REQUIRE(pipe(ready) == 0);
   REQUIRE(pipe(done) == 0);
@@ -60,9 +63,17 @@ TEST_CASE("a folder lock refuses a second holder, naming the first's process id,
     CHECK(e.code() == kExitUsage);
     CHECK(std::string(e.what()).find("process " + std::to_string(child)) != std::string::npos);
   }
+  try {
+    FolderLock::check_free(dir, "the run folder");
+    FAIL("expected check_free to refuse a held folder");
+  } catch (const Error& e) {
+    CHECK(e.code() == kExitUsage);
+    CHECK(std::string(e.what()).find("in use by process " + std::to_string(child)) != std::string::npos);
+  }
   kill(child, SIGKILL);  // dies holding it: the kernel releases the lock
   int status = 0;
   waitpid(child, &status, 0);
+  CHECK_NOTHROW(FolderLock::check_free(dir, "the run folder"));
   CHECK_NOTHROW(FolderLock(dir, "the run folder"));
 }
 

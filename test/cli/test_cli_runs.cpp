@@ -141,7 +141,9 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   const std::string last = read_text(out + "/last.ckpt"), jsonl = read_text(out + "/metrics.jsonl");
   REQUIRE(!last.empty());
 
-  // The same command again: refused in one line naming the folder and the ways out; nothing touched.
+  // The same command again: refused in one line naming the folder and the ways out; nothing
+  // touched, not even a lock file added (a run copied without its .lock stays without one).
+  fs::remove(out + "/.lock");
   RunResult again = run_mnistctl(quick_mlp(root, out, 1));
   INFO(again.out << again.err);
   CHECK(again.code == 2);
@@ -152,6 +154,7 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   CHECK(again.err.find("--out") != std::string::npos);
   CHECK(read_text(out + "/last.ckpt") == last);
   CHECK(read_text(out + "/metrics.jsonl") == jsonl);
+  CHECK(!fs::exists(out + "/.lock"));
 
   // --dry-run shows the same verdict without failing.
   RunResult dry = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--out", out, "--dry-run"});
