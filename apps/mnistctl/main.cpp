@@ -177,8 +177,9 @@ int main(int argc, char** argv) {
                         "Rows: the batch gather, each layer's forward and backward, the optimizer step; then the\n"
                         "whole step timed apart without per-layer synchronisation. GFLOP/s and its share of the\n"
                         "backend's GEMM limit (measured by the same run) for convolution and fully_connected.\n"
-                        "On the CPU the run also measures the arithmetic peak (a loop of multiply-adds on\n"
-                        "registers, which no kernel can beat) and gives the GEMM limit as a share of it.\n\n") +
+                        "On an x86 CPU with AVX2 or AVX-512 the run also measures the arithmetic peak (a loop\n"
+                        "of multiply-adds on registers, which no kernel can beat) and gives the GEMM limit as a\n"
+                        "share of it.\n\n") +
             kExitCodes);
 
   ExportOptions exp;

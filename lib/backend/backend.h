@@ -211,7 +211,7 @@ class Backend {
   // ---- measurement (mnistctl bench) -----------------------------------------------------
   // The device's arithmetic peak in the backend's precision, measured by a probe that does
   // nothing but multiply-adds on registers (cpu: fma_peak.h); nullopt where the backend has
-  // no probe. Takes about a tenth of a second.
+  // no probe. Runs for a short while (calibrated runs of the loop).
   virtual std::optional<ArithmeticPeak> measure_peak() { return std::nullopt; }
 
   // ---- step graphs (the GPU's CUDA graphs; train.cuda_graphs) ---------------------------

@@ -74,6 +74,16 @@ int usable_cores() {
   return std::max(1, omp_get_num_procs());
 }
 
+// The threads the backend runs with. oneDNN's kernels split their work for the thread count
+// they ask for and some wait for every part: a parallel region given fewer threads never
+// ends. So the count stays within OMP_THREAD_LIMIT, and the runtime may not shrink regions
+// on its own (OMP_DYNAMIC): the backend's count is what every region gets.
+int backend_threads(int requested) {
+  omp_set_dynamic(0);
+  const int n = requested > 0 ? requested : usable_cores();
+  return std::max(1, std::min(n, omp_get_thread_limit()));
+}
+
 memory::desc plain_md(const memory::dims& dims, tag t, dt type = dt::f32) { return memory::desc(dims, type, t); }
 memory::desc any_md(const memory::dims& dims, dt type = dt::f32) { return memory::desc(dims, type, tag::any); }
 
@@ -165,7 +175,7 @@ tag tag_of(Layout l) { return l == Layout::nhwc ? tag::nhwc : tag::nchw; }
 class DnnlBackend final : public HostBackend {
  public:
   DnnlBackend(int threads, Precision precision)
-      : HostBackend("cpu", threads > 0 ? threads : usable_cores()),
+      : HostBackend("cpu", backend_threads(threads)),
         in_dt_(precision == Precision::bf16 ? dt::bf16 : dt::f32),
         eng_(dnnl::engine::kind::cpu, 0),
         strm_(eng_) {

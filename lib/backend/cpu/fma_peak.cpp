@@ -1,19 +1,29 @@
 // The register-only multiply-add loops of fma_peak.h. Each loop is compiled for its ISA with
 // a target attribute and only called after probe_supported(), so the rest of the library keeps
 // the baseline ISA. The 12 accumulators are separate variables so that the compiler keeps
-// them in registers (an array spilled them to the stack on every iteration).
+// them in registers (an array spilled them to the stack on every iteration). On other
+// architectures than x86 there is no probe (probe_supported is false).
 #include "backend/cpu/fma_peak.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MNISTCTL_PROBE_X86 1
+#else
+#define MNISTCTL_PROBE_X86 0
+#endif
 
 namespace mnistctl::cpu {
 namespace {
 
+#if MNISTCTL_PROBE_X86
 constexpr float kStart = 1e-3f, kMul = 0.999999f, kAdd = 1e-7f;
 constexpr uint16_t kBf16One = 0x3f80, kBf16Tiny = 0x3380;  // 1 and 2^-24 in bfloat16
 
@@ -32,38 +42,58 @@ constexpr uint16_t kBf16One = 0x3f80, kBf16Tiny = 0x3380;  // 1 and 2^-24 in bfl
 
 __attribute__((target("avx2,fma"))) void loop_avx2(long iters, float* out) {
   const __m256 m = _mm256_set1_ps(kMul), c = _mm256_set1_ps(kAdd);
-#define STEP(a) _mm256_fmadd_ps(a, m, c)
-  MNISTCTL_PROBE_BODY(_mm256_set1_ps, _mm256_storeu_ps, STEP, 8);
-#undef STEP
+#define MNISTCTL_STEP(a) _mm256_fmadd_ps(a, m, c)
+  MNISTCTL_PROBE_BODY(_mm256_set1_ps, _mm256_storeu_ps, MNISTCTL_STEP, 8);
+#undef MNISTCTL_STEP
 }
 
 __attribute__((target("avx512f"))) void loop_avx512(long iters, float* out) {
   const __m512 m = _mm512_set1_ps(kMul), c = _mm512_set1_ps(kAdd);
-#define STEP(a) _mm512_fmadd_ps(a, m, c)
-  MNISTCTL_PROBE_BODY(_mm512_set1_ps, _mm512_storeu_ps, STEP, 16);
-#undef STEP
+#define MNISTCTL_STEP(a) _mm512_fmadd_ps(a, m, c)
+  MNISTCTL_PROBE_BODY(_mm512_set1_ps, _mm512_storeu_ps, MNISTCTL_STEP, 16);
+#undef MNISTCTL_STEP
 }
 
 __attribute__((target("avx512f,avx512bf16"))) void loop_avx512_bf16(long iters, float* out) {
   const __m512bh x = (__m512bh)_mm512_set1_epi16(static_cast<short>(kBf16One));
   const __m512bh y = (__m512bh)_mm512_set1_epi16(static_cast<short>(kBf16Tiny));
-#define STEP(a) _mm512_dpbf16_ps(a, x, y)
-  MNISTCTL_PROBE_BODY(_mm512_set1_ps, _mm512_storeu_ps, STEP, 16);
-#undef STEP
+#define MNISTCTL_STEP(a) _mm512_dpbf16_ps(a, x, y)
+  MNISTCTL_PROBE_BODY(_mm512_set1_ps, _mm512_storeu_ps, MNISTCTL_STEP, 16);
+#undef MNISTCTL_STEP
 }
 
 #undef MNISTCTL_PROBE_BODY
+#endif
+
+// The loop for `isa` on the calling thread; the caller has checked probe_supported.
+void run_loop(ProbeIsa isa, long iters, float* out) {
+#if MNISTCTL_PROBE_X86
+  switch (isa) {
+    case ProbeIsa::avx2_fma: loop_avx2(iters, out); break;
+    case ProbeIsa::avx512_fma: loop_avx512(iters, out); break;
+    case ProbeIsa::avx512_bf16: loop_avx512_bf16(iters, out); break;
+  }
+#else
+  (void)isa, (void)iters, (void)out;
+#endif
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Seconds for `threads` threads to run the loop `iters` times each, at once.
-double time_loops(ProbeIsa isa, long iters, int threads) {
+// Seconds for up to `threads` threads to run the loop `iters` times each, at once; `ran`
+// gets how many threads the runtime really gave the region (OMP_DYNAMIC, OMP_THREAD_LIMIT).
+double time_loops(ProbeIsa isa, long iters, int threads, int& ran) {
   std::vector<float> sink(static_cast<size_t>(threads) * 12 * 16);
+  std::atomic<int> n{0};
   const auto t0 = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads)
-  run_probe_loop(isa, iters, sink.data() + static_cast<size_t>(omp_get_thread_num()) * 12 * 16);
+  {
+    if (omp_get_thread_num() == 0) n = omp_get_num_threads();
+    run_loop(isa, iters, sink.data() + static_cast<size_t>(omp_get_thread_num()) * 12 * 16);
+  }
+  ran = n;
   return seconds_since(t0);
 }
 
@@ -79,12 +109,16 @@ const char* probe_name(ProbeIsa isa) {
 }
 
 bool probe_supported(ProbeIsa isa) {
+#if MNISTCTL_PROBE_X86
   __builtin_cpu_init();
   switch (isa) {
     case ProbeIsa::avx2_fma: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case ProbeIsa::avx512_fma: return __builtin_cpu_supports("avx512f");
     case ProbeIsa::avx512_bf16: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
   }
+#else
+  (void)isa;
+#endif
   return false;
 }
 
@@ -99,11 +133,7 @@ double probe_flops_per_iteration(ProbeIsa isa) {
 
 bool run_probe_loop(ProbeIsa isa, long iters, float* out) {
   if (!probe_supported(isa)) return false;
-  switch (isa) {
-    case ProbeIsa::avx2_fma: loop_avx2(iters, out); break;
-    case ProbeIsa::avx512_fma: loop_avx512(iters, out); break;
-    case ProbeIsa::avx512_bf16: loop_avx512_bf16(iters, out); break;
-  }
+  run_loop(isa, iters, out);
   return true;
 }
 
@@ -111,12 +141,13 @@ double measure_peak_gflops(ProbeIsa isa, int threads) {
   if (!probe_supported(isa) || threads < 1) return 0;
   // Calibrate to about 20 ms a run, enough to dwarf the parallel region's start.
   constexpr long kCalibration = 100000;
-  const double t = std::max(time_loops(isa, kCalibration, threads), 1e-6);
+  int ran = 0;
+  const double t = std::max(time_loops(isa, kCalibration, threads, ran), 1e-6);
   const long iters = std::clamp(static_cast<long>(kCalibration * 0.02 / t), kCalibration, 2000 * kCalibration);
   double best = 0;
   for (int run = 0; run < 3; ++run) {
-    const double s = time_loops(isa, iters, threads);
-    if (s > 0) best = std::max(best, probe_flops_per_iteration(isa) * iters * threads / s / 1e9);
+    const double s = time_loops(isa, iters, threads, ran);
+    if (s > 0) best = std::max(best, probe_flops_per_iteration(isa) * iters * ran / s / 1e9);
   }
   return best;
 }
