@@ -33,25 +33,29 @@ std::string resolve_checkpoint(const std::string& p, const std::string& which) {
     return file;
   }
   if (!which.empty()) {
-    fs::path w(which);
-    if (!p.empty() && w.is_relative() && fs::is_directory(p, ec) && fs::exists(fs::path(p) / w, ec))
-      return (fs::path(p) / w).string();
-    if (fs::is_directory(w, ec)) throw UsageError(fmt::format("--checkpoint {}: is a folder, expected a .ckpt file", which));
-    if (!fs::exists(w, ec))
-      throw UsageError(fmt::format("--checkpoint {}: no such checkpoint file{}", which,
-                                   p.empty() ? "" : " (nor in " + p + ")"));
-    // With --model too, the file must belong to that run: otherwise one of the two is a
-    // mistake, and scoring the file while naming the run would hide it.
+    fs::path file(which);
+    if (!p.empty() && file.is_relative() && fs::is_directory(p, ec) && fs::exists(fs::path(p) / file, ec)) {
+      file = fs::path(p) / file;  // checkpoints/epoch-003.ckpt of the run
+    } else {
+      if (fs::is_directory(file, ec))
+        throw UsageError(fmt::format("--checkpoint {}: is a folder, expected a .ckpt file", which));
+      if (!fs::exists(file, ec))
+        throw UsageError(fmt::format("--checkpoint {}: no such checkpoint file{}", which,
+                                     p.empty() ? "" : " (nor in " + p + ")"));
+    }
+    // With --model too, the file must belong to that run (../other/last.ckpt does not):
+    // otherwise one of the two is a mistake, and scoring the file while naming the run would
+    // hide it.
     if (!p.empty()) {
-      const fs::path run = fs::weakly_canonical(p, ec), file = fs::weakly_canonical(w, ec);
+      const fs::path run = fs::weakly_canonical(p, ec), canon = fs::weakly_canonical(file, ec);
       const bool inside = fs::is_directory(p, ec) &&
-                          std::mismatch(run.begin(), run.end(), file.begin(), file.end()).first == run.end();
+                          std::mismatch(run.begin(), run.end(), canon.begin(), canon.end()).first == run.end();
       if (!inside)
         throw UsageError(fmt::format("--checkpoint {}: not a checkpoint of --model {}: give --checkpoint FILE alone, "
                                      "or a checkpoint of that run",
                                      which, p));
     }
-    return which;
+    return file.string();
   }
   if (p.empty()) throw UsageError("which model? give --model RUN (a run folder or checkpoint file)");
   if (fs::is_directory(p, ec)) {

@@ -357,6 +357,13 @@ TEST_CASE("export never replaces a file without --force, and bad usage is one li
   INFO(r.err);
   CHECK(r.code == 0);
   CHECK_NOTHROW(check_onnx_bytes(read_text(out), out));
+  // --checkpoint FILE of the run, as for eval and predict.
+  RunResult e1 = run_mnistctl({"export", "--model", run, "--checkpoint", "checkpoints/epoch-001.ckpt", "--output",
+                               root + "/e1.onnx"});
+  INFO(e1.err);
+  CHECK(e1.code == 0);
+  CHECK(e1.out.find("checkpoints/epoch-001.ckpt (epoch 1,") != std::string::npos);
+  CHECK_NOTHROW(check_onnx_bytes(read_text(root + "/e1.onnx"), "e1.onnx"));
   for (const auto& name : fs::directory_iterator(root))  // the atomic write left no temporary behind
     CHECK(name.path().filename().string().find(".tmp") == std::string::npos);
 
