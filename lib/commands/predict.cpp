@@ -430,8 +430,8 @@ class Predictor {
 
 int run_predict(const PredictOptions& o) {
   const std::string format = output_format(o);
+  check_replaceable(o.output, o.force);  // before anything is made: a refusal leaves no trace
   if (!o.save_preprocessed.empty()) make_dirs(o.save_preprocessed);
-  check_replaceable(o.output, o.force);
   Output out(o.output);  // a bad output path fails here, before any work
   OpenModel om = open_model(o.run, o.model, o.checkpoint);
   const bool test = o.inputs.empty();

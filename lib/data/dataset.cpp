@@ -69,13 +69,17 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
     fs::path raw = p;
     if (raw.extension() == ".gz") raw.replace_extension();
     if (fs::exists(raw)) return raw.string();
-    // --data-dir given the dataset's own folder rather than the one above it.
-    if (fs::exists(fs::path(data_root) / f.name)) {
-      std::string up = (fs::path(data_root) / "..").lexically_normal().string();
-      if (up.size() > 1 && up.back() == '/') up.pop_back();
-      throw UsageError(fmt::format("{}: not found; {} holds the {} files itself: --data-dir takes the folder "
-                                   "above it ({})",
-                                   p.string(), data_root, dataset, up));
+    // --data-dir given a folder that holds the files itself: the one above it is meant where
+    // the folder has the dataset's name; else the files belong in a <dataset>/ folder.
+    if (fs::exists(fs::path(data_root) / f.name) || fs::exists(fs::path(data_root) / raw.filename())) {
+      const fs::path given = (fs::path(data_root) / ".").lexically_normal().parent_path();
+      if (given.filename() == dataset)
+        throw UsageError(fmt::format("{}: not found; {} holds the {} files itself: --data-dir takes the folder "
+                                     "above it ({})",
+                                     p.string(), data_root, dataset, given.parent_path().string()));
+      throw UsageError(fmt::format("{}: not found; {} holds the {} files itself: --data-dir takes a folder with "
+                                   "them in its {}/ (move them into {})",
+                                   p.string(), data_root, dataset, dataset, dir));
     }
     throw UsageError(fmt::format(
         "{}: not found: run `mnistctl fetch --dataset {}` to download {} (or point --data-dir / "

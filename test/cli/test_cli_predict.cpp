@@ -241,6 +241,10 @@ TEST_CASE("predict takes its format from --format or the output extension and a 
   CHECK(mine.err == "mnistctl: --output " + out + "/keep.csv: exists and is not an earlier prediction; it is left "
                     "alone (give another --output, or --force to replace it)\n");
   CHECK(read_text(out + "/keep.csv") == "mine\n");
+  RunResult seen = run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/keep.csv",
+                                 "--save-preprocessed", out + "/seen"});
+  CHECK(seen.code == 2);
+  CHECK(!fs::exists(out + "/seen"));  // refused before anything was made
   write_file(out + "/keep.json", "[1, 2, 3]\n");
   CHECK(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/keep.json"}).code == 2);
   CHECK(read_text(out + "/keep.json") == "[1, 2, 3]\n");

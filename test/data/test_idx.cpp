@@ -174,6 +174,14 @@ TEST_CASE("load_split finds <root>/<dataset>/ files and says how to get missing 
   INFO(err);
   CHECK(err.find("holds the mnist files itself: --data-dir takes the folder above it (" + root + "/own)") !=
         std::string::npos);
+  // A folder of another name: the folder above would not hold mnist/ either.
+  const std::string other = root + "/own/digits";
+  std::filesystem::create_directories(other);
+  write_bytes(other + "/t10k-images-idx3-ubyte", {1, 2, 3});
+  err = error_of([&] { load_split(other, "mnist", Split::test); });
+  INFO(err);
+  CHECK(err.find("holds the mnist files itself: --data-dir takes a folder with them in its mnist/ (move them into " +
+                 other + "/mnist)") != std::string::npos);
 
   // Decompressed copies are found too.
   std::filesystem::create_directories(root + "/mnist");
