@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -52,11 +54,18 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
 }
 
 namespace {
-// Tries the lock on an open lock file; if another process holds it, closes `fd` and throws
-// the UsageError naming that process (from the file), or a RuntimeError for other failures.
-void take_or_refuse(int& fd, const std::string& path, const std::string& folder, const std::string& what) {
-  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return;
-  int e = errno;
+// Tries the lock (`op`: LOCK_EX, or LOCK_SH to test it) on an open lock file; if another
+// process holds it, closes `fd` and throws the UsageError naming that process (from the
+// file), or a RuntimeError for other failures. A few short retries first: check_free holds
+// a lock for an instant only, and a train starting then must not be refused for it.
+void take_or_refuse(int& fd, int op, const std::string& path, const std::string& folder, const std::string& what) {
+  int e = 0;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (::flock(fd, op | LOCK_NB) == 0) return;
+    e = errno;
+    if (e != EWOULDBLOCK) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   std::string holder;
   char buf[32] = {};
   if (::pread(fd, buf, sizeof buf - 1, 0) > 0) holder = buf;
@@ -74,7 +83,7 @@ void FolderLock::check_free(const std::string& folder, const std::string& what) 
   const std::string path = (std::filesystem::path(folder) / ".lock").string();
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;  // no lock file: nobody holds it (and none is made here)
-  take_or_refuse(fd, path, folder, what);
+  take_or_refuse(fd, LOCK_SH, path, folder, what);  // shared: two checks do not refuse each other
   ::close(fd);  // it was free: let it go at once
 }
 
@@ -82,7 +91,7 @@ FolderLock::FolderLock(const std::string& folder, const std::string& what) {
   path_ = (std::filesystem::path(folder) / ".lock").string();
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw RuntimeError(fmt::format("{}: cannot create lock file: {}", path_, std::strerror(errno)));
-  take_or_refuse(fd_, path_, folder, what);
+  take_or_refuse(fd_, LOCK_EX, path_, folder, what);
   // The holder's process id, for the message a second writer gets.
   std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
