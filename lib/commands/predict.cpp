@@ -109,6 +109,11 @@ bool names_are_numbers(const std::vector<std::string>& names) {
 }
 
 // Where the rows go: stdout as they come, or a file that appears when complete.
+// How predict's output starts: the CSV header, and each JSON row's first field (the array's
+// first row follows its "[").
+constexpr const char* kCsvHeader = "source,index";
+constexpr const char* kJsonRowStart = "{\"source\":";
+
 // An existing --output is replaced only when it holds an earlier prediction (its first bytes
 // are predict's CSV header or JSON array of rows), or with --force: never a user's other file.
 void check_replaceable(const std::string& path, bool force) {
@@ -119,9 +124,9 @@ void check_replaceable(const std::string& path, bool force) {
   in.read(head.data(), static_cast<std::streamsize>(head.size()));
   head.resize(static_cast<size_t>(in.gcount()));
   const size_t first = head.find_first_not_of(" \t\r\n", 1);
-  const bool csv = head.rfind("source,index,", 0) == 0;
+  const bool csv = head.rfind(std::string(kCsvHeader) + ",", 0) == 0;
   const bool json = head.rfind("[", 0) == 0 && first != std::string::npos &&
-                    (head.compare(first, 1, "]") == 0 || head.compare(first, 11, "{\"source\":\"") == 0);
+                    (head.compare(first, 1, "]") == 0 || head.compare(first, std::strlen(kJsonRowStart), kJsonRowStart) == 0);
   if (!csv && !json)
     throw UsageError(fmt::format("--output {}: exists and is not an earlier prediction; it is left alone (give "
                                  "another --output, or --force to replace it)",
@@ -185,7 +190,7 @@ class Predictor {
       out_.write("[");
       return;
     }
-    std::string h = "source,index";
+    std::string h = kCsvHeader;
     if (with_labels_) h += names_.empty() ? ",label" : ",label,label_name";
     h += names_.empty() ? ",predicted" : ",predicted,predicted_name";
     for (int c = 0; c < classes_; ++c) h += fmt::format(",p{}", c);
@@ -356,7 +361,7 @@ class Predictor {
 
   void format_row(const Row& r, const float* p, std::string& s) {
     if (json_) {
-      s += fmt::format("{}\n{{\"source\":{},\"index\":{}", row_json_ ? "," : "", json_string(r.source), r.index);
+      s += fmt::format("{}\n{}{},\"index\":{}", row_json_ ? "," : "", kJsonRowStart, json_string(r.source), r.index);
       row_json_ = true;
       if (!p) {
         s += fmt::format(",\"error\":{}}}", json_string(r.error));

@@ -15,7 +15,6 @@
 
 #include "commands/commands.h"
 #include "core/error.h"
-#include "core/fs.h"
 #include "dist/dist.h"
 #include "nn/network.h"
 #include "core/progress.h"
@@ -76,7 +75,7 @@ int train_in_job(const TrainOptions& o, Collective& job) {
       std::error_code ec;
       if (!std::filesystem::exists(last, ec)) {
         // A train still before its first checkpoint there: say that, not "stopped early".
-        if (std::filesystem::is_directory(out_dir, ec)) FolderLock::check_free(out_dir, "the run folder");
+        if (std::filesystem::is_directory(out_dir, ec)) RunFolder::check_not_in_use(out_dir);
         if (run_files(out_dir).empty())
           throw UsageError(fmt::format("--resume: {} has no checkpoint yet (no run was trained there): start it "
                                        "without --resume",

@@ -95,6 +95,8 @@ std::string RunFolder::epoch_path(int64_t epoch) const {
   return fmt::format("{}/checkpoints/epoch-{:03d}.ckpt", dir_, epoch);
 }
 
+void RunFolder::check_not_in_use(const std::string& dir) { FolderLock::check_free(dir, "the run folder"); }
+
 void RunFolder::lock() {
   // A folder that does not exist yet is created (and locked) by begin(): a run that fails
   // before training leaves nothing behind.

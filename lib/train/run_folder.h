@@ -65,6 +65,9 @@ class RunFolder {
   // folder exists (begin() creates and locks it otherwise): a second process that tries gets
   // UsageError naming this one's process id. Called before anything is read or removed.
   void lock();
+  // Refuses (UsageError naming the process) a folder another train holds, without taking the
+  // lock or creating its file: for refusing a folder and leaving it as it was.
+  static void check_not_in_use(const std::string& dir);
 
   // Before the first write. A fresh run checks the folder again (check_fresh_run), removes
   // an earlier run's files when `overwrite` (and says what it removed), and starts new

@@ -135,7 +135,7 @@ class Trainer {
       // holds a run (before loading anything). Then the lock: one writer, and a second train
       // into the folder refuses, naming this process; begin() checks the run again under it.
       if (!req_.resume) {
-        FolderLock::check_free(req_.out_dir, "the run folder");
+        RunFolder::check_not_in_use(req_.out_dir);
         check_fresh_run(req_.out_dir, req_.overwrite);
       }
       folder_.lock();
