@@ -108,7 +108,6 @@ bool names_are_numbers(const std::vector<std::string>& names) {
   return true;
 }
 
-// Where the rows go: stdout as they come, or a file that appears when complete.
 // How predict's output starts: the CSV header, and each JSON row's first field (the array's
 // first row follows its "[").
 constexpr const char* kCsvHeader = "source,index";
@@ -119,10 +118,7 @@ constexpr const char* kJsonRowStart = "{\"source\":";
 void check_replaceable(const std::string& path, bool force) {
   std::error_code ec;
   if (path.empty() || force || !fs::is_regular_file(path, ec)) return;  // stdout, new, or a device
-  std::ifstream in(path, std::ios::binary);
-  std::string head(64, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  head.resize(static_cast<size_t>(in.gcount()));
+  const std::string head = read_prefix(path, 64);
   const size_t first = head.find_first_not_of(" \t\r\n", 1);
   const bool csv = head.rfind(std::string(kCsvHeader) + ",", 0) == 0;
   const bool json = head.rfind("[", 0) == 0 && first != std::string::npos &&
@@ -133,6 +129,7 @@ void check_replaceable(const std::string& path, bool force) {
                                  path));
 }
 
+// Where the rows go: stdout as they come, or a file that appears when complete.
 class Output {
  public:
   explicit Output(const std::string& path) {

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 
 #include <fmt/format.h>
@@ -44,11 +43,7 @@ void check_output(const std::string& out) {
   if (!fs::is_directory(parent, ec))
     throw RuntimeError(fmt::format("{}: cannot write: the folder {} does not exist", out, parent.string()));
   if (!fs::exists(p, ec) || !fs::is_regular_file(p, ec)) return;  // new, or a device such as /dev/null
-  std::ifstream in(out, std::ios::binary);
-  std::string head(4096, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  head.resize(static_cast<size_t>(in.gcount()));
-  if (head.find(kReportMarker) == std::string::npos)
+  if (read_prefix(out, 4096).find(kReportMarker) == std::string::npos)
     throw UsageError(fmt::format("{}: exists and is not a mnistctl report; it is left alone (give another --output, "
                                  "or remove the file first)",
                                  out));

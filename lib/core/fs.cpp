@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
-#include <thread>
 #include <fstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -32,6 +32,14 @@ std::vector<uint8_t> read_file(const std::string& path) {
   if (size > 0 && !in.read(reinterpret_cast<char*>(data.data()), size))
     throw UsageError(fmt::format("{}: read failed", path));
   return data;
+}
+
+std::string read_prefix(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(max_bytes, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  return head;
 }
 
 void sync_folder_of(const std::string& path) {

@@ -10,6 +10,10 @@ namespace mnistctl {
 // Reads a whole file; throws UsageError naming the file when it can't.
 std::vector<uint8_t> read_file(const std::string& path);
 
+// The first `max_bytes` bytes of a file (fewer if it is shorter; "" if it cannot be read):
+// enough to tell what an existing output file is before replacing it.
+std::string read_prefix(const std::string& path, size_t max_bytes);
+
 // Writes atomically: a temporary file in the same folder, fsync, close (checked), rename over
 // `path`, then fsync the folder. Any failure is a RuntimeError (exit 3) naming `path`.
 // An interrupted write never leaves a truncated file under the final name. A target that

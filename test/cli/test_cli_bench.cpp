@@ -47,6 +47,9 @@ std::string row(const std::string& json, const std::string& name) {
   return m[0];
 }
 
+// Whether the CPU backend's peak probe can run here (fma_peak.h: AVX2 FMA at least).
+bool has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
 }  // namespace
 
 TEST_CASE("bench times every layer of the MLP on cpu and ref, and the parts add up to the whole") {
@@ -80,7 +83,7 @@ TEST_CASE("bench times every layer of the MLP on cpu and ref, and the parts add 
     CHECK(std::isfinite(gemm));
     CHECK(gemm > 0);
     // The arithmetic peak: the CPU backend probes it (AVX2 or AVX-512 here), ref has no probe.
-    if (ctx == "cpu" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (ctx == "cpu" && has_avx2_fma()) {
       const double peak = number(j, "peak_gflops");
       CHECK(std::isfinite(peak));
       CHECK(peak > 0);
@@ -102,7 +105,7 @@ TEST_CASE("bench prints a table for LeNet with the arithmetic peak, the GEMM lim
   INFO(r.err);
   REQUIRE(r.code == 0);
   CHECK(r.out.find("mnistctl bench: lenet on cpu") != std::string::npos);
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {  // a CPU the probe runs on
+  if (has_avx2_fma()) {  // a CPU the probe runs on
     CHECK(std::regex_search(r.out, std::regex("\narithmetic peak \\(AVX[-0-9]* FMA loop, 1 thread, multiply-adds on "
                                               "registers only, measured now\\): [0-9]+\\.[0-9] GFLOP/s\n")));
     CHECK(std::regex_search(r.out, std::regex("GEMM limit \\(fully-connected forward 2048x2048x2048, measured now\\): "
@@ -128,7 +131,7 @@ TEST_CASE("bench's peak probe follows oneDNN's ISA cap, and an OpenMP thread lim
                              {}, {"DNNL_MAX_CPU_ISA=AVX2"});
   INFO(a.err);
   REQUIRE(a.code == 0);
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (has_avx2_fma())
     CHECK(a.out.find("\"peak_probe\":\"AVX2 FMA loop, 1 thread\"") != std::string::npos);
   else
     CHECK(a.out.find("\"peak_gflops\":null,\"peak_probe\":null,") != std::string::npos);
