@@ -49,6 +49,13 @@ std::vector<Named>& others() {
   if (!made) {
     made = true;
     list.push_back({"cpu", make_backend("cpu")});
+    // The CPU backend's convolution backward has two paths (dnnl_backend.cpp, GemmConv) and
+    // picks one per shape; these two force each path wherever it can run, so both are
+    // checked on every case.
+    for (const char* mode : {"direct", "gemm"}) {
+      test::EnvGuard env("MNISTCTL_DNNL_CONV_BACKWARD", mode);
+      list.push_back({std::string("cpu/") + mode, make_backend("cpu")});
+    }
     try {
       list.push_back({"gpu", make_backend("gpu")});
     } catch (const std::exception& e) {
@@ -172,6 +179,8 @@ const std::vector<ConvDesc>& conv_cases() {
       conv(5, 7, 13, 13, 9, 4, 4, 3, 3, 2, 2),    // odd sizes, stride 3, padding 2
       conv(4, 3, 10, 10, 8, 5, 5, 1, 1, 2, 2, false),  // no bias
       conv(3, 16, 11, 9, 12, 3, 3, 2, 2, 1, 1),   // 16 channels, stride 2, padding 1
+      conv(40, 8, 30, 30, 6, 5, 5, 1, 1, 2, 2),   // the CPU's lowered backward in 4 chunks of 10 images
+      conv(13, 8, 30, 30, 6, 5, 5, 1, 1, 2, 2),   // a prime batch: its default is the direct kernel
   };
   return cases;
 }
@@ -210,6 +219,8 @@ TEST_CASE("backends under test", "[backend]") {
   REQUIRE(!others().empty());
   for (auto& o : others()) std::printf("testing %s against ref\n", o.backend->name().c_str());
   CHECK(others()[0].backend->name().rfind("cpu (oneDNN ", 0) == 0);
+  for (auto& o : others())
+    if (o.ctx.rfind("cpu/", 0) == 0) CHECK_THAT(o.backend->name(), Catch::Contains("conv backward " + o.ctx.substr(4)));
 }
 
 TEST_CASE("fully connected forward and backward match ref", "[backend][fc]") {
@@ -539,6 +550,50 @@ TEST_CASE("channels-last convolution and pooling match ref's NCHW", "[backend][c
   for (auto& o : others()) tested += o.backend->accepts_nhwc() ? 1 : 0;
   std::printf("channels-last ops tested on %d backend(s)\n", tested);
   CHECK(tested >= 1);  // the CPU backend accepts nhwc
+}
+
+// Which convolution backward the CPU backend picks by default (dnnl_backend.cpp, GemmConv),
+// seen from outside: the two paths sum in different orders, so the default's results are
+// bit-identical to those of the path it picked and differ from the other's (the parity of
+// each path against ref is the test above). LeNet's conv2 (20 input channels) is lowered to
+// matmul; conv1 (one input channel) keeps the direct kernel.
+TEST_CASE("the CPU backend lowers conv2's backward to matmul and keeps conv1's direct", "[backend][conv][nhwc]") {
+  auto find = [](const std::string& ctx) -> Backend& {
+    for (auto& o : others())
+      if (o.ctx == ctx) return *o.backend;
+    FAIL("no backend " << ctx);
+    throw;
+  };
+  auto backward = [](Backend& b, const ConvDesc& d) {
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+    Pcg32 rng(41);
+    Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), Layout::nhwc);
+    Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
+    Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), Layout::nhwc);
+    Tensor dx = empty_as(b, xs, Layout::nhwc), dw = b.empty(ws), db = b.empty({d.k});
+    b.conv_backward_data(d, dy, w, dx);
+    b.conv_backward_weights(d, x, dy, dw, &db);
+    return std::vector<Host>{download_nchw(b, dx), down(b, dw)};
+  };
+  struct Case {
+    const char* name;
+    ConvDesc d;
+    const char* picked;
+    const char* other;
+  };
+  for (const Case& c : {Case{"conv2", conv(100, 20, 12, 12, 50, 5, 5), "cpu/gemm", "cpu/direct"},
+                        Case{"conv1", conv(100, 1, 28, 28, 20, 5, 5), "cpu/direct", "cpu/gemm"}}) {
+    auto def = backward(find("cpu"), c.d), picked = backward(find(c.picked), c.d), other = backward(find(c.other), c.d);
+    for (size_t i = 0; i < def.size(); ++i) {
+      const Diff same = diff(picked[i], def[i]), apart = diff(other[i], def[i]);
+      std::printf("%s %s: default vs %s max abs %.3e, vs %s max abs %.3e\n", c.name, i == 0 ? "dx" : "dw", c.picked,
+                  same.abs, c.other, apart.abs);
+      INFO(c.name << (i == 0 ? " dx" : " dw"));
+      CHECK(def[i] == picked[i]);
+      CHECK(def[i] != other[i]);
+      CHECK(apart.ok(kTol));
+    }
+  }
 }
 
 TEST_CASE("a layout an op does not take is refused, never read in the wrong order", "[backend][errors][nhwc]") {

@@ -53,6 +53,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backend/cpu/fma_peak.h"
+#include "backend/cpu/im2col.h"
 #include "backend/cpu/pool_kernels.h"
 #include "backend/host/host_backend.h"
 #include "backend/op_checks.h"
@@ -141,6 +142,34 @@ struct Op {
   Arg a, b, c;        // the op's tensor arguments (which is which: see each op)
   memory bias;        // plain (k) bias or diff-bias, when the op has one
   int threads = 1;    // OpenMP threads it was made and runs with (threads_for)
+  // A convolution backward lowered to matmul (see GemmConv below): the matmul's own views of
+  // a, b, c and the scratch, pointed at one chunk of the batch at a time.
+  memory mm_a, mm_b, mm_c;
+};
+
+// Scratch memory shared by every lowered convolution (one runs at a time), 64-byte aligned
+// for the matmul kernels; it grows to the largest op's need and is then kept.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { std::free(p_); }
+  void* get(size_t bytes) {
+    if (bytes > bytes_) {
+      const size_t rounded = (bytes + 63) / 64 * 64;
+      void* p = std::aligned_alloc(64, rounded);
+      if (!p) throw RuntimeError(fmt::format("cpu: cannot allocate {} bytes of convolution scratch", rounded));
+      std::free(p_);
+      p_ = p;
+      bytes_ = rounded;
+    }
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 // The primitive cache key: the op's name and every number that shapes it. Plain integers,
@@ -188,6 +217,13 @@ class DnnlBackend final : public HostBackend {
     else if (layout_name_ == "blocked") conv_layout_ = ConvLayout::blocked;
     else if (layout_name_ == "nhwc") conv_layout_ = ConvLayout::nhwc;
     else layout_name_.clear();
+    // Tuning knob for `mnistctl bench` and the tests: "direct" or "gemm" (that convolution
+    // backward for every shape it can take; see GemmConv); unset or anything else: the default.
+    const char* bwd = std::getenv("MNISTCTL_DNNL_CONV_BACKWARD");
+    conv_backward_name_ = bwd ? bwd : "";
+    if (conv_backward_name_ == "direct") conv_backward_ = ConvBackward::direct;
+    else if (conv_backward_name_ == "gemm") conv_backward_ = ConvBackward::gemm;
+    else conv_backward_name_.clear();
     set_threads();
     // Every OpenMP worker that runs oneDNN gets an alternate signal stack: oneDNN's JIT sgemm
     // points rsp into its heap workspace, where a signal frame must not land (core/stop_signals.h).
@@ -197,9 +233,10 @@ class DnnlBackend final : public HostBackend {
 
   std::string name() const override {
     const dnnl_version_t* v = dnnl::version();
-    return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{}{})", v->major, v->minor, v->patch,
+    return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{}{}{})", v->major, v->minor, v->patch,
                        threads_, threads_ == 1 ? "" : "s", in_dt_ == dt::bf16 ? ", bf16" : "",
-                       layout_name_.empty() ? "" : ", layout " + layout_name_);
+                       layout_name_.empty() ? "" : ", layout " + layout_name_,
+                       conv_backward_name_.empty() ? "" : ", conv backward " + conv_backward_name_);
   }
 
   // Convolutions and poolings take nhwc (tensor.h), and nhwc is what the convolutions run in
@@ -275,6 +312,12 @@ class DnnlBackend final : public HostBackend {
   void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
                           Tensor& dx) override {
     opcheck::conv_args("conv_backward_data", d, dx, w, dy, accepts_nhwc());
+    if (gemm_backward(d, dx.layout, dy.layout)) {
+      Op& op = cached(conv_key("conv_bwd_data_gemm", d, false, dx, dy), threads_for(conv_macs(d)),
+                      [&] { return make_gemm_backward_data(d); });
+      run_gemm_backward_data(op, d, dy, w, dx);
+      return;
+    }
     Op& op = cached(conv_key("conv_bwd_data", d, false, dx, dy), threads_for(conv_macs(d)), [&] {
       const Layout l = dy.layout;
       auto hint = conv_fwd_pd(d, false, in_dt_, l);
@@ -292,6 +335,12 @@ class DnnlBackend final : public HostBackend {
                              Tensor* db) override {
     opcheck::conv_args("conv_backward_weights", d, x, dw, dy, accepts_nhwc());
     if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
+    if (gemm_backward(d, x.layout, dy.layout)) {
+      Op& op = cached(conv_key("conv_bwd_w_gemm", d, false, x, dy), threads_for(conv_macs(d)),
+                      [&] { return make_gemm_backward_weights(d); });
+      run_gemm_backward_weights(op, d, x, dy, dw, db);
+      return;
+    }
     Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr, x, dy), threads_for(conv_macs(d)), [&] {
       const Layout l = dy.layout;
       auto hint = conv_fwd_pd(d, db != nullptr, in_dt_, l);
@@ -747,7 +796,145 @@ class DnnlBackend final : public HostBackend {
     return dnnl::eltwise_forward::primitive_desc(desc, eng_);
   }
 
+  // ---- GemmConv: the backward convolutions lowered to matmul ------------------------------
+  // On nhwc activations oneDNN 2.6's backward convolution kernels (jit, jit_bf16) reach well
+  // below its matmul on the same multiply-adds, so where both activations are nhwc the two
+  // backward directions run as matmuls over the column matrix of im2col.h:
+  //   backward-data:    dcols (R x P) = dy (R x k) W (k x P), then dx = col2im(dcols);
+  //   backward-weights: dW (k x P) = dy^T (k x R) cols (R x P), cols = im2col(x),
+  // with R = n*oh*ow, P = kh*kw*c and W read as ohwi (Arg reorders KCRS to it, and converts
+  // to bf16 with the activations). Both walk the batch in equal chunks of whole images, the
+  // column matrix of a chunk at most kChunkBytes: the scratch stays bounded, while the chunks
+  // stay large enough for the matmul to split well over the threads (smaller, cache-sized
+  // chunks, and one chunk per thread, both measured slower). Backward-weights adds each
+  // chunk's product into dW (a sum post-op) in chunk order. The forward stays oneDNN's
+  // brgemm convolution, as fast as im2col + matmul. Measured in docs/performance.md, section 6.
+  static constexpr size_t kChunkBytes = size_t{8} << 20;
+  // Single-channel inputs (LeNet's conv1) keep the direct kernel: with P = kh*kw the matmul's
+  // reduction per row is too short to pay for the column matrix.
+  static constexpr int64_t kGemmMinChannels = 2;
+
+  // The column matrix's bytes for one image (f32 entries: dcols, and cols in f32 mode).
+  static size_t cols_bytes_per_image(const ConvDesc& d) {
+    return static_cast<size_t>(d.oh() * d.ow()) * static_cast<size_t>(d.kh * d.kw * d.c) * sizeof(float);
+  }
+  // Images per chunk: the largest divisor of n whose column matrix fits kChunkBytes, so that
+  // every chunk has the same shape and one primitive serves them all.
+  static int64_t chunk_images(const ConvDesc& d) {
+    const int64_t fit = std::min(d.n, static_cast<int64_t>(kChunkBytes / cols_bytes_per_image(d)));
+    int64_t best = 1;
+    for (int64_t i = 1; i <= fit; ++i)
+      if (d.n % i == 0) best = i;
+    return best;
+  }
+  bool gemm_backward(const ConvDesc& d, Layout x, Layout y) const {
+    if (conv_backward_ == ConvBackward::direct || conv_layout_ != ConvLayout::auto_) return false;
+    if (x != Layout::nhwc || y != Layout::nhwc) return false;
+    if (conv_backward_ == ConvBackward::auto_ && d.c < kGemmMinChannels) return false;
+    // One image's column matrix must fit a chunk (the tensors exist, so each factor is
+    // bounded; the product is formed in double first), and a batch size with no divisor near
+    // the chunk size (a prime one, say) would make many small matmuls: the direct kernel then.
+    if (static_cast<double>(d.oh()) * d.ow() * d.kh * d.kw * d.c * sizeof(float) > static_cast<double>(kChunkBytes))
+      return false;
+    const int64_t fit = std::min(d.n, static_cast<int64_t>(kChunkBytes / cols_bytes_per_image(d)));
+    return 2 * chunk_images(d) >= fit;
+  }
+  memory::desc act_nhwc(int64_t n, int64_t c, int64_t h, int64_t w, dt type) const {
+    return plain_md({n, c, h, w}, tag::nhwc, type);
+  }
+  // The matmul views' memory objects (their handles are set on every run) and the argument map.
+  static void wire_matmul(Op& o, const dnnl::matmul::primitive_desc& pd, const dnnl::engine& eng) {
+    o.prim = dnnl::matmul(pd);
+    o.mm_a = memory(pd.src_desc(), eng, DNNL_MEMORY_NONE);
+    o.mm_b = memory(pd.weights_desc(), eng, DNNL_MEMORY_NONE);
+    o.mm_c = memory(pd.dst_desc(), eng, DNNL_MEMORY_NONE);
+    o.args = {{DNNL_ARG_SRC, o.mm_a}, {DNNL_ARG_WEIGHTS, o.mm_b}, {DNNL_ARG_DST, o.mm_c}};
+  }
+  static void* at(const memory& m, size_t byte_offset) {
+    return static_cast<unsigned char*>(m.get_data_handle()) + byte_offset;
+  }
+
+  // a: unused; b: W (KCRS f32 -> ohwi in the backend's precision); c: dy (nhwc f32 -> nhwc).
+  std::unique_ptr<Op> make_gemm_backward_data(const ConvDesc& d) {
+    const int64_t rc = chunk_images(d) * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
+    auto op = std::make_unique<Op>();
+    op->b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), plain_md({d.k, d.c, d.kh, d.kw}, tag::ohwi, in_dt_));
+    op->c.init(eng_, act_nhwc(d.n, d.k, d.oh(), d.ow(), dt::f32), act_nhwc(d.n, d.k, d.oh(), d.ow(), in_dt_));
+    dnnl::matmul::desc desc(plain_md({rc, d.k}, tag::ab, in_dt_), plain_md({d.k, p}, tag::ab, in_dt_),
+                            plain_md({rc, p}, tag::ab));
+    wire_matmul(*op, dnnl::matmul::primitive_desc(desc, eng_), eng_);
+    return op;
+  }
+  void run_gemm_backward_data(Op& op, const ConvDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) {
+    op.c.in(dy.data, strm_);
+    op.b.in(w.data, strm_);
+    const int64_t ci = chunk_images(d);
+    ConvDesc chunk = d;
+    chunk.n = ci;
+    const size_t elem = memory::data_type_size(in_dt_);
+    const size_t dy_chunk = static_cast<size_t>(ci * d.oh() * d.ow() * d.k) * elem;
+    const int64_t dx_chunk = ci * d.h * d.w * d.c;
+    auto* dcols = static_cast<float*>(scratch_.get(static_cast<size_t>(ci) * cols_bytes_per_image(d)));
+    op.mm_b.set_data_handle(op.b.prim.get_data_handle());
+    op.mm_c.set_data_handle(dcols);
+    for (int64_t i = 0; i < d.n / ci; ++i) {
+      op.mm_a.set_data_handle(at(op.c.prim, static_cast<size_t>(i) * dy_chunk));
+      op.prim.execute(strm_, op.args);
+      strm_.wait();
+      cpu::col2im_nhwc(chunk, dcols, dx.data + i * dx_chunk, op.threads);
+    }
+  }
+
+  // a: x (nhwc f32 -> nhwc); b: dW (ohwi f32 -> KCRS); c: dy (nhwc f32 -> nhwc).
+  std::unique_ptr<Op> make_gemm_backward_weights(const ConvDesc& d) {
+    const int64_t rc = chunk_images(d) * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
+    auto op = std::make_unique<Op>();
+    op->a.init(eng_, act_nhwc(d.n, d.c, d.h, d.w, dt::f32), act_nhwc(d.n, d.c, d.h, d.w, in_dt_));
+    op->b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), plain_md({d.k, d.c, d.kh, d.kw}, tag::ohwi));
+    op->c.init(eng_, act_nhwc(d.n, d.k, d.oh(), d.ow(), dt::f32), act_nhwc(d.n, d.k, d.oh(), d.ow(), in_dt_));
+    // dW += dy_chunk^T cols_chunk: dy^T is the chunk of dy's (R x k) buffer read with
+    // strides, not a copy; dW starts at zero.
+    dnnl::post_ops sum;
+    sum.append_sum(1.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(sum);
+    dnnl::matmul::desc desc(plain_md({d.k, rc}, tag::ba, in_dt_), plain_md({rc, p}, tag::ab, in_dt_),
+                            plain_md({d.k, p}, tag::ab));
+    wire_matmul(*op, dnnl::matmul::primitive_desc(desc, attr, eng_), eng_);
+    return op;
+  }
+  void run_gemm_backward_weights(Op& op, const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
+                                 Tensor* db) {
+    op.a.in(x.data, strm_);
+    op.c.in(dy.data, strm_);
+    op.b.out(dw.data);
+    const int64_t ci = chunk_images(d);
+    ConvDesc chunk = d;
+    chunk.n = ci;
+    const size_t elem = memory::data_type_size(in_dt_);
+    const size_t x_chunk = static_cast<size_t>(ci * d.h * d.w * d.c) * elem;
+    const size_t dy_chunk = static_cast<size_t>(ci * d.oh() * d.ow() * d.k) * elem;
+    void* cols = scratch_.get(static_cast<size_t>(ci) * cols_bytes_per_image(d));
+    auto* dw_ohwi = static_cast<float*>(op.b.prim.get_data_handle());
+    std::fill(dw_ohwi, dw_ohwi + d.k * d.kh * d.kw * d.c, 0.0f);
+    op.mm_b.set_data_handle(cols);
+    op.mm_c.set_data_handle(dw_ohwi);
+    for (int64_t i = 0; i < d.n / ci; ++i) {
+      cpu::im2col_nhwc(chunk, at(op.a.prim, static_cast<size_t>(i) * x_chunk), elem, cols, op.threads);
+      op.mm_a.set_data_handle(at(op.c.prim, static_cast<size_t>(i) * dy_chunk));
+      op.prim.execute(strm_, op.args);
+      strm_.wait();
+    }
+    op.b.finish(strm_);
+    strm_.wait();
+    if (db) column_sums(dy.data, d.n * d.oh() * d.ow(), d.k, db->data);
+  }
+
   enum class ConvLayout { auto_, plain, blocked, nhwc };
+  enum class ConvBackward { auto_, direct, gemm };
+  ConvBackward conv_backward_ = ConvBackward::auto_;
+  std::string conv_backward_name_;  // the MNISTCTL_DNNL_CONV_BACKWARD override, empty for the default
+  Scratch scratch_;
   dt in_dt_;  // inputs of convolutions and inner products: f32, or bf16 (see the top)
   ConvLayout conv_layout_ = ConvLayout::auto_;
   std::string layout_name_;  // the MNISTCTL_DNNL_LAYOUT override, empty for the default

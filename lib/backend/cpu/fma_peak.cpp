@@ -145,7 +145,7 @@ double measure_peak_gflops(ProbeIsa isa, int threads) {
   const double t = std::max(time_loops(isa, kCalibration, threads, ran), 1e-6);
   const long iters = std::clamp(static_cast<long>(kCalibration * 0.02 / t), kCalibration, 2000 * kCalibration);
   double best = 0;
-  for (int run = 0; run < 3; ++run) {
+  for (int run = 0; run < 5; ++run) {
     const double s = time_loops(isa, iters, threads, ran);
     if (s > 0) best = std::max(best, probe_flops_per_iteration(isa) * iters * ran / s / 1e9);
   }

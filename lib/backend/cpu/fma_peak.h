@@ -31,7 +31,7 @@ double probe_flops_per_iteration(ProbeIsa isa);
 // FMA rounds once per step, and 2^-24 steps are exact on values between 1e-3 and 2e-2.
 bool run_probe_loop(ProbeIsa isa, long iters, float* out);
 
-// GFLOP/s of `threads` threads running the loop at once: the best of three runs of about 20 ms
+// GFLOP/s of `threads` threads running the loop at once: the best of five runs of about 20 ms
 // each, after a calibration run. 0 if !probe_supported(isa).
 double measure_peak_gflops(ProbeIsa isa, int threads);
 
