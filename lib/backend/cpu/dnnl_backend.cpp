@@ -11,10 +11,12 @@
 // accepts nhwc and asks for it (preferred_layout), so between LeNet's convolutions and
 // poolings the network plan passes nhwc tensors and no reorder runs. Inside, convolution
 // runs on nhwc or oneDNN's blocked layouts (see act_md), with an argument in another layout
-// reordered at the op boundary through scratch buffers cached with the primitive; fully
-// connected runs as matmul on the plain buffers (see fc_md).
-// MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts for
-// measurements with `mnistctl bench`.
+// reordered at the op boundary through scratch buffers cached with the primitive; where
+// both activations are nhwc, the two backward directions are lowered to matmul over im2col's
+// column matrix instead (see GemmConv); fully connected runs as matmul on the plain buffers
+// (see fc_md). MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts and
+// MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm one backward path, for measurements with
+// `mnistctl bench`.
 //
 // Precision bf16 (BackendOptions): convolution and matmul primitives are made with
 // bf16 memory descriptors for their inputs (src, weights, diff_dst) and f32 ones for their
