@@ -48,10 +48,15 @@ std::vector<Named>& others() {
   static bool made = false;
   if (!made) {
     made = true;
-    list.push_back({"cpu", make_backend("cpu")});
+    // The CPU backend's tuning knobs are cleared, so that the default is what is tested.
+    test::EnvGuard no_layout("MNISTCTL_DNNL_LAYOUT", std::nullopt);
+    {
+      test::EnvGuard no_backward("MNISTCTL_DNNL_CONV_BACKWARD", std::nullopt);
+      list.push_back({"cpu", make_backend("cpu")});
+    }
     // The CPU backend's convolution backward has two paths (dnnl_backend.cpp, GemmConv) and
-    // picks one per shape; these two force each path wherever it can run, so both are
-    // checked on every case.
+    // picks one per shape; these two force each path, so both are checked on every case
+    // with channels-last activations (the lowered path takes only those).
     for (const char* mode : {"direct", "gemm"}) {
       test::EnvGuard env("MNISTCTL_DNNL_CONV_BACKWARD", mode);
       list.push_back({std::string("cpu/") + mode, make_backend("cpu")});
@@ -180,7 +185,9 @@ const std::vector<ConvDesc>& conv_cases() {
       conv(4, 3, 10, 10, 8, 5, 5, 1, 1, 2, 2, false),  // no bias
       conv(3, 16, 11, 9, 12, 3, 3, 2, 2, 1, 1),   // 16 channels, stride 2, padding 1
       conv(40, 8, 30, 30, 6, 5, 5, 1, 1, 2, 2),   // the CPU's lowered backward in 4 chunks of 10 images
-      conv(13, 8, 30, 30, 6, 5, 5, 1, 1, 2, 2),   // a prime batch: its default is the direct kernel
+      conv(40, 8, 31, 29, 6, 5, 3, 2, 1, 2, 1),   // the same in 2 chunks of 20, stride 2 by 1, padding
+      conv(13, 8, 30, 30, 6, 5, 5, 1, 1, 2, 2),   // a prime batch: direct by default, forced: 13 chunks
+      conv(2, 4, 6, 5, 3, 2, 2, 1, 1, 2, 3),      // padding >= the kernel: windows wholly in padding
   };
   return cases;
 }
@@ -649,19 +656,26 @@ TEST_CASE("wrong tensor sizes are refused with an error", "[backend][errors]") {
 }
 
 TEST_CASE("cpu backend is bit-identical on repeated calls and revisited shapes", "[backend][cpu][repeat]") {
-  // One LeNet step's conv, pool, act and fc ops on backend b as a function of the shape.
-  auto step = [&](Backend& b, const ConvDesc& d) {
+  // One LeNet step's conv, act and fc ops on backend b as a function of the shape, with the
+  // activations in layout `l` (ref: NCHW). In nhwc the CPU lowers the conv backward to matmul
+  // (GemmConv), whose scratch a larger shape in between makes grow; the fc part runs on NCHW
+  // only (an nhwc activation flattens in another order than ref's).
+  auto step = [&](Backend& b, const ConvDesc& d, const Layout asked) {
+    const Layout l = b.accepts_nhwc() ? asked : Layout::nchw;
     Pcg32 rng(14);
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
-    Tensor x = up(b, xs, random_host(rng, xs.numel()));
+    Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), l);
     Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
     Tensor bias = up(b, {d.k}, random_host(rng, d.k));
-    Tensor dy = up(b, ys, random_host(rng, ys.numel()));
-    Tensor y = b.empty(ys), a = b.empty(ys), dx = b.empty(xs), dw = b.empty(ws), db = b.empty({d.k});
+    Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), l);
+    Tensor y = empty_as(b, ys, l), a = empty_as(b, ys, l), dx = empty_as(b, xs, l), dw = b.empty(ws),
+           db = b.empty({d.k});
     b.conv_forward(d, x, w, &bias, y);
     b.act_forward(ActType::tanh, y, a);
     b.conv_backward_data(d, dy, w, dx);
     b.conv_backward_weights(d, x, dy, dw, &db);
+    std::vector<Host> out{download_nchw(b, y), download_nchw(b, a), download_nchw(b, dx), down(b, dw), down(b, db)};
+    if (asked == Layout::nhwc) return out;
     FcDesc f;
     f.n = d.n, f.in = ys.per_sample(), f.out = 10;
     Tensor fw = up(b, {10, f.in}, random_host(rng, 10 * f.in, -0.1f, 0.1f));
@@ -669,30 +683,35 @@ TEST_CASE("cpu backend is bit-identical on repeated calls and revisited shapes",
     Tensor fy = b.empty({d.n, 10}), fdw = b.empty({10, f.in}), fdb = b.empty({10});
     b.fc_forward(f, a.view({d.n, f.in}), fw, &fb, fy);
     b.fc_backward_weights(f, a.view({d.n, f.in}), fy, fdw, &fdb);
-    return std::vector<Host>{down(b, y), down(b, a), down(b, dx), down(b, dw), down(b, db),
-                             down(b, fy), down(b, fdw), down(b, fdb)};
+    for (const Tensor* t : {&fy, &fdw, &fdb}) out.push_back(down(b, *t));
+    return out;
   };
   ConvDesc lenet2 = conv(100, 20, 12, 12, 50, 5, 5);
-  ConvDesc other = conv(7, 3, 15, 13, 10, 3, 3, 2, 2, 1, 1);
   Backend& cpu = *others()[0].backend;
-  auto first = step(cpu, lenet2);
-  auto again = step(cpu, lenet2);
-  auto between = step(cpu, other);
-  auto after = step(cpu, lenet2);
-  for (size_t i = 0; i < first.size(); ++i) {
-    INFO("output " << i);
-    CHECK(first[i] == again[i]);
-    CHECK(first[i] == after[i]);
-  }
-  std::printf("cpu  repeated and revisited shapes: %zu outputs bit-identical\n", first.size());
-  // The other shape, run between two cached ones, is itself right (against ref): a cache
-  // that handed it a primitive made for the LeNet shape would not be.
-  auto between_ref = step(ref_backend(), other);
-  REQUIRE(between.size() == between_ref.size());
-  for (size_t i = 0; i < between.size(); ++i) {
-    Diff d = diff(between_ref[i], between[i]);
-    INFO("output " << i << " of the shape in between: max rel " << d.rel << ", non-finite " << d.nonfinite);
-    CHECK(d.ok(kTol));
+  // In between: NCHW, a small strided shape; nhwc, one whose chunks of the lowered backward
+  // (2 images, 7.4 MB of columns) need more scratch than LeNet's (50 images, 6.4 MB).
+  for (auto [l, other] : {std::pair{Layout::nchw, conv(7, 3, 15, 13, 10, 3, 3, 2, 2, 1, 1)},
+                          std::pair{Layout::nhwc, conv(4, 16, 48, 48, 8, 5, 5, 1, 1, 2, 2)}}) {
+    INFO(layout_name(l));
+    auto first = step(cpu, lenet2, l);
+    auto again = step(cpu, lenet2, l);
+    auto between = step(cpu, other, l);
+    auto after = step(cpu, lenet2, l);
+    for (size_t i = 0; i < first.size(); ++i) {
+      INFO("output " << i);
+      CHECK(first[i] == again[i]);
+      CHECK(first[i] == after[i]);
+    }
+    std::printf("cpu  %s: repeated and revisited shapes: %zu outputs bit-identical\n", layout_name(l), first.size());
+    // The other shape, run between two cached ones, is itself right (against ref): a cache
+    // that handed it a primitive made for the LeNet shape would not be.
+    auto between_ref = step(ref_backend(), other, l);
+    REQUIRE(between.size() == between_ref.size());
+    for (size_t i = 0; i < between.size(); ++i) {
+      Diff d = diff(between_ref[i], between[i]);
+      INFO("output " << i << " of the shape in between: max rel " << d.rel << ", non-finite " << d.nonfinite);
+      CHECK(d.ok(kTol));
+    }
   }
 }
 
@@ -705,20 +724,27 @@ TEST_CASE("cpu backend with 1 thread matches the multi-threaded one", "[backend]
   CHECK(one->name().find(", 1 thread") != std::string::npos);
   CHECK(many->name().find(", " + std::to_string(many_threads) + " threads") != std::string::npos);
   ConvDesc d = conv(100, 20, 12, 12, 50, 5, 5);
-  auto run = [&](Backend& b) {
+  // Both layouts: on nhwc the backward runs lowered to matmul (GemmConv), on NCHW directly.
+  auto run = [&](Backend& b, Layout l) {
     Pcg32 rng(15);
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
-    Tensor x = up(b, xs, random_host(rng, xs.numel()));
-    Tensor dy = up(b, ys, random_host(rng, ys.numel()));
-    Tensor dw = b.empty(ws), db = b.empty({d.k});
+    Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), l);
+    Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
+    Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), l);
+    Tensor dx = empty_as(b, xs, l), dw = b.empty(ws), db = b.empty({d.k});
+    b.conv_backward_data(d, dy, w, dx);
     b.conv_backward_weights(d, x, dy, dw, &db);
-    return std::vector<Host>{down(b, dw), down(b, db)};
+    return std::vector<Host>{download_nchw(b, dx), down(b, dw), down(b, db)};
   };
-  auto a = run(*one), b = run(*many);
-  for (size_t i = 0; i < a.size(); ++i) {
-    Diff df = diff(a[i], b[i]);
-    std::printf("cpu  1 thread vs %s: max rel %.3e\n", many->name().c_str(), df.rel);
-    CHECK(df.ok(kTol));
+  for (Layout l : {Layout::nchw, Layout::nhwc}) {
+    auto a = run(*one, l), b = run(*many, l);
+    for (size_t i = 0; i < a.size(); ++i) {
+      Diff df = diff(a[i], b[i]);
+      std::printf("cpu  %s %s: 1 thread vs %s: max rel %.3e\n", layout_name(l), i == 0 ? "dx" : i == 1 ? "dw" : "db",
+                  many->name().c_str(), df.rel);
+      INFO(layout_name(l) << " output " << i);
+      CHECK(df.ok(kTol));
+    }
   }
 }
 

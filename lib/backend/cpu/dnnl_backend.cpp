@@ -220,7 +220,8 @@ class DnnlBackend final : public HostBackend {
     else if (layout_name_ == "nhwc") conv_layout_ = ConvLayout::nhwc;
     else layout_name_.clear();
     // Tuning knob for `mnistctl bench` and the tests: "direct" or "gemm" (that convolution
-    // backward for every shape it can take; see GemmConv); unset or anything else: the default.
+    // backward wherever the activations are nhwc and one image's columns fit a chunk; see
+    // GemmConv); unset or anything else: the default.
     const char* bwd = std::getenv("MNISTCTL_DNNL_CONV_BACKWARD");
     conv_backward_name_ = bwd ? bwd : "";
     if (conv_backward_name_ == "direct") conv_backward_ = ConvBackward::direct;
@@ -834,10 +835,12 @@ class DnnlBackend final : public HostBackend {
     if (x != Layout::nhwc || y != Layout::nhwc) return false;
     if (conv_backward_ == ConvBackward::auto_ && d.c < kGemmMinChannels) return false;
     // One image's column matrix must fit a chunk (the tensors exist, so each factor is
-    // bounded; the product is formed in double first), and a batch size with no divisor near
-    // the chunk size (a prime one, say) would make many small matmuls: the direct kernel then.
+    // bounded; the product is formed in double first), and by default a batch size with no
+    // divisor near the chunk size (a prime one, say) would make many small matmuls: the
+    // direct kernel then.
     if (static_cast<double>(d.oh()) * d.ow() * d.kh * d.kw * d.c * sizeof(float) > static_cast<double>(kChunkBytes))
       return false;
+    if (conv_backward_ == ConvBackward::gemm) return true;
     const int64_t fit = std::min(d.n, static_cast<int64_t>(kChunkBytes / cols_bytes_per_image(d)));
     return 2 * chunk_images(d) >= fit;
   }
@@ -870,6 +873,7 @@ class DnnlBackend final : public HostBackend {
   void run_gemm_backward_data(Op& op, const ConvDesc& d, const Tensor& dy, const Tensor& w, Tensor& dx) {
     op.c.in(dy.data, strm_);
     op.b.in(w.data, strm_);
+    strm_.wait();
     const int64_t ci = chunk_images(d);
     ConvDesc chunk = d;
     chunk.n = ci;
@@ -910,6 +914,7 @@ class DnnlBackend final : public HostBackend {
     op.a.in(x.data, strm_);
     op.c.in(dy.data, strm_);
     op.b.out(dw.data);
+    strm_.wait();  // im2col reads the reordered x on the host
     const int64_t ci = chunk_images(d);
     ConvDesc chunk = d;
     chunk.n = ci;

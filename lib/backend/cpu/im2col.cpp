@@ -59,6 +59,7 @@ void col2im_nhwc(const ConvDesc& d, const float* dcols, float* dx, int threads) 
         const float* row = dcols + ((img * oh + oy) * ow + ox) * p;
         const KxRange r = kx_range(d, ox);
         const int64_t len = (r.kx1 - r.kx0) * c;
+        if (len == 0) continue;  // the window lies wholly in the padding
         for (int64_t ky = 0; ky < d.kh; ++ky) {
           const int64_t iy = oy * d.sh - d.ph + ky;
           if (iy < 0 || iy >= d.h) continue;
