@@ -566,10 +566,9 @@ TEST_CASE("channels-last convolution and pooling match ref's NCHW", "[backend][c
 // matmul; conv1 (one input channel) keeps the direct kernel.
 TEST_CASE("the CPU backend lowers conv2's backward to matmul and keeps conv1's direct", "[backend][conv][nhwc]") {
   auto find = [](const std::string& ctx) -> Backend& {
-    for (auto& o : others())
-      if (o.ctx == ctx) return *o.backend;
-    FAIL("no backend " << ctx);
-    throw;
+    auto it = std::find_if(others().begin(), others().end(), [&](const Named& o) { return o.ctx == ctx; });
+    REQUIRE(it != others().end());
+    return *it->backend;
   };
   auto backward = [](Backend& b, const ConvDesc& d) {
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};

@@ -145,33 +145,10 @@ struct Op {
   memory bias;        // plain (k) bias or diff-bias, when the op has one
   int threads = 1;    // OpenMP threads it was made and runs with (threads_for)
   // A convolution backward lowered to matmul (see GemmConv below): the matmul's own views of
-  // a, b, c and the scratch, pointed at one chunk of the batch at a time.
+  // a, b, c and the scratch, pointed at one chunk of the batch at a time, and the images in
+  // a chunk.
   memory mm_a, mm_b, mm_c;
-};
-
-// Scratch memory shared by every lowered convolution (one runs at a time), 64-byte aligned
-// for the matmul kernels; it grows to the largest op's need and is then kept.
-class Scratch {
- public:
-  Scratch() = default;
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() { std::free(p_); }
-  void* get(size_t bytes) {
-    if (bytes > bytes_) {
-      const size_t rounded = (bytes + 63) / 64 * 64;
-      void* p = std::aligned_alloc(64, rounded);
-      if (!p) throw RuntimeError(fmt::format("cpu: cannot allocate {} bytes of convolution scratch", rounded));
-      std::free(p_);
-      p_ = p;
-      bytes_ = rounded;
-    }
-    return p_;
-  }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
+  int64_t chunk = 1;
 };
 
 // The primitive cache key: the op's name and every number that shapes it. Plain integers,
@@ -821,10 +798,14 @@ class DnnlBackend final : public HostBackend {
   static size_t cols_bytes_per_image(const ConvDesc& d) {
     return static_cast<size_t>(d.oh() * d.ow()) * static_cast<size_t>(d.kh * d.kw * d.c) * sizeof(float);
   }
-  // Images per chunk: the largest divisor of n whose column matrix fits kChunkBytes, so that
-  // every chunk has the same shape and one primitive serves them all.
+  // The most images whose column matrix fits kChunkBytes (at most n).
+  static int64_t chunk_fit(const ConvDesc& d) {
+    return std::min(d.n, static_cast<int64_t>(kChunkBytes / cols_bytes_per_image(d)));
+  }
+  // Images per chunk: the largest divisor of n within chunk_fit, so that every chunk has the
+  // same shape and one primitive serves them all.
   static int64_t chunk_images(const ConvDesc& d) {
-    const int64_t fit = std::min(d.n, static_cast<int64_t>(kChunkBytes / cols_bytes_per_image(d)));
+    const int64_t fit = chunk_fit(d);
     int64_t best = 1;
     for (int64_t i = 1; i <= fit; ++i)
       if (d.n % i == 0) best = i;
@@ -841,10 +822,15 @@ class DnnlBackend final : public HostBackend {
     if (static_cast<double>(d.oh()) * d.ow() * d.kh * d.kw * d.c * sizeof(float) > static_cast<double>(kChunkBytes))
       return false;
     if (conv_backward_ == ConvBackward::gemm) return true;
-    const int64_t fit = std::min(d.n, static_cast<int64_t>(kChunkBytes / cols_bytes_per_image(d)));
-    return 2 * chunk_images(d) >= fit;
+    return 2 * chunk_images(d) >= chunk_fit(d);
   }
-  memory::desc act_nhwc(int64_t n, int64_t c, int64_t h, int64_t w, dt type) const {
+  // The scratch every lowered convolution shares (one runs at a time): HostBackend's aligned
+  // memory, grown to the largest need and then kept.
+  void* scratch(size_t bytes) {
+    if (bytes > scratch_.bytes) scratch_ = alloc_bytes(bytes);
+    return scratch_.data;
+  }
+  static memory::desc act_nhwc(int64_t n, int64_t c, int64_t h, int64_t w, dt type) {
     return plain_md({n, c, h, w}, tag::nhwc, type);
   }
   // The matmul views' memory objects (their handles are set on every run) and the argument map.
@@ -861,8 +847,9 @@ class DnnlBackend final : public HostBackend {
 
   // a: unused; b: W (KCRS f32 -> ohwi in the backend's precision); c: dy (nhwc f32 -> nhwc).
   std::unique_ptr<Op> make_gemm_backward_data(const ConvDesc& d) {
-    const int64_t rc = chunk_images(d) * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
     auto op = std::make_unique<Op>();
+    op->chunk = chunk_images(d);
+    const int64_t rc = op->chunk * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
     op->b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), plain_md({d.k, d.c, d.kh, d.kw}, tag::ohwi, in_dt_));
     op->c.init(eng_, act_nhwc(d.n, d.k, d.oh(), d.ow(), dt::f32), act_nhwc(d.n, d.k, d.oh(), d.ow(), in_dt_));
     dnnl::matmul::desc desc(plain_md({rc, d.k}, tag::ab, in_dt_), plain_md({d.k, p}, tag::ab, in_dt_),
@@ -874,13 +861,13 @@ class DnnlBackend final : public HostBackend {
     op.c.in(dy.data, strm_);
     op.b.in(w.data, strm_);
     strm_.wait();
-    const int64_t ci = chunk_images(d);
+    const int64_t ci = op.chunk;
     ConvDesc chunk = d;
     chunk.n = ci;
     const size_t elem = memory::data_type_size(in_dt_);
     const size_t dy_chunk = static_cast<size_t>(ci * d.oh() * d.ow() * d.k) * elem;
     const int64_t dx_chunk = ci * d.h * d.w * d.c;
-    auto* dcols = static_cast<float*>(scratch_.get(static_cast<size_t>(ci) * cols_bytes_per_image(d)));
+    auto* dcols = static_cast<float*>(scratch(static_cast<size_t>(ci) * cols_bytes_per_image(d)));
     op.mm_b.set_data_handle(op.b.prim.get_data_handle());
     op.mm_c.set_data_handle(dcols);
     for (int64_t i = 0; i < d.n / ci; ++i) {
@@ -893,8 +880,9 @@ class DnnlBackend final : public HostBackend {
 
   // a: x (nhwc f32 -> nhwc); b: dW (ohwi f32 -> KCRS); c: dy (nhwc f32 -> nhwc).
   std::unique_ptr<Op> make_gemm_backward_weights(const ConvDesc& d) {
-    const int64_t rc = chunk_images(d) * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
     auto op = std::make_unique<Op>();
+    op->chunk = chunk_images(d);
+    const int64_t rc = op->chunk * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
     op->a.init(eng_, act_nhwc(d.n, d.c, d.h, d.w, dt::f32), act_nhwc(d.n, d.c, d.h, d.w, in_dt_));
     op->b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), plain_md({d.k, d.c, d.kh, d.kw}, tag::ohwi));
     op->c.init(eng_, act_nhwc(d.n, d.k, d.oh(), d.ow(), dt::f32), act_nhwc(d.n, d.k, d.oh(), d.ow(), in_dt_));
@@ -915,13 +903,13 @@ class DnnlBackend final : public HostBackend {
     op.c.in(dy.data, strm_);
     op.b.out(dw.data);
     strm_.wait();  // im2col reads the reordered x on the host
-    const int64_t ci = chunk_images(d);
+    const int64_t ci = op.chunk;
     ConvDesc chunk = d;
     chunk.n = ci;
     const size_t elem = memory::data_type_size(in_dt_);
     const size_t x_chunk = static_cast<size_t>(ci * d.h * d.w * d.c) * elem;
     const size_t dy_chunk = static_cast<size_t>(ci * d.oh() * d.ow() * d.k) * elem;
-    void* cols = scratch_.get(static_cast<size_t>(ci) * cols_bytes_per_image(d));
+    void* cols = scratch(static_cast<size_t>(ci) * cols_bytes_per_image(d));
     auto* dw_ohwi = static_cast<float*>(op.b.prim.get_data_handle());
     std::fill(dw_ohwi, dw_ohwi + d.k * d.kh * d.kw * d.c, 0.0f);
     op.mm_b.set_data_handle(cols);
@@ -941,7 +929,7 @@ class DnnlBackend final : public HostBackend {
   enum class ConvBackward { auto_, direct, gemm };
   ConvBackward conv_backward_ = ConvBackward::auto_;
   std::string conv_backward_name_;  // the MNISTCTL_DNNL_CONV_BACKWARD override, empty for the default
-  Scratch scratch_;
+  Buffer scratch_;  // see scratch()
   dt in_dt_;  // inputs of convolutions and inner products: f32, or bf16 (see the top)
   ConvLayout conv_layout_ = ConvLayout::auto_;
   std::string layout_name_;  // the MNISTCTL_DNNL_LAYOUT override, empty for the default
