@@ -134,9 +134,12 @@ int train_in_job(const TrainOptions& o, Collective& job) {
       std::fputs(fmt::format("stop at validation accuracy {:g}\n", t.stop_at_accuracy).c_str(), stdout);
     if (!o.resume) {
       const bool taken = !run_files(out_dir).empty();
+      const std::vector<std::string> foreign = foreign_files(out_dir);
       std::fputs(fmt::format("run folder {}{}\n", out_dir,
-                             !taken ? "" : o.overwrite ? " (holds a run: --overwrite would replace it)"
-                                                      : " (holds a run: train refuses without --resume or --overwrite)")
+                             !foreign.empty() ? fmt::format(" (holds {}, which no run wrote: train refuses)", foreign.front())
+                             : !taken         ? ""
+                             : o.overwrite    ? " (holds a run: --overwrite would replace it)"
+                                              : " (holds a run: train refuses without --resume or --overwrite)")
                      .c_str(),
                  stdout);
     }

@@ -20,6 +20,7 @@
 
 #include "report/run_reader.h"
 #include "train/metrics.h"
+#include "train/run_folder.h"
 
 namespace mnistctl {
 
@@ -64,9 +65,9 @@ struct ReportInputs {
 
 std::string render_report(const ReportInputs& in);
 
-// The marker render_report puts in every page, so `report --output` can tell a previous
-// report (which it may replace) from any other file (which it must not).
-inline constexpr const char* kReportMarker = "<meta name=\"generator\" content=\"mnistctl report\">";
+// render_report puts kReportMarker (train/run_folder.h: the run folder tells its report by it
+// too) in every page, so `report --output` can tell a previous report (which it may replace)
+// from any other file (which it must not).
 
 // HTML text escaping (& < > " ').
 std::string html_escape(const std::string& s);

@@ -18,6 +18,7 @@ namespace {
 // The files directly in a run folder that belong to a run (besides checkpoints/*.ckpt).
 // report.html is `mnistctl report`'s default output: it describes this run, so it goes with it.
 const char* const kRunFiles[] = {"last.ckpt", "best.ckpt", "metrics.jsonl", "metrics.csv", "config.yaml", "report.html"};
+constexpr char kCheckpointMagic[] = "MNISTCKP";  // checkpoint.cpp's kMagic
 
 const char* const kCsvHeader =
     "epoch,train_accuracy,loss,val_accuracy,val_loss,lr,time_s,val_time_s,images_per_s,elapsed_s";
@@ -26,15 +27,30 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-}  // namespace
+bool starts_with(const std::string& s, const std::string& head) { return s.compare(0, head.size(), head) == 0; }
 
-std::string default_run_dir(const Config& cfg) {
-  const std::string& ds = cfg.data.dataset;
-  if (cfg.name == ds || ends_with(cfg.name, "-" + ds)) return "runs/" + cfg.name;
-  return "runs/" + cfg.name + "-" + ds;
+// Whether the file `name` (relative to the run folder) was written by a mnistctl run, told by
+// its first bytes: a file of the same name that is not (a user's config.yaml or notes) is
+// never replaced or removed. `run_evidence`: the folder holds a checkpoint or metrics that a
+// run wrote, which also vouches for a config.yaml from before config.yaml had its marker line.
+bool written_by_run(const fs::path& p, const std::string& name, bool run_evidence) {
+  std::error_code ec;
+  const auto size = fs::file_size(p, ec);
+  if (ec) return false;
+  const std::string head = read_prefix(p.string(), 4096);
+  if (size > 0 && head.empty()) return false;  // unreadable: not ours to judge, so not ours to remove
+  if (ends_with(name, ".ckpt")) return starts_with(head, kCheckpointMagic);
+  // A run killed while starting may leave its logs empty.
+  if (name == "metrics.jsonl") return head.empty() || starts_with(head, "{\"type\":\"");
+  if (name == "metrics.csv") return head.empty() || starts_with(head, "epoch,");
+  if (name == "report.html") return head.find(kReportMarker) != std::string::npos;
+  if (name == "config.yaml") return starts_with(head, kRunConfigMarker) || run_evidence;
+  return false;
 }
 
-std::vector<std::string> run_files(const std::string& dir) {
+// Every path where a run keeps a file, relative to `dir`, that exists: kRunFiles, then
+// checkpoints/*.ckpt in name order.
+std::vector<std::string> run_paths(const std::string& dir) {
   std::vector<std::string> found;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return found;
@@ -50,7 +66,55 @@ std::vector<std::string> run_files(const std::string& dir) {
   return found;
 }
 
+// Splits run_paths into the run's own files (and folders standing where a run keeps a file,
+// which begin() refuses by name) and files a run did not write.
+void classify(const std::string& dir, std::vector<std::string>* own, std::vector<std::string>* foreign) {
+  const std::vector<std::string> paths = run_paths(dir);
+  bool evidence = false;
+  for (const auto& f : paths) {
+    std::error_code ec;
+    const fs::path p = fs::path(dir) / f;
+    if (f != "config.yaml" && f != "report.html" && fs::is_regular_file(p, ec) && fs::file_size(p, ec) > 0 &&
+        written_by_run(p, f, false))
+      evidence = true;
+  }
+  for (const auto& f : paths) {
+    std::error_code ec;
+    const fs::path p = fs::path(dir) / f;
+    if (!fs::is_regular_file(p, ec) || written_by_run(p, f, evidence)) {
+      if (own) own->push_back(f);
+    } else if (foreign) {
+      foreign->push_back(f);
+    }
+  }
+}
+
+}  // namespace
+
+std::string default_run_dir(const Config& cfg) {
+  const std::string& ds = cfg.data.dataset;
+  if (cfg.name == ds || ends_with(cfg.name, "-" + ds)) return "runs/" + cfg.name;
+  return "runs/" + cfg.name + "-" + ds;
+}
+
+std::vector<std::string> run_files(const std::string& dir) {
+  std::vector<std::string> own;
+  classify(dir, &own, nullptr);
+  return own;
+}
+
+std::vector<std::string> foreign_files(const std::string& dir) {
+  std::vector<std::string> foreign;
+  classify(dir, nullptr, &foreign);
+  return foreign;
+}
+
 void check_fresh_run(const std::string& dir, bool overwrite) {
+  const std::vector<std::string> foreign = foreign_files(dir);
+  if (!foreign.empty())
+    throw UsageError(fmt::format("{}/{}: exists and was not written by a mnistctl run; train leaves it alone and "
+                                 "stops (move it away, or train into another --out)",
+                                 dir, foreign.front()));
   if (overwrite) return;
   std::vector<std::string> files = run_files(dir);
   if (files.empty()) return;
@@ -141,7 +205,7 @@ void RunFolder::begin(bool resume, bool overwrite, const std::string& config_yam
     }
   }
   make_dirs(dir_ + "/checkpoints");
-  write_file_atomic(dir_ + "/config.yaml", config_yaml);
+  write_file_atomic(dir_ + "/config.yaml", kRunConfigMarker + config_yaml);
 
   const std::string jl = dir_ + "/metrics.jsonl", csv = dir_ + "/metrics.csv";
   jsonl_.open(jl, std::ios::app);

@@ -30,13 +30,27 @@ namespace mnistctl {
 // runs/mlp-fashion-mnist), or runs/<config name> when the name already ends in the dataset.
 std::string default_run_dir(const Config& cfg);
 
+// The first line of the config.yaml a run writes: it marks the file as the run's own, so that
+// a user's config.yaml in the folder is never replaced or removed.
+inline constexpr const char* kRunConfigMarker = "# mnistctl train: the resolved config of this run\n";
+// The marker `mnistctl report` puts in every page, so that a previous report (which report
+// may replace, and --overwrite removes with its run) is told from any other file.
+inline constexpr const char* kReportMarker = "<meta name=\"generator\" content=\"mnistctl report\">";
+
 // The files of a run that `dir` holds, relative to it (config.yaml, metrics.jsonl,
 // metrics.csv, last.ckpt, best.ckpt, report.html, checkpoints/*.ckpt); empty when it holds
-// none.
+// none. Only files a run wrote count (told by their first bytes: the checkpoint magic, the
+// metrics' first record or header, the report's and config's markers); a folder standing
+// where a run keeps a file is listed too.
 std::vector<std::string> run_files(const std::string& dir);
 
-// Throws UsageError (exit 2) naming the folder and the ways out when `dir` holds a run and
-// `overwrite` is false. Deletes nothing.
+// Files at those names that a run did not write (a user's config.yaml or report.html):
+// train neither replaces nor removes them, and stops.
+std::vector<std::string> foreign_files(const std::string& dir);
+
+// Throws UsageError (exit 2) naming the file when `dir` holds a file where a run writes one
+// that a run did not write (even with `overwrite`), and naming the folder and the ways out
+// when `dir` holds a run and `overwrite` is false. Deletes nothing.
 void check_fresh_run(const std::string& dir, bool overwrite);
 
 // The folder directly under `parent` whose last.ckpt was written most recently; empty when

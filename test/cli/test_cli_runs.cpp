@@ -23,6 +23,7 @@
 #include "cli/run_files.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/run_folder.h"
 
 using namespace mnistctl;
 using namespace mnistctl::test;
@@ -190,10 +191,21 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   both.insert(both.end(), {"--overwrite", "--resume"});
   CHECK(run_mnistctl(both).code == 2);
 
+  // A report.html that mnistctl report did not write is the user's: even --overwrite stops
+  // before deleting anything, and names it.
+  std::ofstream(out + "/notes.txt") << "my notes\n";
+  std::ofstream(out + "/report.html") << "<html>my own page</html>\n";
+  RunResult mine = run_mnistctl(over);
+  INFO(mine.out << mine.err);
+  CHECK(mine.code == 2);
+  CHECK(one_line(mine));
+  CHECK(mine.err.find(out + "/report.html: exists and was not written by a mnistctl run") != std::string::npos);
+  CHECK(read_text(out + "/report.html") == "<html>my own page</html>\n");
+  CHECK(read_text(out + "/last.ckpt") == last);
+
   // --overwrite that can train: says what it removed and leaves only the new run (the old
   // run's report.html with it: it described that run).
-  std::ofstream(out + "/notes.txt") << "my notes\n";
-  std::ofstream(out + "/report.html") << "<html>the old run</html>\n";
+  std::ofstream(out + "/report.html") << "<html><head>" << kReportMarker << "</head>the old run</html>\n";
   RunResult replaced = run_mnistctl(over);
   INFO(replaced.out << replaced.err);
   REQUIRE(replaced.code == 0);
@@ -205,6 +217,40 @@ TEST_CASE("a fresh train never replaces a run without --overwrite, and --overwri
   CHECK(records(out, "epoch").size() == 1);
   CHECK(read_csv(out + "/metrics.csv").rows.size() == 1);
   CHECK(read_text(out + "/notes.txt") == "my notes\n");  // not a run's file: kept
+}
+
+TEST_CASE("a folder of the user's own files is not a run: train refuses to replace them, even with --overwrite") {
+  // A project folder with the user's config (used as --config) and a page of their own: the
+  // names are a run's, the files are not. Nothing is replaced or removed, with or without
+  // --overwrite, and the error names the file.
+  std::string root = data_root("runs-mine-data");
+  std::string out = scratch_dir("runs-mine") + "/project";
+  fs::create_directories(out);
+  const std::string config = read_text(config_file("mlp.yaml"));
+  std::ofstream(out + "/config.yaml") << config;
+  std::ofstream(out + "/report.html") << "<html>my notes</html>\n";
+  for (bool overwrite : {false, true}) {
+    auto args = quick_mlp(root, out, 1);
+    for (size_t i = 0; i + 1 < args.size(); ++i)
+      if (args[i] == "--config") args[i + 1] = out + "/config.yaml";
+    if (overwrite) args.push_back("--overwrite");
+    RunResult r = run_mnistctl(args);
+    INFO(r.out << r.err);
+    CHECK(r.code == 2);
+    CHECK(one_line(r));
+    CHECK(r.err.find(out + "/config.yaml: exists and was not written by a mnistctl run") != std::string::npos);
+    CHECK(read_text(out + "/config.yaml") == config);
+    CHECK(read_text(out + "/report.html") == "<html>my notes</html>\n");
+    CHECK(!fs::exists(out + "/metrics.jsonl"));
+  }
+  // A run's own config.yaml carries the marker line, and --overwrite replaces that run.
+  std::string run = scratch_dir("runs-mine") + "/run";
+  RunResult first = run_mnistctl(quick_mlp(root, run, 1));
+  REQUIRE(first.code == 0);
+  CHECK(read_text(run + "/config.yaml").rfind(kRunConfigMarker, 0) == 0);
+  auto again = quick_mlp(root, run, 1);
+  again.push_back("--overwrite");
+  CHECK(run_mnistctl(again).code == 0);
 }
 
 TEST_CASE("a folder whose run stopped before its first checkpoint is refused with --overwrite as the way out") {
