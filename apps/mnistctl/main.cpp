@@ -226,16 +226,13 @@ int main(int argc, char** argv) {
 
   // help, completion, did-you-mean and the short usage (lib/cli): after every subcommand.
   cli::add_builtin_commands(app);
+  int rc = kExitUsage;
   try {
-    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;  // a subcommand's check may throw Error
-    if (*f) return run_fetch(fetch);
-    if (*t) return run_train(train);
-    if (*e) return run_eval(eval);
-    if (*p) return run_predict(predict);
-    if (*b) return run_bench(bench);
-    if (*x) return run_export(exp);
-    if (*rp) return run_report(report);
-    if (*i) return run_info(info);
+    rc = cli::parse(app, argc, argv);  // a subcommand's check may throw Error
+    if (rc >= 0) return cli::finish_output(rc);
+    rc = *f ? run_fetch(fetch) : *t ? run_train(train) : *e ? run_eval(eval) : *p ? run_predict(predict)
+       : *b ? run_bench(bench) : *x ? run_export(exp) : *rp ? run_report(report) : *i ? run_info(info)
+       : kExitUsage;
   } catch (const Error& err) {
     std::fprintf(stderr, "mnistctl: %s\n", err.what());
     return err.code();
@@ -250,5 +247,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mnistctl: %s\n", err.what());
     return kExitRuntime;
   }
-  return kExitUsage;
+  return cli::finish_output(rc);
 }

@@ -9,7 +9,10 @@
 
 #include <cctype>
 #include <charconv>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <iostream>
 
 #include <fmt/format.h>
 
@@ -470,6 +473,17 @@ std::string bash_completion(const CLI::App& app) {
       "}}\n"
       "complete -o default -F _{0} {0}\n",
       kProg, join(subs, "|"), join(top, " "), cases);
+}
+
+int finish_output(int rc) {
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  const int err = errno;
+  std::cout.flush();
+  if (flushed && !std::ferror(stdout) && std::cout.good()) return rc;
+  std::fprintf(stderr, "%s: writing to standard output failed%s%s\n", kProg, err ? ": " : "",
+               err ? std::strerror(err) : "");
+  return rc == kExitOk || rc == kExitGateFailed ? kExitRuntime : rc;
 }
 
 }  // namespace mnistctl::cli

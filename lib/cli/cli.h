@@ -24,6 +24,11 @@ void add_builtin_commands(CLI::App& app);
 // number after a flag that takes a value is that value (`--threads -1` as `--threads=-1`).
 int parse(CLI::App& app, int argc, char** argv);
 
+// Flushes standard output and turns a write to it that failed (a full disk, a closed file)
+// into exit 3 with one line on stderr: a result that did not reach its file is not a success.
+// `rc` is the command's exit code; an error code the command already returned is kept.
+int finish_output(int rc);
+
 // A value from a fixed list; a wrong one fails with the list and a "did you mean".
 // The description "{a,b,c}" is what help shows and what the completion script offers.
 CLI::Validator one_of(std::vector<std::string> allowed);

@@ -93,7 +93,18 @@ int run_info(const InfoOptions& o) {
   // The run's best epoch so far (train keeps it in best.ckpt and in every checkpoint's meta).
   const int64_t best_epoch = ckpt.meta_int_or("best_epoch", path, 0);
   const double best_val = ckpt.meta_double_or("best_val_accuracy", path, 0.0);
-  const std::string best_file = run + "/best.ckpt";
+  // best.ckpt is named only where it holds that epoch: a checkpoint from earlier in the run
+  // knows the best so far, and the run may have found a better one since.
+  std::string best_file = run + "/best.ckpt";
+  int64_t best_file_epoch = -1;
+  if (best_epoch > 0 && fs::exists(best_file)) {
+    try {
+      best_file_epoch = best_file == path ? epoch : load_checkpoint(best_file).meta_int_or("epoch", best_file, -1);
+    } catch (const Error&) {
+      best_file_epoch = -1;  // a damaged best.ckpt: not named here (eval and info on it say what is wrong)
+    }
+  }
+  const bool best_here = best_file_epoch == best_epoch;
 
   if (o.json) {
     std::string layers;
@@ -107,7 +118,7 @@ int run_info(const InfoOptions& o) {
                                         epoch, rec->val_accuracy, rec->train_accuracy, rec->loss)
                           : "null";
     std::string best = best_epoch > 0 ? fmt::format("{{\"epoch\":{},\"validation\":{:.6f},\"checkpoint\":{}}}",
-                                                    best_epoch, best_val, fs::exists(best_file) ? json_string(best_file) : "null")
+                                                    best_epoch, best_val, best_here ? json_string(best_file) : "null")
                                       : "null";
     std::fputs(fmt::format("{{\"checkpoint\":{},\"run\":{},\"name\":{},\"network\":{{\"input\":{},\"classes\":{},"
                            "\"parameters\":{},\"layers\":[{}]}},\"dataset\":{},\"epoch\":{},\"epochs\":{},"
@@ -135,7 +146,10 @@ int run_info(const InfoOptions& o) {
     accuracy = fmt::format("unknown (no epoch {} record in {})", epoch, metrics);
   if (best_epoch > 0)
     accuracy += fmt::format("\nbest: validation {:.4f} at epoch {}{}", best_val, best_epoch,
-                            fs::exists(best_file) ? fmt::format(" ({})", best_file) : std::string());
+                            best_here              ? fmt::format(" ({})", best_file)
+                            : best_file_epoch > 0 ? fmt::format(" (as of this checkpoint; {} now holds epoch {})",
+                                                                best_file, best_file_epoch)
+                                                  : std::string());
   std::string yaml;
   for (size_t i = 0, j; i < ckpt.config_yaml.size(); i = j + 1) {
     j = ckpt.config_yaml.find('\n', i);

@@ -346,6 +346,40 @@ TEST_CASE("a trained run: info, eval/predict --dataset, and --resume refusing an
   RunResult same = train({"--epochs", "2", "--resume"});
   INFO(same.out << same.err);
   REQUIRE(same.code == 0);
+  // info on epoch 1's checkpoint names best.ckpt only where best.ckpt holds the best epoch
+  // that checkpoint knew (epoch 1): after a better epoch 2 it says what best.ckpt holds now.
+  {
+    const int64_t best_now = load_checkpoint(run + "/best.ckpt").meta_int("epoch", "best.ckpt");
+    RunResult old_text = run_mnistctl({"info", run + "/checkpoints/epoch-001.ckpt"});
+    RunResult old_json = run_mnistctl({"info", run + "/checkpoints/epoch-001.ckpt", "--json"});
+    INFO(old_text.out << old_json.out << "best.ckpt holds epoch " << best_now);
+    REQUIRE(old_text.code == 0);
+    REQUIRE(old_json.code == 0);
+    CHECK(old_text.out.find("at epoch 1 (") != std::string::npos);
+    if (best_now == 1) {
+      CHECK(old_text.out.find("at epoch 1 (" + run + "/best.ckpt)") != std::string::npos);
+      CHECK(old_json.out.find("\"checkpoint\":\"" + run + "/best.ckpt\"}") != std::string::npos);
+    } else {
+      CHECK(old_text.out.find("at epoch 1 (as of this checkpoint; " + run + "/best.ckpt now holds epoch " +
+                              std::to_string(best_now) + ")") != std::string::npos);
+      CHECK(old_json.out.find("\"best\":{\"epoch\":1,") != std::string::npos);
+      CHECK(old_json.out.find("\"checkpoint\":null}") != std::string::npos);
+    }
+  }
+  // A result that cannot be written to standard output (a full disk) is a failure, exit 3,
+  // with one line, not an exit 0 over an empty file.
+  if (fs::exists("/dev/full")) {
+    const std::string err = dir + "/full.err";
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"info", run, "--json"}, {"eval", "--model", run, "--data-dir", root, "--json"},
+          {"eval", "--model", run, "--data-dir", root, "--min-accuracy", "0.99"}, {"help"}, {"--version"},
+          {"completion", "bash"}}) {
+      Limited r = run_to_files(args, "/dev/full", err);
+      INFO(args[0] << ": " << r.err << read_text(err));
+      CHECK(r.code == 3);
+      CHECK(read_text(err).find("mnistctl: writing to standard output failed") != std::string::npos);
+    }
+  }
   // An edited file: refused, naming the keys; the run is untouched.
   std::string text = read_text(cfg);
   REQUIRE(text.find("learning_rate: 0.1") != std::string::npos);
