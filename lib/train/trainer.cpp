@@ -191,6 +191,22 @@ class Trainer {
         throw UsageError(fmt::format("{}: saved in the middle of an epoch over {} training images; resume it "
                                      "with the same data (now {}: was data.train_limit changed?)",
                                      last_path, c.meta_int("train_samples", last_path), train.count));
+      // The rest of the epoch must see the images the first part did not: the same dataset in
+      // the same order (data.shuffle, train.seed), or some images twice and others never.
+      if (start_batch > 0) {
+        const Config saved = load_config_text(c.config_yaml, last_path + " (embedded config)");
+        std::string changed;
+        auto differs = [&](const char* key, const std::string& was, const std::string& now) {
+          if (was != now) changed += fmt::format("{}{} (was {}, now {})", changed.empty() ? "" : ", ", key, was, now);
+        };
+        differs("data.dataset", saved.data.dataset, cfg_.data.dataset);
+        differs("data.shuffle", saved.data.shuffle ? "true" : "false", cfg_.data.shuffle ? "true" : "false");
+        differs("train.seed", std::to_string(saved.train.seed), std::to_string(t_.seed));
+        if (!changed.empty())
+          throw UsageError(fmt::format("{}: saved in the middle of an epoch, whose remaining batches depend on the "
+                                       "data and its order; resume it with the same {}",
+                                       last_path, changed));
+      }
       if (start_batch > 0) {
         const NamedTensor* m = c.find("metrics/train");
         if (!m || m->data.size() != kMetricSlots)

@@ -201,6 +201,18 @@ TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume r
                                     "data.train_limit=5000"});
   CHECK(changed.code == 2);
   CHECK(changed.err.find("data.train_limit") != std::string::npos);
+  // So is it only for the same order: another seed or no shuffling would show the rest of the
+  // epoch some images twice and others never.
+  RunResult seed = run_mnistctl({"train", "--out", out, "--data-dir", root, "--resume", "--seed", "7"});
+  INFO(seed.err);
+  CHECK(seed.code == 2);
+  CHECK(seed.err.find("saved in the middle of an epoch") != std::string::npos);
+  CHECK(seed.err.find("train.seed (was 42, now 7)") != std::string::npos);
+  RunResult order = run_mnistctl({"train", "--out", out, "--data-dir", root, "--resume", "--set", "data.shuffle=false"});
+  INFO(order.err);
+  CHECK(order.code == 2);
+  CHECK(order.err.find("data.shuffle (was true, now false)") != std::string::npos);
+  CHECK(load_checkpoint(out + "/last.ckpt").meta_int("batch", "") == c.meta_int("batch", ""));  // untouched
   CHECK(run_mnistctl({"train", "--out", out, "--data-dir", root, "--resume"}).code == 0);
 }
 
