@@ -2,11 +2,13 @@
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -30,6 +32,65 @@ void test_only_write_delay() {
   if (ms > 0) ::usleep(static_cast<useconds_t>(std::min(ms, 10000L)) * 1000);
 }
 
+// Ctrl-C, SIGTERM or SIGHUP end a command that does not handle them (predict, export,
+// report) at once, skipping the destructor that would remove its temporary file. While a
+// writer is open, a handler removes the temporary files still open, then lets the signal end
+// the process as before (same signal, same exit status). It is installed only for a signal
+// whose disposition is still the default: train handles them itself (StopSignals) and
+// finishes or drops its writes, and an ignored signal stays ignored. Everything the handler
+// touches is fixed-size and lock-free, and unlink is async-signal-safe.
+constexpr int kSlots = 16;
+constexpr size_t kSlotPath = 4096;
+struct Slot {
+  std::atomic<bool> claimed{false};  // owned by a writer
+  std::atomic<bool> ready{false};    // path holds its temporary file's name
+  char path[kSlotPath];
+};
+Slot g_slots[kSlots];
+
+extern "C" void remove_temporaries_and_die(int sig) {
+  for (Slot& s : g_slots)
+    if (s.ready.load()) ::unlink(s.path);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void install_cleanup_handlers() {
+  static const bool done = [] {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction cur {};
+      if (::sigaction(sig, nullptr, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_DFL) continue;
+      struct sigaction sa {};
+      sa.sa_handler = remove_temporaries_and_die;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(sig, &sa, nullptr);
+    }
+    return true;
+  }();
+  (void)done;
+}
+
+// A slot for `tmp` (-1 when all are taken or the name is too long: that file is then only
+// removed by the destructor, as before).
+int register_temporary(const std::string& tmp) {
+  if (tmp.size() >= kSlotPath) return -1;
+  install_cleanup_handlers();
+  for (int i = 0; i < kSlots; ++i) {
+    bool expected = false;
+    if (!g_slots[i].claimed.compare_exchange_strong(expected, true)) continue;
+    std::memcpy(g_slots[i].path, tmp.c_str(), tmp.size() + 1);
+    g_slots[i].ready.store(true);
+    return i;
+  }
+  return -1;
+}
+
+void release_temporary(int slot) {
+  if (slot < 0) return;
+  g_slots[slot].ready.store(false);
+  g_slots[slot].claimed.store(false);
+}
+
 }  // namespace
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
@@ -42,6 +103,7 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
     return;
   }
   tmp_ = fmt::format("{}.tmp.{}", path, ::getpid());
+  slot_ = register_temporary(tmp_);  // before the file exists: a signal in between finds nothing to remove
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   // Every failure to write an output is an I/O failure (exit 3), whichever command hits it.
   if (fd_ < 0) throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
@@ -50,6 +112,7 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_ && !tmp_.empty()) ::unlink(tmp_.c_str());
+  release_temporary(slot_);
 }
 
 void AtomicFile::write(const void* data, size_t size) {
@@ -80,6 +143,8 @@ void AtomicFile::commit() {
   if (::rename(tmp_.c_str(), path_.c_str()) != 0)
     throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path_, std::strerror(errno)));
   committed_ = true;
+  release_temporary(slot_);
+  slot_ = -1;
   // The rename is durable only once the folder's entry is on disk.
   sync_folder_of(path_);
 }

@@ -5,7 +5,8 @@
 // The data goes to "<path>.tmp.<pid>" in the same folder; commit() fsyncs it, checks close(),
 // renames it over `path` and fsyncs the folder. A writer destroyed without commit() (an
 // error, an exception) removes its temporary file, so a failed run leaves the previous file
-// (if any) untouched. A target that exists and is not a regular file (/dev/null, a FIFO) is
+// (if any) untouched, and so does a process ended by SIGINT, SIGTERM or SIGHUP where nothing
+// else handles them (only SIGKILL can leave a temporary file). A target that exists and is not a regular file (/dev/null, a FIFO) is
 // written in place. Opening fails at once (before any work); every failure is a RuntimeError
 // (exit 3) naming `path`, except a folder in its place (exit 2). write_file_atomic is this class
 // with one write.
@@ -30,6 +31,7 @@ class AtomicFile {
  private:
   std::string path_, tmp_;  // tmp_ empty: written in place
   int fd_ = -1;
+  int slot_ = -1;  // its entry in the list a Ctrl-C removes (atomic_file.cpp)
   bool committed_ = false;
 };
 

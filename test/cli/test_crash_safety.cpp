@@ -254,3 +254,42 @@ TEST_CASE("train killed with SIGKILL at random moments resumes to the same predi
   REQUIRE(pred.code == 0);
   CHECK(pred.out == ref_pred.out);  // byte for byte
 }
+
+TEST_CASE("predict --output stopped by Ctrl-C or SIGTERM leaves no temporary file and no output") {
+  const std::string mnist = mnist_dir();
+  if (mnist.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
+  const std::string base = scratch_dir("crash-predict");
+  const std::string root = base + "/data";
+  fs::create_directories(root);
+  fs::create_directory_symlink(fs::absolute(mnist), root + "/mnist");
+  const std::string run = base + "/run";
+  RunResult t = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out", run,
+                              "--epochs", "1", "--threads", "2", "--set", "data.train_limit=500", "--set",
+                              "data.test_limit=200", "--set", "train.log_interval=0"});
+  INFO(t.out << t.err);
+  REQUIRE(t.code == 0);
+  // The write-delay hook holds the finished temporary file before its rename: the signal
+  // lands while it exists.
+  for (int sig : {SIGINT, SIGTERM}) {
+    const std::string out = base + "/probs-" + std::to_string(sig) + ".csv";
+    const std::string log = base + "/predict-" + std::to_string(sig) + ".log";
+    pid_t pid = spawn({"predict", "--model", run, "--data-dir", root, "--threads", "2", "--output", out}, log,
+                      "MNISTCTL_TEST_WRITE_DELAY_MS=10000");
+    REQUIRE(pid > 0);
+    const std::string tmp = out + ".tmp." + std::to_string(pid);
+    bool seen = false;
+    int status = 0;
+    for (int i = 0; i < 2000 && !seen; ++i) {  // up to 10 s for predict to start writing
+      seen = fs::exists(tmp);
+      if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (seen) kill(pid, sig);
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    INFO(read_text(log));
+    REQUIRE(seen);
+    CHECK(WIFSIGNALED(status));
+    CHECK((WIFSIGNALED(status) && WTERMSIG(status) == sig));  // ended by the signal, as before
+    CHECK(!fs::exists(tmp));
+    CHECK(!fs::exists(out));
+  }
+}
