@@ -10,7 +10,8 @@
 //   - not under data parallelism, even with one rank (no MPI or NCCL call may sit inside a graph);
 //   - a full batch (the last, smaller batch of an epoch runs eagerly);
 //   - not the first step of its kind and size in this process: that one runs eagerly, so
-//     cuDNN's algorithm choice and every workspace are settled before the capture.
+//     cuDNN's algorithm choice and every workspace are settled before the capture (a graph
+//     keeps the scratch blocks it was captured with alive, whatever later eager steps grow).
 // A failed capture prints one warning line with the reason and turns graphs off for the
 // rest of the run (the failed step then runs eagerly; nothing of it had run).
 // The step function must set every piece of host state it relies on itself (it runs once

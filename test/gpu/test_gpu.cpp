@@ -546,7 +546,8 @@ TEST_CASE("mnistctl train --set train.cuda_graphs=true gives the weights of the 
   fs::create_directories(scratch + "/data");
   fs::create_directory_symlink(mnist, scratch + "/data/mnist");
   // Dropout (its step from the replay's scalars), a smaller last batch in training (1000 =
-  // 15 x 64 + 40) and in validation (300 = 4 x 64 + 44), SGD with momentum and Adam.
+  // 15 x 64 + 40) and in validation (300 = 4 x 64 + 44), SGD with momentum and Adam, and a
+  // learning rate halved after epoch 1 (the trainer's lr through the replays' scalars).
   std::ofstream(scratch + "/net.yaml")
       << "name: graphs\nnetwork:\n  layers:\n"
          "    - {type: convolution, kernel: 5, num_filter: 8}\n    - {type: activation, act_type: relu}\n"
@@ -559,7 +560,8 @@ TEST_CASE("mnistctl train --set train.cuda_graphs=true gives the weights of the 
       std::string out = scratch + "/" + opt + "-" + graphs;
       return run("'" + kExe + "' train --config '" + scratch + "/net.yaml' --ctx gpu --deterministic --epochs 2 " +
                      "--set data.train_limit=1000 --set data.test_limit=300 --set train.optimizer=" + opt +
-                     " --set train.learning_rate=0.01 --set train.cuda_graphs=" + graphs + " --data-dir '" + scratch +
+                     " --set train.learning_rate=0.01 --set train.lr_schedule.type=step"
+                     " --set train.lr_schedule.factor=0.5 --set train.cuda_graphs=" + graphs + " --data-dir '" + scratch +
                      "/data' --out '" + out + "'",
                  scratch);
     };
@@ -574,5 +576,25 @@ TEST_CASE("mnistctl train --set train.cuda_graphs=true gives the weights of the 
     const std::string b = checkpoint_tensors(scratch + "/" + opt + "-true/last.ckpt");
     CHECK(a.size() > 100000);
     CHECK(a == b);  // byte for byte
+    // The metrics too: training sums from the training graph, validation from its own graph.
+    auto epochs = [&](const std::string& graphs) {
+      std::string kept;
+      std::ifstream in(scratch + "/" + opt + "-" + graphs + "/metrics.jsonl");
+      for (std::string l; std::getline(in, l);) {
+        if (l.find("\"type\":\"epoch\"") == std::string::npos) continue;
+        for (const char* key : {"\"train_accuracy\":", "\"loss\":", "\"val_accuracy\":", "\"val_loss\":", "\"lr\":"}) {
+          const size_t at = l.find(key);
+          REQUIRE(at != std::string::npos);
+          kept += l.substr(at, l.find(',', at) - at) + " ";
+        }
+        kept += "\n";
+      }
+      return kept;
+    };
+    const std::string ea = epochs("false"), eb = epochs("true");
+    INFO("eager epochs:\n" << ea << "graphs epochs:\n" << eb);
+    CHECK(std::count(ea.begin(), ea.end(), '\n') == 2);
+    CHECK(ea.find("\"lr\":0.005") != std::string::npos);  // epoch 2 at the halved rate
+    CHECK(ea == eb);
   }
 }

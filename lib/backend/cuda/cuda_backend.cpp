@@ -35,6 +35,16 @@ DeviceContext::DeviceContext(int dev, bool allow_tf32) : device(dev) {
     check_cudnn(cudnnSetStream(cudnn, stream), op, "cudnnSetStream");
     check_cublas(cublasCreate(&cublas), op, "cublasCreate");
     check_cublas(cublasSetStream(cublas, stream), op, "cublasSetStream");
+    // cuBLAS's own workspace, set once: without one, cuBLAS takes it from a pool per call,
+    // and inside a CUDA graph capture that puts allocation nodes into the graph and may pick
+    // other kernels than the eager step did (the graph must equal the eager step bit for bit).
+    // NVIDIA's recommended size: 32 MiB on Hopper and later, 4 MiB before. Set after
+    // cublasSetStream, which resets it.
+    cudaDeviceProp prop{};
+    check_cuda(cudaGetDeviceProperties(&prop, dev), op, "cudaGetDeviceProperties");
+    cublas_workspace_bytes = prop.major >= 9 ? (size_t{32} << 20) : (size_t{4} << 20);
+    check_cuda(cudaMalloc(&cublas_workspace, cublas_workspace_bytes), op, "cudaMalloc (cuBLAS workspace)");
+    check_cublas(cublasSetWorkspace(cublas, cublas_workspace, cublas_workspace_bytes), op, "cublasSetWorkspace");
     // CUBLAS_DEFAULT_MATH is strict FP32 for sgemm; TF32 only when asked for.
     check_cublas(cublasSetMathMode(cublas, allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
                  op, "cublasSetMathMode");
@@ -49,9 +59,11 @@ DeviceContext::~DeviceContext() { release(); }
 void DeviceContext::release() {
   if (stream) cudaStreamSynchronize(stream);
   if (cublas) cublasDestroy(cublas);
+  if (cublas_workspace) cudaFree(cublas_workspace);
   if (cudnn) cudnnDestroy(cudnn);
   if (stream) cudaStreamDestroy(stream);
   cublas = nullptr;
+  cublas_workspace = nullptr;
   cudnn = nullptr;
   stream = nullptr;
 }

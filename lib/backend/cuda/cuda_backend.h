@@ -45,6 +45,8 @@ struct DeviceContext {
   cudaStream_t stream = nullptr;
   cudnnHandle_t cudnn = nullptr;
   cublasHandle_t cublas = nullptr;
+  void* cublas_workspace = nullptr;  // cuBLAS's workspace for the handle's life (see the constructor)
+  size_t cublas_workspace_bytes = 0;
   explicit DeviceContext(int device, bool allow_tf32);
   ~DeviceContext();
   DeviceContext(const DeviceContext&) = delete;

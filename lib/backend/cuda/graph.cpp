@@ -28,6 +28,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -84,9 +85,14 @@ namespace {
 
 class CudaStepGraph final : public StepGraph {
  public:
+  // `keep`: the backend's scratch blocks the captured kernels read and write (the cuDNN
+  // workspace, the ones vector, the softmax row stats). A later eager call of another shape
+  // (the smaller last batch) may grow them, which frees the old block: the graph holds its
+  // own reference, so the addresses baked into it stay valid for its life.
   CudaStepGraph(std::shared_ptr<GraphSlots> slots, cudaGraphExec_t exec, bool adam, float beta1, float beta2,
-                int64_t max_first)
-      : slots_(std::move(slots)), exec_(exec), adam_(adam), beta1_(beta1), beta2_(beta2), max_first_(max_first) {}
+                int64_t max_first, std::vector<std::shared_ptr<void>> keep)
+      : slots_(std::move(slots)), exec_(exec), adam_(adam), beta1_(beta1), beta2_(beta2), max_first_(max_first),
+        keep_(std::move(keep)) {}
   ~CudaStepGraph() override {
     // An executable graph still in flight is freed once it completes (CUDA's documented rule).
     if (exec_) cudaGraphExecDestroy(exec_);
@@ -117,6 +123,7 @@ class CudaStepGraph final : public StepGraph {
   bool adam_ = false;
   float beta1_ = 0.0f, beta2_ = 0.0f;
   int64_t max_first_ = INT64_MAX;
+  std::vector<std::shared_ptr<void>> keep_;
 };
 
 }  // namespace
@@ -186,7 +193,8 @@ std::unique_ptr<StepGraph> CudaBackend::capture(const StepScalars& at_capture, c
     if (exec) cudaGraphExecDestroy(exec);
     return fail(problem);
   }
-  return std::make_unique<CudaStepGraph>(slots_, exec, seen.have_betas, seen.beta1, seen.beta2, seen.max_first);
+  return std::make_unique<CudaStepGraph>(slots_, exec, seen.have_betas, seen.beta1, seen.beta2, seen.max_first,
+                                         std::vector<std::shared_ptr<void>>{ws_, ones_, row_stats_});
 }
 
 }  // namespace mnistctl::cuda
