@@ -369,7 +369,12 @@ int parse(CLI::App& app, int argc, char** argv) {
       if (!line.empty()) line = fmt::format("{} (see {} --help)", line, command_path(where_parsed(app)));
     }
     if (line.empty()) {
-      line = fmt::format("{} (see {} --help)", err.what(), command_path(where_parsed(app)));
+      // CLI11's wording for a single-value flag given twice, in the project's terms.
+      std::string what = err.what();
+      const std::string twice = "At Most 1 required but received ";
+      if (const size_t at = what.find(twice); at != std::string::npos)
+        what = what.substr(0, at) + "given " + what.substr(at + twice.size()) + " times, expected once";
+      line = fmt::format("{} (see {} --help)", what, command_path(where_parsed(app)));
     }
     std::fprintf(stderr, "%s: %s\n", kProg, line.c_str());
     return kExitUsage;

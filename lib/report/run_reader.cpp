@@ -116,6 +116,10 @@ RunData read_run(const std::string& dir) {
   RunData run;
   run.dir = dir;
   std::error_code ec;
+  if (fs::is_regular_file(dir, ec))
+    throw UsageError(fmt::format("{}: is a file; report takes the run folder that holds it (give the folder "
+                                 "`mnistctl train --out` wrote)",
+                                 dir));
   if (!fs::is_directory(dir, ec))
     throw UsageError(fmt::format("{}: no such run folder (give the folder `mnistctl train --out` wrote)", dir));
   const std::string cfg_path = dir + "/config.yaml", metrics_path = dir + "/metrics.jsonl";

@@ -96,6 +96,8 @@ TEST_CASE("numeric flags: negative numbers as values, whole and real ranges, mis
     };
     require_one_line_usage_error(args("train", "--threads", "-1"),
                                  "mnistctl: --threads: expected a whole number from 0 to 1024, got '-1' (see mnistctl train --help)");
+    require_one_line_usage_error({"train", "--epochs", "3", "--epochs", "4"},
+                                 "mnistctl: --epochs: given 2 times, expected once (see mnistctl train --help)");
     require_one_line_usage_error(args("train", "--seed", "-5"),
                                  "--seed: expected a whole number from 0 to 4611686018427387904, got '-5'");
     require_one_line_usage_error(args("train", "--epochs", "-3"), "--epochs: expected a whole number from 1 to 100000, got '-3'");

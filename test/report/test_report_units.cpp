@@ -205,6 +205,9 @@ TEST_CASE("metrics.jsonl: other writers' records and fields are tolerated, wrong
 TEST_CASE("read_run: an interrupted run without a checkpoint, and folders that are not runs") {
   const std::string dir = test::scratch_dir("report-reader");
   CHECK_THAT(error_of([&] { read_run(dir + "/nope"); }), Catch::Contains("no such run folder"));
+  std::ofstream(dir + "/last.ckpt") << "x";  // a file of the run instead of its folder
+  CHECK_THAT(error_of([&] { read_run(dir + "/last.ckpt"); }), Catch::Contains("last.ckpt: is a file; report takes the run folder"));
+  std::filesystem::remove(dir + "/last.ckpt");
   CHECK_THAT(error_of([&] { read_run(dir); }), Catch::Contains("not a run folder"));
   try {
     read_run(dir);
