@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -122,6 +123,16 @@ inline std::string data_root(const std::string& name, const std::string& dataset
 }
 
 // A whole file as bytes (empty when it cannot be read).
+// What `f` throws (its what()), or "" when it returns: for CHECK_THAT(..., Contains(...)).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 inline std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

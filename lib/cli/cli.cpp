@@ -357,6 +357,13 @@ int parse(CLI::App& app, int argc, char** argv) {
     return kExitUsage;
   }
   const std::vector<std::string> args = join_negative_values(app, std::vector<std::string>(argv + 1, argv + argc));
+  // `--out=` (an unset variable after the '='): CLI11 would take the next argument as its value.
+  for (const std::string& a : args)
+    if (a.size() > 3 && a.compare(0, 2, "--") == 0 && a.back() == '=' && a.find('=') == a.size() - 1) {
+      std::fprintf(stderr, "%s: %s: empty value (an unset variable?); give a value or leave the option out\n", kProg,
+                   a.substr(0, a.size() - 1).c_str());
+      return kExitUsage;
+    }
   try {
     app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them last first
   } catch (const CLI::ParseError& err) {
@@ -380,6 +387,22 @@ int parse(CLI::App& app, int argc, char** argv) {
     return kExitUsage;
   }
 
+  // An empty value (`--output ""`, an unset shell variable) would quietly mean "the default"
+  // (stdout, the default run folder): every option that takes a value refuses one.
+  for (const CLI::App* a = &app; a != nullptr;) {
+    for (const CLI::Option* opt : a->get_options()) {
+      if (opt->count() == 0 || opt->get_type_size_max() == 0) continue;  // not given, or a flag
+      for (const std::string& v : opt->results())
+        if (v.empty()) {
+          std::fprintf(stderr, "%s: %s: empty value (an unset variable?); give a value or leave the option out (see %s --help)\n",
+                       kProg, opt->get_name().c_str(), command_path(a).c_str());
+          return kExitUsage;
+        }
+    }
+    const CLI::App* next = nullptr;
+    for (const CLI::App* sub : a->get_subcommands([](const CLI::App* x) { return x->parsed(); })) next = sub;
+    a = next;
+  }
   if (const CLI::App* h = find_sub(app, "help"); h && h->parsed()) {
     if (h->count("--markdown") > 0) {
       print_out(markdown(app));

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -19,6 +20,7 @@
 #include "nn/network.h"
 #include "core/progress.h"
 #include "train/checkpoint.h"
+#include "train/model.h"
 #include "train/run_folder.h"
 #include "train/trainer.h"
 
@@ -45,6 +47,7 @@ int train_in_job(const TrainOptions& o, Collective& job) {
   if (o.resume && o.overwrite)
     throw UsageError("--resume continues the run in the folder and --overwrite replaces it: give one of them");
   Config cfg;
+  std::unique_ptr<Checkpoint> resumed;  // --resume, rank 0: the run's last.ckpt
   std::string out_dir = o.out;
   // --out must be a folder (or not exist yet): refused before any data loads, --dry-run too.
   auto check_out = [](const std::string& dir) {
@@ -84,7 +87,8 @@ int train_in_job(const TrainOptions& o, Collective& job) {
                                      "the run again without --resume, with --overwrite",
                                      out_dir));
       }
-      saved = load_checkpoint(last).config_yaml;
+      resumed = std::make_unique<Checkpoint>(load_checkpoint(last));
+      saved = resumed->config_yaml;
     }
     job.broadcast(saved);
     cfg = load_config_text(saved, last + " (embedded config)", sets);
@@ -108,6 +112,9 @@ int train_in_job(const TrainOptions& o, Collective& job) {
 
   if (o.out.empty()) check_out(out_dir);
   Network net(cfg.network);
+  // The checkpoint's config may declare any network: its tensors must really be in the file
+  // before the trainer allocates anything for it.
+  if (resumed) check_params(net, *resumed, out_dir + "/last.ckpt");
   check_trainable(cfg, net);  // the same checks a real run makes before touching data
   const Precision precision = cfg.train.precision == "bf16" ? Precision::bf16 : Precision::fp32;
   check_precision(o.run.ctx, precision, "train.precision");

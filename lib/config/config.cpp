@@ -28,7 +28,6 @@ using Impl = SpecNodeImpl;
 using ImplPtr = std::shared_ptr<SpecNodeImpl>;
 using spec::Range;
 
-constexpr size_t kMaxConfigBytes = 1 << 20;  // configs are a few KiB; anything bigger is a mistake
 constexpr size_t kMaxLayers = 1000;
 constexpr int64_t kMaxDim = 4096;
 

@@ -4,6 +4,7 @@
 // docs/config.md documents every field.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -47,6 +48,10 @@ struct OptimizerSpec {
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;  // adam
 };
+
+// The largest config file (or embedded config) read: configs are a few KiB; anything bigger
+// is a mistake.
+inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;
 
 struct ScheduleSpec {
   std::string type = "fixed";  // fixed | step | cosine

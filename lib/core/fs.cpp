@@ -22,6 +22,13 @@
 namespace mnistctl {
 
 std::vector<uint8_t> read_file(const std::string& path) {
+  // Look before opening: opening a FIFO blocks until a writer comes, and a folder "opens" and
+  // then reports a nonsense size.
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(st)) throw UsageError(fmt::format("{}: is a folder, expected a file", path));
+  if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+    throw UsageError(fmt::format("{}: not a regular file (a FIFO, socket or device), expected a file", path));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   in.seekg(0, std::ios::end);

@@ -7,7 +7,8 @@
 
 namespace mnistctl {
 
-// Reads a whole file; throws UsageError naming the file when it can't.
+// Reads a whole regular file; throws UsageError naming the file when it can't, or when the
+// path is a folder, FIFO, socket or device (refused before opening: a FIFO would block).
 std::vector<uint8_t> read_file(const std::string& path);
 
 // The first `max_bytes` bytes of a file (fewer if it is shorter; "" if it cannot be read):

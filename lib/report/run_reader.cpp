@@ -127,7 +127,11 @@ RunData read_run(const std::string& dir) {
   if (!has_cfg && !has_metrics)
     throw UsageError(fmt::format("{}: not a run folder (it has neither config.yaml nor metrics.jsonl)", dir));
 
-  if (has_cfg) {
+  const auto cfg_size = has_cfg ? fs::file_size(cfg_path, ec) : 0;
+  if (has_cfg && !ec && cfg_size > kMaxConfigBytes) {
+    run.notes.push_back(fmt::format("config.yaml is not shown: {} bytes, more than a config holds (at most {} MiB)",
+                                    cfg_size, kMaxConfigBytes >> 20));
+  } else if (has_cfg) {
     const auto bytes = read_file(cfg_path);
     run.config_yaml.assign(bytes.begin(), bytes.end());
     try {

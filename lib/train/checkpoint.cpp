@@ -202,6 +202,11 @@ Checkpoint load_checkpoint(const std::string& path) {
         t.shape.dims.push_back(dim);
       }
       r.floats(t.data, static_cast<size_t>(numel), "tensor data");
+      // Training never saves a NaN or Inf (a diverged loss stops the run first): one here is
+      // damage, and would flow silently into predictions.
+      for (size_t k = 0; k < t.data.size(); ++k)
+        if (!std::isfinite(t.data[k]))
+          r.fail(fmt::format("tensor '{}' holds a non-finite value ({}) at element {}", name, t.data[k], k));
       c.tensors.push_back(std::move(t));
     } else {
       r.fail(fmt::format("unknown record kind {}", kind));
@@ -209,6 +214,15 @@ Checkpoint load_checkpoint(const std::string& path) {
   }
   if (r.pos() != body) r.fail("trailing bytes after the last record");
   if (!have_config || !have_meta) r.fail("missing the config or meta record");
+  // The run's position and counts: whole numbers, never negative (a resumed run counts on them).
+  for (const char* key : {"epoch", "batch", "step", "best_epoch", "train_samples", "batch_size"}) {
+    if (!c.meta.count(key)) continue;
+    const int64_t v = c.meta_int(key, path);
+    const int64_t least = std::string(key) == "batch_size" ? 1 : 0;
+    if (v < least)
+      throw UsageError(fmt::format("{}: corrupt checkpoint: meta field '{}' is {}, expected {} or more", path, key, v,
+                                   least));
+  }
   return c;
 }
 

@@ -6,7 +6,8 @@
 //
 // Records: "config" (the resolved YAML), "meta" (key=value lines: epoch, batch, step,
 // seed, ...), "param/<name>", "optim/<name>:<slot>", "metrics/train". Little-endian.
-// Loading checks the magic, version, CRC and every length before trusting it, and says
+// Loading checks the magic, version, CRC and every length before trusting it, then that
+// every tensor value is finite and the run's position fields are not negative, and says
 // which check failed. The same file serves every backend.
 #pragma once
 

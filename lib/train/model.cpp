@@ -93,6 +93,12 @@ Model load_model(const std::string& run_dir_or_file, Backend& be, int64_t max_ba
   // Shapes only until the checkpoint's tensors match the network and the memory fits: the
   // config inside a checkpoint may declare anything, the tensors must really be in the file.
   m.net = std::make_unique<Network>(m.config.network);
+  // Training needs a loss layer last, so a network without one was edited: its outputs would
+  // not be probabilities, and eval and predict would report them as such.
+  if (m.net->layers().empty() || !m.net->has_loss())
+    throw UsageError(fmt::format("{} (embedded config): the network must end in a loss layer (softmax_output) for "
+                                 "class probabilities; its last layer is '{}'",
+                                 m.path, m.net->layers().empty() ? std::string("none") : m.net->layers().back()->name()));
   check_params(*m.net, ckpt, m.path);
   m.net->check_fits(max_batch, inference_budget_bytes(), m.path + " (embedded config)", Network::Use::inference);
   m.net->bind(be, max_batch, /*training=*/false);

@@ -191,6 +191,10 @@ class Trainer {
         throw UsageError(fmt::format("{}: saved in the middle of an epoch over {} training images; resume it "
                                      "with the same data (now {}: was data.train_limit changed?)",
                                      last_path, c.meta_int("train_samples", last_path), train.count));
+      if (start_batch > (train.count + t_.batch_size - 1) / t_.batch_size)
+        throw UsageError(fmt::format("{}: corrupt checkpoint: batch {} lies past the end of an epoch ({} images at "
+                                     "batch size {})",
+                                     last_path, start_batch, train.count, t_.batch_size));
       // The rest of the epoch must see the images the first part did not: the same dataset in
       // the same order (data.shuffle, train.seed), or some images twice and others never.
       if (start_batch > 0) {

@@ -213,6 +213,18 @@ TEST_CASE("SIGTERM stops a run like Ctrl-C: checkpoint and exit 143 and resume r
   CHECK(order.code == 2);
   CHECK(order.err.find("data.shuffle (was true, now false)") != std::string::npos);
   CHECK(load_checkpoint(out + "/last.ckpt").meta_int("batch", "") == c.meta_int("batch", ""));  // untouched
+  // A position past the end of the epoch is damage, not a run to skip silently.
+  {
+    Checkpoint far = c;
+    far.meta["batch"] = "100000";
+    const std::string other = scratch_dir("cli-sigterm-far");
+    save_checkpoint(other + "/last.ckpt", far);
+    RunResult past = run_mnistctl({"train", "--out", other, "--data-dir", root, "--resume"});
+    INFO(past.err);
+    CHECK(past.code == 2);
+    CHECK(past.err.find("corrupt checkpoint: batch 100000 lies past the end of an epoch (6000 images at batch size 64)") !=
+          std::string::npos);
+  }
   CHECK(run_mnistctl({"train", "--out", out, "--data-dir", root, "--resume"}).code == 0);
 }
 

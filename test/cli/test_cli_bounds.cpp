@@ -5,6 +5,7 @@
 // the write fails with EFBIG) during a checkpoint write: exit 3, previous checkpoint intact.
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -112,4 +113,62 @@ TEST_CASE("a full disk during a checkpoint write exits 3 and leaves the previous
   CHECK(c.meta_int("epoch", "") == 1);
   CHECK(fs::file_size(out + "/last.ckpt") == before);
   for (const auto& e : fs::directory_iterator(out)) CHECK(e.path().string().find(".tmp.") == std::string::npos);
+}
+
+TEST_CASE("train --resume checks the checkpoint's tensors against its embedded network before allocating it") {
+  // A run folder whose last.ckpt declares 2^20 x 784 weights (3.3 GB) and holds none.
+  const std::string dir = scratch_dir("bounds-resume-huge");
+  const std::string run = dir + "/run";
+  fs::create_directories(run);
+  const std::string ckpt = write_checkpoint(
+      dir, "name: huge\nnetwork:\n  layers:\n    - {type: fully_connected, num_hidden: 1048576}\n"
+           "    - {type: fully_connected, num_hidden: 10}\n    - {type: softmax_output}\ntrain: {epochs: 3}\n",
+      {});
+  fs::copy_file(ckpt, run + "/last.ckpt");
+  Limited r = run_limited({"train", "--out", run, "--resume", "--data-dir", dir}, dir);
+  INFO(r.err << " (peak RSS " << r.max_rss_kb / 1024 << " MB)");
+  CHECK(r.code == 2);
+  CHECK(r.err.find("checkpoint has no parameter 'fully_connected0.weight'") != std::string::npos);
+  CHECK(r.max_rss_kb < 200 * 1024);
+}
+
+TEST_CASE("a checkpoint with a NaN weight, a negative position or no loss layer is refused in one line") {
+  const std::string dir = scratch_dir("bounds-damaged-values");
+  const std::string net = "network:\n  input: [1, 2, 2]\n  layers:\n    - {type: flatten}\n"
+                          "    - {type: fully_connected, name: fc, num_hidden: 10}\n";
+  auto params = [](float first) {
+    std::vector<NamedTensor> t;
+    t.push_back({"param/fc.weight", Shape{10, 4}, std::vector<float>(40, 0.01f)});
+    t.push_back({"param/fc.bias", Shape{10}, std::vector<float>(10, 0.0f)});
+    t[1].data[3] = first;
+    return t;
+  };
+  // NaN and Inf: eval and predict would print nan probabilities (and invalid JSON).
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    const std::string ckpt = write_checkpoint(dir, net + "    - {type: softmax_output}\n", params(bad));
+    for (const char* cmd : {"eval", "predict", "info"}) {
+      Limited r = run_limited(std::string(cmd) == "info" ? std::vector<std::string>{cmd, ckpt}
+                                                         : std::vector<std::string>{cmd, "--model", ckpt, "--data-dir", dir},
+                              dir);
+      INFO(cmd << ": " << r.err);
+      CHECK(r.code == 2);
+      CHECK(r.err.find("corrupt checkpoint: tensor 'param/fc.bias' holds a non-finite value") != std::string::npos);
+    }
+  }
+  // Without a loss layer the outputs are not probabilities.
+  const std::string logits = write_checkpoint(dir, net, params(0.0f));
+  for (const char* cmd : {"eval", "predict"}) {
+    Limited r = run_limited({cmd, "--model", logits, "--data-dir", dir}, dir);
+    INFO(cmd << ": " << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err.find("the network must end in a loss layer (softmax_output)") != std::string::npos);
+  }
+  // A negative position.
+  Checkpoint c = load_checkpoint(write_checkpoint(dir, net + "    - {type: softmax_output}\n", params(0.0f)));
+  c.meta["batch"] = "-3";
+  save_checkpoint(dir + "/negative.ckpt", c);
+  Limited r = run_limited({"info", dir + "/negative.ckpt"}, dir);
+  INFO(r.err);
+  CHECK(r.code == 2);
+  CHECK(r.err.find("corrupt checkpoint: meta field 'batch' is -3, expected 0 or more") != std::string::npos);
 }

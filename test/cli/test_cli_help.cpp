@@ -128,6 +128,17 @@ TEST_CASE("numeric flags: negative numbers as values, whole and real ranges, mis
             "expected a number") == std::string::npos);  // 0.15 passes the range; the missing model is the error
 }
 
+TEST_CASE("an empty option value (an unset shell variable) is refused, not taken as the default") {
+  // Each of these would otherwise write to stdout, to the default run folder or report path,
+  // or read the default checkpoint.
+  require_one_line_usage_error({"predict", "--model", "runs/x", "--output", ""}, "mnistctl: --output: empty value");
+  require_one_line_usage_error({"report", "runs/x", "--output", ""}, "mnistctl: --output: empty value");
+  require_one_line_usage_error({"report", ""}, "mnistctl: RUN: empty value");
+  require_one_line_usage_error({"train", "--out", "", "--dry-run"}, "mnistctl: --out: empty value");
+  require_one_line_usage_error({"train", "--out=", "--dry-run"}, "mnistctl: --out: empty value");
+  require_one_line_usage_error({"eval", "--model", "runs/x", "--checkpoint", ""}, "mnistctl: --checkpoint: empty value");
+}
+
 TEST_CASE("a missing required argument is named after what the user passes, with the usage") {
   require_one_line_usage_error(
       {"info"}, "mnistctl: info needs RUN|FILE, a run folder or checkpoint file: mnistctl info RUN|FILE [OPTIONS]");

@@ -16,6 +16,8 @@
 #include "test_util.h"
 
 using namespace mnistctl;
+using mnistctl::test::error_of;
+namespace fs = std::filesystem;
 
 TEST_CASE("Pcg32 reproduces the reference PCG32 output") {
   // pcg32-demo from the PCG reference implementation: pcg32_srandom_r(&rng, 42u, 54u).
@@ -78,8 +80,32 @@ TEST_CASE("write_file_atomic writes into a device in place and never renames ove
   CHECK_THROWS_AS(write_file_atomic(dir, std::string("x")), Error);
 }
 
+TEST_CASE("read_file refuses a folder and a FIFO by name, without opening (a FIFO would block)") {
+  const std::string dir = test::scratch_dir("core-read-file");
+  fs::create_directories(dir + "/last.ckpt");
+  CHECK_THAT(error_of([&] { read_file(dir + "/last.ckpt"); }), Catch::Contains("last.ckpt: is a folder, expected a file"));
+  const std::string fifo = dir + "/fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THAT(error_of([&] { read_file(fifo); }), Catch::Contains("fifo: not a regular file"));
+  CHECK_THAT(error_of([&] { read_file(dir + "/missing"); }), Catch::Contains("missing: cannot open"));
+}
+
 TEST_CASE("json_string escapes quotes and control characters") {
   CHECK(json_string("a\"b\\c\n") == "\"a\\\"b\\\\c\\u000a\"");
+}
+
+TEST_CASE("json_string keeps UTF-8 and turns bytes that are not UTF-8 into U+FFFD") {
+  // Well-formed: 2-, 3- and 4-byte sequences pass unchanged.
+  const std::string good = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  CHECK(json_string(good) == "\"" + good + "\"");
+  // A Latin-1 file name, a stray continuation byte, an overlong '/', a surrogate, a cut-off
+  // sequence at the end, and a byte above U+10FFFF.
+  CHECK(json_string("bad\xff\x01.png") == "\"bad\\ufffd\\u0001.png\"");
+  CHECK(json_string("\x80" "a") == "\"\\ufffda\"");
+  CHECK(json_string("\xc0\xaf") == "\"\\ufffd\\ufffd\"");
+  CHECK(json_string("\xed\xa0\x80") == "\"\\ufffd\\ufffd\\ufffd\"");
+  CHECK(json_string("x\xe2\x82") == "\"x\\ufffd\\ufffd\"");
+  CHECK(json_string("\xf5\x80\x80\x80") == "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
 }
 
 TEST_CASE("Shape arithmetic") {

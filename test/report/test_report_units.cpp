@@ -17,6 +17,7 @@
 #include "test_util.h"
 
 using namespace mnistctl;
+using mnistctl::test::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -26,15 +27,6 @@ const double kNaN = std::numeric_limits<double>::quiet_NaN();
 bool is_nice_step(double step) {
   const double m = step / std::pow(10.0, std::floor(std::log10(step) + 1e-9));
   return std::fabs(m - 1) < 1e-9 || std::fabs(m - 2) < 1e-9 || std::fabs(m - 5) < 1e-9;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
@@ -235,6 +227,14 @@ TEST_CASE("read_run: an interrupted run without a checkpoint, and folders that a
   CHECK_THAT(run.state(), Catch::Contains("1 of 3 epochs") && Catch::Contains("interrupted"));
   REQUIRE(run.notes.size() == 1);
   CHECK_THAT(run.notes[0], Catch::Contains("cut mid-write"));
+
+  // A config.yaml larger than any config is not read into the page: a note says so.
+  write(dir + "/config.yaml", std::string(kMaxConfigBytes + 1, '#'));
+  RunData big = read_run(dir);
+  CHECK(big.config_yaml.empty());
+  CHECK(!big.config);
+  REQUIRE(big.notes.size() == 2);
+  CHECK_THAT(big.notes[0], Catch::Contains("config.yaml is not shown: 1048577 bytes"));
 
   // The page says why the test-set panels are empty, and escapes the config's text.
   write(dir + "/config.yaml", "name: tiny # <script>alert(1)</script>\ntrain: {epochs: 3}\n");
