@@ -256,12 +256,9 @@ TEST_CASE("train killed with SIGKILL at random moments resumes to the same predi
 }
 
 TEST_CASE("predict --output stopped by Ctrl-C or SIGTERM leaves no temporary file and no output") {
-  const std::string mnist = mnist_dir();
-  if (mnist.empty()) missing_test_data("real MNIST not found (../shared/datasets/mnist or $MNISTCTL_TEST_MNIST)");
+  skip_without_mnist();
+  const std::string root = data_root("crash-predict-data");
   const std::string base = scratch_dir("crash-predict");
-  const std::string root = base + "/data";
-  fs::create_directories(root);
-  fs::create_directory_symlink(fs::absolute(mnist), root + "/mnist");
   const std::string run = base + "/run";
   RunResult t = run_mnistctl({"train", "--config", config_file("mlp.yaml"), "--data-dir", root, "--out", run,
                               "--epochs", "1", "--threads", "2", "--set", "data.train_limit=500", "--set",
