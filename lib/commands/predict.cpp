@@ -431,6 +431,11 @@ class Predictor {
 }  // namespace
 
 int run_predict(const PredictOptions& o) {
+  // --dataset picks the test set scored without --input; with --input it would do nothing.
+  if (!o.dataset.empty() && !o.inputs.empty())
+    throw UsageError(fmt::format("--dataset {}: picks the test set that predict scores without --input; with --input "
+                                 "it has no effect (leave one of them out)",
+                                 o.dataset));
   const std::string format = output_format(o);
   check_replaceable(o.output, o.force);  // before anything is made: a refusal leaves no trace
   if (!o.save_preprocessed.empty()) make_dirs(o.save_preprocessed);

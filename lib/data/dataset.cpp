@@ -102,6 +102,12 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
     throw UsageError(fmt::format("{} (run 'mnistctl fetch --dataset {} --force' to download it "
                                  "again)", e.what(), dataset));
   }
+  // A file of another image size (another dataset renamed, or a damaged header) is named
+  // here rather than met later as "N pixels, the network expects M".
+  if (ds.rows != info.rows || ds.cols != info.cols)
+    throw UsageError(fmt::format("{}: holds {}x{} images, but {} images are {}x{} (run 'mnistctl fetch --dataset {} "
+                                 "--force' to download it again)",
+                                 ip, ds.rows, ds.cols, dataset, info.rows, info.cols, dataset));
   ds.name = dataset + "/" + split_name(split);
   return ds;
 }

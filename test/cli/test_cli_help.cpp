@@ -137,6 +137,9 @@ TEST_CASE("an empty option value (an unset shell variable) is refused, not taken
   require_one_line_usage_error({"train", "--out", "", "--dry-run"}, "mnistctl: --out: empty value");
   require_one_line_usage_error({"train", "--out=", "--dry-run"}, "mnistctl: --out: empty value");
   require_one_line_usage_error({"eval", "--model", "runs/x", "--checkpoint", ""}, "mnistctl: --checkpoint: empty value");
+  // A flag that would do nothing in this combination is refused too.
+  require_one_line_usage_error({"predict", "--model", "runs/x", "--input", "digit.png", "--dataset", "fashion-mnist"},
+                               "mnistctl: --dataset fashion-mnist: picks the test set that predict scores without --input");
 }
 
 TEST_CASE("a missing required argument is named after what the user passes, with the usage") {

@@ -193,6 +193,13 @@ TEST_CASE("load_split finds <root>/<dataset>/ files and says how to get missing 
   CHECK(ds.count == 2);
   CHECK(ds.images == px);
   CHECK(dataset_dir(root + "/", "mnist") == root + "/mnist");
+
+  // Files of another image size than the dataset's are named at once, not met later as a
+  // pixel count the network does not expect.
+  write_bytes(root + "/mnist/t10k-images-idx3-ubyte", idx_bytes(kImg, {2, 14, 14}, pattern(2 * 14 * 14, 3)));
+  err = error_of([&] { load_split(root, "mnist", Split::test); });
+  INFO(err);
+  CHECK(err.find(root + "/mnist/t10k-images-idx3-ubyte: holds 14x14 images, but mnist images are 28x28") == 0);
 }
 
 TEST_CASE("load_split on a present but broken file says how to download it again") {
