@@ -83,6 +83,7 @@ int run_info(const InfoOptions& o) {
   const Checkpoint ckpt = load_checkpoint(path);
   const Config cfg = load_config_text(ckpt.config_yaml, path + " (embedded config)");
   const Network net(cfg.network);
+  check_params(net, ckpt, path);  // eval's check: tensors that do not fit the network are damage
   const int64_t epoch = ckpt.meta_int("epoch", path);
   const int64_t batch = ckpt.meta_int("batch", path);
   const int64_t step = ckpt.meta_int("step", path);

@@ -76,7 +76,8 @@ void check_params(const Network& net, const Checkpoint& ckpt, const std::string&
       if (t->shape != p.shape)
         throw UsageError(fmt::format("{}: parameter '{}' has shape {} in the checkpoint, the network "
                                      "expects {}",
-                                     source, p.name, t->shape.str(), p.shape.str()));
+                                     source, p.name, t->shape.dims.empty() ? "[] (a scalar)" : t->shape.str(),
+                                     p.shape.str()));
     }
 }
 

@@ -49,6 +49,10 @@ TEST_CASE("a tiny checkpoint declaring a huge network is refused at once, in lit
     CHECK(r.err.find("checkpoint has no parameter 'fully_connected0.weight'") != std::string::npos);
     CHECK(r.max_rss_kb < 200 * 1024);
   }
+  Limited info = run_limited({"info", ckpt}, dir);  // info reports the damage too, rather than exit 0
+  INFO(info.err);
+  CHECK(info.code == 2);
+  CHECK(info.err.find("checkpoint has no parameter 'fully_connected0.weight'") != std::string::npos);
 }
 
 TEST_CASE("a checkpoint whose network needs more than the inference budget is refused before binding") {
