@@ -358,12 +358,14 @@ int parse(CLI::App& app, int argc, char** argv) {
   }
   const std::vector<std::string> args = join_negative_values(app, std::vector<std::string>(argv + 1, argv + argc));
   // `--out=` (an unset variable after the '='): CLI11 would take the next argument as its value.
-  for (const std::string& a : args)
+  for (const std::string& a : args) {
+    if (a == "--") break;  // what follows are operands, not options
     if (a.size() > 3 && a.compare(0, 2, "--") == 0 && a.back() == '=' && a.find('=') == a.size() - 1) {
       std::fprintf(stderr, "%s: %s: empty value (an unset variable?); give a value or leave the option out\n", kProg,
                    a.substr(0, a.size() - 1).c_str());
       return kExitUsage;
     }
+  }
   try {
     app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them last first
   } catch (const CLI::ParseError& err) {
@@ -508,6 +510,8 @@ int finish_output(int rc) {
   const bool flushed = std::fflush(stdout) == 0;
   const int err = errno;
   std::cout.flush();
+  // A command that already failed has said why (train's SIGPIPE exit included): no second line.
+  if (rc != kExitOk && rc != kExitGateFailed) return rc;
   if (flushed && !std::ferror(stdout) && std::cout.good()) return rc;
   std::fprintf(stderr, "%s: writing to standard output failed%s%s\n", kProg, err ? ": " : "",
                err ? std::strerror(err) : "");

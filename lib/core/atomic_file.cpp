@@ -36,8 +36,9 @@ void test_only_write_delay() {
 // report) at once, skipping the destructor that would remove its temporary file. While a
 // writer is open, a handler removes the temporary files still open, then lets the signal end
 // the process as before (same signal, same exit status). It is installed only for a signal
-// whose disposition is still the default: train handles them itself (StopSignals) and
-// finishes or drops its writes, and an ignored signal stays ignored. Everything the handler
+// whose disposition is still the default: train handles SIGINT and SIGTERM itself
+// (StopSignals) and finishes or drops its writes (the handler then serves SIGHUP alone), and
+// an ignored signal stays ignored. Everything the handler
 // touches is fixed-size and lock-free, and unlink is async-signal-safe.
 constexpr int kSlots = 16;
 constexpr size_t kSlotPath = 4096;
@@ -106,7 +107,11 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   slot_ = register_temporary(tmp_);  // before the file exists: a signal in between finds nothing to remove
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   // Every failure to write an output is an I/O failure (exit 3), whichever command hits it.
-  if (fd_ < 0) throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
+  if (fd_ < 0) {
+    const int err = errno;
+    release_temporary(slot_);  // the destructor of a throwing constructor does not run
+    throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(err)));
+  }
 }
 
 AtomicFile::~AtomicFile() {

@@ -592,9 +592,18 @@ class Trainer {
       c.meta["target_epoch"] = std::to_string(st.target_epoch);
       c.meta["time_to_accuracy_s"] = fmt::format("{:.6f}", st.time_to_accuracy_s);
     }
+    // A diverged run is stopped before its NaN or Inf weights replace a good checkpoint (a
+    // Ctrl-C between logged batches, or the epoch's last steps, come here before any check of
+    // the loss would; a loaded checkpoint with such values counts as damaged).
     auto grab = [&](const std::string& name, const Tensor& t) {
       NamedTensor nt{name, t.shape, std::vector<float>(static_cast<size_t>(t.numel()))};
       be.download(t, nt.data.data());
+      for (float x : nt.data)
+        if (!std::isfinite(x))
+          throw RuntimeError(fmt::format("'{}' became {} by epoch {}, batch {}: the training diverged (try a lower "
+                                         "train.learning_rate); the checkpoints already written are kept",
+                                         name, std::isnan(x) ? "NaN" : "infinite", batch == 0 ? epoch : epoch + 1,
+                                         batch == 0 ? "end" : std::to_string(batch)));
       c.tensors.push_back(std::move(nt));
     };
     for (Param* p : net.params()) grab("param/" + p->name, p->value);
