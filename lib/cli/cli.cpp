@@ -515,7 +515,7 @@ int finish_output(int rc) {
   if (flushed && !std::ferror(stdout) && std::cout.good()) return rc;
   std::fprintf(stderr, "%s: writing to standard output failed%s%s\n", kProg, err ? ": " : "",
                err ? std::strerror(err) : "");
-  return rc == kExitOk || rc == kExitGateFailed ? kExitRuntime : rc;
+  return kExitRuntime;
 }
 
 }  // namespace mnistctl::cli

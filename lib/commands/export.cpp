@@ -57,9 +57,7 @@ int run_export(const ExportOptions& o) {
   spec.metadata = export_metadata(src);
   std::string bytes = export_onnx(net, src.ckpt, src.checkpoint_path, spec);
   write_file_atomic(o.output, bytes);
-  // A mid-epoch checkpoint (Ctrl-C) is counted as the metadata counts it: epoch E (+B batches).
-  const std::string at = src.batch != 0 ? fmt::format("{} (+{} batches)", src.epoch, src.batch)
-                                        : std::to_string(src.epoch);
+  const std::string at = epoch_text(src);  // as the metadata gives it
   std::printf("exported %s (epoch %s, test accuracy %s) to %s: ONNX opset %d, %zu bytes\n",
               src.checkpoint_path.c_str(), at.c_str(), src.test_accuracy.c_str(), o.output.c_str(), kOnnxOpset,
               bytes.size());

@@ -96,7 +96,7 @@ int run_info(const InfoOptions& o) {
   const double best_val = ckpt.meta_double_or("best_val_accuracy", path, 0.0);
   // best.ckpt is named only where it holds that epoch: a checkpoint from earlier in the run
   // knows the best so far, and the run may have found a better one since.
-  std::string best_file = run + "/best.ckpt";
+  const std::string best_file = run + "/best.ckpt";
   int64_t best_file_epoch = -1;
   if (best_epoch > 0 && fs::exists(best_file)) {
     try {

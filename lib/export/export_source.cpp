@@ -76,13 +76,16 @@ ExportSource open_export_source(const std::string& model, const std::string& whi
   return s;
 }
 
+std::string epoch_text(const ExportSource& src) {
+  return src.batch == 0 ? std::to_string(src.epoch) : fmt::format("{} (+{} batches)", src.epoch, src.batch);
+}
+
 OnnxMetadata export_metadata(const ExportSource& src) {
   const DatasetInfo& ds = find_dataset(src.config.data.dataset);
   std::string names = "[";
   for (size_t i = 0; i < ds.class_names.size(); ++i) names += (i ? "," : "") + json_string(ds.class_names[i]);
   names += "]";
-  std::string epoch = std::to_string(src.epoch);
-  if (src.batch != 0) epoch += fmt::format(" (+{} batches)", src.batch);
+  const std::string epoch = epoch_text(src);
   std::string test_images = src.config.data.test_limit > 0 ? std::to_string(src.config.data.test_limit) : "all";
   return {
       {"mnistctl_version", mnistctl_version()},

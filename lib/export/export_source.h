@@ -31,6 +31,10 @@ ExportSource open_export_source(const std::string& model, const std::string& whi
 // mnistctl_version, dataset, class_names (a JSON array), epoch, test_accuracy, test_images.
 OnnxMetadata export_metadata(const ExportSource& src);
 
+// The checkpoint's place in the run as the metadata and export's summary give it: "E" after
+// epoch E, "E (+B batches)" for a checkpoint saved B batches into the next epoch.
+std::string epoch_text(const ExportSource& src);
+
 // The version written into models (the project's).
 const char* mnistctl_version();
 

@@ -15,7 +15,6 @@
 namespace mnistctl {
 namespace {
 
-constexpr char kMagic[8] = {'M', 'N', 'I', 'S', 'T', 'C', 'K', 'P'};
 enum : uint32_t { kText = 1, kTensor = 2 };
 constexpr uint32_t kMaxName = 4096;
 constexpr uint32_t kMaxRank = 8;
@@ -123,7 +122,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
 }
 
 std::string serialize_checkpoint(const Checkpoint& c) {
-  std::string out(kMagic, sizeof kMagic);
+  std::string out(kCheckpointMagic, sizeof kCheckpointMagic);
   put<uint32_t>(out, Checkpoint::kVersion);
   put<uint32_t>(out, static_cast<uint32_t>(2 + c.tensors.size()));
   for (const auto& [name, text] : {std::pair<std::string, std::string>{"config", c.config_yaml},
@@ -145,12 +144,12 @@ std::string serialize_checkpoint(const Checkpoint& c) {
 
 Checkpoint load_checkpoint(const std::string& path) {
   std::vector<uint8_t> d = read_file(path);
-  const size_t header = sizeof kMagic + 8;
-  if (d.size() < header + 4 || std::memcmp(d.data(), kMagic, sizeof kMagic) != 0)
+  const size_t header = sizeof kCheckpointMagic + 8;
+  if (d.size() < header + 4 || std::memcmp(d.data(), kCheckpointMagic, sizeof kCheckpointMagic) != 0)
     throw UsageError(fmt::format("{}: not an mnistctl checkpoint (no MNISTCKP header)", path));
   size_t body = d.size() - 4;
   Reader r(d, body, path);
-  r.seek(sizeof kMagic);
+  r.seek(sizeof kCheckpointMagic);
   uint32_t version = r.get<uint32_t>("version");
   if (version != Checkpoint::kVersion)
     throw UsageError(fmt::format("{}: checkpoint format version {} is not supported (this mnistctl "

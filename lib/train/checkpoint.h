@@ -20,6 +20,9 @@
 
 namespace mnistctl {
 
+// The first 8 bytes of every checkpoint file (no terminating NUL in the file).
+inline constexpr char kCheckpointMagic[8] = {'M', 'N', 'I', 'S', 'T', 'C', 'K', 'P'};
+
 struct NamedTensor {
   std::string name;
   Shape shape;

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "train/checkpoint.h"
 
 namespace mnistctl {
 namespace fs = std::filesystem;
@@ -18,7 +19,6 @@ namespace {
 // The files directly in a run folder that belong to a run (besides checkpoints/*.ckpt).
 // report.html is `mnistctl report`'s default output: it describes this run, so it goes with it.
 const char* const kRunFiles[] = {"last.ckpt", "best.ckpt", "metrics.jsonl", "metrics.csv", "config.yaml", "report.html"};
-constexpr char kCheckpointMagic[] = "MNISTCKP";  // checkpoint.cpp's kMagic
 
 const char* const kCsvHeader =
     "epoch,train_accuracy,loss,val_accuracy,val_loss,lr,time_s,val_time_s,images_per_s,elapsed_s";
@@ -39,7 +39,7 @@ bool written_by_run(const fs::path& p, const std::string& name, bool run_evidenc
   if (ec) return false;
   const std::string head = read_prefix(p.string(), 4096);
   if (size > 0 && head.empty()) return false;  // unreadable: not ours to judge, so not ours to remove
-  if (ends_with(name, ".ckpt")) return starts_with(head, kCheckpointMagic);
+  if (ends_with(name, ".ckpt")) return starts_with(head, std::string(kCheckpointMagic, sizeof kCheckpointMagic));
   // A run killed while starting may leave its logs empty.
   if (name == "metrics.jsonl") return head.empty() || starts_with(head, "{\"type\":\"");
   if (name == "metrics.csv") return head.empty() || starts_with(head, "epoch,");

@@ -40,9 +40,9 @@ DeviceContext::DeviceContext(int dev, bool allow_tf32) : device(dev) {
     // other kernels than the eager step did (the graph must equal the eager step bit for bit).
     // NVIDIA's recommended size: 32 MiB on Hopper and later, 4 MiB before. Set after
     // cublasSetStream, which resets it.
-    cudaDeviceProp prop{};
-    check_cuda(cudaGetDeviceProperties(&prop, dev), op, "cudaGetDeviceProperties");
-    cublas_workspace_bytes = prop.major >= 9 ? (size_t{32} << 20) : (size_t{4} << 20);
+    int major = 0;
+    check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), op, "cudaDeviceGetAttribute");
+    cublas_workspace_bytes = major >= 9 ? (size_t{32} << 20) : (size_t{4} << 20);
     check_cuda(cudaMalloc(&cublas_workspace, cublas_workspace_bytes), op, "cudaMalloc (cuBLAS workspace)");
     check_cublas(cublasSetWorkspace(cublas, cublas_workspace, cublas_workspace_bytes), op, "cublasSetWorkspace");
     // CUBLAS_DEFAULT_MATH is strict FP32 for sgemm; TF32 only when asked for.
