@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/single_channel_conv.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "layouts.h"
@@ -50,9 +51,15 @@ std::vector<Named>& others() {
     made = true;
     // The CPU backend's tuning knobs are cleared, so that the default is what is tested.
     test::EnvGuard no_layout("MNISTCTL_DNNL_LAYOUT", std::nullopt);
+    test::EnvGuard no_single("MNISTCTL_DNNL_SINGLE_CHANNEL", std::nullopt);
     {
       test::EnvGuard no_backward("MNISTCTL_DNNL_CONV_BACKWARD", std::nullopt);
       list.push_back({"cpu", make_backend("cpu")});
+      // A single-channel input with an nhwc output runs as the CPU's own loops
+      // (single_channel_conv.h) where it can; this one keeps oneDNN's kernels for those too,
+      // which is what a CPU without AVX-512 runs.
+      test::EnvGuard single("MNISTCTL_DNNL_SINGLE_CHANNEL", "onednn");
+      list.push_back({"cpu/single-onednn", make_backend("cpu")});
     }
     // The CPU backend's convolution backward has two paths (dnnl_backend.cpp, GemmConv) and
     // picks one per shape; these two force each path, so both are checked on every case
@@ -188,6 +195,9 @@ const std::vector<ConvDesc>& conv_cases() {
       conv(40, 8, 31, 29, 6, 5, 3, 2, 1, 2, 1),   // the same in 2 chunks of 20, stride 2 by 1, padding
       conv(13, 8, 30, 30, 6, 5, 5, 1, 1, 2, 2),   // a prime batch: direct by default, forced: 13 chunks
       conv(2, 4, 6, 5, 3, 2, 2, 1, 1, 2, 3),      // padding >= the kernel: windows wholly in padding
+      conv(3, 1, 13, 11, 4, 3, 3, 2, 1, 1, 1),    // one channel, 4 filters: the CPU's loops
+      conv(2, 1, 12, 30, 24, 3, 5, 1, 1, 0, 2, false),  // one channel, 16 + 8 filters, no bias
+      conv(2, 1, 10, 10, 12, 3, 3),               // one channel, 12 filters: oneDNN on the CPU
   };
   return cases;
 }
@@ -226,8 +236,10 @@ TEST_CASE("backends under test", "[backend]") {
   REQUIRE(!others().empty());
   for (auto& o : others()) std::printf("testing %s against ref\n", o.backend->name().c_str());
   CHECK(others()[0].backend->name().rfind("cpu (oneDNN ", 0) == 0);
-  for (auto& o : others())
-    if (o.ctx.rfind("cpu/", 0) == 0) CHECK_THAT(o.backend->name(), Catch::Contains("conv backward " + o.ctx.substr(4)));
+  for (auto& o : others()) {
+    if (o.ctx == "cpu/single-onednn") CHECK_THAT(o.backend->name(), Catch::Contains("single-channel onednn"));
+    else if (o.ctx.rfind("cpu/", 0) == 0) CHECK_THAT(o.backend->name(), Catch::Contains("conv backward " + o.ctx.substr(4)));
+  }
 }
 
 TEST_CASE("fully connected forward and backward match ref", "[backend][fc]") {
@@ -559,46 +571,81 @@ TEST_CASE("channels-last convolution and pooling match ref's NCHW", "[backend][c
   CHECK(tested >= 1);  // the CPU backend accepts nhwc
 }
 
-// Which convolution backward the CPU backend picks by default (dnnl_backend.cpp, GemmConv),
-// seen from outside: the two paths sum in different orders, so the default's results are
-// bit-identical to those of the path it picked and differ from the other's (the parity of
-// each path against ref is the test above). LeNet's conv2 (20 input channels) is lowered to
-// matmul; conv1 (one input channel) keeps the direct kernel.
-TEST_CASE("the CPU backend lowers conv2's backward to matmul and keeps conv1's direct", "[backend][conv][nhwc]") {
+// Which convolution paths the CPU backend picks by default (dnnl_backend.cpp), seen from
+// outside: two paths sum in different orders, so the default's results are bit-identical to
+// those of the path it picked and differ from the others' (the parity of each path against
+// ref is the test above). LeNet's conv2 (20 input channels): backward lowered to matmul
+// (GemmConv). conv1 (one input channel): backward-data on oneDNN's direct kernel; forward
+// and backward-weights on the CPU's own loops (single_channel_conv.h) where the CPU has
+// AVX-512F, else on oneDNN.
+TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][conv][nhwc]") {
   auto find = [](const std::string& ctx) -> Backend& {
     auto it = std::find_if(others().begin(), others().end(), [&](const Named& o) { return o.ctx == ctx; });
     REQUIRE(it != others().end());
     return *it->backend;
   };
-  auto backward = [](Backend& b, const ConvDesc& d) {
+  // y, dx, dw for random inputs, all nhwc.
+  auto conv_all = [](Backend& b, const ConvDesc& d) {
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
     Pcg32 rng(41);
     Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), Layout::nhwc);
     Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
+    Tensor bias = up(b, {d.k}, random_host(rng, d.k));
     Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), Layout::nhwc);
-    Tensor dx = empty_as(b, xs, Layout::nhwc), dw = b.empty(ws), db = b.empty({d.k});
+    Tensor y = empty_as(b, ys, Layout::nhwc), dx = empty_as(b, xs, Layout::nhwc), dw = b.empty(ws),
+           db = b.empty({d.k});
+    b.conv_forward(d, x, w, &bias, y);
     b.conv_backward_data(d, dy, w, dx);
     b.conv_backward_weights(d, x, dy, dw, &db);
-    return std::vector<Host>{download_nchw(b, dx), down(b, dw)};
+    return std::vector<Host>{download_nchw(b, y), download_nchw(b, dx), down(b, dw)};
   };
-  struct Case {
-    const char* name;
-    ConvDesc d;
-    const char* picked;
-    const char* other;
-  };
-  for (const Case& c : {Case{"conv2", conv(100, 20, 12, 12, 50, 5, 5), "cpu/gemm", "cpu/direct"},
-                        Case{"conv1", conv(100, 1, 28, 28, 20, 5, 5), "cpu/direct", "cpu/gemm"}}) {
-    auto def = backward(find("cpu"), c.d), picked = backward(find(c.picked), c.d), other = backward(find(c.other), c.d);
-    for (size_t i = 0; i < def.size(); ++i) {
-      const Diff same = diff(picked[i], def[i]), apart = diff(other[i], def[i]);
-      std::printf("%s %s: default vs %s max abs %.3e, vs %s max abs %.3e\n", c.name, i == 0 ? "dx" : "dw", c.picked,
-                  same.abs, c.other, apart.abs);
-      INFO(c.name << (i == 0 ? " dx" : " dw"));
-      CHECK(def[i] == picked[i]);
-      CHECK(def[i] != other[i]);
+  const char* names[] = {"y", "dx", "dw"};
+  // Output i of the default is that of `picked` and not that of any of `others`.
+  auto expect = [&](const char* conv_name, const ConvDesc& d, size_t i, const char* picked,
+                    std::vector<const char*> apart_from) {
+    const auto def = conv_all(find("cpu"), d), same = conv_all(find(picked), d);
+    std::printf("%s %s: default vs %s max abs %.3e", conv_name, names[i], picked, diff(same[i], def[i]).abs);
+    INFO(conv_name << " " << names[i] << ": the default is " << picked);
+    CHECK(def[i] == same[i]);
+    for (const char* other : apart_from) {
+      const auto o = conv_all(find(other), d);
+      const Diff apart = diff(o[i], def[i]);
+      std::printf(", vs %s %.3e", other, apart.abs);
+      INFO("and not " << other);
+      CHECK(def[i] != o[i]);
       CHECK(apart.ok(kTol));
     }
+    std::printf("\n");
+  };
+  const ConvDesc conv2 = conv(100, 20, 12, 12, 50, 5, 5), conv1 = conv(100, 1, 28, 28, 20, 5, 5);
+  expect("conv2", conv2, 1, "cpu/gemm", {"cpu/direct"});
+  expect("conv2", conv2, 2, "cpu/gemm", {"cpu/direct"});
+  expect("conv1", conv1, 1, "cpu/direct", {"cpu/gemm"});
+  if (cpu::single_channel_conv_supported(conv1)) {
+    // The loops' results are not those of any oneDNN path...
+    expect("conv1", conv1, 0, "cpu/gemm", {"cpu/single-onednn"});  // the forward knob is single-onednn only
+    expect("conv1", conv1, 2, "cpu", {"cpu/single-onednn", "cpu/direct", "cpu/gemm"});
+    // ...but those of the loops called directly, on the backend's thread count (a backend
+    // made here with 2).
+    test::EnvGuard no_layout("MNISTCTL_DNNL_LAYOUT", std::nullopt), no_bwd("MNISTCTL_DNNL_CONV_BACKWARD", std::nullopt),
+        no_single("MNISTCTL_DNNL_SINGLE_CHANNEL", std::nullopt);
+    auto two = make_backend("cpu", BackendOptions{2, false, false});
+    const auto via_backend = conv_all(*two, conv1);
+    Pcg32 rng(41);
+    const Host x = random_host(rng, conv1.n * 28 * 28), w = random_host(rng, 20 * 25, -0.2f, 0.2f),
+               b = random_host(rng, 20), dy_nhwc = test::to_nhwc(random_host(rng, conv1.n * 20 * 24 * 24), conv1.n, 20, 24, 24);
+    Host y(dy_nhwc.size()), dw(w.size()), db(20);
+    Buffer scratch = two->alloc_bytes(cpu::single_channel_conv_scratch_bytes(conv1, 2));
+    cpu::single_channel_conv_forward(conv1, x.data(), w.data(), b.data(), y.data(), false, scratch.data, 2);
+    cpu::single_channel_conv_backward_weights(conv1, x.data(), dy_nhwc.data(), dw.data(), db.data(), false,
+                                              scratch.data, 2);
+    CHECK(via_backend[0] == test::from_nhwc(y, conv1.n, 20, 24, 24));
+    CHECK(via_backend[2] == dw);
+    std::printf("conv1 y and dw: the default backend's are those of single_channel_conv.h's loops\n");
+  } else {
+    std::printf("conv1: this CPU has no AVX-512F, so its forward and backward-weights run on oneDNN\n");
+    expect("conv1", conv1, 0, "cpu/single-onednn", {});
+    expect("conv1", conv1, 2, "cpu/direct", {"cpu/gemm"});
   }
 }
 

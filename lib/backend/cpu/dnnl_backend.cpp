@@ -14,9 +14,12 @@
 // reordered at the op boundary through scratch buffers cached with the primitive; where
 // both activations are nhwc, the two backward directions are lowered to matmul over im2col's
 // column matrix instead (see GemmConv); fully connected runs as matmul on the plain buffers
-// (see fc_md). MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts and
-// MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm one backward path, for measurements with
-// `mnistctl bench`.
+// (see fc_md). A convolution of a single-channel input (LeNet's conv1) with an nhwc output
+// runs its forward and backward-weights as the AVX-512 loops of single_channel_conv.h,
+// where the CPU and the shape allow. MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other
+// convolution layouts, MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm one backward path and
+// MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs, for
+// measurements with `mnistctl bench`.
 //
 // Precision bf16 (BackendOptions): convolution and matmul primitives are made with
 // bf16 memory descriptors for their inputs (src, weights, diff_dst) and f32 ones for their
@@ -57,6 +60,7 @@
 #include "backend/cpu/fma_peak.h"
 #include "backend/cpu/im2col.h"
 #include "backend/cpu/pool_kernels.h"
+#include "backend/cpu/single_channel_conv.h"
 #include "backend/host/host_backend.h"
 #include "backend/op_checks.h"
 #include "core/error.h"
@@ -204,6 +208,10 @@ class DnnlBackend final : public HostBackend {
     if (conv_backward_name_ == "direct") conv_backward_ = ConvBackward::direct;
     else if (conv_backward_name_ == "gemm") conv_backward_ = ConvBackward::gemm;
     else conv_backward_name_.clear();
+    // Tuning knob for `mnistctl bench` and the tests: "onednn" (oneDNN's kernels for
+    // single-channel convolutions too); unset or anything else: the default.
+    const char* single = std::getenv("MNISTCTL_DNNL_SINGLE_CHANNEL");
+    single_channel_onednn_ = single && std::string(single) == "onednn";
     set_threads();
     // Every OpenMP worker that runs oneDNN gets an alternate signal stack: oneDNN's JIT sgemm
     // points rsp into its heap workspace, where a signal frame must not land (core/stop_signals.h).
@@ -213,10 +221,11 @@ class DnnlBackend final : public HostBackend {
 
   std::string name() const override {
     const dnnl_version_t* v = dnnl::version();
-    return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{}{}{})", v->major, v->minor, v->patch,
+    return fmt::format("cpu (oneDNN {}.{}.{}, {} thread{}{}{}{}{})", v->major, v->minor, v->patch,
                        threads_, threads_ == 1 ? "" : "s", in_dt_ == dt::bf16 ? ", bf16" : "",
                        layout_name_.empty() ? "" : ", layout " + layout_name_,
-                       conv_backward_name_.empty() ? "" : ", conv backward " + conv_backward_name_);
+                       conv_backward_name_.empty() ? "" : ", conv backward " + conv_backward_name_,
+                       single_channel_onednn_ ? ", single-channel onednn" : "");
   }
 
   // Convolutions and poolings take nhwc (tensor.h), and nhwc is what the convolutions run in
@@ -282,6 +291,12 @@ class DnnlBackend final : public HostBackend {
                     Tensor& y) override {
     opcheck::conv_args("conv_forward", d, x, w, y, accepts_nhwc());
     if (b) opcheck::numel("conv_forward", "b", *b, d.k);
+    if (single_channel(d, y.layout, false)) {
+      const int threads = threads_for(conv_macs(d));
+      cpu::single_channel_conv_forward(d, x.data, w.data, b ? b->data : nullptr, y.data, in_dt_ == dt::bf16,
+                                       scratch(cpu::single_channel_conv_scratch_bytes(d, threads)), threads);
+      return;
+    }
     Op& op = cached(conv_key("conv_fwd", d, b != nullptr, x, y), threads_for(conv_macs(d)), [&] {
       auto pd = conv_fwd_pd(d, b != nullptr, dt::f32, y.layout, plain_forward(d, y.layout));
       return make_forward<dnnl::convolution_forward>(pd, d, b != nullptr, x.layout, y.layout);
@@ -315,6 +330,13 @@ class DnnlBackend final : public HostBackend {
                              Tensor* db) override {
     opcheck::conv_args("conv_backward_weights", d, x, dw, dy, accepts_nhwc());
     if (db) opcheck::numel("conv_backward_weights", "db", *db, d.k);
+    if (single_channel(d, dy.layout, true)) {
+      const int threads = threads_for(conv_macs(d));
+      cpu::single_channel_conv_backward_weights(d, x.data, dy.data, dw.data, db ? db->data : nullptr,
+                                                in_dt_ == dt::bf16,
+                                                scratch(cpu::single_channel_conv_scratch_bytes(d, threads)), threads);
+      return;
+    }
     if (gemm_backward(d, x.layout, dy.layout)) {
       Op& op = cached(conv_key("conv_bwd_w_gemm", d, false, x, dy), threads_for(conv_macs(d)),
                       [&] { return make_gemm_backward_weights(d); });
@@ -824,7 +846,16 @@ class DnnlBackend final : public HostBackend {
     if (conv_backward_ == ConvBackward::gemm) return true;
     return 2 * chunk_images(d) >= chunk_fit(d);
   }
-  // The scratch every lowered convolution shares (one runs at a time): HostBackend's aligned
+  // Whether convolution `d` with its output (or output gradient) in layout `y` runs as the
+  // single-channel loops (single_channel_conv.h): nhwc output, the default layout policy, the
+  // knob not set, and for the backward no forced backward path. One input channel has the
+  // same bytes in NCHW and nhwc, so the input's layout does not matter.
+  bool single_channel(const ConvDesc& d, Layout y, bool backward) const {
+    if (single_channel_onednn_ || conv_layout_ != ConvLayout::auto_ || y != Layout::nhwc) return false;
+    if (backward && conv_backward_ != ConvBackward::auto_) return false;
+    return cpu::single_channel_conv_supported(d);
+  }
+  // The scratch every lowered convolution and the single-channel loops share (one runs at a time): HostBackend's aligned
   // memory, grown to the largest need and then kept.
   void* scratch(size_t bytes) {
     if (bytes > scratch_.bytes) scratch_ = alloc_bytes(bytes);
@@ -929,6 +960,7 @@ class DnnlBackend final : public HostBackend {
   enum class ConvBackward { auto_, direct, gemm };
   ConvBackward conv_backward_ = ConvBackward::auto_;
   std::string conv_backward_name_;  // the MNISTCTL_DNNL_CONV_BACKWARD override, empty for the default
+  bool single_channel_onednn_ = false;  // MNISTCTL_DNNL_SINGLE_CHANNEL=onednn
   Buffer scratch_;  // see scratch()
   dt in_dt_;  // inputs of convolutions and inner products: f32, or bf16 (see the top)
   ConvLayout conv_layout_ = ConvLayout::auto_;

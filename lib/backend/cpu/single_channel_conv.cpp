@@ -1,0 +1,418 @@
+// The single-channel convolution loops of single_channel_conv.h. The vector code is compiled
+// for AVX-512F with a target attribute and only called after single_channel_conv_supported(),
+// so the rest of the library keeps the baseline ISA. Accumulators and weights are arrays
+// indexed by template constants only, which the compiler keeps in registers.
+#include "backend/cpu/single_channel_conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MNISTCTL_SCC_X86 1
+#else
+#define MNISTCTL_SCC_X86 0
+#endif
+
+namespace mnistctl::cpu {
+namespace {
+
+constexpr int64_t kLanes = 16;  // floats in an AVX-512 vector
+constexpr int64_t kBlock = 8;   // output pixels per block
+constexpr int64_t kMaxMain = 2;  // whole vectors of channels per pixel
+constexpr size_t kAlign = 64;
+
+// The channels of a pixel: `main` whole vectors, then `rest` (0, 4 or 8) channels, which
+// go in a shared vector: the rest of 16 / rest pixels side by side (lane p*rest + c).
+struct Split {
+  int64_t main, rest;
+};
+Split split_of(int64_t k) { return {k / kLanes, k % kLanes}; }
+bool supported_split(const Split& s) {
+  return s.main <= kMaxMain && (s.rest == 0 || s.rest == 4 || s.rest == 8) && (s.main > 0 || s.rest > 0);
+}
+
+// The geometry, as plain integers.
+struct Geo {
+  int64_t h, w, hp, oh, ow, kh, kw, sh, sw, ph, pw, k, taps;
+  // Floats per row of the padded image: the windows of a whole number of blocks plus one
+  // vector (the shared vectors' loads), in whole vectors, and an odd number of them: with
+  // rows a multiple of 128 bytes apart the window's rows crowd into a few L1 sets, and
+  // the loops ran up to twice as slow (docs/performance.md, section 6).
+  int64_t xw;
+  explicit Geo(const ConvDesc& d)
+      : h(d.h), w(d.w), hp(d.h + 2 * d.ph), oh(d.oh()), ow(d.ow()), kh(d.kh), kw(d.kw), sh(d.sh), sw(d.sw),
+        ph(d.ph), pw(d.pw), k(d.k), taps(d.kh * d.kw) {
+    const int64_t blocks = (ow + kBlock - 1) / kBlock;
+    const int64_t need = std::max(d.w + 2 * d.pw, blocks * kBlock * sw + kw + kLanes);
+    xw = (need + kLanes - 1) / kLanes * kLanes;
+    if (xw / kLanes % 2 == 0) xw += kLanes;
+  }
+  // Floats of a tap's row of the transposed weights (and of partial dW): main vectors, then
+  // the shared vector.
+  int64_t row() const { return (k / kLanes + 1) * kLanes; }
+  // Floats per row of a block's window copy (backward-weights): the block's columns and the
+  // shared vectors' loads, in whole vectors.
+  int64_t win() const { return (kBlock * sw + kw + kLanes + kLanes - 1) / kLanes * kLanes; }
+};
+
+// The scratch: the transposed weights (taps x row) and the bias (row), then per thread the
+// padded image, a block of output or dy (kBlock x k, for the last partial block of a row),
+// and for backward-weights the partial dW (taps x row) and db (row).
+struct Scratch {
+  float *wt, *bias, *pad0, *blk0, *part0;
+  size_t pad_floats, blk_floats, part_floats;
+  Scratch(const Geo& g, void* base, int threads) {
+    sizes(g, &pad_floats, &blk_floats, &part_floats);
+    auto* p = static_cast<float*>(base);
+    wt = p;
+    bias = wt + g.taps * g.row();
+    pad0 = bias + g.row();
+    blk0 = pad0 + pad_floats * static_cast<size_t>(threads);
+    part0 = blk0 + blk_floats * static_cast<size_t>(threads);
+  }
+  // Every size is a whole number of 64-byte lines (row() is), so every part stays aligned.
+  static void sizes(const Geo& g, size_t* pad, size_t* blk, size_t* part) {
+    *pad = static_cast<size_t>(g.hp * g.xw + kLanes);  // + the last window copy's overreach
+    *blk = static_cast<size_t>((kBlock * g.k + kLanes - 1) / kLanes * kLanes);
+    *part = static_cast<size_t>((g.taps + 1) * g.row() + g.kh * g.win());
+  }
+  static size_t bytes(const Geo& g, int threads) {
+    size_t pad, blk, part;
+    sizes(g, &pad, &blk, &part);
+    return (static_cast<size_t>((g.taps + 1) * g.row()) + (pad + blk + part) * static_cast<size_t>(threads)) *
+           sizeof(float);
+  }
+};
+
+// Rounds to the nearest bfloat16, ties to even (what oneDNN's f32 -> bf16 conversion does);
+// NaN stays NaN.
+float round_bf16(float f) {
+  if (std::isnan(f)) return f;
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// A row of `row` floats per tap from (K, 1, KH, KW) weights: channel c < 16*main at lane c,
+// a rest channel c' at lanes p*rest + c' of the shared vector (the same weight for each of
+// its pixels). The bias (t = -1) the same way. bf16-rounded if asked.
+void transpose_params(const Geo& g, const Split& s, const float* w, const float* b, bool bf16, float* wt,
+                      float* bias) {
+  const int64_t row = g.row(), base = s.main * kLanes;
+  auto place = [&](float* dst, auto value) {
+    std::fill(dst, dst + row, 0.0f);
+    for (int64_t c = 0; c < base; ++c) dst[c] = value(c);
+    if (s.rest)
+      for (int64_t l = 0; l < kLanes; ++l) dst[base + l] = value(base + l % s.rest);
+  };
+  for (int64_t t = 0; t < g.taps; ++t)
+    place(wt + t * row, [&](int64_t c) { return bf16 ? round_bf16(w[c * g.taps + t]) : w[c * g.taps + t]; });
+  place(bias, [&](int64_t c) { return b ? b[c] : 0.0f; });
+}
+
+#if MNISTCTL_SCC_X86
+#define MNISTCTL_AVX512 __attribute__((target("avx512f")))
+
+MNISTCTL_AVX512 inline __m512 round_bf16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(0xffff, u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  r = _mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  return _mm512_mask_mov_ps(_mm512_castsi512_ps(r), nan, v);
+}
+
+// Copies image x (h x w) into the interior of the padded buffer, whose border is zero,
+// bf16-rounded if asked.
+MNISTCTL_AVX512 void pad_image(const Geo& g, const float* x, float* xp, bool bf16) {
+  for (int64_t iy = 0; iy < g.h; ++iy) {
+    const float* src = x + iy * g.w;
+    float* dst = xp + (iy + g.ph) * g.xw + g.pw;
+    for (int64_t ix = 0; ix < g.w; ix += kLanes) {
+      const int64_t n = std::min(kLanes, g.w - ix);
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+      const __m512 v = _mm512_maskz_loadu_ps(m, src + ix);
+      _mm512_mask_storeu_ps(dst + ix, m, bf16 ? round_bf16(v) : v);
+    }
+  }
+}
+
+// The permutation that spreads the 16 / R pixels of a shared vector: lane l takes the input
+// of pixel l / R, which is (l / R) * sw values along the padded row.
+template <int R>
+MNISTCTL_AVX512 inline __m512i rest_index(int64_t sw) {
+  alignas(64) int32_t lanes[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) lanes[l] = R ? static_cast<int32_t>(l / (R ? R : 1) * sw) : 0;
+  return _mm512_load_si512(lanes);
+}
+
+// A block of kBlock output pixels of one row: y[p][0:k] = bias + sum over taps of x_t(p) * W_t.
+// `xr`: the padded input at the block's first window; `y`: kBlock * k floats.
+template <int A, int R>
+MNISTCTL_AVX512 inline void forward_block(const Geo& g, const float* xr, const float* wt, const float* bias,
+                                          __m512i idx, float* y) {
+  constexpr int NT = R ? kBlock * R / kLanes : 0;  // shared vectors in the block
+  constexpr int G = R ? kLanes / R : 1;            // pixels per shared vector
+  const int64_t row = g.row();
+  __m512 acc[kBlock][A ? A : 1];
+  __m512 rest[NT ? NT : 1];
+  for (int a = 0; a < A; ++a)
+    for (int p = 0; p < kBlock; ++p) acc[p][a] = _mm512_load_ps(bias + a * kLanes);
+  for (int q = 0; q < NT; ++q) rest[q] = _mm512_load_ps(bias + A * kLanes);
+  for (int64_t ky = 0; ky < g.kh; ++ky) {
+    const float* xrow = xr + ky * g.xw;
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      const float* wv = wt + (ky * g.kw + kx) * row;
+      for (int p = 0; p < kBlock; ++p) {
+        if (!A) break;
+        const __m512 xb = _mm512_set1_ps(xrow[p * g.sw + kx]);
+        for (int a = 0; a < A; ++a) acc[p][a] = _mm512_fmadd_ps(xb, _mm512_load_ps(wv + a * kLanes), acc[p][a]);
+      }
+      if (NT) {
+        const __m512 wr = _mm512_load_ps(wv + A * kLanes);
+        for (int q = 0; q < NT; ++q) {
+          const __m512 xs = _mm512_maskz_permutexvar_ps(0xffff, idx, _mm512_loadu_ps(xrow + q * G * g.sw + kx));
+          rest[q] = _mm512_fmadd_ps(xs, wr, rest[q]);
+        }
+      }
+    }
+  }
+  for (int p = 0; p < kBlock; ++p)
+    for (int a = 0; a < A; ++a) _mm512_storeu_ps(y + p * g.k + a * kLanes, acc[p][a]);
+  if (NT) {
+    alignas(64) float lanes[kLanes];
+    for (int q = 0; q < NT; ++q) {
+      _mm512_store_ps(lanes, rest[q]);
+      for (int i = 0; i < G; ++i) std::memcpy(y + (q * G + i) * g.k + A * kLanes, lanes + i * R, R * sizeof(float));
+    }
+  }
+}
+
+// One image, row by row, block by block. A row's last, partial block goes through `blk`:
+// the forward writes the whole block there and copies out the row's pixels; the backward
+// copies them in after zeros (absent pixels add nothing).
+template <int A, int R>
+MNISTCTL_AVX512 void forward_image(const Geo& g, const float* xp, const float* wt, const float* bias, float* y,
+                                   float* blk) {
+  const __m512i idx = rest_index<R>(g.sw);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const float* xr = xp + oy * g.sh * g.xw;
+    float* yr = y + oy * g.ow * g.k;
+    for (int64_t ox = 0; ox < g.ow; ox += kBlock) {
+      const int64_t pixels = std::min(kBlock, g.ow - ox);
+      if (pixels == kBlock) {
+        forward_block<A, R>(g, xr + ox * g.sw, wt, bias, idx, yr + ox * g.k);
+      } else {
+        forward_block<A, R>(g, xr + ox * g.sw, wt, bias, idx, blk);
+        std::memcpy(yr + ox * g.k, blk, static_cast<size_t>(pixels * g.k) * sizeof(float));
+      }
+    }
+  }
+}
+
+// A block's contribution to the partial dW (taps x row) and db (row): the block's dy stays
+// in registers (the rest channels packed as the shared vectors) while every tap's row of
+// the partial dW is updated in turn. db sums the raw dy, dW the bf16-rounded one in bf16.
+// (Keeping a kernel row's accumulators in registers over a whole row instead, with dy
+// reloaded per kernel row, measured slower.)
+template <int A, int R>
+MNISTCTL_AVX512 inline void backward_block(const Geo& g, const float* xr, int64_t stride, const float* dy,
+                                           float* part, float* part_db, __m512i idx, bool bf16) {
+  constexpr int NT = R ? kBlock * R / kLanes : 0;
+  constexpr int G = R ? kLanes / R : 1;
+  const int64_t row = g.row();
+  __m512 d[kBlock][A ? A : 1];
+  __m512 dr[NT ? NT : 1];
+  for (int p = 0; p < kBlock; ++p)
+    for (int a = 0; a < A; ++a) d[p][a] = _mm512_loadu_ps(dy + p * g.k + a * kLanes);
+  for (int q = 0; q < NT; ++q) {
+    alignas(64) float lanes[kLanes];
+    for (int i = 0; i < G; ++i) std::memcpy(lanes + i * R, dy + (q * G + i) * g.k + A * kLanes, R * sizeof(float));
+    dr[q] = _mm512_load_ps(lanes);
+  }
+  for (int a = 0; a < A; ++a) {
+    __m512 s = _mm512_load_ps(part_db + a * kLanes);
+    for (int p = 0; p < kBlock; ++p) s = _mm512_add_ps(s, d[p][a]);
+    _mm512_store_ps(part_db + a * kLanes, s);
+  }
+  if (NT) {
+    __m512 s = _mm512_load_ps(part_db + A * kLanes);
+    for (int q = 0; q < NT; ++q) s = _mm512_add_ps(s, dr[q]);
+    _mm512_store_ps(part_db + A * kLanes, s);
+  }
+  if (bf16) {
+    for (int p = 0; p < kBlock; ++p)
+      for (int a = 0; a < A; ++a) d[p][a] = round_bf16(d[p][a]);
+    for (int q = 0; q < NT; ++q) dr[q] = round_bf16(dr[q]);
+  }
+  for (int64_t ky = 0; ky < g.kh; ++ky) {
+    const float* xrow = xr + ky * stride;
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      float* pt = part + (ky * g.kw + kx) * row;
+      for (int a = 0; a < A; ++a) {
+        __m512 acc = _mm512_load_ps(pt + a * kLanes);
+        for (int p = 0; p < kBlock; ++p) acc = _mm512_fmadd_ps(_mm512_set1_ps(xrow[p * g.sw + kx]), d[p][a], acc);
+        _mm512_store_ps(pt + a * kLanes, acc);
+      }
+      if (NT) {
+        __m512 acc = _mm512_load_ps(pt + A * kLanes);
+        for (int q = 0; q < NT; ++q)
+          acc = _mm512_fmadd_ps(_mm512_maskz_permutexvar_ps(0xffff, idx, _mm512_loadu_ps(xrow + q * G * g.sw + kx)), dr[q], acc);
+        _mm512_store_ps(pt + A * kLanes, acc);
+      }
+    }
+  }
+}
+// Copies a block's input window (kh rows of win() floats) next to the partial sums.
+MNISTCTL_AVX512 inline const float* window(const Geo& g, const float* xr, float* win) {
+  const int64_t w = g.win();
+  for (int64_t ky = 0; ky < g.kh; ++ky)
+    for (int64_t i = 0; i < w; i += kLanes) _mm512_store_ps(win + ky * w + i, _mm512_loadu_ps(xr + ky * g.xw + i));
+  return win;
+}
+
+// The backward's image loop (see forward_image).
+template <int A, int R>
+MNISTCTL_AVX512 void backward_image(const Geo& g, const float* xp, const float* dy, float* part, float* part_db,
+                                    float* blk, bool bf16) {
+  const __m512i idx = rest_index<R>(g.sw);
+  float* win = part + (g.taps + 1) * g.row();
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const float* xr = xp + oy * g.sh * g.xw;
+    const float* dr = dy + oy * g.ow * g.k;
+    for (int64_t ox = 0; ox < g.ow; ox += kBlock) {
+      const int64_t pixels = std::min(kBlock, g.ow - ox);
+      if (pixels == kBlock) {
+        backward_block<A, R>(g, window(g, xr + ox * g.sw, win), g.win(), dr + ox * g.k, part, part_db, idx, bf16);
+      } else {
+        std::fill(blk, blk + kBlock * g.k, 0.0f);
+        std::memcpy(blk, dr + ox * g.k, static_cast<size_t>(pixels * g.k) * sizeof(float));
+        backward_block<A, R>(g, window(g, xr + ox * g.sw, win), g.win(), blk, part, part_db, idx, bf16);
+      }
+    }
+  }
+}
+
+using ForwardFn = void (*)(const Geo&, const float*, const float*, const float*, float*, float*);
+using BackwardFn = void (*)(const Geo&, const float*, const float*, float*, float*, float*, bool);
+template <int A>
+std::pair<ForwardFn, BackwardFn> kernels_for_rest(int64_t rest) {
+  if (rest == 4) return {forward_image<A, 4>, backward_image<A, 4>};
+  if (rest == 8) return {forward_image<A, 8>, backward_image<A, 8>};
+  if constexpr (A > 0) return {forward_image<A, 0>, backward_image<A, 0>};
+  return {nullptr, nullptr};
+}
+std::pair<ForwardFn, BackwardFn> kernels(const Split& s) {
+  if (s.main == 0) return kernels_for_rest<0>(s.rest);
+  if (s.main == 1) return kernels_for_rest<1>(s.rest);
+  return kernels_for_rest<2>(s.rest);
+}
+#endif  // MNISTCTL_SCC_X86
+
+}  // namespace
+
+bool single_channel_conv_supported(const ConvDesc& d) {
+#if MNISTCTL_SCC_X86
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  // A shared vector's pixels must sit within one 16-float load of the padded row.
+  const Split s = split_of(d.k);
+  return avx512 && d.c == 1 && supported_split(s) && (s.rest == 0 || (kLanes / s.rest - 1) * d.sw < kLanes);
+#else
+  (void)d;
+  return false;
+#endif
+}
+
+size_t single_channel_conv_scratch_bytes(const ConvDesc& d, int threads) {
+  return Scratch::bytes(Geo(d), std::max(1, threads));
+}
+
+#if MNISTCTL_SCC_X86
+void single_channel_conv_forward(const ConvDesc& d, const float* x, const float* w, const float* b, float* y,
+                                 bool bf16, void* scratch, int threads) {
+  const Geo g(d);
+  const Split sp = split_of(d.k);
+  threads = std::max(1, threads);
+  Scratch s(g, scratch, threads);
+  transpose_params(g, sp, w, b, bf16, s.wt, s.bias);
+  const ForwardFn run = kernels(sp).first;
+  const int64_t in_image = g.h * g.w, out_image = g.oh * g.ow * g.k;
+#pragma omp parallel num_threads(threads)
+  {
+    const auto tid = static_cast<size_t>(omp_get_thread_num());
+    float* xp = s.pad0 + s.pad_floats * tid;
+    std::fill(xp, xp + s.pad_floats, 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < d.n; ++n) {
+      pad_image(g, x + n * in_image, xp, bf16);
+      run(g, xp, s.wt, s.bias, y + n * out_image, s.blk0 + s.blk_floats * tid);
+    }
+  }
+}
+
+void single_channel_conv_backward_weights(const ConvDesc& d, const float* x, const float* dy, float* dw,
+                                          float* db, bool bf16, void* scratch, int threads) {
+  const Geo g(d);
+  const Split sp = split_of(d.k);
+  threads = std::max(1, threads);
+  Scratch s(g, scratch, threads);
+  const BackwardFn run = kernels(sp).second;
+  const int64_t in_image = g.h * g.w, out_image = g.oh * g.ow * g.k, row = g.row();
+  int used = 1;
+#pragma omp parallel num_threads(threads)
+  {
+    const auto tid = static_cast<size_t>(omp_get_thread_num());
+#pragma omp single
+    used = omp_get_num_threads();
+    float* xp = s.pad0 + s.pad_floats * tid;
+    float* part = s.part0 + s.part_floats * tid;
+    std::fill(xp, xp + s.pad_floats, 0.0f);
+    std::fill(part, part + s.part_floats, 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < d.n; ++n) {
+      pad_image(g, x + n * in_image, xp, bf16);
+      run(g, xp, dy + n * out_image, part, part + g.taps * row, s.blk0 + s.blk_floats * tid, bf16);
+    }
+  }
+  // Thread by thread, then (for a rest channel) pixel slot by pixel slot: a fixed order for
+  // a fixed thread count.
+  const int64_t base = sp.main * kLanes;
+  for (int64_t c = 0; c < g.k; ++c) {
+    for (int64_t t = 0; t <= g.taps; ++t) {  // t == taps: db
+      float sum = 0.0f;
+      for (int i = 0; i < used; ++i) {
+        const float* r = s.part0 + s.part_floats * static_cast<size_t>(i) + t * row;
+        if (c < base) {
+          sum += r[c];
+        } else {
+          for (int64_t slot = 0; slot < kLanes / sp.rest; ++slot) sum += r[base + slot * sp.rest + (c - base)];
+        }
+      }
+      if (t < g.taps) dw[c * g.taps + t] = sum;
+      else if (db) db[c] = sum;
+    }
+  }
+}
+#else
+// Unreachable: single_channel_conv_supported() is false off x86.
+void single_channel_conv_forward(const ConvDesc&, const float*, const float*, const float*, float*, bool, void*,
+                                 int) {
+  std::abort();
+}
+void single_channel_conv_backward_weights(const ConvDesc&, const float*, const float*, float*, float*, bool, void*,
+                                          int) {
+  std::abort();
+}
+#endif
+
+}  // namespace mnistctl::cpu

@@ -1,0 +1,204 @@
+// The single-channel convolution loops of the CPU backend (backend/cpu/single_channel_conv.h)
+// against a plain reference in double, shape by shape, printing the max difference: every
+// supported channel split (whole vectors, the shared vector of 4 or 8 channels, both),
+// strides, padding, rows whose last block is partial, no bias, and bf16 (against the same
+// reference on bf16-rounded inputs). Also: repeated calls are bit-identical, and shapes the
+// loops do not take are refused (the backend then uses oneDNN). Skips, saying why, on a CPU
+// without AVX-512F.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "backend/cpu/single_channel_conv.h"
+#include "core/rng.h"
+#include "test_util.h"
+
+using namespace mnistctl;
+
+namespace {
+
+using Host = std::vector<float>;
+
+ConvDesc conv1(int64_t n, int64_t h, int64_t w, int64_t k, int64_t kh, int64_t kw, int64_t sh = 1, int64_t sw = 1,
+               int64_t ph = 0, int64_t pw = 0, bool bias = true) {
+  ConvDesc d;
+  d.n = n, d.c = 1, d.h = h, d.w = w, d.k = k, d.kh = kh, d.kw = kw;
+  d.sh = sh, d.sw = sw, d.ph = ph, d.pw = pw, d.bias = bias;
+  return d;
+}
+
+float to_bf16(float f) {  // round to nearest even, by the definition of the format
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  const uint32_t lsb = (u >> 16) & 1u;
+  u = (u + 0x7fffu + lsb) & 0xffff0000u;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+struct Result {
+  Host y, dw, db;
+};
+
+// y = conv(x, w) + b (nhwc), dW and db from dy (nhwc), all in double.
+Result reference(const ConvDesc& d, Host x, Host w, const Host& b, Host dy, bool bf16) {
+  if (bf16) {
+    for (float& v : x) v = to_bf16(v);
+    for (float& v : w) v = to_bf16(v);
+  }
+  Host dy_raw = dy;
+  if (bf16)
+    for (float& v : dy) v = to_bf16(v);
+  const int64_t oh = d.oh(), ow = d.ow(), taps = d.kh * d.kw;
+  std::vector<double> y(static_cast<size_t>(d.n * oh * ow * d.k)), dw(static_cast<size_t>(d.k * taps)),
+      db(static_cast<size_t>(d.k));
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox)
+        for (int64_t c = 0; c < d.k; ++c) {
+          const size_t at = static_cast<size_t>(((n * oh + oy) * ow + ox) * d.k + c);
+          double s = d.bias ? b[static_cast<size_t>(c)] : 0.0;
+          for (int64_t ky = 0; ky < d.kh; ++ky)
+            for (int64_t kx = 0; kx < d.kw; ++kx) {
+              const int64_t iy = oy * d.sh - d.ph + ky, ix = ox * d.sw - d.pw + kx;
+              if (iy < 0 || ix < 0 || iy >= d.h || ix >= d.w) continue;
+              const double xv = x[static_cast<size_t>((n * d.h + iy) * d.w + ix)];
+              s += xv * w[static_cast<size_t>(c * taps + ky * d.kw + kx)];
+              dw[static_cast<size_t>(c * taps + ky * d.kw + kx)] += xv * dy[at];
+            }
+          y[at] = s;
+          db[static_cast<size_t>(c)] += dy_raw[at];
+        }
+  return {Host(y.begin(), y.end()), Host(dw.begin(), dw.end()), Host(db.begin(), db.end())};
+}
+
+// Runs the loops on `threads` threads, with the scratch they ask for.
+Result run(const ConvDesc& d, const Host& x, const Host& w, const Host& b, const Host& dy, bool bf16, int threads) {
+  const size_t bytes = cpu::single_channel_conv_scratch_bytes(d, threads);
+  std::unique_ptr<void, decltype(&std::free)> scratch(std::aligned_alloc(64, (bytes + 63) / 64 * 64), &std::free);
+  Result r{Host(dy.size(), NAN), Host(w.size(), NAN), Host(static_cast<size_t>(d.k), NAN)};
+  cpu::single_channel_conv_forward(d, x.data(), w.data(), d.bias ? b.data() : nullptr, r.y.data(), bf16,
+                                   scratch.get(), threads);
+  cpu::single_channel_conv_backward_weights(d, x.data(), dy.data(), r.dw.data(), d.bias ? r.db.data() : nullptr,
+                                            bf16, scratch.get(), threads);
+  return r;
+}
+
+// max |got - want| / max(max |want|, 1e-6); infinite when anything is NaN or Inf.
+double rel_diff(const Host& got, const Host& want) {
+  double worst = 0, scale = 1e-6;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
+  }
+  return worst / scale;
+}
+
+void require_avx512() {
+  ConvDesc lenet = conv1(1, 28, 28, 20, 5, 5);
+  if (!cpu::single_channel_conv_supported(lenet)) {
+    std::printf("SKIP: this CPU has no AVX-512F; the backend runs single-channel convolutions on oneDNN\n");
+    std::fflush(stdout);
+    std::exit(MNISTCTL_TEST_SKIP_CODE);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("single-channel convolution loops match a double reference", "[backend][cpu][conv]") {
+  require_avx512();
+  const ConvDesc cases[] = {
+      conv1(100, 28, 28, 20, 5, 5),                    // LeNet conv1: one vector + 4 shared channels
+      conv1(3, 28, 28, 16, 5, 5),                      // one whole vector
+      conv1(3, 13, 11, 4, 3, 3, 2, 1, 1, 1),           // 4 channels only, stride 2 by 1, padding
+      conv1(2, 9, 21, 8, 5, 5, 1, 2, 2, 2),            // 8 channels, stride 1 by 2
+      conv1(2, 12, 30, 24, 3, 5, 1, 1, 0, 2, false),   // 16 + 8, no bias, partial last block
+      conv1(2, 10, 10, 32, 5, 3, 1, 1, 2, 0),          // two whole vectors
+      conv1(2, 8, 19, 36, 3, 3, 2, 3, 1, 1),           // 32 + 4, stride 3 across the row
+      conv1(1, 7, 7, 40, 7, 7, 1, 1, 3, 3),            // 32 + 8, a 7x7 kernel, padding 3
+      conv1(5, 6, 5, 20, 2, 4, 1, 1, 3, 3),            // padding wider than the kernel
+  };
+  for (bool bf16 : {false, true}) {
+    for (const ConvDesc& d : cases) {
+      INFO("n" << d.n << " " << d.h << "x" << d.w << " k" << d.k << " " << d.kh << "x" << d.kw << " s" << d.sh << ","
+               << d.sw << " p" << d.ph << "," << d.pw << (d.bias ? "" : " nobias") << (bf16 ? " bf16" : ""));
+      REQUIRE(cpu::single_channel_conv_supported(d));
+      Pcg32 rng(static_cast<uint64_t>(d.k * 131 + d.w), 3);
+      auto random = [&](int64_t n) {
+        Host v(static_cast<size_t>(n));
+        for (float& f : v) f = rng.uniform(-1.0f, 1.0f);
+        return v;
+      };
+      const Host x = random(d.n * d.h * d.w), w = random(d.k * d.kh * d.kw), b = random(d.k),
+                 dy = random(d.n * d.k * d.oh() * d.ow());
+      const Result want = reference(d, x, w, b, dy, bf16);
+      const Result got = run(d, x, w, b, dy, bf16, 2);
+      const double ry = rel_diff(got.y, want.y), rw = rel_diff(got.dw, want.dw);
+      const double rb = d.bias ? rel_diff(got.db, want.db) : 0.0;
+      std::printf("%s n%-3lld %2lldx%-2lld k%-2lld %lldx%lld s%lld,%lld p%lld,%lld: max rel diff y %.2e dw %.2e db %.2e\n",
+                  bf16 ? "bf16" : "fp32", (long long)d.n, (long long)d.h, (long long)d.w, (long long)d.k,
+                  (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw, (long long)d.ph,
+                  (long long)d.pw, ry, rw, rb);
+      // FP32 sums of up to 57,600 products in another order than the reference's; in bf16
+      // the reference rounds the same inputs, so the bound is the same.
+      CHECK(ry <= 1e-5);
+      CHECK(rw <= 1e-5);
+      CHECK(rb <= 1e-5);
+      if (!d.bias) CHECK(std::isnan(got.db[0]));  // db untouched without a bias
+      // Repeated calls, on the same thread count, are bit-identical.
+      const Result again = run(d, x, w, b, dy, bf16, 2);
+      CHECK(again.y == got.y);
+      CHECK(again.dw == got.dw);
+    }
+  }
+}
+
+TEST_CASE("bf16 in the single-channel loops rounds the inputs of the products", "[backend][cpu][conv][bf16]") {
+  require_avx512();
+  // Inputs that bf16 changes: the bf16 result must equal the reference on rounded inputs
+  // (the bound above) and differ from the FP32 result by more than the FP32 noise.
+  const ConvDesc d = conv1(4, 12, 12, 20, 5, 5);
+  Pcg32 rng(77, 1);
+  auto random = [&](int64_t n) {
+    Host v(static_cast<size_t>(n));
+    for (float& f : v) f = rng.uniform(-1.0f, 1.0f);
+    return v;
+  };
+  const Host x = random(d.n * d.h * d.w), w = random(d.k * 25), b = random(d.k), dy = random(d.n * d.k * 64);
+  const Result fp32 = run(d, x, w, b, dy, false, 2), bf16 = run(d, x, w, b, dy, true, 2);
+  const double apart = rel_diff(bf16.y, fp32.y), apart_w = rel_diff(bf16.dw, fp32.dw);
+  std::printf("bf16 against fp32 on the same inputs: max rel diff y %.2e dw %.2e\n", apart, apart_w);
+  CHECK(apart > 1e-4);
+  CHECK(apart < 2e-2);
+  CHECK(apart_w > 1e-4);
+  CHECK(apart_w < 2e-2);
+  // db sums the unrounded dy in both.
+  CHECK(rel_diff(bf16.db, fp32.db) == 0.0);
+}
+
+TEST_CASE("the single-channel loops take only the shapes they were written for", "[backend][cpu][conv]") {
+  require_avx512();
+  CHECK(cpu::single_channel_conv_supported(conv1(1, 28, 28, 20, 5, 5)));
+  ConvDesc two_channels = conv1(1, 12, 12, 50, 5, 5);
+  two_channels.c = 2;
+  CHECK_FALSE(cpu::single_channel_conv_supported(two_channels));
+  for (int64_t k : {1, 2, 3, 6, 12, 18, 44, 48, 64}) {
+    INFO("k " << k);
+    CHECK_FALSE(cpu::single_channel_conv_supported(conv1(1, 28, 28, k, 5, 5)));
+  }
+  for (int64_t k : {4, 8, 16, 20, 24, 32, 36, 40}) {
+    INFO("k " << k);
+    CHECK(cpu::single_channel_conv_supported(conv1(1, 28, 28, k, 5, 5)));
+  }
+  // The pixels sharing a vector must fit one 16-float load of the row: 4 of them at column
+  // stride 5 do (3 * 5 < 16), at stride 6 they do not.
+  CHECK(cpu::single_channel_conv_supported(conv1(1, 40, 40, 20, 5, 5, 1, 5)));
+  CHECK_FALSE(cpu::single_channel_conv_supported(conv1(1, 40, 40, 20, 5, 5, 1, 6)));
+}
