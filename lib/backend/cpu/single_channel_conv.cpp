@@ -26,7 +26,6 @@ namespace {
 constexpr int64_t kLanes = 16;  // floats in an AVX-512 vector
 constexpr int64_t kBlock = 8;   // output pixels per block
 constexpr int64_t kMaxMain = 2;  // whole vectors of channels per pixel
-constexpr size_t kAlign = 64;
 
 // The channels of a pixel: `main` whole vectors, then `rest` (0, 4 or 8) channels, which
 // go in a shared vector: the rest of 16 / rest pixels side by side (lane p*rest + c).
