@@ -6,9 +6,8 @@
 // iteration, with a fast path for the common 2x2 window with stride 2 and no padding; on
 // nhwc one image per iteration with the channels innermost (as AVX-512 lanes for the
 // forward of a 2x2, stride-2 max pooling from nhwc to nhwc, where the CPU has AVX-512F).
-// Results match the
-// reference backend exactly for max pooling (same first-maximum rule, same summation order
-// where windows overlap) and to rounding for average pooling.
+// Results match the reference backend exactly for max pooling (same first-maximum rule,
+// same summation order where windows overlap) and to rounding for average pooling.
 #pragma once
 
 #include <cstddef>
