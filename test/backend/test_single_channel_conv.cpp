@@ -101,13 +101,20 @@ double rel_diff(const Host& got, const Host& want) {
   return worst / scale;
 }
 
+// The skip is decided by the CPU, not by single_channel_conv_supported: a broken
+// supported() must fail here, not turn the file into a skip.
 void require_avx512() {
-  ConvDesc lenet = conv1(1, 28, 28, 20, 5, 5);
-  if (!cpu::single_channel_conv_supported(lenet)) {
+#if defined(__x86_64__)
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+#else
+  const bool avx512 = false;
+#endif
+  if (!avx512) {
     std::printf("SKIP: this CPU has no AVX-512F; the backend runs single-channel convolutions on oneDNN\n");
     std::fflush(stdout);
     std::exit(MNISTCTL_TEST_SKIP_CODE);
   }
+  REQUIRE(cpu::single_channel_conv_supported(conv1(1, 28, 28, 20, 5, 5)));
 }
 
 }  // namespace
@@ -124,6 +131,8 @@ TEST_CASE("single-channel convolution loops match a double reference", "[backend
       conv1(2, 8, 19, 36, 3, 3, 2, 3, 1, 1),           // 32 + 4, stride 3 across the row
       conv1(1, 7, 7, 40, 7, 7, 1, 1, 3, 3),            // 32 + 8, a 7x7 kernel, padding 3
       conv1(5, 6, 5, 20, 2, 4, 1, 1, 3, 3),            // padding wider than the kernel
+      conv1(2, 9, 40, 20, 3, 5, 1, 5, 1, 0),           // 4 shared pixels at the widest column stride
+      conv1(2, 7, 50, 24, 3, 3, 2, 15, 0, 1),          // 2 shared pixels, column stride 15
   };
   for (bool bf16 : {false, true}) {
     for (const ConvDesc& d : cases) {
@@ -139,7 +148,8 @@ TEST_CASE("single-channel convolution loops match a double reference", "[backend
       const Host x = random(d.n * d.h * d.w), w = random(d.k * d.kh * d.kw), b = random(d.k),
                  dy = random(d.n * d.k * d.oh() * d.ow());
       const Result want = reference(d, x, w, b, dy, bf16);
-      const Result got = run(d, x, w, b, dy, bf16, 2);
+      const int threads = d.n < 5 ? 5 : 2;  // more threads than images: some get none
+      const Result got = run(d, x, w, b, dy, bf16, threads);
       const double ry = rel_diff(got.y, want.y), rw = rel_diff(got.dw, want.dw);
       const double rb = d.bias ? rel_diff(got.db, want.db) : 0.0;
       std::printf("%s n%-3lld %2lldx%-2lld k%-2lld %lldx%lld s%lld,%lld p%lld,%lld: max rel diff y %.2e dw %.2e db %.2e\n",
@@ -153,9 +163,13 @@ TEST_CASE("single-channel convolution loops match a double reference", "[backend
       CHECK(rb <= 1e-5);
       if (!d.bias) CHECK(std::isnan(got.db[0]));  // db untouched without a bias
       // Repeated calls, on the same thread count, are bit-identical.
-      const Result again = run(d, x, w, b, dy, bf16, 2);
+      const Result again = run(d, x, w, b, dy, bf16, threads);
       CHECK(again.y == got.y);
       CHECK(again.dw == got.dw);
+      // One thread sums in another order: the same within the bound.
+      const Result one = run(d, x, w, b, dy, bf16, 1);
+      CHECK(rel_diff(one.y, want.y) <= 1e-5);
+      CHECK(rel_diff(one.dw, want.dw) <= 1e-5);
     }
   }
 }
@@ -201,4 +215,41 @@ TEST_CASE("the single-channel loops take only the shapes they were written for",
   // stride 5 do (3 * 5 < 16), at stride 6 they do not.
   CHECK(cpu::single_channel_conv_supported(conv1(1, 40, 40, 20, 5, 5, 1, 5)));
   CHECK_FALSE(cpu::single_channel_conv_supported(conv1(1, 40, 40, 20, 5, 5, 1, 6)));
+}
+
+TEST_CASE("input columns that no window reads do not reach the single-channel loops' results",
+          "[backend][cpu][conv]") {
+  require_avx512();
+  // Width 30, 5 columns, column stride 2: 13 outputs a row, the last block partial, and
+  // column 29 in no window. Inf there must leave y and dW finite and right (the block's
+  // absent pixels must not multiply it by their zero dy).
+  const ConvDesc d = conv1(1, 5, 30, 16, 5, 5, 1, 2);
+  Pcg32 rng(91, 2);
+  auto random = [&](int64_t n) {
+    Host v(static_cast<size_t>(n));
+    for (float& f : v) f = rng.uniform(-1.0f, 1.0f);
+    return v;
+  };
+  Host x = random(d.h * d.w);
+  for (int64_t r = 0; r < d.h; ++r) x[static_cast<size_t>(r * d.w + 29)] = INFINITY;
+  const Host w = random(d.k * 25), b = random(d.k), dy = random(d.k * d.oh() * d.ow());
+  const Result want = reference(d, x, w, b, dy, false);
+  const Result got = run(d, x, w, b, dy, false, 1);
+  const double ry = rel_diff(got.y, want.y), rw = rel_diff(got.dw, want.dw);
+  std::printf("Inf in an unread column: max rel diff y %.2e dw %.2e\n", ry, rw);
+  CHECK(ry <= 1e-5);
+  CHECK(rw <= 1e-5);
+}
+
+TEST_CASE("the single-channel loops refuse a shape they have no kernel for", "[backend][cpu][conv]") {
+  require_avx512();
+  const ConvDesc d = conv1(1, 8, 8, 12, 3, 3);
+  REQUIRE_FALSE(cpu::single_channel_conv_supported(d));
+  Host x(64), w(12 * 9), y(12 * 36), dw(12 * 9);
+  std::vector<float> scratch(1 << 16);
+  CHECK_THROWS_WITH(cpu::single_channel_conv_forward(d, x.data(), w.data(), nullptr, y.data(), false, scratch.data(), 1),
+                    Catch::Contains("unsupported shape"));
+  CHECK_THROWS_WITH(cpu::single_channel_conv_backward_weights(d, x.data(), y.data(), dw.data(), nullptr, false,
+                                                              scratch.data(), 1),
+                    Catch::Contains("12 filters"));
 }

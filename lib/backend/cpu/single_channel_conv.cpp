@@ -1,7 +1,8 @@
 // The single-channel convolution loops of single_channel_conv.h. The vector code is compiled
 // for AVX-512F with a target attribute and only called after single_channel_conv_supported(),
-// so the rest of the library keeps the baseline ISA. Accumulators and weights are arrays
-// indexed by template constants only, which the compiler keeps in registers.
+// so the rest of the library keeps the baseline ISA. Accumulators (and the backward's dy)
+// are arrays indexed by template constants only, which the compiler keeps in registers;
+// the weights are loaded per tap from the transposed copy in the scratch.
 #include "backend/cpu/single_channel_conv.h"
 
 #include <omp.h>
@@ -12,6 +13,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -132,13 +137,16 @@ MNISTCTL_AVX512 inline __m512 round_bf16(__m512 v) {
 }
 
 // Copies image x (h x w) into the interior of the padded buffer, whose border is zero,
-// bf16-rounded if asked.
+// bf16-rounded if asked. Only the columns some output's window reads: the pixels past the
+// end of a row's last, partial block then read zeros, never a value (Inf, NaN) that 0 * dy
+// would turn into NaN in dW.
 MNISTCTL_AVX512 void pad_image(const Geo& g, const float* x, float* xp, bool bf16) {
+  const int64_t used = std::min(g.w, (g.ow - 1) * g.sw + g.kw - g.pw);
   for (int64_t iy = 0; iy < g.h; ++iy) {
     const float* src = x + iy * g.w;
     float* dst = xp + (iy + g.ph) * g.xw + g.pw;
-    for (int64_t ix = 0; ix < g.w; ix += kLanes) {
-      const int64_t n = std::min(kLanes, g.w - ix);
+    for (int64_t ix = 0; ix < used; ix += kLanes) {
+      const int64_t n = std::min(kLanes, used - ix);
       const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
       const __m512 v = _mm512_maskz_loadu_ps(m, src + ix);
       _mm512_mask_storeu_ps(dst + ix, m, bf16 ? round_bf16(v) : v);
@@ -337,8 +345,17 @@ size_t single_channel_conv_scratch_bytes(const ConvDesc& d, int threads) {
 }
 
 #if MNISTCTL_SCC_X86
+// The kernels exist for the supported shapes only (another filter count has no instance).
+static void require_supported(const ConvDesc& d) {
+  if (!single_channel_conv_supported(d))
+    throw RuntimeError(fmt::format("single-channel convolution loops called for an unsupported shape ({} input "
+                                   "channels, {} filters, column stride {})",
+                                   d.c, d.k, d.sw));
+}
+
 void single_channel_conv_forward(const ConvDesc& d, const float* x, const float* w, const float* b, float* y,
                                  bool bf16, void* scratch, int threads) {
+  require_supported(d);
   const Geo g(d);
   const Split sp = split_of(d.k);
   threads = std::max(1, threads);
@@ -361,6 +378,7 @@ void single_channel_conv_forward(const ConvDesc& d, const float* x, const float*
 
 void single_channel_conv_backward_weights(const ConvDesc& d, const float* x, const float* dy, float* dw,
                                           float* db, bool bf16, void* scratch, int threads) {
+  require_supported(d);
   const Geo g(d);
   const Split sp = split_of(d.k);
   threads = std::max(1, threads);

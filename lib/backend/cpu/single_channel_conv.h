@@ -28,8 +28,10 @@
 
 namespace mnistctl::cpu {
 
-// Whether these loops run `d` here: an x86 CPU with AVX-512F, one input channel, and k
-// filters with k = 16a + r, a <= 2 and r in {0, 4, 8} (4, 8, 16, 20, 24, 32, 36, 40).
+// Whether these loops run `d` here: an x86 CPU with AVX-512F, one input channel, k filters
+// with k = 16a + r, a <= 2 and r in {0, 4, 8} (4, 8, 16, 20, 24, 32, 36, 40), and where
+// r > 0 a column stride with (16 / r - 1) * sw < 16 (the pixels sharing a vector lie within
+// one 16-float load of the row). The two functions below throw RuntimeError otherwise.
 bool single_channel_conv_supported(const ConvDesc& d);
 
 // Bytes of scratch the two functions need with `threads` threads.
