@@ -366,33 +366,37 @@ bool avx512_pool_here() {
   return yes;
 }
 
-__attribute__((target("avx512f"))) void nhwc_2x2_max_forward_avx512(const PoolDesc& d, const float* x, float* y,
-                                                                       int32_t* ws, int threads) {
+// One image. The OpenMP loop stays outside the target-attributed code (clang does not give
+// a parallel region's outlined body the attribute).
+__attribute__((target("avx512f"))) void nhwc_2x2_max_forward_image(const PoolDesc& d, const float* x, float* y,
+                                                                      int32_t* ws, int64_t n) {
   const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
-#pragma omp parallel for schedule(static) num_threads(threads) if (d.n * C * H * W >= kParallelMin)
-  for (int64_t n = 0; n < d.n; ++n)
-    for (int64_t oy = 0; oy < OH; ++oy)
-      for (int64_t ox = 0; ox < OW; ++ox) {
-        const int32_t i0 = static_cast<int32_t>(2 * oy * W + 2 * ox), i2 = i0 + static_cast<int32_t>(W);
-        const int32_t tap[4] = {i0, i0 + 1, i2, i2 + 1};
-        const float* p = x + n * H * W * C;
-        const int64_t o = (n * OH * OW + oy * OW + ox) * C;
-        for (int64_t c = 0; c < C; c += 16) {
-          const __mmask16 m = C - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (C - c)) - 1u);
-          __m512 best = _mm512_maskz_loadu_ps(m, p + tap[0] * C + c);
-          __m512i at = _mm512_set1_epi32(tap[0]);
-          for (int k = 1; k < 4; ++k) {
-            const __m512 v = _mm512_maskz_loadu_ps(m, p + tap[k] * C + c);
-            const __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-            best = _mm512_mask_mov_ps(best, gt, v);
-            at = _mm512_mask_mov_epi32(at, gt, _mm512_set1_epi32(tap[k]));
-          }
-          _mm512_mask_storeu_ps(y + o + c, m, best);
-          _mm512_mask_storeu_epi32(ws + o + c, m, at);
+  for (int64_t oy = 0; oy < OH; ++oy)
+    for (int64_t ox = 0; ox < OW; ++ox) {
+      const int32_t i0 = static_cast<int32_t>(2 * oy * W + 2 * ox), i2 = i0 + static_cast<int32_t>(W);
+      const int32_t tap[4] = {i0, i0 + 1, i2, i2 + 1};
+      const float* p = x + n * H * W * C;
+      const int64_t o = (n * OH * OW + oy * OW + ox) * C;
+      for (int64_t c = 0; c < C; c += 16) {
+        const __mmask16 m = C - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (C - c)) - 1u);
+        __m512 best = _mm512_maskz_loadu_ps(m, p + tap[0] * C + c);
+        __m512i at = _mm512_set1_epi32(tap[0]);
+        for (int k = 1; k < 4; ++k) {
+          const __m512 v = _mm512_maskz_loadu_ps(m, p + tap[k] * C + c);
+          const __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+          best = _mm512_mask_mov_ps(best, gt, v);
+          at = _mm512_mask_mov_epi32(at, gt, _mm512_set1_epi32(tap[k]));
         }
+        _mm512_mask_storeu_ps(y + o + c, m, best);
+        _mm512_mask_storeu_epi32(ws + o + c, m, at);
       }
+    }
 }
 
+void nhwc_2x2_max_forward_avx512(const PoolDesc& d, const float* x, float* y, int32_t* ws, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (d.n * d.c * d.h * d.w >= kParallelMin)
+  for (int64_t n = 0; n < d.n; ++n) nhwc_2x2_max_forward_image(d, x, y, ws, n);
+}
 #endif
 
 }  // namespace
