@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/single_channel_conv.h"
 #include "core/rng.h"
 #include "test_util.h"
@@ -104,12 +105,7 @@ double rel_diff(const Host& got, const Host& want) {
 // The skip is decided by the CPU, not by single_channel_conv_supported: a broken
 // supported() must fail here, not turn the file into a skip.
 void require_avx512() {
-#if defined(__x86_64__)
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-#else
-  const bool avx512 = false;
-#endif
-  if (!avx512) {
+  if (!cpu::cpu_has_avx512f()) {
     std::printf("SKIP: this CPU has no AVX-512F; the backend runs single-channel convolutions on oneDNN\n");
     std::fflush(stdout);
     std::exit(MNISTCTL_TEST_SKIP_CODE);

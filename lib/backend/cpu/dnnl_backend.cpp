@@ -855,8 +855,8 @@ class DnnlBackend final : public HostBackend {
     if (backward && conv_backward_ != ConvBackward::auto_) return false;
     return cpu::single_channel_conv_supported(d);
   }
-  // The scratch every lowered convolution and the single-channel loops share (one runs at a time): HostBackend's aligned
-  // memory, grown to the largest need and then kept.
+  // The scratch every lowered convolution and the single-channel loops share (one runs at a
+  // time): HostBackend's aligned memory, grown to the largest need and then kept.
   void* scratch(size_t bytes) {
     if (bytes > scratch_.bytes) scratch_ = alloc_bytes(bytes);
     return scratch_.data;

@@ -5,6 +5,8 @@
 // architectures than x86 there is no probe (probe_supported is false).
 #include "backend/cpu/fma_peak.h"
 
+#include "backend/cpu/cpu_features.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -113,8 +115,8 @@ bool probe_supported(ProbeIsa isa) {
   __builtin_cpu_init();
   switch (isa) {
     case ProbeIsa::avx2_fma: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case ProbeIsa::avx512_fma: return __builtin_cpu_supports("avx512f");
-    case ProbeIsa::avx512_bf16: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    case ProbeIsa::avx512_fma: return cpu_has_avx512f();
+    case ProbeIsa::avx512_bf16: return cpu_has_avx512f() && __builtin_cpu_supports("avx512bf16");
   }
 #else
   (void)isa;

@@ -4,6 +4,8 @@
 // thread count.
 #include "backend/cpu/pool_kernels.h"
 
+#include "backend/cpu/cpu_features.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -361,21 +363,17 @@ void nhwc_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float*
 // same results bit for bit. (A backward the same way, writing each window's four cells
 // once with a select instead of zeroing dx and scattering, measured slower than
 // nhwc_disjoint_max_backward.)
-bool avx512_pool_here() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-}
-
+//
 // One image. The OpenMP loop stays outside the target-attributed code (clang does not give
 // a parallel region's outlined body the attribute).
 __attribute__((target("avx512f"))) void nhwc_2x2_max_forward_image(const PoolDesc& d, const float* x, float* y,
                                                                       int32_t* ws, int64_t n) {
   const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
+  const float* p = x + n * H * W * C;
   for (int64_t oy = 0; oy < OH; ++oy)
     for (int64_t ox = 0; ox < OW; ++ox) {
       const int32_t i0 = static_cast<int32_t>(2 * oy * W + 2 * ox), i2 = i0 + static_cast<int32_t>(W);
       const int32_t tap[4] = {i0, i0 + 1, i2, i2 + 1};
-      const float* p = x + n * H * W * C;
       const int64_t o = (n * OH * OW + oy * OW + ox) * C;
       for (int64_t c = 0; c < C; c += 16) {
         const __mmask16 m = C - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (C - c)) - 1u);
@@ -409,7 +407,7 @@ size_t pool_workspace_bytes(const PoolDesc& d) {
 void pool_forward(const PoolDesc& d, Layout in, Layout out, const float* x, float* y, int32_t* ws,
                   int threads) {
 #if MNISTCTL_POOL_X86
-  if (in == Layout::nhwc && out == Layout::nhwc && is_2x2_s2(d) && d.type == PoolType::max && avx512_pool_here())
+  if (in == Layout::nhwc && out == Layout::nhwc && is_2x2_s2(d) && d.type == PoolType::max && cpu_has_avx512f())
     return nhwc_2x2_max_forward_avx512(d, x, y, ws, threads);
 #endif
   if (in == Layout::nhwc && is_2x2_s2(d)) return nhwc_2x2_forward(d, x, y, ws, out == Layout::nhwc, threads);

@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/cpu_features.h"
 #include "core/error.h"
 
 #if defined(__x86_64__)
@@ -158,8 +159,9 @@ MNISTCTL_AVX512 void pad_image(const Geo& g, const float* x, float* xp, bool bf1
 // of pixel l / R, which is (l / R) * sw values along the padded row.
 template <int R>
 MNISTCTL_AVX512 inline __m512i rest_index(int64_t sw) {
+  constexpr int64_t r = R ? R : 1;  // R = 0: no shared vector, the index goes unused
   alignas(64) int32_t lanes[kLanes];
-  for (int64_t l = 0; l < kLanes; ++l) lanes[l] = R ? static_cast<int32_t>(l / (R ? R : 1) * sw) : 0;
+  for (int64_t l = 0; l < kLanes; ++l) lanes[l] = static_cast<int32_t>(l / r * sw);
   return _mm512_load_si512(lanes);
 }
 
@@ -180,11 +182,11 @@ MNISTCTL_AVX512 inline void forward_block(const Geo& g, const float* xr, const f
     const float* xrow = xr + ky * g.xw;
     for (int64_t kx = 0; kx < g.kw; ++kx) {
       const float* wv = wt + (ky * g.kw + kx) * row;
-      for (int p = 0; p < kBlock; ++p) {
-        if (!A) break;
-        const __m512 xb = _mm512_set1_ps(xrow[p * g.sw + kx]);
-        for (int a = 0; a < A; ++a) acc[p][a] = _mm512_fmadd_ps(xb, _mm512_load_ps(wv + a * kLanes), acc[p][a]);
-      }
+      if constexpr (A > 0)
+        for (int p = 0; p < kBlock; ++p) {
+          const __m512 xb = _mm512_set1_ps(xrow[p * g.sw + kx]);
+          for (int a = 0; a < A; ++a) acc[p][a] = _mm512_fmadd_ps(xb, _mm512_load_ps(wv + a * kLanes), acc[p][a]);
+        }
       if (NT) {
         const __m512 wr = _mm512_load_ps(wv + A * kLanes);
         for (int q = 0; q < NT; ++q) {
@@ -273,13 +275,16 @@ MNISTCTL_AVX512 inline void backward_block(const Geo& g, const float* xr, int64_
       }
       if (NT) {
         __m512 acc = _mm512_load_ps(pt + A * kLanes);
-        for (int q = 0; q < NT; ++q)
-          acc = _mm512_fmadd_ps(_mm512_maskz_permutexvar_ps(0xffff, idx, _mm512_loadu_ps(xrow + q * G * g.sw + kx)), dr[q], acc);
+        for (int q = 0; q < NT; ++q) {
+          const __m512 xs = _mm512_maskz_permutexvar_ps(0xffff, idx, _mm512_loadu_ps(xrow + q * G * g.sw + kx));
+          acc = _mm512_fmadd_ps(xs, dr[q], acc);
+        }
         _mm512_store_ps(pt + A * kLanes, acc);
       }
     }
   }
 }
+
 // Copies a block's input window (kh rows of win() floats) next to the partial sums.
 MNISTCTL_AVX512 inline const float* window(const Geo& g, const float* xr, float* win) {
   const int64_t w = g.win();
@@ -330,10 +335,9 @@ std::pair<ForwardFn, BackwardFn> kernels(const Split& s) {
 
 bool single_channel_conv_supported(const ConvDesc& d) {
 #if MNISTCTL_SCC_X86
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
   // A shared vector's pixels must sit within one 16-float load of the padded row.
   const Split s = split_of(d.k);
-  return avx512 && d.c == 1 && supported_split(s) && (s.rest == 0 || (kLanes / s.rest - 1) * d.sw < kLanes);
+  return cpu_has_avx512f() && d.c == 1 && supported_split(s) && (s.rest == 0 || (kLanes / s.rest - 1) * d.sw < kLanes);
 #else
   (void)d;
   return false;

@@ -1,0 +1,20 @@
+// Whether this CPU has AVX-512F, for the CPU backend's own AVX-512 code (the single-channel
+// convolution loops, the pooling forward, the peak probe) and the tests that must know which
+// of them run: __builtin_cpu_supports, asked once; false off x86.
+#pragma once
+
+namespace mnistctl::cpu {
+
+inline bool cpu_has_avx512f() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+}  // namespace mnistctl::cpu
