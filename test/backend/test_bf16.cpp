@@ -13,8 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <dnnl.hpp>
 
 #include "backend/backend.h"
 #include "layouts.h"
@@ -43,6 +46,20 @@ Backend& bf16() {
     return make_backend("cpu", o);
   }();
   return *b;
+}
+
+// Whether oneDNN's kernels use AMX on this CPU (DNNL_MAX_CPU_ISA can cap it), asked of
+// oneDNN itself, apart from the backend's own answer.
+bool dnnl_cpu_isa_is_amx() { return dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx; }
+
+// A bf16 CPU backend made with MNISTCTL_DNNL_CONV_BACKWARD set to `knob` (null: unset, the
+// default). After bf16(), which skips where there is no BF16.
+std::unique_ptr<Backend> bf16_with(const char* knob) {
+  test::EnvGuard env("MNISTCTL_DNNL_CONV_BACKWARD", knob ? std::optional<std::string>(knob) : std::nullopt);
+  test::EnvGuard no_layout("MNISTCTL_DNNL_LAYOUT", std::nullopt), no_single("MNISTCTL_DNNL_SINGLE_CHANNEL", std::nullopt);
+  BackendOptions o;
+  o.precision = Precision::bf16;
+  return make_backend("cpu", o);
 }
 
 Backend& ref() {
@@ -80,7 +97,7 @@ void compare(const std::string& what, const Host& got, const Host& want) {
     max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[i]) - want[i]));
   }
   const double rel = max_diff / std::max(max_ref, 1e-6);
-  std::printf("bf16 %-34s max abs diff %.3e  rel %.3e (tolerance %.0e)\n", what.c_str(), max_diff, rel, kBf16Tol);
+  std::printf("bf16 %-44s max abs diff %.3e  rel %.3e (tolerance %.0e)\n", what.c_str(), max_diff, rel, kBf16Tol);
   INFO(what << ": max abs diff " << max_diff << ", rel " << rel);
   CHECK(finite);
   CHECK(rel <= kBf16Tol);
@@ -157,6 +174,11 @@ TEST_CASE("bf16 convolution matches the fp32 reference within 1e-2", "[bf16][con
 TEST_CASE("bf16 convolution on channels-last tensors matches the fp32 reference within 1e-2", "[bf16][conv][nhwc]") {
   bf16();  // skips first where there is no BF16
   const ConvDesc convs[] = {{100, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0, true}, {100, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0, true}};
+  // Every backward plan of dnnl_backend.cpp, on any CPU: the default, and each forced.
+  const char* knobs[] = {nullptr, "direct", "gemm", "amx"};
+  for (const char* knob : knobs) {
+  std::unique_ptr<Backend> be = bf16_with(knob);
+  std::printf("%s\n", be->name().c_str());
   Pcg32 rng(8, 1);
   for (const ConvDesc& d : convs) {
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
@@ -171,11 +193,43 @@ TEST_CASE("bf16 convolution on channels-last tensors matches the fp32 reference 
       be.conv_backward_weights(d, tx, tdy, tdw, &tdb);
       return std::vector<Host>{test::download_nchw(be, ty), test::download_nchw(be, tdx), down(be, tdw)};
     };
-    const auto got = run(bf16(), Layout::nhwc), want = run(ref(), Layout::nchw);
-    const std::string name = d.c == 1 ? "lenet conv1 nhwc" : "lenet conv2 nhwc";
+    const auto got = run(*be, Layout::nhwc), want = run(ref(), Layout::nchw);
+    const std::string name = std::string(d.c == 1 ? "lenet conv1 nhwc" : "lenet conv2 nhwc") + (knob ? " " : "") +
+                             (knob ? knob : "");
     compare(name + " forward", got[0], want[0]);
     compare(name + " backward-data", got[1], want[1]);
     compare(name + " backward-weights", got[2], want[2]);
+  }
+  }
+}
+
+// The plan the default takes for LeNet's conv2 in bf16: on a CPU where oneDNN runs AMX, the
+// AMX plan (dnnl_backend.cpp, backward_path); elsewhere the lowered one ("gemm"). Each
+// gradient equals the expected plan's bit for bit and differs from the other's.
+TEST_CASE("bf16 conv2's backward takes the AMX plan exactly where oneDNN uses AMX", "[bf16][conv][nhwc]") {
+  bf16();  // skips first where there is no BF16
+  const bool amx = dnnl_cpu_isa_is_amx();
+  std::printf("oneDNN's ISA here %s AMX: the default should be the %s plan\n", amx ? "has" : "lacks",
+              amx ? "amx" : "gemm");
+  const ConvDesc d{100, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0, true};
+  const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+  Pcg32 rng(9, 1);
+  const Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), dy = random_host(rng, ys.numel());
+  auto grads = [&](const char* knob) {
+    std::unique_ptr<Backend> be = bf16_with(knob);
+    Tensor tx = test::upload_as(*be, xs, x, Layout::nhwc), tdy = test::upload_as(*be, ys, dy, Layout::nhwc);
+    Tensor tdx = test::empty_as(*be, xs, Layout::nhwc), tw = up(*be, ws, w), tdw = be->empty(ws);
+    be->conv_backward_data(d, tdy, tw, tdx);
+    be->conv_backward_weights(d, tx, tdy, tdw, nullptr);
+    return std::vector<Host>{test::download_nchw(*be, tdx), down(*be, tdw)};
+  };
+  const auto def = grads(nullptr), with_amx = grads("amx"), with_gemm = grads("gemm");
+  const auto& expected = amx ? with_amx : with_gemm;
+  const auto& other = amx ? with_gemm : with_amx;
+  for (int i = 0; i < 2; ++i) {
+    INFO((i == 0 ? "dx" : "dW"));
+    CHECK(def[i] == expected[i]);
+    CHECK(def[i] != other[i]);
   }
 }
 

@@ -1,5 +1,5 @@
-// Whether this CPU has AVX-512F, for the CPU backend's own AVX-512 code (the single-channel
-// convolution loops, the pooling forward, the peak probe) and the tests that must know which
+// Whether this CPU has AVX-512F (and BW), for the CPU backend's own AVX-512 code (the single-channel
+// convolution loops, im2col's bf16 permutes, the pooling forward, the peak probe) and the tests that must know which
 // of them run: __builtin_cpu_supports, asked once; false off x86.
 #pragma once
 
@@ -10,6 +10,19 @@ inline bool cpu_has_avx512f() {
   static const bool yes = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+// AVX-512BW too (16-bit lanes: im2col's bf16 permutes).
+inline bool cpu_has_avx512bw() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0 && __builtin_cpu_supports("avx512bw") != 0;
   }();
   return yes;
 #else

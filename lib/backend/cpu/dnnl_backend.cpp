@@ -202,12 +202,15 @@ class DnnlBackend final : public HostBackend {
     else layout_name_.clear();
     // Tuning knob for `mnistctl bench` and the tests: "direct" or "gemm" (that convolution
     // backward wherever the activations are nhwc and one image's columns fit a chunk; see
-    // GemmConv); unset or anything else: the default.
+    // GemmConv), or "amx" (the plan the default takes in bf16 on a CPU with AMX, on any CPU
+    // and precision); unset or anything else: the default.
     const char* bwd = std::getenv("MNISTCTL_DNNL_CONV_BACKWARD");
     conv_backward_name_ = bwd ? bwd : "";
     if (conv_backward_name_ == "direct") conv_backward_ = ConvBackward::direct;
     else if (conv_backward_name_ == "gemm") conv_backward_ = ConvBackward::gemm;
+    else if (conv_backward_name_ == "amx") conv_backward_ = ConvBackward::amx;
     else conv_backward_name_.clear();
+    amx_ = dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
     // Tuning knob for `mnistctl bench` and the tests: "onednn" (oneDNN's kernels for
     // single-channel convolutions too); unset or anything else: the default.
     const char* single = std::getenv("MNISTCTL_DNNL_SINGLE_CHANNEL");
@@ -307,7 +310,7 @@ class DnnlBackend final : public HostBackend {
   void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
                           Tensor& dx) override {
     opcheck::conv_args("conv_backward_data", d, dx, w, dy, accepts_nhwc());
-    if (gemm_backward(d, dx.layout, dy.layout)) {
+    if (backward_path(d, dx.layout, dy.layout, false) == BackwardPath::gemm) {
       Op& op = cached(conv_key("conv_bwd_data_gemm", d, false, dx, dy), threads_for(conv_macs(d)),
                       [&] { return make_gemm_backward_data(d); });
       run_gemm_backward_data(op, d, dy, w, dx);
@@ -337,11 +340,20 @@ class DnnlBackend final : public HostBackend {
                                                 scratch(cpu::single_channel_conv_scratch_bytes(d, threads)), threads);
       return;
     }
-    if (gemm_backward(d, x.layout, dy.layout)) {
-      Op& op = cached(conv_key("conv_bwd_w_gemm", d, false, x, dy), threads_for(conv_macs(d)),
-                      [&] { return make_gemm_backward_weights(d); });
-      run_gemm_backward_weights(op, d, x, dy, dw, db);
-      return;
+    switch (backward_path(d, x.layout, dy.layout, true)) {
+      case BackwardPath::gemm: {
+        Op& op = cached(conv_key("conv_bwd_w_gemm", d, false, x, dy), threads_for(conv_macs(d)),
+                        [&] { return make_gemm_backward_weights(d); });
+        run_gemm_backward_weights(op, d, x, dy, dw, db);
+        return;
+      }
+      case BackwardPath::gemm_t: {
+        Op& op = cached(conv_key("conv_bwd_w_gemm_t", d, false, x, dy), threads_for(conv_macs(d)),
+                        [&] { return make_gemm_t_backward_weights(d); });
+        run_gemm_t_backward_weights(op, d, x, dy, dw, db);
+        return;
+      }
+      case BackwardPath::direct: break;
     }
     Op& op = cached(conv_key("conv_bwd_w", d, db != nullptr, x, dy), threads_for(conv_macs(d)), [&] {
       const Layout l = dy.layout;
@@ -836,7 +848,7 @@ class DnnlBackend final : public HostBackend {
   bool gemm_backward(const ConvDesc& d, Layout x, Layout y) const {
     if (conv_backward_ == ConvBackward::direct || conv_layout_ != ConvLayout::auto_) return false;
     if (x != Layout::nhwc || y != Layout::nhwc) return false;
-    if (conv_backward_ == ConvBackward::auto_ && d.c < kGemmMinChannels) return false;
+    if (conv_backward_ != ConvBackward::gemm && d.c < kGemmMinChannels) return false;
     // One image's column matrix must fit a chunk (the tensors exist, so each factor is
     // bounded; the product is formed in double first), and by default a batch size with no
     // divisor near the chunk size (a prime one, say) would make many small matmuls: the
@@ -845,6 +857,20 @@ class DnnlBackend final : public HostBackend {
       return false;
     if (conv_backward_ == ConvBackward::gemm) return true;
     return 2 * chunk_images(d) >= chunk_fit(d);
+  }
+  // Where gemm_backward takes the lowered path, the AMX plan (the default in bf16 on a CPU
+  // with AMX, or the knob) runs backward-data as oneDNN's direct kernel and backward-weights
+  // on the transposed columns: with AMX, the matmul dcols = dy W (a reduction only k long,
+  // and an f32 output P times dy's size) costs more than the direct kernel, and dW = dy^T
+  // cols ran at a fraction of the speed of dW^T = colsT dy, whose operands both hold the
+  // long reduction contiguously. Measured in docs/performance.md, section 6.
+  enum class BackwardPath { direct, gemm, gemm_t };
+  BackwardPath backward_path(const ConvDesc& d, Layout x, Layout y, bool weights) const {
+    if (!gemm_backward(d, x, y)) return BackwardPath::direct;
+    const bool amx_plan = conv_backward_ == ConvBackward::amx ||
+                          (conv_backward_ == ConvBackward::auto_ && in_dt_ == dt::bf16 && amx_);
+    if (!amx_plan) return BackwardPath::gemm;
+    return weights ? BackwardPath::gemm_t : BackwardPath::direct;
   }
   // Whether convolution `d` with its output (or output gradient) in layout `y` runs as the
   // single-channel loops (single_channel_conv.h): nhwc output, the default layout policy, the
@@ -956,11 +982,74 @@ class DnnlBackend final : public HostBackend {
     if (db) column_sums(dy.data, d.n * d.oh() * d.ow(), d.k, db->data);
   }
 
+  // The transposed form (backward_path): dW^T (P x k) += colsT (P x Rc) dy (Rc x k) per chunk,
+  // colsT from x in NCHW (im2col_t_nchw), dW^T written through a strided view of the KCRS
+  // result (b's reorder transposes it). Chunks are smaller than kChunkBytes: colsT of a
+  // chunk within kChunkTBytes, about half a core's L2, so that the matmul reads it from
+  // there right after im2col_t wrote it.
+  static constexpr size_t kChunkTBytes = size_t{1} << 20;
+  int64_t chunk_t_images(const ConvDesc& d) const {
+    const size_t per_image = static_cast<size_t>(d.oh() * d.ow()) * static_cast<size_t>(d.kh * d.kw * d.c) *
+                             memory::data_type_size(in_dt_);
+    const int64_t fit = std::max<int64_t>(1, std::min<int64_t>(d.n, static_cast<int64_t>(kChunkTBytes / per_image)));
+    int64_t best = 1;
+    for (int64_t i = 1; i <= fit; ++i)
+      if (d.n % i == 0) best = i;
+    return best;
+  }
+  // a: x (nhwc f32 -> nchw); b: dW (P x k f32, read as KCRS -> KCRS); c: dy (nhwc f32 -> nhwc).
+  std::unique_ptr<Op> make_gemm_t_backward_weights(const ConvDesc& d) {
+    auto op = std::make_unique<Op>();
+    op->chunk = chunk_t_images(d);
+    const int64_t rc = op->chunk * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
+    op->a.init(eng_, act_nhwc(d.n, d.c, d.h, d.w, dt::f32), plain_md({d.n, d.c, d.h, d.w}, tag::nchw, in_dt_));
+    // dW^T's row (c, ky, kx), column k is KCRS element (k, c, ky, kx).
+    const memory::desc dwt({d.k, d.c, d.kh, d.kw}, dt::f32, memory::dims{1, d.kh * d.kw * d.k, d.kw * d.k, d.k});
+    op->b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), dwt);
+    op->c.init(eng_, act_nhwc(d.n, d.k, d.oh(), d.ow(), dt::f32), act_nhwc(d.n, d.k, d.oh(), d.ow(), in_dt_));
+    dnnl::post_ops sum;
+    sum.append_sum(1.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(sum);
+    dnnl::matmul::desc desc(plain_md({p, rc}, tag::ab, in_dt_), plain_md({rc, d.k}, tag::ab, in_dt_),
+                            plain_md({p, d.k}, tag::ab));
+    wire_matmul(*op, dnnl::matmul::primitive_desc(desc, attr, eng_), eng_);
+    return op;
+  }
+  void run_gemm_t_backward_weights(Op& op, const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
+                                   Tensor* db) {
+    op.a.in(x.data, strm_);
+    op.c.in(dy.data, strm_);
+    op.b.out(dw.data);
+    strm_.wait();  // im2col_t reads the reordered x on the host
+    const int64_t ci = op.chunk;
+    ConvDesc chunk = d;
+    chunk.n = ci;
+    const size_t elem = memory::data_type_size(in_dt_);
+    const size_t x_chunk = static_cast<size_t>(ci * d.h * d.w * d.c) * elem;
+    const size_t dy_chunk = static_cast<size_t>(ci * d.oh() * d.ow() * d.k) * elem;
+    void* cols_t = scratch(static_cast<size_t>(ci * d.oh() * d.ow() * d.kh * d.kw * d.c) * elem);
+    auto* dwt = static_cast<float*>(op.b.prim.get_data_handle());
+    std::fill(dwt, dwt + d.k * d.kh * d.kw * d.c, 0.0f);
+    op.mm_a.set_data_handle(cols_t);
+    op.mm_c.set_data_handle(dwt);
+    for (int64_t i = 0; i < d.n / ci; ++i) {
+      cpu::im2col_t_nchw(chunk, at(op.a.prim, static_cast<size_t>(i) * x_chunk), elem, cols_t, op.threads);
+      op.mm_b.set_data_handle(at(op.c.prim, static_cast<size_t>(i) * dy_chunk));
+      op.prim.execute(strm_, op.args);
+      strm_.wait();
+    }
+    op.b.finish(strm_);
+    strm_.wait();
+    if (db) column_sums(dy.data, d.n * d.oh() * d.ow(), d.k, db->data);
+  }
+
   enum class ConvLayout { auto_, plain, blocked, nhwc };
-  enum class ConvBackward { auto_, direct, gemm };
+  enum class ConvBackward { auto_, direct, gemm, amx };
   ConvBackward conv_backward_ = ConvBackward::auto_;
   std::string conv_backward_name_;  // the MNISTCTL_DNNL_CONV_BACKWARD override, empty for the default
   bool single_channel_onednn_ = false;  // MNISTCTL_DNNL_SINGLE_CHANNEL=onednn
+  bool amx_ = false;  // oneDNN's kernels use AMX here (see backward_path)
   Buffer scratch_;  // see scratch()
   dt in_dt_;  // inputs of convolutions and inner products: f32, or bf16 (see the top)
   ConvLayout conv_layout_ = ConvLayout::auto_;

@@ -24,4 +24,12 @@ void im2col_nhwc(const ConvDesc& d, const void* x, size_t elem, void* cols, int 
 // is summed by one thread in a fixed order, so results do not depend on the thread count.
 void col2im_nhwc(const ConvDesc& d, const float* dcols, float* dx, int threads);
 
+// colsT (P x R, row-major) = the transpose of the column matrix, from x in NCHW: one row per
+// (channel, ky, kx), in that order (the order of KCRS weights), R = n * oh * ow columns in
+// (image, oy, ox) order. Each row holds one input plane's values at one filter offset, so
+// with stride 1 every (row, image, oy) is one contiguous run of x. The backward-weights
+// matmul dW^T (P x k) = colsT dy then reads its long reduction dimension contiguously in
+// both operands, which AMX's tile kernels want. Rows are split over the threads.
+void im2col_t_nchw(const ConvDesc& d, const void* x, size_t elem, void* cols_t, int threads);
+
 }  // namespace mnistctl::cpu
