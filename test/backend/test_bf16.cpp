@@ -20,6 +20,7 @@
 #include <dnnl.hpp>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_features.h"
 #include "layouts.h"
 #include "test_util.h"
 #include "core/rng.h"
@@ -54,9 +55,10 @@ bool dnnl_cpu_isa_is_amx() { return dnnl::get_effective_cpu_isa() == dnnl::cpu_i
 
 // A bf16 CPU backend made with MNISTCTL_DNNL_CONV_BACKWARD set to `knob` (null: unset, the
 // default). After bf16(), which skips where there is no BF16.
-std::unique_ptr<Backend> bf16_with(const char* knob) {
+std::unique_ptr<Backend> bf16_with(const char* knob, bool single_onednn = false) {
   test::EnvGuard env("MNISTCTL_DNNL_CONV_BACKWARD", knob ? std::optional<std::string>(knob) : std::nullopt);
-  test::EnvGuard no_layout("MNISTCTL_DNNL_LAYOUT", std::nullopt), no_single("MNISTCTL_DNNL_SINGLE_CHANNEL", std::nullopt);
+  test::EnvGuard no_layout("MNISTCTL_DNNL_LAYOUT", std::nullopt),
+      single("MNISTCTL_DNNL_SINGLE_CHANNEL", single_onednn ? std::optional<std::string>("onednn") : std::nullopt);
   BackendOptions o;
   o.precision = Precision::bf16;
   return make_backend("cpu", o);
@@ -231,6 +233,37 @@ TEST_CASE("bf16 conv2's backward takes the AMX plan exactly where oneDNN uses AM
     CHECK(def[i] == expected[i]);
     CHECK(def[i] != other[i]);
   }
+}
+
+// conv1's forward (one input channel) in bf16: with AMX, oneDNN's kernel; elsewhere the CPU's
+// own loops (single_channel_conv.h, where AVX-512F has them). Its backward-weights stays on
+// the loops wherever they run.
+TEST_CASE("bf16 conv1's forward runs on oneDNN exactly where oneDNN uses AMX", "[bf16][conv][nhwc]") {
+  bf16();  // skips first where there is no BF16
+  const bool amx = dnnl_cpu_isa_is_amx();
+  const ConvDesc d{100, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0, true};
+  const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+  Pcg32 rng(10, 1);
+  const Host x = random_host(rng, xs.numel()), w = random_host(rng, ws.numel()), b = random_host(rng, d.k);
+  const Host dy = random_host(rng, ys.numel());
+  auto run = [&](bool single_onednn) {
+    std::unique_ptr<Backend> be = bf16_with(nullptr, single_onednn);
+    Tensor tx = test::upload_as(*be, xs, x, Layout::nhwc), tdy = test::upload_as(*be, ys, dy, Layout::nhwc);
+    Tensor ty = test::empty_as(*be, ys, Layout::nhwc), tw = up(*be, ws, w), tb = up(*be, {d.k}, b);
+    Tensor tdw = be->empty(ws);
+    be->conv_forward(d, tx, tw, &tb, ty);
+    be->conv_backward_weights(d, tx, tdy, tdw, nullptr);
+    return std::vector<Host>{test::download_nchw(*be, ty), down(*be, tdw)};
+  };
+  const auto def = run(false), onednn = run(true);
+  std::printf("oneDNN's ISA here %s AMX; the loops %s here\n", amx ? "has" : "lacks",
+              cpu::cpu_has_avx512f() ? "run" : "do not run");
+  if (amx) {
+    CHECK(def[0] == onednn[0]);
+  } else if (cpu::cpu_has_avx512f()) {
+    CHECK(def[0] != onednn[0]);
+  }
+  if (cpu::cpu_has_avx512f()) CHECK(def[1] != onednn[1]);  // backward-weights: the loops
 }
 
 TEST_CASE("bf16 fully connected matches the fp32 reference within 1e-2", "[bf16][fc]") {

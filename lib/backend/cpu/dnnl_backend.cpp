@@ -881,6 +881,9 @@ class DnnlBackend final : public HostBackend {
   bool single_channel(const ConvDesc& d, Layout y, bool backward) const {
     if (single_channel_onednn_ || conv_layout_ != ConvLayout::auto_ || y != Layout::nhwc) return false;
     if (backward && conv_backward_ != ConvBackward::auto_) return false;
+    // In bf16 with AMX, oneDNN's forward (the tile unit) is faster than the loops' FP32
+    // multiply-adds; its backward-weights is not. Measured in docs/performance.md, section 6.
+    if (!backward && in_dt_ == dt::bf16 && amx_) return false;
     return cpu::single_channel_conv_supported(d);
   }
   // The scratch every lowered convolution and the single-channel loops share (one runs at a
