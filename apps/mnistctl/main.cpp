@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
                         "backend's GEMM limit (measured by the same run) for convolution and fully_connected.\n"
                         "On an x86 CPU with AVX2 or AVX-512 the run also measures the arithmetic peak (a loop\n"
                         "of multiply-adds on registers, which no kernel can beat) and gives the GEMM limit as a\n"
-                        "share of it.\n\n") +
+                        "share of it (not in bf16 where oneDNN runs AMX: the loop does not measure its tiles).\n\n") +
             kExitCodes);
 
   ExportOptions exp;

@@ -154,8 +154,8 @@ BenchResult bench_network(const BenchRequest& req) {
   r.gemm_gflops = measure_gemm(*be, r.gemm_problem);
   // A GEMM on the units the loop measures cannot beat it, so a peak below the GEMM most likely
   // means the probe lost its core for part of its runs (another process, a virtual CPU
-  // descheduled): measure it again, at most twice, and keep the best. (With AMX the BF16 GEMM
-  // runs on the tile unit and may pass the AVX-512 loop: then the retries change nothing.)
+  // descheduled): measure it again, at most twice, and keep the best. (In bf16 with AMX the
+  // CPU backend has no probe: its GEMMs run on the tile unit, which the loop does not measure.)
   for (int retry = 0; retry < 2 && r.peak && r.peak->gflops < r.gemm_gflops; ++retry) {
     if (auto again = be->measure_peak(); again && again->gflops > r.peak->gflops) r.peak = again;
   }

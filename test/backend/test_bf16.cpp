@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include <dnnl.hpp>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_features.h"

@@ -1,9 +1,10 @@
 // The transposed column matrix of the CPU backend's lowered convolution backward-weights
 // (backend/cpu/im2col.h, im2col_t_nchw) against its definition, element by element, for bf16
 // (2-byte) and f32 (4-byte) elements: LeNet's conv2, strides, padding, output planes that do
-// not fill the 32-value blocks of the AVX-512 form, rows too far apart for it (the scalar
-// form then), and 1 to 3 threads. It is a copy, so the comparison is exact. Also checked: it
-// is the transpose of im2col_nhwc's matrix, with the column order of KCRS weights.
+// not fill the 32-value blocks of the AVX-512 form, blocks that read exactly 64 values (the
+// most its two registers hold) and 65 (the scalar form then), and 1 to 3 threads. It is a
+// copy, so the comparison is exact, and nothing past the matrix may be written. Also
+// checked: it is the transpose of im2col_nhwc's matrix, with the column order of KCRS weights.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -56,15 +57,18 @@ std::vector<T> pattern(const ConvDesc& d) {
 template <class T>
 void check(const ConvDesc& d, const char* what) {
   const std::vector<T> x = pattern<T>(d), want = definition(d, x);
+  constexpr size_t kGuard = 64;  // elements past the matrix, which must keep their marker
   for (int threads : {1, 2, 3}) {
-    std::vector<T> got(want.size(), T{0xAB});
+    std::vector<T> got(want.size() + kGuard, T{0xAB});
     cpu::im2col_t_nchw(d, x.data(), sizeof(T), got.data(), threads);
-    size_t bad = 0;
+    size_t bad = 0, past = 0;
     for (size_t i = 0; i < want.size(); ++i) bad += got[i] != want[i];
-    std::printf("im2col_t %-28s %zu-byte elements, %d thread(s): %zu of %zu differ\n", what, sizeof(T), threads,
-                bad, want.size());
+    for (size_t i = want.size(); i < got.size(); ++i) past += got[i] != T{0xAB};
+    std::printf("im2col_t %-34s %zu-byte elements, %d thread(s): %zu of %zu differ, %zu written past the end\n",
+                what, sizeof(T), threads, bad, want.size(), past);
     INFO(what << ", " << sizeof(T) << "-byte elements, " << threads << " threads");
     CHECK(bad == 0);
+    CHECK(past == 0);
   }
 }
 
@@ -77,7 +81,12 @@ void check_all() {
   check<T>(conv(2, 3, 9, 8, 3, 3, 1, 2), "stride 1x2");
   check<T>(conv(2, 3, 8, 8, 3, 3, 1, 1, 1, 1), "padding 1");
   check<T>(conv(2, 2, 7, 9, 5, 3, 2, 1, 2, 0), "padding 2x0, stride 2x1");
-  check<T>(conv(2, 2, 10, 40, 3, 3), "rows 40 apart (span over 64)");
+  check<T>(conv(2, 2, 10, 40, 3, 3), "38-wide output rows");
+  // One-row outputs 49 - 33 + 1 = 17 and 50 - 34 + 1 = 17 wide: a block of 32 outputs spans
+  // two input rows, reading 49 + 14 + 1 = 64 values (the permute form, both registers full)
+  // and 50 + 14 + 1 = 65 (more than it holds: the scalar form).
+  check<T>(conv(1, 1, 3, 49, 1, 33), "blocks reading 64 values");
+  check<T>(conv(1, 1, 3, 50, 1, 34), "blocks reading 65 values");
   check<T>(conv(1, 1, 1, 1, 1, 1), "1x1");
 }
 

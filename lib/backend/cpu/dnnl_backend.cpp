@@ -13,11 +13,14 @@
 // runs on nhwc or oneDNN's blocked layouts (see act_md), with an argument in another layout
 // reordered at the op boundary through scratch buffers cached with the primitive; where
 // both activations are nhwc, the two backward directions are lowered to matmul over im2col's
-// column matrix instead (see GemmConv); fully connected runs as matmul on the plain buffers
-// (see fc_md). A convolution of a single-channel input (LeNet's conv1) with an nhwc output
-// runs its forward and backward-weights as the AVX-512 loops of single_channel_conv.h,
-// where the CPU and the shape allow. MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other
-// convolution layouts, MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm one backward path and
+// column matrix instead (see GemmConv; in bf16 on a CPU with AMX, backward-data runs as
+// oneDNN's direct kernel and backward-weights over the transposed columns: backward_path);
+// fully connected runs as matmul on the plain buffers (see fc_md). A convolution of a
+// single-channel input (LeNet's conv1) with an nhwc output runs its forward and
+// backward-weights as the AVX-512 loops of single_channel_conv.h, where the CPU and the
+// shape allow (in bf16 with AMX, only the backward-weights: single_channel).
+// MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts,
+// MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm|amx one backward path and
 // MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs, for
 // measurements with `mnistctl bench`.
 //
@@ -202,8 +205,9 @@ class DnnlBackend final : public HostBackend {
     else layout_name_.clear();
     // Tuning knob for `mnistctl bench` and the tests: "direct" or "gemm" (that convolution
     // backward wherever the activations are nhwc and one image's columns fit a chunk; see
-    // GemmConv), or "amx" (the plan the default takes in bf16 on a CPU with AMX, on any CPU
-    // and precision); unset or anything else: the default.
+    // GemmConv), or "amx" (the plan the default takes in bf16 on a CPU with AMX for two or
+    // more input channels, on any CPU and precision; a single-channel convolution's backward
+    // then runs on oneDNN, as with the other two); unset or anything else: the default.
     const char* bwd = std::getenv("MNISTCTL_DNNL_CONV_BACKWARD");
     conv_backward_name_ = bwd ? bwd : "";
     if (conv_backward_name_ == "direct") conv_backward_ = ConvBackward::direct;
@@ -872,12 +876,17 @@ class DnnlBackend final : public HostBackend {
     const bool amx_plan = conv_backward_ == ConvBackward::amx ||
                           (conv_backward_ == ConvBackward::auto_ && in_dt_ == dt::bf16 && amx_);
     if (!amx_plan) return BackwardPath::gemm;
-    return weights ? BackwardPath::gemm_t : BackwardPath::direct;
+    if (!weights) return BackwardPath::direct;
+    // By default, as in gemm_backward: a batch size with no divisor near the transposed
+    // chunk size would make many small matmuls; the untransposed columns then.
+    if (conv_backward_ == ConvBackward::auto_ && 2 * chunk_t_images(d) < chunk_t_fit(d)) return BackwardPath::gemm;
+    return BackwardPath::gemm_t;
   }
   // Whether convolution `d` with its output (or output gradient) in layout `y` runs as the
   // single-channel loops (single_channel_conv.h): nhwc output, the default layout policy, the
-  // knob not set, and for the backward no forced backward path. One input channel has the
-  // same bytes in NCHW and nhwc, so the input's layout does not matter.
+  // knob not set, for the backward no forced backward path, and for the forward not bf16 on
+  // AMX. One input channel has the same bytes in NCHW and nhwc, so the input's layout does
+  // not matter.
   bool single_channel(const ConvDesc& d, Layout y, bool backward) const {
     if (single_channel_onednn_ || conv_layout_ != ConvLayout::auto_ || y != Layout::nhwc) return false;
     if (backward && conv_backward_ != ConvBackward::auto_) return false;
@@ -991,12 +1000,16 @@ class DnnlBackend final : public HostBackend {
   // colsT from x in NCHW (im2col_t_nchw), dW^T written through a strided view of the KCRS
   // result (b's reorder transposes it). Chunks are smaller than kChunkBytes: colsT of a
   // chunk within kChunkTBytes, about half a core's L2, so that the matmul reads it from
-  // there right after im2col_t wrote it.
+  // there right after im2col_t wrote it (one image per chunk where one image's colsT is
+  // larger; gemm_backward's limit on one image's columns still applies).
   static constexpr size_t kChunkTBytes = size_t{1} << 20;
-  int64_t chunk_t_images(const ConvDesc& d) const {
+  int64_t chunk_t_fit(const ConvDesc& d) const {
     const size_t per_image = static_cast<size_t>(d.oh() * d.ow()) * static_cast<size_t>(d.kh * d.kw * d.c) *
                              memory::data_type_size(in_dt_);
-    const int64_t fit = std::max<int64_t>(1, std::min<int64_t>(d.n, static_cast<int64_t>(kChunkTBytes / per_image)));
+    return std::max<int64_t>(1, std::min<int64_t>(d.n, static_cast<int64_t>(kChunkTBytes / per_image)));
+  }
+  int64_t chunk_t_images(const ConvDesc& d) const {
+    const int64_t fit = chunk_t_fit(d);
     int64_t best = 1;
     for (int64_t i = 1; i <= fit; ++i)
       if (d.n % i == 0) best = i;
