@@ -346,17 +346,14 @@ class DnnlBackend final : public HostBackend {
                                                 scratch(cpu::single_channel_conv_scratch_bytes(d, threads)), threads);
       return;
     }
-    switch (backward_path(d, x.layout, dy.layout, true)) {
-      case BackwardPath::gemm: {
-        Op& op = cached(conv_key("conv_bwd_w_gemm", d, false, x, dy), threads_for(conv_macs(d)),
-                        [&] { return make_gemm_backward_weights(d); });
-        run_gemm_backward_weights(op, d, x, dy, dw, db);
-        return;
-      }
+    const BackwardPath path = backward_path(d, x.layout, dy.layout, true);
+    switch (path) {
+      case BackwardPath::gemm:
       case BackwardPath::gemm_t: {
-        Op& op = cached(conv_key("conv_bwd_w_gemm_t", d, false, x, dy), threads_for(conv_macs(d)),
-                        [&] { return make_gemm_t_backward_weights(d); });
-        run_gemm_t_backward_weights(op, d, x, dy, dw, db);
+        const bool t = path == BackwardPath::gemm_t;
+        Op& op = cached(conv_key(t ? "conv_bwd_w_gemm_t" : "conv_bwd_w_gemm", d, false, x, dy),
+                        threads_for(conv_macs(d)), [&] { return make_lowered_backward_weights(d, t); });
+        run_lowered_backward_weights(op, d, t, x, dy, dw, db);
         return;
       }
       case BackwardPath::direct: break;
@@ -844,11 +841,12 @@ class DnnlBackend final : public HostBackend {
   }
   // Images per chunk: the largest divisor of n within chunk_fit, so that every chunk has the
   // same shape and one primitive serves them all.
-  static int64_t chunk_images(const ConvDesc& d) {
-    const int64_t fit = chunk_fit(d);
+  static int64_t chunk_images(const ConvDesc& d) { return largest_divisor(d.n, chunk_fit(d)); }
+  // The largest divisor of n that is at most `limit`.
+  static int64_t largest_divisor(int64_t n, int64_t limit) {
     int64_t best = 1;
-    for (int64_t i = 1; i <= fit; ++i)
-      if (d.n % i == 0) best = i;
+    for (int64_t i = 1; i <= limit; ++i)
+      if (n % i == 0) best = i;
     return best;
   }
   bool gemm_backward(const ConvDesc& d, Layout x, Layout y) const {
@@ -949,53 +947,6 @@ class DnnlBackend final : public HostBackend {
     }
   }
 
-  // a: x (nhwc f32 -> nhwc); b: dW (ohwi f32 -> KCRS); c: dy (nhwc f32 -> nhwc).
-  std::unique_ptr<Op> make_gemm_backward_weights(const ConvDesc& d) {
-    auto op = std::make_unique<Op>();
-    op->chunk = chunk_images(d);
-    const int64_t rc = op->chunk * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
-    op->a.init(eng_, act_nhwc(d.n, d.c, d.h, d.w, dt::f32), act_nhwc(d.n, d.c, d.h, d.w, in_dt_));
-    op->b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), plain_md({d.k, d.c, d.kh, d.kw}, tag::ohwi));
-    op->c.init(eng_, act_nhwc(d.n, d.k, d.oh(), d.ow(), dt::f32), act_nhwc(d.n, d.k, d.oh(), d.ow(), in_dt_));
-    // dW += dy_chunk^T cols_chunk: dy^T is the chunk of dy's (R x k) buffer read with
-    // strides, not a copy; dW starts at zero.
-    dnnl::post_ops sum;
-    sum.append_sum(1.0f);
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(sum);
-    dnnl::matmul::desc desc(plain_md({d.k, rc}, tag::ba, in_dt_), plain_md({rc, p}, tag::ab, in_dt_),
-                            plain_md({d.k, p}, tag::ab));
-    wire_matmul(*op, dnnl::matmul::primitive_desc(desc, attr, eng_), eng_);
-    return op;
-  }
-  void run_gemm_backward_weights(Op& op, const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
-                                 Tensor* db) {
-    op.a.in(x.data, strm_);
-    op.c.in(dy.data, strm_);
-    op.b.out(dw.data);
-    strm_.wait();  // im2col reads the reordered x on the host
-    const int64_t ci = op.chunk;
-    ConvDesc chunk = d;
-    chunk.n = ci;
-    const size_t elem = memory::data_type_size(in_dt_);
-    const size_t x_chunk = static_cast<size_t>(ci * d.h * d.w * d.c) * elem;
-    const size_t dy_chunk = static_cast<size_t>(ci * d.oh() * d.ow() * d.k) * elem;
-    void* cols = scratch(static_cast<size_t>(ci) * cols_bytes_per_image(d));
-    auto* dw_ohwi = static_cast<float*>(op.b.prim.get_data_handle());
-    std::fill(dw_ohwi, dw_ohwi + d.k * d.kh * d.kw * d.c, 0.0f);
-    op.mm_b.set_data_handle(cols);
-    op.mm_c.set_data_handle(dw_ohwi);
-    for (int64_t i = 0; i < d.n / ci; ++i) {
-      cpu::im2col_nhwc(chunk, at(op.a.prim, static_cast<size_t>(i) * x_chunk), elem, cols, op.threads);
-      op.mm_a.set_data_handle(at(op.c.prim, static_cast<size_t>(i) * dy_chunk));
-      op.prim.execute(strm_, op.args);
-      strm_.wait();
-    }
-    op.b.finish(strm_);
-    strm_.wait();
-    if (db) column_sums(dy.data, d.n * d.oh() * d.ow(), d.k, db->data);
-  }
-
   // The transposed form (backward_path): dW^T (P x k) += colsT (P x Rc) dy (Rc x k) per chunk,
   // colsT from x in NCHW (im2col_t_nchw), dW^T written through a strided view of the KCRS
   // result (b's reorder transposes it). Chunks are smaller than kChunkBytes: colsT of a
@@ -1008,52 +959,65 @@ class DnnlBackend final : public HostBackend {
                              memory::data_type_size(in_dt_);
     return std::max<int64_t>(1, std::min<int64_t>(d.n, static_cast<int64_t>(kChunkTBytes / per_image)));
   }
-  int64_t chunk_t_images(const ConvDesc& d) const {
-    const int64_t fit = chunk_t_fit(d);
-    int64_t best = 1;
-    for (int64_t i = 1; i <= fit; ++i)
-      if (d.n % i == 0) best = i;
-    return best;
-  }
-  // a: x (nhwc f32 -> nchw); b: dW (P x k f32, read as KCRS -> KCRS); c: dy (nhwc f32 -> nhwc).
-  std::unique_ptr<Op> make_gemm_t_backward_weights(const ConvDesc& d) {
+  int64_t chunk_t_images(const ConvDesc& d) const { return largest_divisor(d.n, chunk_t_fit(d)); }
+  // Backward-weights over the column matrix, in either form, chunk by chunk:
+  //   untransposed (GemmConv): dW (k x P, ohwi) += dy_chunk^T cols_chunk, dy^T being the
+  //     chunk of dy's (R x k) buffer read with strides, not a copy;
+  //   transposed (the AMX plan): dW^T (P x k) += colsT_chunk dy_chunk.
+  // a: x (nhwc f32 -> nhwc, or nchw when transposed); b: dW (KCRS <- ohwi, or <- the P x k
+  // view); c: dy (nhwc f32 -> nhwc). dW starts at zero; a sum post-op adds each chunk.
+  std::unique_ptr<Op> make_lowered_backward_weights(const ConvDesc& d, bool transposed) {
     auto op = std::make_unique<Op>();
-    op->chunk = chunk_t_images(d);
+    op->chunk = transposed ? chunk_t_images(d) : chunk_images(d);
     const int64_t rc = op->chunk * d.oh() * d.ow(), p = d.kh * d.kw * d.c;
-    op->a.init(eng_, act_nhwc(d.n, d.c, d.h, d.w, dt::f32), plain_md({d.n, d.c, d.h, d.w}, tag::nchw, in_dt_));
-    // dW^T's row (c, ky, kx), column k is KCRS element (k, c, ky, kx).
-    const memory::desc dwt({d.k, d.c, d.kh, d.kw}, dt::f32, memory::dims{1, d.kh * d.kw * d.k, d.kw * d.k, d.k});
-    op->b.init(eng_, plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw), dwt);
+    const memory::desc kcrs = plain_md({d.k, d.c, d.kh, d.kw}, tag::oihw);
     op->c.init(eng_, act_nhwc(d.n, d.k, d.oh(), d.ow(), dt::f32), act_nhwc(d.n, d.k, d.oh(), d.ow(), in_dt_));
     dnnl::post_ops sum;
     sum.append_sum(1.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(sum);
-    dnnl::matmul::desc desc(plain_md({p, rc}, tag::ab, in_dt_), plain_md({rc, d.k}, tag::ab, in_dt_),
-                            plain_md({p, d.k}, tag::ab));
-    wire_matmul(*op, dnnl::matmul::primitive_desc(desc, attr, eng_), eng_);
+    if (transposed) {
+      op->a.init(eng_, act_nhwc(d.n, d.c, d.h, d.w, dt::f32), plain_md({d.n, d.c, d.h, d.w}, tag::nchw, in_dt_));
+      // dW^T's row (c, ky, kx), column k is KCRS element (k, c, ky, kx).
+      op->b.init(eng_, kcrs, memory::desc({d.k, d.c, d.kh, d.kw}, dt::f32,
+                                          memory::dims{1, d.kh * d.kw * d.k, d.kw * d.k, d.k}));
+      dnnl::matmul::desc desc(plain_md({p, rc}, tag::ab, in_dt_), plain_md({rc, d.k}, tag::ab, in_dt_),
+                              plain_md({p, d.k}, tag::ab));
+      wire_matmul(*op, dnnl::matmul::primitive_desc(desc, attr, eng_), eng_);
+    } else {
+      op->a.init(eng_, act_nhwc(d.n, d.c, d.h, d.w, dt::f32), act_nhwc(d.n, d.c, d.h, d.w, in_dt_));
+      op->b.init(eng_, kcrs, plain_md({d.k, d.c, d.kh, d.kw}, tag::ohwi));
+      dnnl::matmul::desc desc(plain_md({d.k, rc}, tag::ba, in_dt_), plain_md({rc, p}, tag::ab, in_dt_),
+                              plain_md({d.k, p}, tag::ab));
+      wire_matmul(*op, dnnl::matmul::primitive_desc(desc, attr, eng_), eng_);
+    }
     return op;
   }
-  void run_gemm_t_backward_weights(Op& op, const ConvDesc& d, const Tensor& x, const Tensor& dy, Tensor& dw,
-                                   Tensor* db) {
+  void run_lowered_backward_weights(Op& op, const ConvDesc& d, bool transposed, const Tensor& x, const Tensor& dy,
+                                    Tensor& dw, Tensor* db) {
     op.a.in(x.data, strm_);
     op.c.in(dy.data, strm_);
     op.b.out(dw.data);
-    strm_.wait();  // im2col_t reads the reordered x on the host
+    strm_.wait();  // im2col reads the reordered x on the host
     const int64_t ci = op.chunk;
     ConvDesc chunk = d;
     chunk.n = ci;
     const size_t elem = memory::data_type_size(in_dt_);
     const size_t x_chunk = static_cast<size_t>(ci * d.h * d.w * d.c) * elem;
     const size_t dy_chunk = static_cast<size_t>(ci * d.oh() * d.ow() * d.k) * elem;
-    void* cols_t = scratch(static_cast<size_t>(ci * d.oh() * d.ow() * d.kh * d.kw * d.c) * elem);
-    auto* dwt = static_cast<float*>(op.b.prim.get_data_handle());
-    std::fill(dwt, dwt + d.k * d.kh * d.kw * d.c, 0.0f);
-    op.mm_a.set_data_handle(cols_t);
-    op.mm_c.set_data_handle(dwt);
+    void* cols = scratch(static_cast<size_t>(ci * d.oh() * d.ow() * d.kh * d.kw * d.c) * elem);
+    auto* out = static_cast<float*>(op.b.prim.get_data_handle());
+    std::fill(out, out + d.k * d.kh * d.kw * d.c, 0.0f);
+    // The columns are the matmul's B untransposed and its A transposed; dy is the other one.
+    memory& cols_arg = transposed ? op.mm_a : op.mm_b;
+    memory& dy_arg = transposed ? op.mm_b : op.mm_a;
+    cols_arg.set_data_handle(cols);
+    op.mm_c.set_data_handle(out);
     for (int64_t i = 0; i < d.n / ci; ++i) {
-      cpu::im2col_t_nchw(chunk, at(op.a.prim, static_cast<size_t>(i) * x_chunk), elem, cols_t, op.threads);
-      op.mm_b.set_data_handle(at(op.c.prim, static_cast<size_t>(i) * dy_chunk));
+      const void* xi = at(op.a.prim, static_cast<size_t>(i) * x_chunk);
+      if (transposed) cpu::im2col_t_nchw(chunk, xi, elem, cols, op.threads);
+      else cpu::im2col_nhwc(chunk, xi, elem, cols, op.threads);
+      dy_arg.set_data_handle(at(op.c.prim, static_cast<size_t>(i) * dy_chunk));
       op.prim.execute(strm_, op.args);
       strm_.wait();
     }
