@@ -17,13 +17,11 @@ inline bool cpu_has_avx512f() {
 #endif
 }
 
-// AVX-512BW too (16-bit lanes: im2col's bf16 permutes).
+// AVX-512BW too (16-bit lanes: im2col's bf16 permutes). cpu_has_avx512f has initialised the
+// CPU model by the time the second check runs.
 inline bool cpu_has_avx512bw() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0 && __builtin_cpu_supports("avx512bw") != 0;
-  }();
+  static const bool yes = cpu_has_avx512f() && __builtin_cpu_supports("avx512bw") != 0;
   return yes;
 #else
   return false;
