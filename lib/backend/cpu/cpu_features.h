@@ -1,6 +1,6 @@
-// Whether this CPU has AVX-512F (and BW), for the CPU backend's own AVX-512 code (the single-channel
-// convolution loops, im2col's bf16 permutes, the pooling forward, the peak probe) and the tests that must know which
-// of them run: __builtin_cpu_supports, asked once; false off x86.
+// Whether this CPU has AVX-512F (and BW, BF16), for the CPU backend's own AVX-512 code (the single-channel
+// convolution loops, im2col's bf16 permutes, the f32 -> bf16 conversion, the pooling forward, the peak probe)
+// and the tests that must know which of them run: __builtin_cpu_supports, asked once; false off x86.
 #pragma once
 
 namespace mnistctl::cpu {
@@ -22,6 +22,16 @@ inline bool cpu_has_avx512f() {
 inline bool cpu_has_avx512bw() {
 #if defined(__x86_64__) || defined(__i386__)
   static const bool yes = cpu_has_avx512f() && __builtin_cpu_supports("avx512bw") != 0;
+  return yes;
+#else
+  return false;
+#endif
+}
+
+// AVX-512 BF16 too (vcvtne2ps2bf16: bf16_convert's vector form).
+inline bool cpu_has_avx512bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool yes = cpu_has_avx512f() && __builtin_cpu_supports("avx512bf16") != 0;
   return yes;
 #else
   return false;

@@ -60,6 +60,7 @@
 #include <fmt/format.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "backend/cpu/bf16_convert.h"
 #include "backend/cpu/fma_peak.h"
 #include "backend/cpu/im2col.h"
 #include "backend/cpu/pool_kernels.h"
@@ -113,13 +114,37 @@ const char* isa_name(dnnl::cpu_isa isa) {
   }
 }
 
+// Whether two descriptors lay out the same dims the same dense, unblocked way (their data
+// types may differ): then a conversion is all that a reorder between them does.
+bool same_dense_layout(const memory::desc& a, const memory::desc& b) {
+  const dnnl_memory_desc_t &x = a.data, &y = b.data;
+  if (x.ndims != y.ndims || x.format_kind != dnnl_blocked || y.format_kind != dnnl_blocked) return false;
+  if (x.offset0 != 0 || y.offset0 != 0 || x.extra.flags != 0 || y.extra.flags != 0) return false;
+  const dnnl_blocking_desc_t &bx = x.format_desc.blocking, &by = y.format_desc.blocking;
+  if (bx.inner_nblks != 0 || by.inner_nblks != 0) return false;
+  int64_t elems = 1;
+  for (int i = 0; i < x.ndims; ++i) {
+    if (x.dims[i] != y.dims[i] || x.padded_dims[i] != x.dims[i] || y.padded_dims[i] != y.dims[i] ||
+        bx.strides[i] != by.strides[i])
+      return false;
+    elems *= x.dims[i];
+  }
+  // Dense: the elements fill the buffer exactly, no gaps between them.
+  return a.get_size() == static_cast<size_t>(elems) * (x.data_type == dnnl_f32 ? 4 : 2) &&
+         b.get_size() == static_cast<size_t>(elems) * (y.data_type == dnnl_f32 ? 4 : 2);
+}
+
 // One primitive argument at the op boundary: the caller's plain buffer and, when the
 // primitive chose another layout, a scratch buffer in that layout (allocated once, kept
 // with the cache entry) plus the reorders between the two.
+// An f32 input the primitive wants in bf16 in the same dense layout (same dims, same strides,
+// no blocking) is converted by bf16_convert instead of a oneDNN reorder: the same bits, at
+// memory speed.
 struct Arg {
   memory user, prim;
   dnnl::reorder to_prim, to_user;
   bool reordered = false;
+  bool convert_only = false;  // f32 -> bf16 in the same layout: f32_to_bf16 for to_prim
 
   void init(const dnnl::engine& eng, const memory::desc& user_md, const memory::desc& prim_md) {
     user = memory(user_md, eng, DNNL_MEMORY_NONE);
@@ -131,11 +156,18 @@ struct Arg {
     prim = memory(prim_md, eng);
     to_prim = dnnl::reorder(user, prim);
     to_user = dnnl::reorder(prim, user);
+    convert_only = same_dense_layout(user_md, prim_md) && user_md.data_type() == memory::data_type::f32 &&
+                   prim_md.data_type() == memory::data_type::bf16;
   }
   // An input: point at the caller's data, bring it into the primitive's layout.
   void in(const float* p, dnnl::stream& s) {
     user.set_data_handle(const_cast<float*>(p));
-    if (reordered) to_prim.execute(s, user, prim);
+    if (!reordered) return;
+    if (convert_only)
+      cpu::f32_to_bf16(p, static_cast<uint16_t*>(prim.get_data_handle()), user.get_desc().get_size() / sizeof(float),
+                  omp_get_max_threads());
+    else
+      to_prim.execute(s, user, prim);
   }
   // An output: point at the caller's buffer; finish() copies the result there.
   void out(float* p) { user.set_data_handle(p); }
