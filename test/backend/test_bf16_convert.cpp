@@ -3,9 +3,11 @@
 // values (ties to even, overflow to Inf, NaN, denormals, signed zeros); the buffer form (the
 // AVX-512 BF16 instruction where the CPU has it) against the scalar one on every kind of
 // bit pattern, at lengths around the 16- and 32-value steps and 1-3 threads, with nothing
-// written past the end; and both against oneDNN's own reorder, bit for bit.
+// written past the end; the channels-last to NCHW form (gathers) against its definition; and
+// both against oneDNN's own reorder, bit for bit.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +20,7 @@
 #include "backend/cpu/cpu_features.h"
 
 using mnistctl::cpu::f32_to_bf16;
+using mnistctl::cpu::nhwc_to_nchw_bf16;
 
 namespace {
 
@@ -130,5 +133,52 @@ TEST_CASE("bf16 conversion: the same bits as oneDNN's reorder", "[bf16_convert]"
     std::printf("first: input 0x%08x, ours 0x%04x, oneDNN 0x%04x\n", u, ours[first], theirs[first]);
   }
   CHECK(nan_both > 0);
+  CHECK(differ == 0);
+}
+
+TEST_CASE("bf16 conversion: channels-last to NCHW against its definition", "[bf16_convert]") {
+  struct Shape {
+    int64_t n, c, hw;
+  };
+  // LeNet's conv2 input; one channel; planes that end 1 past, 1 short of and at a 32-value step;
+  // fewer values than one step.
+  const Shape shapes[] = {{5, 20, 144}, {3, 1, 784}, {4, 17, 33}, {2, 3, 31}, {3, 5, 64}, {2, 7, 5}};
+  for (const Shape& sh : shapes)
+    for (int threads = 1; threads <= 3; ++threads) {
+      const size_t total = static_cast<size_t>(sh.n * sh.c * sh.hw);
+      const std::vector<float> x = patterns(total, static_cast<uint32_t>(total + threads));
+      std::vector<uint16_t> y(total + 40, 0xabcd);
+      nhwc_to_nchw_bf16(x.data(), y.data(), sh.n, sh.c, sh.hw, threads);
+      size_t wrong = 0, past = 0;
+      for (int64_t i = 0; i < sh.n; ++i)
+        for (int64_t ch = 0; ch < sh.c; ++ch)
+          for (int64_t p = 0; p < sh.hw; ++p)
+            wrong += y[static_cast<size_t>((i * sh.c + ch) * sh.hw + p)] !=
+                     f32_to_bf16(x[static_cast<size_t>((i * sh.hw + p) * sh.c + ch)]);
+      for (size_t i = total; i < y.size(); ++i) past += y[i] != 0xabcd;
+      INFO("n " << sh.n << ", c " << sh.c << ", hw " << sh.hw << ", threads " << threads);
+      CHECK(wrong == 0);
+      CHECK(past == 0);
+    }
+}
+
+TEST_CASE("bf16 conversion: channels-last to NCHW gives oneDNN's reorder's bits", "[bf16_convert]") {
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream s(eng);
+  const int64_t n = 3, c = 20, h = 12, w = 12;
+  std::vector<float> x = patterns(static_cast<size_t>(n * c * h * w), 7);
+  for (float& v : x)
+    if (std::isnan(v)) v = 1.5f;  // NaN payloads aside (the test above covers them)
+  std::vector<uint16_t> ours(x.size()), theirs(x.size());
+  using md = dnnl::memory::desc;
+  dnnl::memory src(md({n, c, h, w}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::nhwc), eng, x.data());
+  dnnl::memory dst(md({n, c, h, w}, dnnl::memory::data_type::bf16, dnnl::memory::format_tag::nchw), eng,
+                   theirs.data());
+  dnnl::reorder(src, dst).execute(s, src, dst);
+  s.wait();
+  nhwc_to_nchw_bf16(x.data(), ours.data(), n, c, h * w, 2);
+  size_t differ = 0;
+  for (size_t i = 0; i < ours.size(); ++i) differ += ours[i] != theirs[i];
+  std::printf("channels-last to NCHW vs oneDNN reorder: %zu of %zu differ\n", differ, ours.size());
   CHECK(differ == 0);
 }

@@ -1,6 +1,8 @@
-// The conversion of bf16_convert.h. The vector form converts 32 floats per instruction
+// The conversions of bf16_convert.h. The vector forms convert 32 floats per instruction
 // (vcvtne2ps2bf16), compiled with a target attribute and called only where the CPU has
-// AVX-512 BF16; OpenMP splits the buffer into one contiguous range per thread.
+// AVX-512 BF16; the channels-last transpose reads each channel plane's 32 values with two
+// 16-lane gathers (stride c floats), from an image that sits in L1. OpenMP splits the buffer
+// into one contiguous range per thread, or the images.
 #include "backend/cpu/bf16_convert.h"
 
 #include <omp.h>
@@ -52,7 +54,46 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void convert_avx
     _mm256_mask_storeu_epi16(dst + i, m, reinterpret_cast<const __m256i&>(v));
   }
 }
+
+// One image: dst (c, hw) = bf16(src (hw, c)).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void transpose_image_avx512(const float* src,
+                                                                                            uint16_t* dst, int64_t c,
+                                                                                            int64_t hw) {
+  const __m512i step = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int>(c)));
+  const __m512i ahead = _mm512_set1_epi32(static_cast<int>(16 * c));
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float* plane = src + ch;
+    uint16_t* out = dst + ch * hw;
+    int64_t p = 0;
+    for (; p + 32 <= hw; p += 32) {
+      const __m512i idx = _mm512_add_epi32(step, _mm512_set1_epi32(static_cast<int>(p * c)));
+      // (The masked form with a zero source: GCC warns about the unmasked one's own temporary.)
+      const __m512 lo = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xffff, idx, plane, 4);
+      const __m512 hi = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xffff, _mm512_add_epi32(idx, ahead), plane, 4);
+      const __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);
+      _mm512_storeu_si512(out + p, reinterpret_cast<const __m512i&>(v));
+    }
+    for (; p < hw; p += 16) {
+      const int64_t left = std::min<int64_t>(16, hw - p);
+      const __mmask16 m = static_cast<__mmask16>((1u << left) - 1u);
+      const __m512i idx = _mm512_add_epi32(step, _mm512_set1_epi32(static_cast<int>(p * c)));
+      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, plane, 4);
+      const __m256bh b = _mm512_cvtneps_pbh(v);
+      _mm256_mask_storeu_epi16(out + p, m, reinterpret_cast<const __m256i&>(b));
+    }
+  }
+}
 #endif
+
+void transpose_image(const float* src, uint16_t* dst, int64_t c, int64_t hw) {
+#if MNISTCTL_BF16_X86
+  // The gathers' indices are int32: an image of up to 2^31 floats.
+  if (cpu_has_avx512bf16() && hw * c < (int64_t{1} << 31)) return transpose_image_avx512(src, dst, c, hw);
+#endif
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t p = 0; p < hw; ++p) dst[ch * hw + p] = f32_to_bf16(src[p * c + ch]);
+}
 
 void convert_range(const float* src, uint16_t* dst, size_t n) {
 #if MNISTCTL_BF16_X86
@@ -77,6 +118,12 @@ void f32_to_bf16(const float* src, uint16_t* dst, size_t n, int threads) {
     const size_t last = std::min(n, first + per);
     convert_range(src + first, dst + first, last - first);
   }
+}
+
+void nhwc_to_nchw_bf16(const float* src, uint16_t* dst, int64_t n, int64_t c, int64_t hw, int threads) {
+  const int t = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(std::max(threads, 1), n)));
+#pragma omp parallel for num_threads(t) schedule(static)
+  for (int64_t i = 0; i < n; ++i) transpose_image(src + i * hw * c, dst + i * hw * c, c, hw);
 }
 
 }  // namespace mnistctl::cpu

@@ -134,17 +134,31 @@ bool same_dense_layout(const memory::desc& a, const memory::desc& b) {
          b.get_size() == static_cast<size_t>(elems) * (y.data_type == dnnl_f32 ? 4 : 2);
 }
 
+// Whether `a` is a dense channels-last (n, c, h, w) buffer and `b` the same dims as dense NCHW.
+bool nhwc_to_nchw(const memory::desc& a, const memory::desc& b) {
+  const dnnl_memory_desc_t &x = a.data, &y = b.data;
+  if (x.ndims != 4 || y.ndims != 4 || x.format_kind != dnnl_blocked || y.format_kind != dnnl_blocked) return false;
+  if (x.offset0 != 0 || y.offset0 != 0 || x.extra.flags != 0 || y.extra.flags != 0) return false;
+  const dnnl_blocking_desc_t &bx = x.format_desc.blocking, &by = y.format_desc.blocking;
+  if (bx.inner_nblks != 0 || by.inner_nblks != 0) return false;
+  for (int i = 0; i < 4; ++i)
+    if (x.dims[i] != y.dims[i] || x.padded_dims[i] != x.dims[i] || y.padded_dims[i] != y.dims[i]) return false;
+  const int64_t c = x.dims[1], h = x.dims[2], w = x.dims[3];
+  const int64_t nhwc[4] = {h * w * c, 1, w * c, c}, nchw[4] = {c * h * w, h * w, w, 1};
+  return std::equal(nhwc, nhwc + 4, bx.strides) && std::equal(nchw, nchw + 4, by.strides);
+}
+
 // One primitive argument at the op boundary: the caller's plain buffer and, when the
 // primitive chose another layout, a scratch buffer in that layout (allocated once, kept
 // with the cache entry) plus the reorders between the two.
 // An f32 input the primitive wants in bf16 in the same dense layout (same dims, same strides,
-// no blocking) is converted by bf16_convert instead of a oneDNN reorder: the same bits, at
-// memory speed.
+// no blocking), or in NCHW from channels-last, is converted by bf16_convert instead of a
+// oneDNN reorder: the same bits, at memory speed.
 struct Arg {
   memory user, prim;
   dnnl::reorder to_prim, to_user;
   bool reordered = false;
-  bool convert_only = false;  // f32 -> bf16 in the same layout: f32_to_bf16 for to_prim
+  enum class Convert { reorder, same_layout, nhwc_to_nchw } convert = Convert::reorder;  // for to_prim
 
   void init(const dnnl::engine& eng, const memory::desc& user_md, const memory::desc& prim_md) {
     user = memory(user_md, eng, DNNL_MEMORY_NONE);
@@ -156,18 +170,28 @@ struct Arg {
     prim = memory(prim_md, eng);
     to_prim = dnnl::reorder(user, prim);
     to_user = dnnl::reorder(prim, user);
-    convert_only = same_dense_layout(user_md, prim_md) && user_md.data_type() == memory::data_type::f32 &&
-                   prim_md.data_type() == memory::data_type::bf16;
+    if (user_md.data_type() == memory::data_type::f32 && prim_md.data_type() == memory::data_type::bf16) {
+      if (same_dense_layout(user_md, prim_md)) convert = Convert::same_layout;
+      else if (nhwc_to_nchw(user_md, prim_md)) convert = Convert::nhwc_to_nchw;
+    }
   }
   // An input: point at the caller's data, bring it into the primitive's layout.
   void in(const float* p, dnnl::stream& s) {
     user.set_data_handle(const_cast<float*>(p));
     if (!reordered) return;
-    if (convert_only)
-      cpu::f32_to_bf16(p, static_cast<uint16_t*>(prim.get_data_handle()), user.get_desc().get_size() / sizeof(float),
-                  omp_get_max_threads());
-    else
-      to_prim.execute(s, user, prim);
+    auto* dst = static_cast<uint16_t*>(prim.get_data_handle());
+    const dnnl_dims_t& dims = user.get_desc().data.dims;
+    switch (convert) {
+      case Convert::same_layout:
+        cpu::f32_to_bf16(p, dst, user.get_desc().get_size() / sizeof(float), omp_get_max_threads());
+        break;
+      case Convert::nhwc_to_nchw:
+        cpu::nhwc_to_nchw_bf16(p, dst, dims[0], dims[1], dims[2] * dims[3], omp_get_max_threads());
+        break;
+      case Convert::reorder:
+        to_prim.execute(s, user, prim);
+        break;
+    }
   }
   // An output: point at the caller's buffer; finish() copies the result there.
   void out(float* p) { user.set_data_handle(p); }
