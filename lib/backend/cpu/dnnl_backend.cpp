@@ -61,6 +61,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backend/cpu/bf16_convert.h"
+#include "backend/cpu/eltwise.h"
 #include "backend/cpu/fma_peak.h"
 #include "backend/cpu/im2col.h"
 #include "backend/cpu/pool_kernels.h"
@@ -457,6 +458,8 @@ class DnnlBackend final : public HostBackend {
   void act_forward(ActType a, const Tensor& x, Tensor& y) override {
     opcheck::same("act_forward", x, y);
     if (x.numel() == 0) return;
+    if (cpu::eltwise_supported(a))
+      return cpu::eltwise_forward(a, x.data, y.data, x.numel(), threads_for(x.numel() * kEltwiseWeight));
     Op& op = cached(OpKey{"act_fwd", {static_cast<int64_t>(a), x.numel()}}, threads_for(x.numel() * kEltwiseWeight), [&] {
       auto pd = act_fwd_pd(a, x.numel());
       auto o = std::make_unique<Op>();
@@ -472,13 +475,16 @@ class DnnlBackend final : public HostBackend {
     strm_.wait();
   }
 
-  // tanh, sigmoid and relu use y (oneDNN's *_use_dst_for_bwd); softrelu needs x.
+  // tanh and relu run on the CPU's own loops where it has AVX-512 (eltwise.h), the rest on
+  // oneDNN. tanh, sigmoid and relu use y (oneDNN's *_use_dst_for_bwd); softrelu needs x.
   void act_backward(ActType a, const Tensor& x, const Tensor& y, const Tensor& dy,
                     Tensor& dx) override {
     opcheck::same("act_backward", x, dy);
     opcheck::same("act_backward", x, dx);
     opcheck::same("act_backward", x, y);
     if (x.numel() == 0) return;
+    if (cpu::eltwise_supported(a))
+      return cpu::eltwise_backward(a, y.data, dy.data, dx.data, x.numel(), threads_for(x.numel() * kEltwiseWeight));
     Op& op = cached(OpKey{"act_bwd", {static_cast<int64_t>(a), x.numel()}}, threads_for(x.numel() * kEltwiseWeight), [&] {
       auto hint = act_fwd_pd(a, x.numel());
       memory::desc md = plain_md({x.numel()}, tag::a);
