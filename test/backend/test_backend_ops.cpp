@@ -224,6 +224,7 @@ const std::vector<PoolDesc>& pool_cases() {
       v.push_back(pool(t, 3, 4, 9, 9, 3, 3, 2, 2, 1, 1));      // padding 1, overlapping
       v.push_back(pool(t, 2, 3, 7, 8, 3, 2, 2, 1, 1, 0));      // non-square, padding on h only
       v.push_back(pool(t, 1, 2, 5, 5, 2, 2, 2, 2));            // floor: the last row/col dropped
+      v.push_back(pool(t, 2, 17, 7, 6, 2, 2, 2, 2));           // floor on h only, 16 + 1 channels
       v.push_back(pool(t, 2, 2, 11, 10, 5, 4, 3, 2, 2, 2));    // padding 2
       v.push_back(pool(t, 2, 3, 6, 6, 3, 3, 1, 1));            // stride 1
       v.push_back(pool(t, 2, 3, 10, 8, 3, 2, 3, 2, 1, 0));     // disjoint windows, padding on h

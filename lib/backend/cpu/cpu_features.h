@@ -1,7 +1,6 @@
 // Whether this CPU has AVX-512F (and BW, BF16), for the CPU backend's own AVX-512 code (the single-channel
 // convolution loops, im2col's bf16 permutes, the f32 -> bf16 conversion, tanh and relu, the pooling forward,
-// the peak probe)
-// and the tests that must know which of them run: __builtin_cpu_supports, asked once; false off x86.
+// the peak probe) and the tests that must know which of them run: __builtin_cpu_supports, asked once; false off x86.
 #pragma once
 
 namespace mnistctl::cpu {

@@ -360,9 +360,8 @@ void nhwc_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float*
 // The forward of LeNet's poolings on the CPU (max, 2x2, stride 2, no padding, nhwc in and
 // out), with the channels as AVX-512 lanes, 16 at a time and a masked tail: the same
 // comparisons as nhwc_2x2_forward (strictly greater replaces, taps in row order), so the
-// same results bit for bit. (A backward the same way, writing each window's four cells
-// once with a select instead of zeroing dx and scattering, measured slower than
-// nhwc_disjoint_max_backward.)
+// same results bit for bit. Its backward the same way follows (which machine it measured
+// faster or slower on than nhwc_disjoint_max_backward: docs/performance.md, section 6).
 //
 // One image. The OpenMP loop stays outside the target-attributed code (clang does not give
 // a parallel region's outlined body the attribute).
@@ -389,6 +388,40 @@ __attribute__((target("avx512f"))) void nhwc_2x2_max_forward_image(const PoolDes
         _mm512_mask_storeu_epi32(ws + o + c, m, at);
       }
     }
+}
+
+// Its backward, nhwc to nhwc: each window's four cells are written once, dy where the
+// window's argmax (ws) is, zero elsewhere, with the channels as lanes, so dx needs no zeroing
+// pass and no scattered stores. Rows and columns past the last window are zeroed. The same
+// values as nhwc_disjoint_max_backward's, bit for bit.
+__attribute__((target("avx512f"))) void nhwc_2x2_max_backward_image(const PoolDesc& d, const float* dy,
+                                                                       const int32_t* ws, float* dx, int64_t n) {
+  const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
+  float* p = dx + n * H * W * C;
+  for (int64_t oy = 0; oy < OH; ++oy) {
+    for (int64_t ox = 0; ox < OW; ++ox) {
+      const int32_t i0 = static_cast<int32_t>(2 * oy * W + 2 * ox), i2 = i0 + static_cast<int32_t>(W);
+      const int32_t tap[4] = {i0, i0 + 1, i2, i2 + 1};
+      const int64_t o = (n * OH * OW + oy * OW + ox) * C;
+      for (int64_t c = 0; c < C; c += 16) {
+        const __mmask16 m = C - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (C - c)) - 1u);
+        const __m512 g = _mm512_maskz_loadu_ps(m, dy + o + c);
+        const __m512i at = _mm512_maskz_loadu_epi32(m, ws + o + c);
+        for (int k = 0; k < 4; ++k) {
+          const __mmask16 hit = _mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(tap[k]));
+          _mm512_mask_storeu_ps(p + tap[k] * C + c, m, _mm512_maskz_mov_ps(hit, g));
+        }
+      }
+    }
+    if (W > 2 * OW) std::fill(p + (2 * oy * W + 2 * OW) * C, p + (2 * oy * W + W) * C, 0.0f);
+    if (W > 2 * OW) std::fill(p + ((2 * oy + 1) * W + 2 * OW) * C, p + ((2 * oy + 1) * W + W) * C, 0.0f);
+  }
+  std::fill(p + 2 * OH * W * C, p + H * W * C, 0.0f);
+}
+
+void nhwc_2x2_max_backward_avx512(const PoolDesc& d, const float* dy, const int32_t* ws, float* dx, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (d.n * d.c * d.h * d.w >= kParallelMin)
+  for (int64_t n = 0; n < d.n; ++n) nhwc_2x2_max_backward_image(d, dy, ws, dx, n);
 }
 
 void nhwc_2x2_max_forward_avx512(const PoolDesc& d, const float* x, float* y, int32_t* ws, int threads) {
@@ -419,6 +452,10 @@ void pool_forward(const PoolDesc& d, Layout in, Layout out, const float* x, floa
 
 void pool_backward(const PoolDesc& d, Layout in, Layout out, const float* dy, const int32_t* ws, float* dx,
                    int threads) {
+#if MNISTCTL_POOL_X86
+  if (in == Layout::nhwc && out == Layout::nhwc && is_2x2_s2(d) && d.type == PoolType::max && cpu_has_avx512f())
+    return nhwc_2x2_max_backward_avx512(d, dy, ws, dx, threads);
+#endif
   if (in == Layout::nhwc && d.type == PoolType::max && d.sh >= d.kh && d.sw >= d.kw)
     return nhwc_disjoint_max_backward(d, dy, ws, dx, out == Layout::nhwc, threads);
   if (in == Layout::nhwc) return nhwc_backward(d, dy, ws, dx, out == Layout::nhwc, threads);

@@ -5,7 +5,8 @@
 // kernels want blocked layouts), so pooling is done here: on NCHW one image plane per
 // iteration, with a fast path for the common 2x2 window with stride 2 and no padding; on
 // nhwc one image per iteration with the channels innermost (as AVX-512 lanes for the
-// forward of a 2x2, stride-2 max pooling from nhwc to nhwc, where the CPU has AVX-512F).
+// forward and backward of a 2x2, stride-2 max pooling from nhwc to nhwc, where the CPU has
+// AVX-512F).
 // Results match the reference backend exactly for max pooling (same first-maximum rule,
 // same summation order where windows overlap) and to rounding for average pooling.
 #pragma once
