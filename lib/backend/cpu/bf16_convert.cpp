@@ -110,10 +110,12 @@ void f32_to_bf16(const float* src, uint16_t* dst, size_t n, int threads) {
   const int t = static_cast<int>(std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(threads, 1)),
                                                                        n / kPerThread)));
   if (t == 1) return convert_range(src, dst, n);
-  // Ranges in whole cache lines of output (32 bf16), so no two threads write one line.
-  const size_t lines = (n + 31) / 32, per = (lines + static_cast<size_t>(t) - 1) / static_cast<size_t>(t) * 32;
+  // Ranges in whole cache lines of output (32 bf16), so no two threads write one line; split
+  // over the threads the region got, which may be fewer than asked for.
 #pragma omp parallel num_threads(t)
   {
+    const auto got = static_cast<size_t>(omp_get_num_threads());
+    const size_t per = ((n + 31) / 32 + got - 1) / got * 32;
     const size_t first = std::min(n, per * static_cast<size_t>(omp_get_thread_num()));
     const size_t last = std::min(n, first + per);
     convert_range(src + first, dst + first, last - first);

@@ -5,8 +5,10 @@
 // converts far below memory speed (docs/performance.md, section 6).
 //
 // Rounding is what the CPU's own conversion (vcvtne2ps2bf16) does, and oneDNN's reorder with
-// it: to nearest, ties to even; NaN stays a (quiet) NaN; denormal inputs become zero of the
-// same sign. The scalar form, for CPUs without AVX-512 BF16, does exactly the same.
+// it on a CPU with BF16: to nearest, ties to even; NaN stays a (quiet) NaN; denormal inputs
+// become zero of the same sign. The scalar form, for CPUs without AVX-512 BF16, does exactly
+// the same (oneDNN's emulated conversion there rounds denormals instead; bf16 training is
+// refused on such CPUs anyway).
 #pragma once
 
 #include <cstddef>

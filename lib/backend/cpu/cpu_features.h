@@ -28,10 +28,12 @@ inline bool cpu_has_avx512bw() {
 #endif
 }
 
-// AVX-512 BF16 too (vcvtne2ps2bf16: bf16_convert's vector form).
+// AVX-512 BF16 too (vcvtne2ps2bf16: bf16_convert's vector form, compiled for BW and VL as
+// well, which every CPU with BF16 has).
 inline bool cpu_has_avx512bf16() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool yes = cpu_has_avx512f() && __builtin_cpu_supports("avx512bf16") != 0;
+  static const bool yes = cpu_has_avx512bw() && __builtin_cpu_supports("avx512vl") != 0 &&
+                          __builtin_cpu_supports("avx512bf16") != 0;
   return yes;
 #else
   return false;

@@ -1,8 +1,8 @@
 // The CPU backend (--ctx cpu) on oneDNN 2.6.
 //
-// Convolution, matmul (fully connected) and the activations run as oneDNN primitives;
-// pooling is plain OpenMP loops (pool_kernels.cpp: oneDNN's pooling is slow on plain
-// layouts). oneDNN's expensive part is making a primitive (JIT code generation,
+// Convolution, matmul (fully connected) and sigmoid and softrelu run as oneDNN primitives;
+// pooling, tanh and relu are the CPU's own OpenMP loops (pool_kernels.cpp, eltwise.cpp:
+// oneDNN's pooling is slow on plain layouts, its eltwise kernels slower than those loops). oneDNN's expensive part is making a primitive (JIT code generation,
 // layout choice), so every primitive, its primitive_desc, its memory objects and its
 // argument map are made once per descriptor and kept in a cache keyed by every field that
 // shapes them; a call then only points the memory objects at the caller's buffers
@@ -28,7 +28,8 @@
 // bf16 memory descriptors for their inputs (src, weights, diff_dst) and f32 ones for their
 // outputs (dst, diff_src, diff_weights, biases): oneDNN 2.6 picks its BF16 kernels only
 // from bf16 descriptors. The boundary reorders that bring plain f32 tensors into the
-// primitive's layout (Arg below) also convert them, so BF16 adds no pass over the data.
+// primitive's layout (Arg below) also convert them, so BF16 adds no pass over the data;
+// where only the type changes (or nhwc becomes NCHW) bf16_convert.h does that conversion.
 //
 // Threads: Debian's libdnnl is built with DNNL_CPU_RUNTIME=OMP, so oneDNN runs on the
 // OpenMP pool and takes its thread count from omp_get_max_threads(). The backend sets it
@@ -656,8 +657,10 @@ class DnnlBackend final : public HostBackend {
   void set_threads() { set_threads(threads_); }
 
   // The threads a primitive is made and run with: one below kSmallWork multiply-adds
-  // (activations: below kSmallWork / kEltwiseWeight elements, an element of tanh costing
-  // about as much as that many multiply-adds), where entering an OpenMP region costs more
+  // (activations: below kSmallWork / kEltwiseWeight elements, an element of oneDNN's tanh
+  // costing about as much as that many multiply-adds; the split point was measured with
+  // oneDNN's eltwise kernels and stays for the own tanh and relu loops), where entering an
+  // OpenMP region costs more
   // than the second thread gives (the MLP's fc2 and fc3 and its activations, LeNet's fc2
   // and tanh3; LeNet's tanh1 and tanh2 run on all threads). A function of the shape and the
   // thread count only, so results stay bit-identical run to run at a fixed --threads.

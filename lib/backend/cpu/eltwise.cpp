@@ -95,19 +95,22 @@ MNISTCTL_AVX512 void backward_range(ActType a, const float* y, const float* dy, 
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = lanes(i, n);
     const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, y + i), _mm512_setzero_ps(), _CMP_GT_OQ);
-    _mm512_mask_storeu_ps(dx + i, m, _mm512_maskz_loadu_ps(pos & m, dy + i));
+    const __m512 g = _mm512_maskz_mov_ps(pos, _mm512_set1_ps(1.0f));  // f'(x): 1 or 0, as the reference's
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), g));
   }
 }
 #endif  // MNISTCTL_ELT_X86
 
-// Calls f(first, count) for each thread's range: whole 64-byte lines (16 floats) per thread.
+// Calls f(first, count) for each thread's range: whole 64-byte lines (16 floats) per thread,
+// over the threads the region got.
 template <class F>
 void split(int64_t n, int threads, F f) {
   const int t = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(std::max(threads, 1), (n + 15) / 16)));
   if (t == 1) return f(int64_t{0}, n);
-  const int64_t per = ((n + 15) / 16 + t - 1) / t * 16;
 #pragma omp parallel num_threads(t)
   {
+    const int64_t got = omp_get_num_threads();  // may be fewer than asked for
+    const int64_t per = ((n + 15) / 16 + got - 1) / got * 16;
     const int64_t first = std::min(n, per * omp_get_thread_num());
     f(first, std::min(n, first + per) - first);
   }

@@ -7,7 +7,8 @@
 // ONNX Runtime use, +-1 from |x| = 9, x below |x| = 0.0004; NaN stays NaN. Its error against
 // the exact tanh is a few units in the last place (test_eltwise measures it).
 // relu is x > 0 ? x : 0 (NaN gives 0, as the reference). The backward passes use the
-// forward's output y: tanh's dx = dy * (1 - y * y), relu's dx = y > 0 ? dy : 0; dx may alias dy.
+// forward's output y: tanh's dx = dy * (1 - y * y), relu's dx = dy * (y > 0 ? 1 : 0) (so a NaN
+// or Inf dy gives NaN, as the reference); dx may alias dy.
 #pragma once
 
 #include <cstdint>

@@ -116,7 +116,7 @@ bool probe_supported(ProbeIsa isa) {
   switch (isa) {
     case ProbeIsa::avx2_fma: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case ProbeIsa::avx512_fma: return cpu_has_avx512f();
-    case ProbeIsa::avx512_bf16: return cpu_has_avx512f() && __builtin_cpu_supports("avx512bf16");
+    case ProbeIsa::avx512_bf16: return cpu_has_avx512bf16();
   }
 #else
   (void)isa;

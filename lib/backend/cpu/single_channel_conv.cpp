@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/bf16_convert.h"
 #include "backend/cpu/cpu_features.h"
 #include "core/error.h"
 
@@ -96,14 +97,10 @@ struct Scratch {
   }
 };
 
-// Rounds to the nearest bfloat16, ties to even (what oneDNN's f32 -> bf16 conversion does);
-// NaN stays NaN.
+// Rounds to bfloat16 as bf16_convert does (the CPU's and oneDNN's conversion: to nearest,
+// ties to even, denormals to zero), kept as a float.
 float round_bf16(float f) {
-  if (std::isnan(f)) return f;
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  u &= 0xffff0000u;
+  const uint32_t u = static_cast<uint32_t>(f32_to_bf16(f)) << 16;
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
@@ -128,11 +125,15 @@ void transpose_params(const Geo& g, const Split& s, const float* w, const float*
 #if MNISTCTL_SCC_X86
 #define MNISTCTL_AVX512 __attribute__((target("avx512f")))
 
+// The same rounding, 16 lanes (a NaN stays the NaN it was).
 MNISTCTL_AVX512 inline __m512 round_bf16(__m512 v) {
   const __m512i u = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(0xffff, u, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
   r = _mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+  // Zero or denormal (exponent bits zero): the sign's zero.
+  const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+  r = _mm512_mask_and_epi32(r, tiny, u, _mm512_set1_epi32(static_cast<int>(0x80000000u)));
   const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   return _mm512_mask_mov_ps(_mm512_castsi512_ps(r), nan, v);
 }
