@@ -365,17 +365,33 @@ void nhwc_backward(const PoolDesc& d, const float* dy, const int32_t* ws, float*
 //
 // One image. The OpenMP loop stays outside the target-attributed code (clang does not give
 // a parallel region's outlined body the attribute).
+// Window (oy, ox) of image n of a 2x2, stride-2 pooling: its four taps (the index in the
+// input plane, in row order) and its output cell's offset (channels-last).
+struct Window2x2 {
+  int32_t tap[4];
+  int64_t o;
+  Window2x2(const PoolDesc& d, int64_t n, int64_t oy, int64_t ox) {
+    const int32_t i0 = static_cast<int32_t>(2 * oy * d.w + 2 * ox), i2 = i0 + static_cast<int32_t>(d.w);
+    tap[0] = i0, tap[1] = i0 + 1, tap[2] = i2, tap[3] = i2 + 1;
+    o = (n * d.oh() * d.ow() + oy * d.ow() + ox) * d.c;
+  }
+};
+// The lanes of channels c.. c + 15 that exist (C channels in all).
+inline __mmask16 channel_lanes(int64_t C, int64_t c) {
+  return C - c >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (C - c)) - 1u);
+}
+
 __attribute__((target("avx512f"))) void nhwc_2x2_max_forward_image(const PoolDesc& d, const float* x, float* y,
                                                                       int32_t* ws, int64_t n) {
   const int64_t C = d.c, H = d.h, W = d.w, OH = d.oh(), OW = d.ow();
   const float* p = x + n * H * W * C;
   for (int64_t oy = 0; oy < OH; ++oy)
     for (int64_t ox = 0; ox < OW; ++ox) {
-      const int32_t i0 = static_cast<int32_t>(2 * oy * W + 2 * ox), i2 = i0 + static_cast<int32_t>(W);
-      const int32_t tap[4] = {i0, i0 + 1, i2, i2 + 1};
-      const int64_t o = (n * OH * OW + oy * OW + ox) * C;
+      const Window2x2 win(d, n, oy, ox);
+      const int32_t* tap = win.tap;
+      const int64_t o = win.o;
       for (int64_t c = 0; c < C; c += 16) {
-        const __mmask16 m = C - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (C - c)) - 1u);
+        const __mmask16 m = channel_lanes(C, c);
         __m512 best = _mm512_maskz_loadu_ps(m, p + tap[0] * C + c);
         __m512i at = _mm512_set1_epi32(tap[0]);
         for (int k = 1; k < 4; ++k) {
@@ -400,11 +416,11 @@ __attribute__((target("avx512f"))) void nhwc_2x2_max_backward_image(const PoolDe
   float* p = dx + n * H * W * C;
   for (int64_t oy = 0; oy < OH; ++oy) {
     for (int64_t ox = 0; ox < OW; ++ox) {
-      const int32_t i0 = static_cast<int32_t>(2 * oy * W + 2 * ox), i2 = i0 + static_cast<int32_t>(W);
-      const int32_t tap[4] = {i0, i0 + 1, i2, i2 + 1};
-      const int64_t o = (n * OH * OW + oy * OW + ox) * C;
+      const Window2x2 win(d, n, oy, ox);
+      const int32_t* tap = win.tap;
+      const int64_t o = win.o;
       for (int64_t c = 0; c < C; c += 16) {
-        const __mmask16 m = C - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (C - c)) - 1u);
+        const __mmask16 m = channel_lanes(C, c);
         const __m512 g = _mm512_maskz_loadu_ps(m, dy + o + c);
         const __m512i at = _mm512_maskz_loadu_epi32(m, ws + o + c);
         for (int k = 0; k < 4; ++k) {
