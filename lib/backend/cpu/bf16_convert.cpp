@@ -2,7 +2,7 @@
 // (vcvtne2ps2bf16), compiled with a target attribute and called only where the CPU has
 // AVX-512 BF16; the channels-last transpose reads each channel plane's 32 values with two
 // 16-lane gathers (stride c floats), from an image that sits in L1. OpenMP splits the buffer
-// into one contiguous range per thread, or the images.
+// into one contiguous range per thread (parallel_ranges.h), or the images.
 #include "backend/cpu/bf16_convert.h"
 
 #include <omp.h>
@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/parallel_ranges.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -105,21 +106,13 @@ void convert_range(const float* src, uint16_t* dst, size_t n) {
 }  // namespace
 
 void f32_to_bf16(const float* src, uint16_t* dst, size_t n, int threads) {
-  // Below this, entering an OpenMP region costs more than a second thread gives.
+  // Below kPerThread values a thread, entering an OpenMP region costs more than a second
+  // thread gives. Ranges in whole cache lines of output (32 bf16).
   constexpr size_t kPerThread = size_t{1} << 15;
-  const int t = static_cast<int>(std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(threads, 1)),
-                                                                       n / kPerThread)));
-  if (t == 1) return convert_range(src, dst, n);
-  // Ranges in whole cache lines of output (32 bf16), so no two threads write one line; split
-  // over the threads the region got, which may be fewer than asked for.
-#pragma omp parallel num_threads(t)
-  {
-    const auto got = static_cast<size_t>(omp_get_num_threads());
-    const size_t per = ((n + 31) / 32 + got - 1) / got * 32;
-    const size_t first = std::min(n, per * static_cast<size_t>(omp_get_thread_num()));
-    const size_t last = std::min(n, first + per);
-    convert_range(src + first, dst + first, last - first);
-  }
+  const int t = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), n / kPerThread));
+  parallel_ranges(static_cast<int64_t>(n), 32, t, [&](int64_t first, int64_t count) {
+    convert_range(src + first, dst + first, static_cast<size_t>(count));
+  });
 }
 
 void nhwc_to_nchw_bf16(const float* src, uint16_t* dst, int64_t n, int64_t c, int64_t hw, int threads) {

@@ -2,26 +2,26 @@
 //
 // Convolution, matmul (fully connected) and sigmoid and softrelu run as oneDNN primitives;
 // pooling, tanh and relu are the CPU's own OpenMP loops (pool_kernels.cpp, eltwise.cpp:
-// oneDNN's pooling is slow on plain layouts, its eltwise kernels slower than those loops). oneDNN's expensive part is making a primitive (JIT code generation,
-// layout choice), so every primitive, its primitive_desc, its memory objects and its
-// argument map are made once per descriptor and kept in a cache keyed by every field that
-// shapes them; a call then only points the memory objects at the caller's buffers
-// (set_data_handle) and executes. The layouts at the Backend boundary are plain (NCHW,
-// KCRS, (out,in)), or nhwc for the activations of convolutions and poolings: this backend
-// accepts nhwc and asks for it (preferred_layout), so between LeNet's convolutions and
-// poolings the network plan passes nhwc tensors and no reorder runs. Inside, convolution
-// runs on nhwc or oneDNN's blocked layouts (see act_md), with an argument in another layout
-// reordered at the op boundary through scratch buffers cached with the primitive; where
-// both activations are nhwc, the two backward directions are lowered to matmul over im2col's
-// column matrix instead (see GemmConv; in bf16 on a CPU with AMX, backward-data runs as
-// oneDNN's direct kernel and backward-weights over the transposed columns: backward_path);
-// fully connected runs as matmul on the plain buffers (see fc_md). A convolution of a
-// single-channel input (LeNet's conv1) with an nhwc output runs its forward and
-// backward-weights as the AVX-512 loops of single_channel_conv.h, where the CPU and the
-// shape allow (in bf16 with AMX, only the backward-weights: single_channel).
-// MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts,
-// MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm|amx one backward path and
-// MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs, for
+// oneDNN's pooling is slow on plain layouts, its eltwise kernels slower than those loops).
+// oneDNN's expensive part is making a primitive (JIT code generation, layout choice), so
+// every primitive, its primitive_desc, its memory objects and its argument map are made
+// once per descriptor and kept in a cache keyed by every field that shapes them; a call
+// then only points the memory objects at the caller's buffers (set_data_handle) and
+// executes. The layouts at the Backend boundary are plain (NCHW, KCRS, (out,in)), or nhwc
+// for the activations of convolutions and poolings: this backend accepts nhwc and asks for
+// it (preferred_layout), so between LeNet's convolutions and poolings the network plan
+// passes nhwc tensors and no reorder runs. Inside, convolution runs on nhwc or oneDNN's
+// blocked layouts (see act_md), with an argument in another layout reordered at the op
+// boundary through scratch buffers cached with the primitive; where both activations are
+// nhwc, the two backward directions are lowered to matmul over im2col's column matrix
+// instead (see GemmConv; in bf16 on a CPU with AMX, backward-data runs as oneDNN's direct
+// kernel and backward-weights over the transposed columns: backward_path); fully connected
+// runs as matmul on the plain buffers (see fc_md). A convolution of a single-channel input
+// (LeNet's conv1) with an nhwc output runs its forward and backward-weights as the AVX-512
+// loops of single_channel_conv.h, where the CPU and the shape allow (in bf16 with AMX, only
+// the backward-weights: single_channel). MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects
+// other convolution layouts, MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm|amx one backward path
+// and MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs, for
 // measurements with `mnistctl bench`.
 //
 // Precision bf16 (BackendOptions): convolution and matmul primitives are made with
@@ -116,38 +116,40 @@ const char* isa_name(dnnl::cpu_isa isa) {
   }
 }
 
-// Whether two descriptors lay out the same dims the same dense, unblocked way (their data
-// types may differ): then a conversion is all that a reorder between them does.
-bool same_dense_layout(const memory::desc& a, const memory::desc& b) {
+// Whether two descriptors hold the same dims in plain strided layouts: no blocking, no
+// padding, no offset or extra flags (their data types and strides may differ).
+bool plain_same_dims(const memory::desc& a, const memory::desc& b) {
   const dnnl_memory_desc_t &x = a.data, &y = b.data;
   if (x.ndims != y.ndims || x.format_kind != dnnl_blocked || y.format_kind != dnnl_blocked) return false;
   if (x.offset0 != 0 || y.offset0 != 0 || x.extra.flags != 0 || y.extra.flags != 0) return false;
-  const dnnl_blocking_desc_t &bx = x.format_desc.blocking, &by = y.format_desc.blocking;
-  if (bx.inner_nblks != 0 || by.inner_nblks != 0) return false;
+  if (x.format_desc.blocking.inner_nblks != 0 || y.format_desc.blocking.inner_nblks != 0) return false;
+  for (int i = 0; i < x.ndims; ++i)
+    if (x.dims[i] != y.dims[i] || x.padded_dims[i] != x.dims[i] || y.padded_dims[i] != y.dims[i]) return false;
+  return true;
+}
+
+// Whether two descriptors lay out the same dims the same dense, unblocked way (their data
+// types may differ): then a conversion is all that a reorder between them does.
+bool same_dense_layout(const memory::desc& a, const memory::desc& b) {
+  if (!plain_same_dims(a, b)) return false;
+  const dnnl_memory_desc_t &x = a.data, &y = b.data;
+  if (!std::equal(x.format_desc.blocking.strides, x.format_desc.blocking.strides + x.ndims,
+                  y.format_desc.blocking.strides))
+    return false;
   int64_t elems = 1;
-  for (int i = 0; i < x.ndims; ++i) {
-    if (x.dims[i] != y.dims[i] || x.padded_dims[i] != x.dims[i] || y.padded_dims[i] != y.dims[i] ||
-        bx.strides[i] != by.strides[i])
-      return false;
-    elems *= x.dims[i];
-  }
+  for (int i = 0; i < x.ndims; ++i) elems *= x.dims[i];
   // Dense: the elements fill the buffer exactly, no gaps between them.
-  return a.get_size() == static_cast<size_t>(elems) * (x.data_type == dnnl_f32 ? 4 : 2) &&
-         b.get_size() == static_cast<size_t>(elems) * (y.data_type == dnnl_f32 ? 4 : 2);
+  return a.get_size() == static_cast<size_t>(elems) * memory::data_type_size(a.data_type()) &&
+         b.get_size() == static_cast<size_t>(elems) * memory::data_type_size(b.data_type());
 }
 
 // Whether `a` is a dense channels-last (n, c, h, w) buffer and `b` the same dims as dense NCHW.
 bool nhwc_to_nchw(const memory::desc& a, const memory::desc& b) {
-  const dnnl_memory_desc_t &x = a.data, &y = b.data;
-  if (x.ndims != 4 || y.ndims != 4 || x.format_kind != dnnl_blocked || y.format_kind != dnnl_blocked) return false;
-  if (x.offset0 != 0 || y.offset0 != 0 || x.extra.flags != 0 || y.extra.flags != 0) return false;
-  const dnnl_blocking_desc_t &bx = x.format_desc.blocking, &by = y.format_desc.blocking;
-  if (bx.inner_nblks != 0 || by.inner_nblks != 0) return false;
-  for (int i = 0; i < 4; ++i)
-    if (x.dims[i] != y.dims[i] || x.padded_dims[i] != x.dims[i] || y.padded_dims[i] != y.dims[i]) return false;
-  const int64_t c = x.dims[1], h = x.dims[2], w = x.dims[3];
+  if (a.data.ndims != 4 || !plain_same_dims(a, b)) return false;
+  const int64_t c = a.data.dims[1], h = a.data.dims[2], w = a.data.dims[3];
   const int64_t nhwc[4] = {h * w * c, 1, w * c, c}, nchw[4] = {c * h * w, h * w, w, 1};
-  return std::equal(nhwc, nhwc + 4, bx.strides) && std::equal(nchw, nchw + 4, by.strides);
+  return std::equal(nhwc, nhwc + 4, a.data.format_desc.blocking.strides) &&
+         std::equal(nchw, nchw + 4, b.data.format_desc.blocking.strides);
 }
 
 // One primitive argument at the op boundary: the caller's plain buffer and, when the

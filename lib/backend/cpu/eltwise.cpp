@@ -1,15 +1,13 @@
 // The loops of eltwise.h: 16 floats per step with a masked tail, compiled with a target
 // attribute and called only where the CPU has AVX-512F. OpenMP splits the elements into one
-// contiguous range per thread, in whole 64-byte lines, outside the target-attributed code
-// (clang does not give a parallel region's outlined body the attribute).
+// contiguous range per thread, in whole 64-byte lines (parallel_ranges.h), outside the
+// target-attributed code (clang does not give a parallel region's outlined body the attribute).
 #include "backend/cpu/eltwise.h"
 
-#include <omp.h>
-
-#include <algorithm>
 #include <cstdlib>
 
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/parallel_ranges.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -101,21 +99,6 @@ MNISTCTL_AVX512 void backward_range(ActType a, const float* y, const float* dy, 
 }
 #endif  // MNISTCTL_ELT_X86
 
-// Calls f(first, count) for each thread's range: whole 64-byte lines (16 floats) per thread,
-// over the threads the region got.
-template <class F>
-void split(int64_t n, int threads, F f) {
-  const int t = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(std::max(threads, 1), (n + 15) / 16)));
-  if (t == 1) return f(int64_t{0}, n);
-#pragma omp parallel num_threads(t)
-  {
-    const int64_t got = omp_get_num_threads();  // may be fewer than asked for
-    const int64_t per = ((n + 15) / 16 + got - 1) / got * 16;
-    const int64_t first = std::min(n, per * omp_get_thread_num());
-    f(first, std::min(n, first + per) - first);
-  }
-}
-
 }  // namespace
 
 bool eltwise_supported(ActType a) {
@@ -124,10 +107,12 @@ bool eltwise_supported(ActType a) {
 
 #if MNISTCTL_ELT_X86
 void eltwise_forward(ActType a, const float* x, float* y, int64_t n, int threads) {
-  split(n, threads, [&](int64_t first, int64_t count) { forward_range(a, x + first, y + first, count); });
+  // Ranges in whole 64-byte lines (16 floats).
+  parallel_ranges(n, 16, threads, [&](int64_t first, int64_t count) { forward_range(a, x + first, y + first, count); });
 }
 void eltwise_backward(ActType a, const float* y, const float* dy, float* dx, int64_t n, int threads) {
-  split(n, threads, [&](int64_t first, int64_t count) { backward_range(a, y + first, dy + first, dx + first, count); });
+  parallel_ranges(n, 16, threads,
+                  [&](int64_t first, int64_t count) { backward_range(a, y + first, dy + first, dx + first, count); });
 }
 #else
 // Unreachable: eltwise_supported() is false off x86.
