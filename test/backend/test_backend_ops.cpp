@@ -22,6 +22,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/single_channel_conv.h"
+#include "backend/cpu/span_conv.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "layouts.h"
@@ -63,12 +64,14 @@ std::vector<Named>& others() {
       test::EnvGuard single("MNISTCTL_DNNL_SINGLE_CHANNEL", "onednn");
       list.push_back({"cpu/single-onednn", make_backend("cpu")});
     }
-    // The CPU backend's convolution backward has two paths (dnnl_backend.cpp, GemmConv) and
-    // picks one per shape; these two force each path, so both are checked on every case
-    // with channels-last activations (the lowered path takes only those). The third is the
-    // AMX plan (backward-data direct, backward-weights on the transposed columns), which the
-    // default takes only in bf16 on a CPU with AMX: forced here in f32, on any CPU.
-    for (const char* mode : {"direct", "gemm", "amx"}) {
+    // The CPU backend's convolution backward has several paths (dnnl_backend.cpp,
+    // backward_path) and picks one per shape; these force each, so all are checked on every
+    // case with channels-last activations (the lowered and span paths take only those). The
+    // third is the AMX plan (backward-data direct, backward-weights on the transposed
+    // columns), which the default takes only in bf16 on a CPU with AMX: forced here in f32,
+    // on any CPU. The fourth, the span loops (span_conv.h), is the FP32 default where they
+    // apply; forced, it runs the lowered path elsewhere and oneDNN for one input channel.
+    for (const char* mode : {"direct", "gemm", "amx", "span"}) {
       test::EnvGuard env("MNISTCTL_DNNL_CONV_BACKWARD", mode);
       list.push_back({std::string("cpu/") + mode, make_backend("cpu")});
     }
@@ -202,6 +205,8 @@ const std::vector<ConvDesc>& conv_cases() {
       conv(3, 1, 13, 11, 4, 3, 3, 2, 1, 1, 1),    // one channel, 4 filters: the CPU's loops
       conv(2, 1, 12, 30, 24, 3, 5, 1, 1, 0, 2, false),  // one channel, 16 + 8 filters, no bias
       conv(2, 1, 10, 10, 12, 3, 3),               // one channel, 12 filters: oneDNN on the CPU
+      conv(6, 8, 10, 9, 13, 3, 2, 2, 1, 1, 0),    // no column padding: the CPU's span loops (FP32)
+      conv(5, 4, 11, 15, 7, 3, 5, 2, 3),          // the same, column stride 3, a column in no window
   };
   return cases;
 }
@@ -579,8 +584,8 @@ TEST_CASE("channels-last convolution and pooling match ref's NCHW", "[backend][c
 // Which convolution paths the CPU backend picks by default (dnnl_backend.cpp), seen from
 // outside: two paths sum in different orders, so the default's results are bit-identical to
 // those of the path it picked and differ from the others' (the parity of each path against
-// ref is the test above). LeNet's conv2 (20 input channels): backward lowered to matmul
-// (GemmConv). conv1 (one input channel): backward-data on oneDNN's direct kernel; forward
+// ref is the test above). LeNet's conv2 (20 input channels): backward on the span loops
+// (span_conv.h) where the CPU has AVX-512F, else lowered to matmul (GemmConv). conv1 (one input channel): backward-data on oneDNN's direct kernel; forward
 // and backward-weights on the CPU's own loops (single_channel_conv.h) where the CPU has
 // AVX-512F, else on oneDNN.
 TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][conv][nhwc]") {
@@ -631,10 +636,11 @@ TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][co
     std::printf("\n");
   };
   const ConvDesc conv2 = conv(100, 20, 12, 12, 50, 5, 5), conv1 = conv(100, 1, 28, 28, 20, 5, 5);
-  expect("conv2", conv2, 1, "cpu/gemm", {"cpu/direct"});
-  expect("conv2", conv2, 2, "cpu/gemm", {"cpu/direct", "cpu/amx"});
   expect("conv1", conv1, 1, "cpu/direct", {"cpu/gemm"});
-  if (cpu::cpu_has_avx512f()) {  // by the CPU, so that a broken single_channel_conv_supported fails here
+  if (cpu::cpu_has_avx512f()) {  // by the CPU, so that a broken *_supported fails here
+    REQUIRE(cpu::span_conv_supported(conv2));
+    expect("conv2", conv2, 1, "cpu/span", {"cpu/gemm", "cpu/direct"});
+    expect("conv2", conv2, 2, "cpu/span", {"cpu/gemm", "cpu/direct", "cpu/amx"});
     REQUIRE(cpu::single_channel_conv_supported(conv1));
     // The loops' results are not those of any oneDNN path...
     expect("conv1", conv1, 0, "cpu", {"cpu/single-onednn"});
@@ -656,8 +662,26 @@ TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][co
     CHECK(via_backend[0] == test::from_nhwc(y, conv1.n, 20, 24, 24));
     CHECK(via_backend[2] == dw);
     std::printf("conv1 y and dw: the default backend's are those of single_channel_conv.h's loops\n");
+    // conv2's dx and dw are those of the span loops called directly, on 2 threads.
+    const auto conv2_via_backend = conv_all(*two, conv2);
+    Pcg32 rng2(41);
+    const int64_t xs = conv2.n * 20 * 12 * 12, ys = conv2.n * 50 * 8 * 8;
+    const Host x2 = test::to_nhwc(random_host(rng2, xs), conv2.n, 20, 12, 12),
+               w2 = random_host(rng2, 50 * 20 * 25, -0.2f, 0.2f);
+    random_host(rng2, 50);  // the bias, as conv_all draws it
+    const Host dy2 = test::to_nhwc(random_host(rng2, ys), conv2.n, 50, 8, 8);
+    Host dx2(x2.size()), dw2(w2.size()), db2(50);
+    Buffer scratch2 = two->alloc_bytes(cpu::span_conv_scratch_bytes(conv2, 2));
+    cpu::span_conv_backward_data(conv2, dy2.data(), w2.data(), dx2.data(), scratch2.data, 2);
+    cpu::span_conv_backward_weights(conv2, x2.data(), dy2.data(), dw2.data(), db2.data(), scratch2.data, 2);
+    CHECK(conv2_via_backend[1] == test::from_nhwc(dx2, conv2.n, 20, 12, 12));
+    CHECK(conv2_via_backend[2] == dw2);
+    std::printf("conv2 dx and dw: the default backend's are those of span_conv.h's loops\n");
   } else {
-    std::printf("conv1: this CPU has no AVX-512F, so its forward and backward-weights run on oneDNN\n");
+    std::printf("conv1: this CPU has no AVX-512F, so its forward and backward-weights run on oneDNN;"
+                " conv2's backward is lowered to matmul\n");
+    expect("conv2", conv2, 1, "cpu/gemm", {"cpu/direct"});
+    expect("conv2", conv2, 2, "cpu/gemm", {"cpu/direct", "cpu/amx"});
     expect("conv1", conv1, 0, "cpu/single-onednn", {});
     expect("conv1", conv1, 2, "cpu/direct", {"cpu/gemm"});
   }

@@ -13,14 +13,15 @@
 // passes nhwc tensors and no reorder runs. Inside, convolution runs on nhwc or oneDNN's
 // blocked layouts (see act_md), with an argument in another layout reordered at the op
 // boundary through scratch buffers cached with the primitive; where both activations are
-// nhwc, the two backward directions are lowered to matmul over im2col's column matrix
-// instead (see GemmConv; in bf16 on a CPU with AMX, backward-data runs as oneDNN's direct
-// kernel and backward-weights over the transposed columns: backward_path); fully connected
+// nhwc, the two backward directions run as the span loops of span_conv.h in FP32, and in
+// bf16 are lowered to matmul over im2col's column matrix instead (see GemmConv; on a CPU
+// with AMX, backward-data runs as oneDNN's direct kernel and backward-weights over the
+// transposed columns: backward_path); fully connected
 // runs as matmul on the plain buffers (see fc_md). A convolution of a single-channel input
 // (LeNet's conv1) with an nhwc output runs its forward and backward-weights as the AVX-512
 // loops of single_channel_conv.h, where the CPU and the shape allow (in bf16 with AMX, only
 // the backward-weights: single_channel). MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects
-// other convolution layouts, MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm|amx one backward path
+// other convolution layouts, MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm|amx|span one backward path
 // and MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs, for
 // measurements with `mnistctl bench`.
 //
@@ -67,6 +68,7 @@
 #include "backend/cpu/im2col.h"
 #include "backend/cpu/pool_kernels.h"
 #include "backend/cpu/single_channel_conv.h"
+#include "backend/cpu/span_conv.h"
 #include "backend/host/host_backend.h"
 #include "backend/op_checks.h"
 #include "core/error.h"
@@ -265,14 +267,17 @@ class DnnlBackend final : public HostBackend {
     else layout_name_.clear();
     // Tuning knob for `mnistctl bench` and the tests: "direct" or "gemm" (that convolution
     // backward wherever the activations are nhwc and one image's columns fit a chunk; see
-    // GemmConv), or "amx" (the plan the default takes in bf16 on a CPU with AMX for two or
-    // more input channels, on any CPU and precision; a single-channel convolution's backward
-    // then runs on oneDNN, as with the other two); unset or anything else: the default.
+    // GemmConv), "amx" (the plan the default takes in bf16 on a CPU with AMX for two or
+    // more input channels, on any CPU and precision), or "span" (the span loops wherever
+    // they apply, in FP32 as the default, the lowered matmuls elsewhere); with any of them a
+    // single-channel convolution's backward runs on oneDNN. Unset or anything else: the
+    // default.
     const char* bwd = std::getenv("MNISTCTL_DNNL_CONV_BACKWARD");
     conv_backward_name_ = bwd ? bwd : "";
     if (conv_backward_name_ == "direct") conv_backward_ = ConvBackward::direct;
     else if (conv_backward_name_ == "gemm") conv_backward_ = ConvBackward::gemm;
     else if (conv_backward_name_ == "amx") conv_backward_ = ConvBackward::amx;
+    else if (conv_backward_name_ == "span") conv_backward_ = ConvBackward::span;
     else conv_backward_name_.clear();
     amx_ = dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
     // Tuning knob for `mnistctl bench` and the tests: "onednn" (oneDNN's kernels for
@@ -376,7 +381,14 @@ class DnnlBackend final : public HostBackend {
   void conv_backward_data(const ConvDesc& d, const Tensor& dy, const Tensor& w,
                           Tensor& dx) override {
     opcheck::conv_args("conv_backward_data", d, dx, w, dy, accepts_nhwc());
-    if (backward_path(d, dx.layout, dy.layout, false) == BackwardPath::gemm) {
+    const BackwardPath path = backward_path(d, dx.layout, dy.layout, false);
+    if (path == BackwardPath::span) {
+      const int threads = threads_for(conv_macs(d));
+      cpu::span_conv_backward_data(d, dy.data, w.data, dx.data, scratch(cpu::span_conv_scratch_bytes(d, threads)),
+                                   threads);
+      return;
+    }
+    if (path == BackwardPath::gemm) {
       Op& op = cached(conv_key("conv_bwd_data_gemm", d, false, dx, dy), threads_for(conv_macs(d)),
                       [&] { return make_gemm_backward_data(d); });
       run_gemm_backward_data(op, d, dy, w, dx);
@@ -414,6 +426,12 @@ class DnnlBackend final : public HostBackend {
         Op& op = cached(conv_key(t ? "conv_bwd_w_gemm_t" : "conv_bwd_w_gemm", d, false, x, dy),
                         threads_for(conv_macs(d)), [&] { return make_lowered_backward_weights(d, t); });
         run_lowered_backward_weights(op, d, t, x, dy, dw, db);
+        return;
+      }
+      case BackwardPath::span: {
+        const int threads = threads_for(conv_macs(d));
+        cpu::span_conv_backward_weights(d, x.data, dy.data, dw.data, db ? db->data : nullptr,
+                                        scratch(cpu::span_conv_scratch_bytes(d, threads)), threads);
         return;
       }
       case BackwardPath::direct: break;
@@ -935,8 +953,12 @@ class DnnlBackend final : public HostBackend {
   // and an f32 output P times dy's size) costs more than the direct kernel, and dW = dy^T
   // cols ran at a fraction of the speed of dW^T = colsT dy, whose operands both hold the
   // long reduction contiguously. Measured in docs/performance.md, section 6.
-  enum class BackwardPath { direct, gemm, gemm_t };
+  //
+  // In FP32, both directions run as the span loops (span_conv.h) where they apply: no column
+  // matrix, and faster than the lowered matmuls in the step (docs/performance.md, section 6).
+  enum class BackwardPath { direct, gemm, gemm_t, span };
   BackwardPath backward_path(const ConvDesc& d, Layout x, Layout y, bool weights) const {
+    if (span_backward(d, x, y)) return BackwardPath::span;
     if (!gemm_backward(d, x, y)) return BackwardPath::direct;
     const bool amx_plan = conv_backward_ == ConvBackward::amx ||
                           (conv_backward_ == ConvBackward::auto_ && in_dt_ == dt::bf16 && amx_);
@@ -946,6 +968,13 @@ class DnnlBackend final : public HostBackend {
     // chunk size would make many small matmuls; the untransposed columns then.
     if (conv_backward_ == ConvBackward::auto_ && 2 * chunk_t_images(d) < chunk_t_fit(d)) return BackwardPath::gemm;
     return BackwardPath::gemm_t;
+  }
+  // Whether the span loops run the backward of `d`: FP32, both activations nhwc, the default
+  // layout policy, the default backward path (or the "span" knob), and a shape they take.
+  bool span_backward(const ConvDesc& d, Layout x, Layout y) const {
+    if (conv_backward_ != ConvBackward::auto_ && conv_backward_ != ConvBackward::span) return false;
+    if (in_dt_ != dt::f32 || conv_layout_ != ConvLayout::auto_ || x != Layout::nhwc || y != Layout::nhwc) return false;
+    return cpu::span_conv_supported(d);
   }
   // Whether convolution `d` with its output (or output gradient) in layout `y` runs as the
   // single-channel loops (single_channel_conv.h): nhwc output, the default layout policy, the
@@ -1094,7 +1123,7 @@ class DnnlBackend final : public HostBackend {
   }
 
   enum class ConvLayout { auto_, plain, blocked, nhwc };
-  enum class ConvBackward { auto_, direct, gemm, amx };
+  enum class ConvBackward { auto_, direct, gemm, amx, span };
   ConvBackward conv_backward_ = ConvBackward::auto_;
   std::string conv_backward_name_;  // the MNISTCTL_DNNL_CONV_BACKWARD override, empty for the default
   bool single_channel_onednn_ = false;  // MNISTCTL_DNNL_SINGLE_CHANNEL=onednn
