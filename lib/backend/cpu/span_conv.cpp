@@ -30,7 +30,7 @@ namespace {
 
 constexpr int64_t kLanes = 16;       // floats in an AVX-512 vector
 constexpr int kMaxSpanVectors = 7;   // the longest span kept in registers
-constexpr int64_t kGroupImages = 4;  // backward-weights: images whose x and dy stay in cache per pass
+constexpr int64_t kGroupImages = 2;  // backward-weights: images whose x and dy stay in cache per pass
 
 // The geometry, as plain integers.
 struct Geo {
