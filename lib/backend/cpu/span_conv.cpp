@@ -103,7 +103,12 @@ MNISTCTL_AVX512 inline void data_tile(const float* wr, int64_t k, const float* c
     for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
   for (int64_t o = 0; o < k; ++o) {
     __m512 wv[V];
-    for (int v = 0; v < V; ++v) wv[v] = _mm512_load_ps(wr + o * V * kLanes + v * kLanes);
+    for (int v = 0; v < V; ++v) {
+      wv[v] = _mm512_load_ps(wr + o * V * kLanes + v * kLanes);
+      // Keeps the vector in a register: without this GCC folds the load into each of the
+      // NI FMAs that use it, and the loads, not the FMAs, bound the loop.
+      asm("" : "+v"(wv[v]));
+    }
     for (int i = 0; i < NI; ++i) {
       const __m512 b = _mm512_set1_ps(dyp[i][o]);
       for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]);
@@ -178,7 +183,7 @@ MNISTCTL_AVX512 inline void weights_tile(const float* const* xs, const float* co
 template <int V>
 MNISTCTL_AVX512 void weights_images(const Geo& g, const float* x, const float* dy, int64_t first, int64_t count,
                                     float* part, const float** xs, const float** dys) {
-  constexpr int NO = std::min(4, (22 - V) / V);
+  constexpr int NO = tile_rows(V);
   const int64_t tail = g.span - kLanes;
   for (int64_t i0 = first; i0 < first + count; i0 += kGroupImages) {
     const int64_t ni = std::min(kGroupImages, first + count - i0);
@@ -257,7 +262,7 @@ void span_conv_backward_data(const ConvDesc& d, const float* dy, const float* w,
     std::memset(dx + static_cast<size_t>(first) * image, 0, static_cast<size_t>(count) * image * sizeof(float));
     with_vectors(g, [&](auto v) {
       constexpr int V = decltype(v)::value;
-      constexpr int NI = std::min(4, 31 / V);  // the weights are memory operands
+      constexpr int NI = tile_rows(V);
       for (int64_t i0 = first; i0 < first + count; i0 += NI)
         with_rows<NI>(first + count - i0, [&](auto m) { data_images<V, decltype(m)::value>(g, wp, dy, dx, i0); });
     });
