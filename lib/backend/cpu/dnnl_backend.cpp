@@ -13,16 +13,17 @@
 // passes nhwc tensors and no reorder runs. Inside, convolution runs on nhwc or oneDNN's
 // blocked layouts (see act_md), with an argument in another layout reordered at the op
 // boundary through scratch buffers cached with the primitive; where both activations are
-// nhwc, the two backward directions run as the span loops of span_conv.h in FP32, and in
-// bf16 are lowered to matmul over im2col's column matrix instead (see GemmConv; on a CPU
-// with AMX, backward-data runs as oneDNN's direct kernel and backward-weights over the
-// transposed columns: backward_path); fully connected
-// runs as matmul on the plain buffers (see fc_md). A convolution of a single-channel input
-// (LeNet's conv1) with an nhwc output runs its forward and backward-weights as the AVX-512
-// loops of single_channel_conv.h, where the CPU and the shape allow (in bf16 with AMX, only
-// the backward-weights: single_channel). MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects
-// other convolution layouts, MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm|amx|span one backward path
-// and MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs, for
+// nhwc, the two backward directions run as the span loops of span_conv.h where they apply
+// (FP32, no column padding, AVX-512F), and are lowered to matmul over im2col's column
+// matrix elsewhere (see GemmConv; in bf16 on a CPU with AMX, backward-data runs as
+// oneDNN's direct kernel and backward-weights over the transposed columns: backward_path);
+// fully connected runs as matmul on the plain buffers (see fc_md). A convolution of a
+// single-channel input (LeNet's conv1) with an nhwc output runs its forward and
+// backward-weights as the AVX-512 loops of single_channel_conv.h, where the CPU and the
+// shape allow (in bf16 with AMX, only the backward-weights: single_channel).
+// MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts,
+// MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm|amx|span one backward path and
+// MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs, for
 // measurements with `mnistctl bench`.
 //
 // Precision bf16 (BackendOptions): convolution and matmul primitives are made with
