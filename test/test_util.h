@@ -1,6 +1,8 @@
 // Helpers shared by the tests.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -9,6 +11,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -157,6 +160,18 @@ class EnvGuard {
   std::string name_;
   std::optional<std::string> old_;
 };
+
+// max |got - want| / max(max |want|, 1e-6), the yardstick of the kernel tests against a
+// double reference; infinite when anything in `got` is NaN or Inf.
+inline double rel_diff(const std::vector<float>& got, const std::vector<float>& want) {
+  double worst = 0, scale = 1e-6;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
+  }
+  return worst / scale;
+}
 
 }  // namespace mnistctl::test
 

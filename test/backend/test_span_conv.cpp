@@ -21,6 +21,7 @@
 #include "test_util.h"
 
 using namespace mnistctl;
+using test::rel_diff;
 
 namespace {
 
@@ -72,17 +73,6 @@ Result run(const ConvDesc& d, const Host& x, const Host& w, const Host& dy, int 
   cpu::span_conv_backward_weights(d, x.data(), dy.data(), r.dw.data(), d.bias ? r.db.data() : nullptr, scratch.get(),
                                   threads);
   return r;
-}
-
-// max |got - want| / max(max |want|, 1e-6); infinite when anything is NaN or Inf.
-double rel_diff(const Host& got, const Host& want) {
-  double worst = 0, scale = 1e-6;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
-  }
-  return worst / scale;
 }
 
 Host random(Pcg32& rng, int64_t n) {
