@@ -70,7 +70,8 @@ std::vector<Named>& others() {
     // third is the AMX plan (backward-data direct, backward-weights on the transposed
     // columns), which the default takes only in bf16 on a CPU with AMX: forced here in f32,
     // on any CPU. The fourth, the span loops (span_conv.h), is the FP32 default where they
-    // apply; forced, it runs the lowered path elsewhere and oneDNN for one input channel.
+    // apply; forced, the rest goes where the default sends it (the lowered path or oneDNN's
+    // direct kernel), but a single-channel convolution's backward to oneDNN.
     for (const char* mode : {"direct", "gemm", "amx", "span"}) {
       test::EnvGuard env("MNISTCTL_DNNL_CONV_BACKWARD", mode);
       list.push_back({std::string("cpu/") + mode, make_backend("cpu")});
@@ -594,7 +595,7 @@ TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][co
     REQUIRE(it != others().end());
     return *it->backend;
   };
-  // y, dx, dw for random inputs, all nhwc.
+  // y, dx, dw, db for random inputs, all nhwc.
   auto conv_all = [](Backend& b, const ConvDesc& d) {
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
     Pcg32 rng(41);
@@ -607,9 +608,9 @@ TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][co
     b.conv_forward(d, x, w, &bias, y);
     b.conv_backward_data(d, dy, w, dx);
     b.conv_backward_weights(d, x, dy, dw, &db);
-    return std::vector<Host>{download_nchw(b, y), download_nchw(b, dx), down(b, dw)};
+    return std::vector<Host>{download_nchw(b, y), download_nchw(b, dx), down(b, dw), down(b, db)};
   };
-  const char* names[] = {"y", "dx", "dw"};
+  const char* names[] = {"y", "dx", "dw", "db"};
   // Each backend's outputs for a convolution, computed once.
   std::map<std::pair<std::string, std::string>, std::vector<Host>> outputs;
   auto results = [&](const std::string& ctx, const char* conv_name, const ConvDesc& d) -> const std::vector<Host>& {
@@ -676,7 +677,8 @@ TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][co
     cpu::span_conv_backward_weights(conv2, x2.data(), dy2.data(), dw2.data(), db2.data(), scratch2.data, 2);
     CHECK(conv2_via_backend[1] == test::from_nhwc(dx2, conv2.n, 20, 12, 12));
     CHECK(conv2_via_backend[2] == dw2);
-    std::printf("conv2 dx and dw: the default backend's are those of span_conv.h's loops\n");
+    CHECK(conv2_via_backend[3] == db2);
+    std::printf("conv2 dx, dw and db: the default backend's are those of span_conv.h's loops\n");
   } else {
     std::printf("conv1: this CPU has no AVX-512F, so its forward and backward-weights run on oneDNN;"
                 " conv2's backward is lowered to matmul\n");

@@ -63,16 +63,41 @@ Result reference(const ConvDesc& d, const Host& x, const Host& w, const Host& dy
   return {Host(dx.begin(), dx.end()), Host(dw.begin(), dw.end()), Host(db.begin(), db.end())};
 }
 
-// Runs both directions on `threads` threads, with the scratch they ask for, into outputs
-// that start as NaN (every element must be written).
+constexpr size_t kGuard = 32;        // floats after each buffer, which nothing may touch
+constexpr float kGuardValue = -7.25f;
+
+// `v` followed by kGuard guard floats (the sanitizers do not check masked vector accesses,
+// so an overrun must show here).
+Host guarded(const Host& v) {
+  Host g(v);
+  g.insert(g.end(), kGuard, kGuardValue);
+  return g;
+}
+// Strips the guard, failing the test where it was touched.
+Host unguard(Host g, const char* name) {
+  for (size_t i = g.size() - kGuard; i < g.size(); ++i) {
+    INFO(name << ": guard float " << i - (g.size() - kGuard) << " past the end");
+    REQUIRE(g[i] == kGuardValue);
+  }
+  g.resize(g.size() - kGuard);
+  return g;
+}
+
+// Runs both directions on `threads` threads, with the scratch they ask for (filled with NaN
+// first: nothing may be read before it is written), into outputs that start as NaN (every
+// element must be written). Inputs and outputs have guards past their ends.
 Result run(const ConvDesc& d, const Host& x, const Host& w, const Host& dy, int threads) {
   const size_t bytes = cpu::span_conv_scratch_bytes(d, threads);
-  std::unique_ptr<void, decltype(&std::free)> scratch(std::aligned_alloc(64, (bytes + 63) / 64 * 64), &std::free);
-  Result r{Host(x.size(), NAN), Host(w.size(), NAN), Host(static_cast<size_t>(d.k), NAN)};
-  cpu::span_conv_backward_data(d, dy.data(), w.data(), r.dx.data(), scratch.get(), threads);
-  cpu::span_conv_backward_weights(d, x.data(), dy.data(), r.dw.data(), d.bias ? r.db.data() : nullptr, scratch.get(),
+  const size_t floats = (bytes + 63) / 64 * 16;
+  std::unique_ptr<void, decltype(&std::free)> scratch(std::aligned_alloc(64, floats * sizeof(float)), &std::free);
+  std::fill_n(static_cast<float*>(scratch.get()), floats, NAN);
+  const Host xg = guarded(x), wg = guarded(w), dyg = guarded(dy);
+  Host dx = guarded(Host(x.size(), NAN)), dw = guarded(Host(w.size(), NAN)),
+       db = guarded(Host(static_cast<size_t>(d.k), NAN));
+  cpu::span_conv_backward_data(d, dyg.data(), wg.data(), dx.data(), scratch.get(), threads);
+  cpu::span_conv_backward_weights(d, xg.data(), dyg.data(), dw.data(), d.bias ? db.data() : nullptr, scratch.get(),
                                   threads);
-  return r;
+  return {unguard(dx, "dx"), unguard(dw, "dw"), unguard(db, "db")};
 }
 
 Host random(Pcg32& rng, int64_t n) {
@@ -99,13 +124,17 @@ TEST_CASE("span convolution loops match a double reference", "[backend][cpu][con
   const ConvDesc cases[] = {
       conv(100, 20, 12, 12, 50, 5, 5),              // LeNet conv2: span 100, 7 vectors, the last partial
       conv(6, 8, 10, 9, 13, 3, 2, 2, 1, 1, 0),      // span 16 (one vector), row stride 2, row padding
-      conv(7, 6, 9, 10, 5, 4, 5, 1, 1, 2),          // span 30, padding rows wider than half the kernel
+      conv(7, 6, 9, 10, 5, 4, 5, 1, 1, 2),          // span 30, padding rows half the kernel
       conv(9, 16, 8, 8, 10, 3, 3, 1, 1, 0, 0, false),  // span 48 (3 whole vectors), no bias
       conv(3, 13, 10, 12, 7, 2, 8),                 // span 104 (7 vectors), 7 filters: a partial tile
       conv(5, 4, 11, 15, 7, 3, 5, 2, 3),            // column stride 3: the last column in no window
       conv(2, 9, 7, 9, 4, 2, 7, 3, 1, 1),           // span 63, row stride 3: rows in no window
       conv(1, 32, 5, 5, 9, 3, 2),                   // span 64 (4 whole vectors), batch 1
       conv(11, 2, 6, 40, 3, 1, 40),                 // two channels, a kernel the whole row wide (span 80)
+      conv(4, 18, 9, 9, 11, 3, 5),                  // span 90 (6 vectors)
+      conv(3, 16, 8, 9, 5, 3, 7, 1, 2),             // span 112 (7 whole vectors), column stride 2
+      conv(5, 3, 3, 8, 6, 5, 6, 1, 1, 2),           // a kernel taller than the input: padding rows in every window
+      conv(2, 4, 2, 6, 3, 3, 4, 1, 1, 4),           // output rows whose windows lie wholly in padding
   };
   for (const ConvDesc& d : cases) {
     INFO("n" << d.n << " c" << d.c << " " << d.h << "x" << d.w << " k" << d.k << " " << d.kh << "x" << d.kw << " s"
@@ -128,7 +157,8 @@ TEST_CASE("span convolution loops match a double reference", "[backend][cpu][con
       CHECK(rx <= 1e-5);
       CHECK(rw <= 1e-5);
       CHECK(rb <= 1e-5);
-      if (!d.bias) CHECK(std::isnan(got.db[0]));  // db untouched without a bias
+      if (!d.bias)  // db untouched without a bias
+        for (float v : got.db) CHECK(std::isnan(v));
       // Repeated calls, on the same thread count, are bit-identical.
       const Result again = run(d, x, w, dy, threads);
       CHECK(again.dx == got.dx);
@@ -141,8 +171,8 @@ TEST_CASE("span convolution loops match a double reference", "[backend][cpu][con
 TEST_CASE("inputs that no window reads do not reach the span loops' results", "[backend][cpu][conv]") {
   require_avx512();
   // Width 12, 3 columns at stride 2 (5 outputs a row, column 11 in none), 11 rows at row
-  // stride 3 with 3x3 windows (rows 9 and 10 in none). Inf in x there must leave dW finite
-  // and right; Inf in dW's input dy is not part of this (every dy is read).
+  // stride 3 with 3x3 windows (rows 9 and 10 in none). Inf in column 11 and NaN in rows 9
+  // and 10 must leave dW finite and right (every dy is read, so dy holds no such value).
   const ConvDesc d = conv(3, 6, 11, 12, 5, 3, 3, 3, 2);
   Pcg32 rng(93, 4);
   Host x = random(rng, d.n * d.h * d.w * d.c);
@@ -174,6 +204,9 @@ TEST_CASE("the span loops take only the shapes they were written for", "[backend
   CHECK_FALSE(cpu::span_conv_supported(conv(1, 3, 8, 8, 3, 3, 5)));          // span 15 < one vector
   CHECK_FALSE(cpu::span_conv_supported(conv(1, 16, 8, 8, 3, 3, 8)));         // span 128 > 7 vectors
   CHECK_FALSE(cpu::span_conv_supported(conv(1, 20, 12, 12, 50, 5, 5, 1, 1, 0, 1)));  // column padding
+  CHECK_FALSE(cpu::span_conv_supported(conv(1, 4, 4, 4, 1, 1, 5, 1, 2)));    // a kernel wider than the input
+  CHECK_FALSE(cpu::span_conv_supported(conv(1, 4, 2, 8, 1, 5, 4, 1, 1, 1)));  // taller than the padded input
+  CHECK(cpu::span_conv_supported(conv(1, 4, 2, 8, 1, 5, 4, 1, 1, 2)));        // as tall as the padded input
   const ConvDesc d = conv(1, 20, 12, 12, 50, 5, 5, 1, 1, 2, 2);
   REQUIRE_FALSE(cpu::span_conv_supported(d));
   Host x(20 * 144), w(50 * 20 * 25), dy(50 * 144), dw(w.size());

@@ -990,8 +990,9 @@ class DnnlBackend final : public HostBackend {
     if (!backward && in_dt_ == dt::bf16 && amx_) return false;
     return cpu::single_channel_conv_supported(d);
   }
-  // The scratch every lowered convolution and the single-channel loops share (one runs at a
-  // time): HostBackend's aligned memory, grown to the largest need and then kept.
+  // The scratch every lowered convolution, the single-channel loops and the span loops share
+  // (one runs at a time): HostBackend's 64-byte aligned memory, grown to the largest need
+  // and then kept.
   void* scratch(size_t bytes) {
     if (bytes > scratch_.bytes) scratch_ = alloc_bytes(bytes);
     return scratch_.data;

@@ -236,7 +236,10 @@ void require_supported(const ConvDesc& d) {
 }  // namespace
 
 bool span_conv_supported(const ConvDesc& d) {
-  return MNISTCTL_SPAN_X86 && cpu_has_avx512f() && d.c >= 2 && d.pw == 0 && d.kw >= 1 && d.kh >= 1 &&
+  // The kernel must fit the input (oh() and ow() truncate a negative extent to one output):
+  // a window row's span then lies inside its input row.
+  return MNISTCTL_SPAN_X86 && cpu_has_avx512f() && d.n >= 1 && d.c >= 2 && d.pw == 0 && d.kw >= 1 &&
+         d.kh >= 1 && d.kw <= d.w && d.kh <= d.h + 2 * d.ph && d.sh >= 1 && d.sw >= 1 && d.k >= 1 &&
          d.kw * d.c >= kLanes && d.kw * d.c <= kMaxSpanVectors * kLanes;
 }
 
@@ -275,8 +278,13 @@ void span_conv_backward_weights(const ConvDesc& d, const float* x, const float* 
   const Geo g(d);
   const size_t per_thread = g.packed() + static_cast<size_t>(g.kpad);
   auto* base = static_cast<float*>(scratch);
+  threads = std::max(threads, 1);
+  // Room for each thread's pixel lists (weights_images), made here so that a failed
+  // allocation throws on the caller's thread, not inside the parallel region.
+  const size_t group = static_cast<size_t>(kGroupImages * g.oh * g.ow);
+  std::vector<const float*> lists(2 * group * static_cast<size_t>(threads));
   int used = 1;
-#pragma omp parallel num_threads(std::max(threads, 1))
+#pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), got = omp_get_num_threads();
 #pragma omp single
@@ -286,10 +294,8 @@ void span_conv_backward_weights(const ConvDesc& d, const float* x, const float* 
     std::fill(part, part + per_thread, 0.0f);
     int64_t first, count;
     thread_images(g.n, t, got, &first, &count);
-    std::vector<const float*> xs(static_cast<size_t>(kGroupImages * g.oh * g.ow)), dys(xs.size());
-    with_vectors(g, [&](auto v) {
-      weights_images<decltype(v)::value>(g, x, dy, first, count, part, xs.data(), dys.data());
-    });
+    const float** xs = lists.data() + 2 * group * static_cast<size_t>(t);
+    with_vectors(g, [&](auto v) { weights_images<decltype(v)::value>(g, x, dy, first, count, part, xs, xs + group); });
     if (db) {
       const float* p = dy + first * g.oh * g.ow * g.k;
       for (int64_t q = 0; q < count * g.oh * g.ow; ++q, p += g.k)

@@ -14,9 +14,10 @@
 // (im2col.h and a matmul) writes and rereads a column matrix kh*kw times dy's size, and in
 // the step those matrices no longer sit in cache (docs/performance.md, section 6).
 //
-// Images go to threads in contiguous ranges (a static split); backward-data's sums for an
-// output run in a fixed order, and backward-weights sums the threads' partial dW in thread
-// order, so a fixed thread count gives bit-identical results.
+// Images go to threads in contiguous ranges (a static split). Backward-data sums each
+// output in a fixed order whatever the thread count; backward-weights sums the threads'
+// partial dW in thread order, so a fixed thread count (the count OpenMP gives) gives
+// bit-identical results.
 #pragma once
 
 #include <cstddef>
@@ -26,11 +27,12 @@
 namespace mnistctl::cpu {
 
 // Whether these loops run `d` here: an x86 CPU with AVX-512F, two or more input channels,
-// no column padding, and a span (kw*c) of 16 to 112 floats (1 to 7 vectors). The functions
-// below throw RuntimeError otherwise.
+// no column padding, a kernel that fits the (row-padded) input, and a span (kw*c) of 16 to
+// 112 floats (1 to 7 vectors). The functions below throw RuntimeError otherwise.
 bool span_conv_supported(const ConvDesc& d);
 
-// Bytes of scratch the two functions need with `threads` threads.
+// Bytes of scratch the two functions need with `threads` threads. The scratch must be
+// 64-byte aligned (the loops use aligned vector loads and stores on it).
 size_t span_conv_scratch_bytes(const ConvDesc& d, int threads);
 
 // dx (N, C, H, W) nhwc = the gradient of the input, overwritten; dy (N, K, OH, OW) nhwc,
