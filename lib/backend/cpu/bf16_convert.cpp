@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/lanes.h"
 #include "backend/cpu/parallel_ranges.h"
 
 #if defined(__x86_64__)
@@ -50,7 +51,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void convert_avx
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), reinterpret_cast<const __m256i&>(v));
   }
   if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __mmask16 m = lanes16(static_cast<int64_t>(n - i));
     const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
     _mm256_mask_storeu_epi16(dst + i, m, reinterpret_cast<const __m256i&>(v));
   }
@@ -76,8 +77,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void transpose_i
       _mm512_storeu_si512(out + p, reinterpret_cast<const __m512i&>(v));
     }
     for (; p < hw; p += 16) {
-      const int64_t left = std::min<int64_t>(16, hw - p);
-      const __mmask16 m = static_cast<__mmask16>((1u << left) - 1u);
+      const __mmask16 m = lanes16(hw - p);
       const __m512i idx = _mm512_add_epi32(step, _mm512_set1_epi32(static_cast<int>(p * c)));
       const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, plane, 4);
       const __m256bh b = _mm512_cvtneps_pbh(v);

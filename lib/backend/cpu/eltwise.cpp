@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/lanes.h"
 #include "backend/cpu/parallel_ranges.h"
 
 #if defined(__x86_64__)
@@ -59,22 +60,19 @@ MNISTCTL_AVX512 inline __m512 tanh16(__m512 x) {
   return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
 }
 
-// The mask of the step at i: all 16 lanes, or the tail's. (Plain loops, not lambdas: a
-// lambda does not get its enclosing function's target attribute.)
-inline __mmask16 lanes(int64_t i, int64_t n) {
-  return n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1u);
-}
+// (Plain loops below, not lambdas: a lambda does not get its enclosing function's target
+// attribute.)
 
 MNISTCTL_AVX512 void forward_range(ActType a, const float* x, float* y, int64_t n) {
   if (a == ActType::tanh) {
     for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = lanes(i, n);
+      const __mmask16 m = lanes16(n - i);
       _mm512_mask_storeu_ps(y + i, m, tanh16(_mm512_maskz_loadu_ps(m, x + i)));
     }
     return;
   }
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = lanes(i, n);
+    const __mmask16 m = lanes16(n - i);
     const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
     _mm512_mask_storeu_ps(y + i, m, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), v));
   }
@@ -83,7 +81,7 @@ MNISTCTL_AVX512 void forward_range(ActType a, const float* x, float* y, int64_t 
 MNISTCTL_AVX512 void backward_range(ActType a, const float* y, const float* dy, float* dx, int64_t n) {
   if (a == ActType::tanh) {
     for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = lanes(i, n);
+      const __mmask16 m = lanes16(n - i);
       const __m512 v = _mm512_maskz_loadu_ps(m, y + i);
       const __m512 g = _mm512_fnmadd_ps(v, v, _mm512_set1_ps(1.0f));  // 1 - y*y, one rounding
       _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), g));
@@ -91,7 +89,7 @@ MNISTCTL_AVX512 void backward_range(ActType a, const float* y, const float* dy, 
     return;
   }
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = lanes(i, n);
+    const __mmask16 m = lanes16(n - i);
     const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, y + i), _mm512_setzero_ps(), _CMP_GT_OQ);
     const __m512 g = _mm512_maskz_mov_ps(pos, _mm512_set1_ps(1.0f));  // f'(x): 1 or 0, as the reference's
     _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), g));

@@ -5,6 +5,7 @@
 #include "backend/cpu/pool_kernels.h"
 
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/lanes.h"
 
 #include <algorithm>
 #include <vector>
@@ -376,10 +377,6 @@ struct Window2x2 {
     o = (n * d.oh() * d.ow() + oy * d.ow() + ox) * d.c;
   }
 };
-// The lanes of channels c.. c + 15 that exist (C channels in all).
-inline __mmask16 channel_lanes(int64_t C, int64_t c) {
-  return C - c >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (C - c)) - 1u);
-}
 
 __attribute__((target("avx512f"))) void nhwc_2x2_max_forward_image(const PoolDesc& d, const float* x, float* y,
                                                                       int32_t* ws, int64_t n) {
@@ -391,7 +388,7 @@ __attribute__((target("avx512f"))) void nhwc_2x2_max_forward_image(const PoolDes
       const int32_t* tap = win.tap;
       const int64_t o = win.o;
       for (int64_t c = 0; c < C; c += 16) {
-        const __mmask16 m = channel_lanes(C, c);
+        const __mmask16 m = lanes16(C - c);
         __m512 best = _mm512_maskz_loadu_ps(m, p + tap[0] * C + c);
         __m512i at = _mm512_set1_epi32(tap[0]);
         for (int k = 1; k < 4; ++k) {
@@ -420,7 +417,7 @@ __attribute__((target("avx512f"))) void nhwc_2x2_max_backward_image(const PoolDe
       const int32_t* tap = win.tap;
       const int64_t o = win.o;
       for (int64_t c = 0; c < C; c += 16) {
-        const __mmask16 m = channel_lanes(C, c);
+        const __mmask16 m = lanes16(C - c);
         const __m512 g = _mm512_maskz_loadu_ps(m, dy + o + c);
         const __m512i at = _mm512_maskz_loadu_epi32(m, ws + o + c);
         for (int k = 0; k < 4; ++k) {

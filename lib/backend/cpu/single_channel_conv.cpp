@@ -18,6 +18,7 @@
 
 #include "backend/cpu/bf16_convert.h"
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/lanes.h"
 #include "core/error.h"
 
 #if defined(__x86_64__)
@@ -148,8 +149,7 @@ MNISTCTL_AVX512 void pad_image(const Geo& g, const float* x, float* xp, bool bf1
     const float* src = x + iy * g.w;
     float* dst = xp + (iy + g.ph) * g.xw + g.pw;
     for (int64_t ix = 0; ix < used; ix += kLanes) {
-      const int64_t n = std::min(kLanes, used - ix);
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+      const __mmask16 m = lanes16(used - ix);
       const __m512 v = _mm512_maskz_loadu_ps(m, src + ix);
       _mm512_mask_storeu_ps(dst + ix, m, bf16 ? round_bf16(v) : v);
     }

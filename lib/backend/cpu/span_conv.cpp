@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/lanes.h"
 #include "core/error.h"
 
 #if defined(__x86_64__)
@@ -87,12 +88,6 @@ void thread_images(int64_t n, int t, int got, int64_t* first, int64_t* count) {
 #if MNISTCTL_SPAN_X86
 #define MNISTCTL_AVX512 __attribute__((target("avx512f")))
 
-// The lanes of a span's last vector.
-inline __mmask16 last_mask(const Geo& g) {
-  const int64_t rest = g.span - (g.vectors - 1) * kLanes;
-  return static_cast<__mmask16>((1u << rest) - 1u);
-}
-
 // Backward-data, one output pixel of NI images and one kernel row: dxp[i][span] +=
 // sum over o of dyp[i][o] * wr[o][span]. `wr`: the packed weights of the kernel row.
 template <int V, int NI>
@@ -126,7 +121,7 @@ MNISTCTL_AVX512 inline void data_tile(const float* wr, int64_t k, const float* c
 // kernel row is the outer loop, so that its packed weights stay in L1.
 template <int V, int NI>
 MNISTCTL_AVX512 void data_images(const Geo& g, const float* wp, const float* dy, float* dx, int64_t i0) {
-  const __mmask16 last = last_mask(g);
+  const __mmask16 last = lanes16(g.span - (g.vectors - 1) * kLanes);  // the span's last vector
   for (int64_t r = 0; r < g.kh; ++r) {
     const float* wr = wp + r * g.k * g.row;
     for (int64_t y = 0; y < g.oh; ++y) {
