@@ -17,6 +17,7 @@
 
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/lanes.h"
+#include "backend/cpu/parallel_ranges.h"
 #include "core/error.h"
 
 #if defined(__x86_64__)
@@ -77,12 +78,6 @@ void with_vectors(const Geo& g, F&& f) {
     case 6: return f(std::integral_constant<int, 6>{});
     default: return f(std::integral_constant<int, 7>{});
   }
-}
-
-// The images [first, first + count) of thread `t` of `got`: contiguous, in thread order.
-void thread_images(int64_t n, int t, int got, int64_t* first, int64_t* count) {
-  *first = n * t / got;
-  *count = n * (t + 1) / got - *first;
 }
 
 #if MNISTCTL_SPAN_X86
@@ -256,7 +251,7 @@ void span_conv_backward_data(const ConvDesc& d, const float* dy, const float* w,
 #pragma omp parallel num_threads(std::max(threads, 1))
   {
     int64_t first, count;
-    thread_images(g.n, omp_get_thread_num(), omp_get_num_threads(), &first, &count);
+    thread_range(g.n, 1, omp_get_thread_num(), omp_get_num_threads(), &first, &count);
     std::memset(dx + static_cast<size_t>(first) * image, 0, static_cast<size_t>(count) * image * sizeof(float));
     with_vectors(g, [&](auto v) {
       constexpr int V = decltype(v)::value;
@@ -288,7 +283,7 @@ void span_conv_backward_weights(const ConvDesc& d, const float* x, const float* 
     float* dbp = part + g.packed();
     std::fill(part, part + per_thread, 0.0f);
     int64_t first, count;
-    thread_images(g.n, t, got, &first, &count);
+    thread_range(g.n, 1, t, got, &first, &count);
     const float** xs = lists.data() + 2 * group * static_cast<size_t>(t);
     with_vectors(g, [&](auto v) { weights_images<decltype(v)::value>(g, x, dy, first, count, part, xs, xs + group); });
     if (db) {
@@ -297,22 +292,20 @@ void span_conv_backward_weights(const ConvDesc& d, const float* x, const float* 
         for (int64_t o = 0; o < g.k; ++o) dbp[o] += p[o];
     }
   }
-  // The threads' partial sums, in thread order.
+  // The threads' partial sums of the float at `at` of each thread's part, in thread order.
+  auto thread_sum = [&](size_t at) {
+    float sum = base[at];
+    for (int t = 1; t < used; ++t) sum += base[per_thread * static_cast<size_t>(t) + at];
+    return sum;
+  };
   for (int64_t o = 0; o < g.k; ++o)
     for (int64_t ci = 0; ci < g.c; ++ci)
       for (int64_t r = 0; r < g.kh; ++r)
-        for (int64_t s = 0; s < g.kw; ++s) {
-          const size_t at = static_cast<size_t>((r * g.k + o) * g.row + partial_slot(g, s * g.c + ci));
-          float sum = base[at];
-          for (int t = 1; t < used; ++t) sum += base[per_thread * static_cast<size_t>(t) + at];
-          dw[((o * g.c + ci) * g.kh + r) * g.kw + s] = sum;
-        }
+        for (int64_t s = 0; s < g.kw; ++s)
+          dw[((o * g.c + ci) * g.kh + r) * g.kw + s] =
+              thread_sum(static_cast<size_t>((r * g.k + o) * g.row + partial_slot(g, s * g.c + ci)));
   if (db)
-    for (int64_t o = 0; o < g.k; ++o) {
-      float sum = base[g.packed() + static_cast<size_t>(o)];
-      for (int t = 1; t < used; ++t) sum += base[per_thread * static_cast<size_t>(t) + g.packed() + static_cast<size_t>(o)];
-      db[o] = sum;
-    }
+    for (int64_t o = 0; o < g.k; ++o) db[o] = thread_sum(g.packed() + static_cast<size_t>(o));
 }
 #else
 // Unreachable: span_conv_supported() is false off x86.
