@@ -95,11 +95,7 @@ Result run(const ConvDesc& d, const Host& x, const Host& w, const Host& b, const
 // The skip is decided by the CPU, not by single_channel_conv_supported: a broken
 // supported() must fail here, not turn the file into a skip.
 void require_avx512() {
-  if (!cpu::cpu_has_avx512f()) {
-    std::printf("SKIP: this CPU has no AVX-512F; the backend runs single-channel convolutions on oneDNN\n");
-    std::fflush(stdout);
-    std::exit(MNISTCTL_TEST_SKIP_CODE);
-  }
+  if (!cpu::cpu_has_avx512f()) test::skip_test("this CPU has no AVX-512F; the backend runs single-channel convolutions on oneDNN");
   REQUIRE(cpu::single_channel_conv_supported(conv1(1, 28, 28, 20, 5, 5)));
 }
 

@@ -109,11 +109,7 @@ Host random(Pcg32& rng, int64_t n) {
 // The skip is decided by the CPU, not by span_conv_supported: a broken supported() must fail
 // here, not turn the file into a skip.
 void require_avx512() {
-  if (!cpu::cpu_has_avx512f()) {
-    std::printf("SKIP: this CPU has no AVX-512F; the backend lowers these convolutions' backward to matmul\n");
-    std::fflush(stdout);
-    std::exit(MNISTCTL_TEST_SKIP_CODE);
-  }
+  if (!cpu::cpu_has_avx512f()) test::skip_test("this CPU has no AVX-512F; the backend lowers these convolutions' backward to matmul");
   REQUIRE(cpu::span_conv_supported(conv(100, 20, 12, 12, 50, 5, 5)));
 }
 
