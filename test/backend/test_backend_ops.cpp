@@ -595,14 +595,28 @@ TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][co
     REQUIRE(it != others().end());
     return *it->backend;
   };
-  // y, dx, dw, db for random inputs, all nhwc.
-  auto conv_all = [](Backend& b, const ConvDesc& d) {
-    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+  // A convolution's random inputs (x and dy in NCHW order), the same for every backend and
+  // for the loops called directly below.
+  struct ConvInputs {
+    Host x, w, b, dy;
+  };
+  auto conv_inputs = [](const ConvDesc& d) {
     Pcg32 rng(41);
-    Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), Layout::nhwc);
-    Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
-    Tensor bias = up(b, {d.k}, random_host(rng, d.k));
-    Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), Layout::nhwc);
+    ConvInputs in;
+    in.x = random_host(rng, d.n * d.c * d.h * d.w);
+    in.w = random_host(rng, d.k * d.c * d.kh * d.kw, -0.2f, 0.2f);
+    in.b = random_host(rng, d.k);
+    in.dy = random_host(rng, d.n * d.k * d.oh() * d.ow());
+    return in;
+  };
+  // y, dx, dw, db for those inputs, all nhwc.
+  auto conv_all = [&](Backend& b, const ConvDesc& d) {
+    const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
+    const ConvInputs in = conv_inputs(d);
+    Tensor x = upload_as(b, xs, in.x, Layout::nhwc);
+    Tensor w = up(b, ws, in.w);
+    Tensor bias = up(b, {d.k}, in.b);
+    Tensor dy = upload_as(b, ys, in.dy, Layout::nhwc);
     Tensor y = empty_as(b, ys, Layout::nhwc), dx = empty_as(b, xs, Layout::nhwc), dw = b.empty(ws),
            db = b.empty({d.k});
     b.conv_forward(d, x, w, &bias, y);
@@ -652,28 +666,23 @@ TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][co
         no_single("MNISTCTL_DNNL_SINGLE_CHANNEL", std::nullopt);
     auto two = make_backend("cpu", BackendOptions{2, false, false});
     const auto via_backend = conv_all(*two, conv1);
-    Pcg32 rng(41);
-    const Host x = random_host(rng, conv1.n * 28 * 28), w = random_host(rng, 20 * 25, -0.2f, 0.2f),
-               b = random_host(rng, 20), dy_nhwc = test::to_nhwc(random_host(rng, conv1.n * 20 * 24 * 24), conv1.n, 20, 24, 24);
-    Host y(dy_nhwc.size()), dw(w.size()), db(20);
+    const ConvInputs in1 = conv_inputs(conv1);  // one channel: x's NCHW is its nhwc
+    const Host dy_nhwc = test::to_nhwc(in1.dy, conv1.n, 20, 24, 24);
+    Host y(dy_nhwc.size()), dw(in1.w.size()), db(20);
     Buffer scratch = two->alloc_bytes(cpu::single_channel_conv_scratch_bytes(conv1, 2));
-    cpu::single_channel_conv_forward(conv1, x.data(), w.data(), b.data(), y.data(), false, scratch.data, 2);
-    cpu::single_channel_conv_backward_weights(conv1, x.data(), dy_nhwc.data(), dw.data(), db.data(), false,
+    cpu::single_channel_conv_forward(conv1, in1.x.data(), in1.w.data(), in1.b.data(), y.data(), false, scratch.data, 2);
+    cpu::single_channel_conv_backward_weights(conv1, in1.x.data(), dy_nhwc.data(), dw.data(), db.data(), false,
                                               scratch.data, 2);
     CHECK(via_backend[0] == test::from_nhwc(y, conv1.n, 20, 24, 24));
     CHECK(via_backend[2] == dw);
     std::printf("conv1 y and dw: the default backend's are those of single_channel_conv.h's loops\n");
     // conv2's dx and dw are those of the span loops called directly, on 2 threads.
     const auto conv2_via_backend = conv_all(*two, conv2);
-    Pcg32 rng2(41);
-    const int64_t xs = conv2.n * 20 * 12 * 12, ys = conv2.n * 50 * 8 * 8;
-    const Host x2 = test::to_nhwc(random_host(rng2, xs), conv2.n, 20, 12, 12),
-               w2 = random_host(rng2, 50 * 20 * 25, -0.2f, 0.2f);
-    random_host(rng2, 50);  // the bias, as conv_all draws it
-    const Host dy2 = test::to_nhwc(random_host(rng2, ys), conv2.n, 50, 8, 8);
-    Host dx2(x2.size()), dw2(w2.size()), db2(50);
+    const ConvInputs in2 = conv_inputs(conv2);
+    const Host x2 = test::to_nhwc(in2.x, conv2.n, 20, 12, 12), dy2 = test::to_nhwc(in2.dy, conv2.n, 50, 8, 8);
+    Host dx2(x2.size()), dw2(in2.w.size()), db2(50);
     Buffer scratch2 = two->alloc_bytes(cpu::span_conv_scratch_bytes(conv2, 2));
-    cpu::span_conv_backward_data(conv2, dy2.data(), w2.data(), dx2.data(), scratch2.data, 2);
+    cpu::span_conv_backward_data(conv2, dy2.data(), in2.w.data(), dx2.data(), scratch2.data, 2);
     cpu::span_conv_backward_weights(conv2, x2.data(), dy2.data(), dw2.data(), db2.data(), scratch2.data, 2);
     CHECK(conv2_via_backend[1] == test::from_nhwc(dx2, conv2.n, 20, 12, 12));
     CHECK(conv2_via_backend[2] == dw2);
