@@ -2,12 +2,15 @@
 // against a plain reference in double, shape by shape, printing the max difference: every
 // supported channel split (whole vectors, the shared vector of 4 or 8 channels, both),
 // strides, padding, rows whose last block is partial, no bias, and bf16 (against the same
-// reference on bf16-rounded inputs). Also: repeated calls are bit-identical, and shapes the
-// loops do not take are refused (the backend then uses oneDNN). Skips, saying why, on a CPU
-// without AVX-512F.
+// reference on bf16-rounded inputs), in both forms (the tap form where it applies, the
+// block form everywhere), which must agree bit for bit. Also: repeated calls are
+// bit-identical, no write lands past the outputs, and shapes the loops do not take are
+// refused (the backend then uses oneDNN). Skips, saying why, on a CPU without AVX-512F.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -80,15 +83,36 @@ Result reference(const ConvDesc& d, Host x, Host w, const Host& b, Host dy, bool
   return {Host(y.begin(), y.end()), Host(dw.begin(), dw.end()), Host(db.begin(), db.end())};
 }
 
-// Runs the loops on `threads` threads, with the scratch they ask for.
-Result run(const ConvDesc& d, const Host& x, const Host& w, const Host& b, const Host& dy, bool bf16, int threads) {
-  const size_t bytes = cpu::single_channel_conv_scratch_bytes(d, threads);
-  std::unique_ptr<void, decltype(&std::free)> scratch(std::aligned_alloc(64, (bytes + 63) / 64 * 64), &std::free);
-  Result r{Host(dy.size(), NAN), Host(w.size(), NAN), Host(static_cast<size_t>(d.k), NAN)};
+constexpr size_t kGuard = 64;       // floats past the end of every output
+constexpr float kGuardValue = -7.25f;  // what they hold, and must still hold
+
+bool guards_intact(const Host& v, size_t n) {
+  for (size_t i = n; i < n + kGuard; ++i)
+    if (!(v[i] == kGuardValue)) return false;
+  return true;
+}
+
+// Runs the loops on `threads` threads, with the scratch they ask for (NaN-filled: nothing
+// may read scratch it has not written), and checks the guard floats past each output.
+Result run(const ConvDesc& d, const Host& x, const Host& w, const Host& b, const Host& dy, bool bf16, int threads,
+           cpu::SingleChannelForm form = cpu::SingleChannelForm::best) {
+  const size_t bytes = (cpu::single_channel_conv_scratch_bytes(d, threads) + 63) / 64 * 64;
+  std::unique_ptr<void, decltype(&std::free)> scratch(std::aligned_alloc(64, bytes), &std::free);
+  std::fill_n(static_cast<float*>(scratch.get()), bytes / sizeof(float), NAN);
+  Result r{Host(dy.size() + kGuard, NAN), Host(w.size() + kGuard, NAN), Host(static_cast<size_t>(d.k) + kGuard, NAN)};
+  std::fill(r.y.begin() + static_cast<std::ptrdiff_t>(dy.size()), r.y.end(), kGuardValue);
+  std::fill(r.dw.begin() + static_cast<std::ptrdiff_t>(w.size()), r.dw.end(), kGuardValue);
+  std::fill(r.db.begin() + d.k, r.db.end(), kGuardValue);
   cpu::single_channel_conv_forward(d, x.data(), w.data(), d.bias ? b.data() : nullptr, r.y.data(), bf16,
-                                   scratch.get(), threads);
+                                   scratch.get(), threads, form);
   cpu::single_channel_conv_backward_weights(d, x.data(), dy.data(), r.dw.data(), d.bias ? r.db.data() : nullptr,
-                                            bf16, scratch.get(), threads);
+                                            bf16, scratch.get(), threads, form);
+  CHECK(guards_intact(r.y, dy.size()));
+  CHECK(guards_intact(r.dw, w.size()));
+  CHECK(guards_intact(r.db, static_cast<size_t>(d.k)));
+  r.y.resize(dy.size());
+  r.dw.resize(w.size());
+  r.db.resize(static_cast<size_t>(d.k));
   return r;
 }
 
@@ -115,6 +139,14 @@ TEST_CASE("single-channel convolution loops match a double reference", "[backend
       conv1(5, 6, 5, 20, 2, 4, 1, 1, 3, 3),            // padding wider than the kernel
       conv1(2, 9, 40, 20, 3, 5, 1, 5, 1, 0),           // 4 shared pixels at the widest column stride
       conv1(2, 7, 50, 24, 3, 3, 2, 15, 0, 1),          // 2 shared pixels, column stride 15
+      // The tap form's tails: rows of pixels that are not a whole number of blocks (6
+      // pixels, 6 shared vectors), a last shared vector that is partial, rows of one block.
+      conv1(2, 9, 12, 40, 3, 3),                       // 32 + 8: 10 columns, 5 shared vectors of 2
+      conv1(3, 7, 7, 36, 5, 5, 1, 1, 2, 2),            // 32 + 4: 7 columns, the last vector 3 pixels
+      conv1(2, 6, 8, 8, 5, 5, 2, 1),                   // 8 channels only, 4 columns, row stride 2
+      conv1(1, 5, 8, 20, 5, 5),                        // one output row of exactly 4 columns
+      conv1(2, 30, 31, 24, 3, 3, 1, 1, 1, 1),          // 16 + 8: 31 columns, padding
+      conv1(2, 6, 7, 20, 5, 5),                        // 3 columns: fewer than a shared vector's 4
   };
   for (bool bf16 : {false, true}) {
     for (const ConvDesc& d : cases) {
@@ -134,9 +166,10 @@ TEST_CASE("single-channel convolution loops match a double reference", "[backend
       const Result got = run(d, x, w, b, dy, bf16, threads);
       const double ry = rel_diff(got.y, want.y), rw = rel_diff(got.dw, want.dw);
       const double rb = d.bias ? rel_diff(got.db, want.db) : 0.0;
-      std::printf("%s n%-3lld %2lldx%-2lld k%-2lld %lldx%lld s%lld,%lld p%lld,%lld: max rel diff y %.2e dw %.2e db %.2e\n",
-                  bf16 ? "bf16" : "fp32", (long long)d.n, (long long)d.h, (long long)d.w, (long long)d.k,
-                  (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw, (long long)d.ph,
+      const bool taps = cpu::single_channel_conv_tap_form(d);
+      std::printf("%s %s n%-3lld %2lldx%-2lld k%-2lld %lldx%lld s%lld,%lld p%lld,%lld: max rel diff y %.2e dw %.2e db %.2e\n",
+                  bf16 ? "bf16" : "fp32", taps ? "taps  " : "blocks", (long long)d.n, (long long)d.h, (long long)d.w,
+                  (long long)d.k, (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw, (long long)d.ph,
                   (long long)d.pw, ry, rw, rb);
       // FP32 sums of up to 57,600 products in another order than the reference's; in bf16
       // the reference rounds the same inputs, so the bound is the same.
@@ -152,8 +185,29 @@ TEST_CASE("single-channel convolution loops match a double reference", "[backend
       const Result one = run(d, x, w, b, dy, bf16, 1);
       CHECK(rel_diff(one.y, want.y) <= 1e-5);
       CHECK(rel_diff(one.dw, want.dw) <= 1e-5);
+      // The block form adds the same products in the same order as the tap form.
+      if (taps) {
+        const Result blocks = run(d, x, w, b, dy, bf16, threads, cpu::SingleChannelForm::blocks);
+        CHECK(blocks.y == got.y);
+        CHECK(blocks.dw == got.dw);
+        if (d.bias) CHECK(blocks.db == got.db);
+      }
     }
   }
+}
+
+TEST_CASE("the single-channel loops take the tap form for 5x5 and 3x3 kernels at column stride 1",
+          "[backend][cpu][conv]") {
+  require_avx512();
+  CHECK(cpu::single_channel_conv_tap_form(conv1(100, 28, 28, 20, 5, 5)));  // LeNet's conv1
+  CHECK(cpu::single_channel_conv_tap_form(conv1(1, 8, 8, 16, 3, 3, 2, 1, 1, 1)));
+  CHECK(cpu::single_channel_conv_tap_form(conv1(1, 5, 8, 20, 5, 5)));  // 4 columns: one shared vector
+  CHECK_FALSE(cpu::single_channel_conv_tap_form(conv1(1, 6, 7, 20, 5, 5)));  // 3 columns
+  CHECK(cpu::single_channel_conv_tap_form(conv1(1, 6, 7, 16, 5, 5)));  // no shared vector: any width
+  CHECK_FALSE(cpu::single_channel_conv_tap_form(conv1(1, 28, 28, 20, 5, 5, 1, 2)));  // column stride 2
+  CHECK_FALSE(cpu::single_channel_conv_tap_form(conv1(1, 28, 28, 20, 7, 7)));
+  CHECK_FALSE(cpu::single_channel_conv_tap_form(conv1(1, 28, 28, 20, 3, 5)));
+  CHECK_FALSE(cpu::single_channel_conv_tap_form(conv1(1, 28, 28, 12, 5, 5)));  // not supported at all
 }
 
 TEST_CASE("bf16 in the single-channel loops rounds the inputs of the products", "[backend][cpu][conv][bf16]") {
@@ -221,6 +275,22 @@ TEST_CASE("input columns that no window reads do not reach the single-channel lo
   std::printf("Inf in an unread column: max rel diff y %.2e dw %.2e\n", ry, rw);
   CHECK(ry <= 1e-5);
   CHECK(rw <= 1e-5);
+
+  // The tap form: 9 columns, so the last shared vector holds one pixel and reads the
+  // inputs right of the row for its absent ones; row stride 2, so row 7 is in no window.
+  // NaN in row 7 must not reach y or dW.
+  const ConvDesc t = conv1(2, 8, 11, 20, 3, 3, 2, 1);
+  REQUIRE(cpu::single_channel_conv_tap_form(t));
+  Host xt = random(t.n * t.h * t.w);
+  for (int64_t n = 0; n < t.n; ++n)
+    for (int64_t c = 0; c < t.w; ++c) xt[static_cast<size_t>((n * t.h + 7) * t.w + c)] = NAN;
+  const Host wt = random(t.k * 9), bt = random(t.k), dyt = random(t.n * t.k * t.oh() * t.ow());
+  const Result want_t = reference(t, xt, wt, bt, dyt, false);
+  const Result got_t = run(t, xt, wt, bt, dyt, false, 2);
+  const double ty = rel_diff(got_t.y, want_t.y), tw = rel_diff(got_t.dw, want_t.dw);
+  std::printf("NaN in an unread row (tap form): max rel diff y %.2e dw %.2e\n", ty, tw);
+  CHECK(ty <= 1e-5);
+  CHECK(tw <= 1e-5);
 }
 
 TEST_CASE("the single-channel loops refuse a shape they have no kernel for", "[backend][cpu][conv]") {

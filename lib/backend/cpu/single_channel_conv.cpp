@@ -1,8 +1,9 @@
 // The single-channel convolution loops of single_channel_conv.h. The vector code is compiled
 // for AVX-512F with a target attribute and only called after single_channel_conv_supported(),
-// so the rest of the library keeps the baseline ISA. Accumulators (and the backward's dy)
-// are arrays indexed by template constants only, which the compiler keeps in registers;
-// the weights are loaded per tap from the transposed copy in the scratch.
+// so the rest of the library keeps the baseline ISA. Accumulators, dy and the tap form's
+// weights are arrays indexed by template constants only, which the compiler keeps in
+// registers; the block form loads the weights per tap from the transposed copy in the
+// scratch.
 #include "backend/cpu/single_channel_conv.h"
 
 #include <omp.h>
@@ -106,17 +107,24 @@ float round_bf16(float f) {
   return f;
 }
 
+// Which rest channel lane l of the shared vector holds: the block form puts pixel p's
+// channel c at lane p*rest + c, the tap form at lane c*(16 / rest) + p (below).
+int64_t rest_channel(const Split& s, bool taps, int64_t l) { return taps ? l / (kLanes / s.rest) : l % s.rest; }
+int64_t rest_lane(const Split& s, bool taps, int64_t slot, int64_t c) {
+  return taps ? c * (kLanes / s.rest) + slot : slot * s.rest + c;
+}
+
 // A row of `row` floats per tap from (K, 1, KH, KW) weights: channel c < 16*main at lane c,
-// a rest channel c' at lanes p*rest + c' of the shared vector (the same weight for each of
-// its pixels). The bias (t = -1) the same way. bf16-rounded if asked.
-void transpose_params(const Geo& g, const Split& s, const float* w, const float* b, bool bf16, float* wt,
-                      float* bias) {
+// a rest channel at its lanes of the shared vector (the same weight for each of its
+// pixels). The bias (t = -1) the same way. bf16-rounded if asked.
+void transpose_params(const Geo& g, const Split& s, bool taps, const float* w, const float* b, bool bf16,
+                      float* wt, float* bias) {
   const int64_t row = g.row(), base = s.main * kLanes;
   auto place = [&](float* dst, auto value) {
     std::fill(dst, dst + row, 0.0f);
     for (int64_t c = 0; c < base; ++c) dst[c] = value(c);
     if (s.rest)
-      for (int64_t l = 0; l < kLanes; ++l) dst[base + l] = value(base + l % s.rest);
+      for (int64_t l = 0; l < kLanes; ++l) dst[base + l] = value(base + rest_channel(s, taps, l));
   };
   for (int64_t t = 0; t < g.taps; ++t)
     place(wt + t * row, [&](int64_t c) { return bf16 ? round_bf16(w[c * g.taps + t]) : w[c * g.taps + t]; });
@@ -330,6 +338,209 @@ std::pair<ForwardFn, BackwardFn> kernels(const Split& s) {
   if (s.main == 1) return kernels_for_rest<1>(s.rest);
   return kernels_for_rest<2>(s.rest);
 }
+
+// ---- the tap form ------------------------------------------------------------------------
+// For a 5x5 or 3x3 kernel at column stride 1 (LeNet's conv1), a vector of channels keeps all
+// its taps in registers: the forward holds the taps' weights (25 vectors) and runs blocks of
+// kTapPixels output pixels, one broadcast input and one FMA per tap and pixel; the
+// backward-weights holds the taps' partial dW (25 accumulators, independent chains) and
+// takes one output pixel at a time: one dy load, then one broadcast input and one FMA per
+// tap. Nothing is reloaded per block, which is what bounds the block form. The shared vector
+// holds G = 16 / rest pixels with channel c of pixel j at lane c*G + j, so that a tap's
+// input is one broadcast of G consecutive values of the padded row (vbroadcastf32x4 or
+// vbroadcastsd, a load, no permute).
+constexpr int kTapPixels = 6;  // forward: pixels per block (25 weights + 6 sums in registers)
+constexpr int kTapGroups = 6;  // forward: shared vectors per block
+
+bool tap_form(const Geo& g) {
+  const int64_t rest = g.k % kLanes;
+  return g.sw == 1 && g.kh == g.kw && (g.kh == 5 || g.kh == 3) && (rest == 0 || g.ow >= kLanes / rest);
+}
+
+// The same pointer, opaque to the compiler. GCC 12 otherwise sees that pixel ox + 1 reads
+// the inputs of pixel ox one tap to the left, keeps them in registers from one pixel to
+// the next (spilling the partial sums), and broadcasts them from a register, which takes an
+// FMA port; with the pointer opaque, each broadcast is a load (the FMA's memory operand).
+MNISTCTL_AVX512 inline const float* opaque(const float* p) {
+  asm("" : "+r"(p));
+  return p;
+}
+
+// The G = 16 / R values from x, each in the lanes c*G + j of its pixel j. (The maskz forms
+// here and below, with every lane set, are the plain instructions without GCC 12's
+// spurious uninitialized-value warning.)
+template <int R>
+MNISTCTL_AVX512 inline __m512 broadcast_pixels(const float* x) {
+  if constexpr (R == 4) return _mm512_maskz_broadcast_f32x4(0xffff, _mm_loadu_ps(x));
+  return _mm512_castpd_ps(
+      _mm512_maskz_broadcastsd_pd(0xff, _mm_castsi128_pd(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x)))));
+}
+
+// Lane j*R + c from lane c*G + j (to_tap = false), or the other way round.
+template <int R>
+MNISTCTL_AVX512 inline __m512i rest_order(bool to_tap) {
+  constexpr int G = kLanes / R;
+  alignas(64) int32_t lanes[kLanes];
+  for (int c = 0; c < R; ++c)
+    for (int j = 0; j < G; ++j) {
+      if (to_tap) lanes[c * G + j] = j * R + c;
+      else lanes[j * R + c] = c * G + j;
+    }
+  return _mm512_load_si512(lanes);
+}
+template <int R>
+MNISTCTL_AVX512 inline __mmask16 pixel_mask(int j) {
+  return static_cast<__mmask16>(((1u << R) - 1u) << (j * R));
+}
+
+// Forward, P pixels from column ox of the row at x (padded), one vector of channels: y at
+// pixel ox of the output row, w the taps' weights of that vector.
+template <int KH, int KW, int P>
+MNISTCTL_AVX512 inline void tap_forward_pixels(const Geo& g, const float* x, const __m512* w, const float* bias,
+                                               float* y) {
+  __m512 acc[P];
+  for (int p = 0; p < P; ++p) acc[p] = _mm512_load_ps(bias);
+  for (int ky = 0; ky < KH; ++ky)
+    for (int kx = 0; kx < KW; ++kx)
+      for (int p = 0; p < P; ++p)
+        acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(x[ky * g.xw + p + kx]), w[ky * KW + kx], acc[p]);
+  for (int p = 0; p < P; ++p) _mm512_storeu_ps(y + p * g.k, acc[p]);
+}
+
+// Forward, Q shared vectors (Q * G pixels) from column ox of the row at x: y is the output
+// row at the first rest channel.
+template <int KH, int KW, int R, int Q>
+MNISTCTL_AVX512 inline void tap_forward_groups(const Geo& g, const float* x, int64_t ox, const __m512* w,
+                                               const float* bias, __m512i order, float* y) {
+  constexpr int G = kLanes / R;
+  __m512 acc[Q];
+  for (int q = 0; q < Q; ++q) acc[q] = _mm512_load_ps(bias);
+  for (int ky = 0; ky < KH; ++ky)
+    for (int kx = 0; kx < KW; ++kx)
+      for (int q = 0; q < Q; ++q)
+        acc[q] = _mm512_fmadd_ps(broadcast_pixels<R>(x + ky * g.xw + ox + q * G + kx), w[ky * KW + kx], acc[q]);
+  for (int q = 0; q < Q; ++q) {
+    const __m512 v = _mm512_maskz_permutexvar_ps(0xffff, order, acc[q]);
+    for (int j = 0; j < G; ++j) _mm512_mask_storeu_ps(y + (ox + q * G + j) * g.k - j * R, pixel_mask<R>(j), v);
+  }
+}
+
+// One image: row by row, each whole vector of channels, then the shared vector. A row's
+// last shared vectors start at ow - G at the latest, rewriting the same values.
+template <int KH, int KW, int R>
+MNISTCTL_AVX512 void tap_forward_image(const Geo& g, const float* xp, const float* wt, const float* bias, float* y) {
+  constexpr int T = KH * KW, G = R ? kLanes / R : 1;
+  const int64_t row = g.row(), main = g.k / kLanes;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const float* xr = xp + oy * g.sh * g.xw;
+    float* yr = y + oy * g.ow * g.k;
+    for (int64_t a = 0; a < main; ++a) {
+      __m512 w[T];
+      for (int t = 0; t < T; ++t) w[t] = _mm512_load_ps(wt + t * row + a * kLanes);
+      int64_t ox = 0;
+      for (; ox + kTapPixels <= g.ow; ox += kTapPixels)
+        tap_forward_pixels<KH, KW, kTapPixels>(g, opaque(xr + ox), w, bias + a * kLanes, yr + ox * g.k + a * kLanes);
+      for (; ox < g.ow; ++ox)
+        tap_forward_pixels<KH, KW, 1>(g, opaque(xr + ox), w, bias + a * kLanes, yr + ox * g.k + a * kLanes);
+    }
+    if constexpr (R > 0) {
+      const __m512i order = rest_order<R>(false);
+      __m512 w[T];
+      for (int t = 0; t < T; ++t) w[t] = _mm512_load_ps(wt + t * row + main * kLanes);
+      float* yc = yr + main * kLanes;
+      int64_t ox = 0;
+      for (; ox + kTapGroups * G <= g.ow; ox += kTapGroups * G)
+        tap_forward_groups<KH, KW, R, kTapGroups>(g, opaque(xr), ox, w, bias + main * kLanes, order, yc);
+      for (; ox < g.ow; ox += G)
+        tap_forward_groups<KH, KW, R, 1>(g, opaque(xr), std::min(ox, g.ow - G), w, bias + main * kLanes, order, yc);
+    }
+  }
+}
+
+// The shared vector's dy of pixels ox .. ox + G - 1 (dy at pixel ox, first rest channel;
+// `present` of them exist, the others' lanes are zero) in the tap order. A whole group is
+// G plain loads, pixel j's channels at lanes j*R .. j*R + R - 1 of the j-th, blended: none
+// reads past the group's last channel.
+template <int R>
+MNISTCTL_AVX512 inline __m512 rest_dy(const float* dy, int64_t k, int64_t present, __m512i order) {
+  constexpr int G = kLanes / R;
+  __m512 v;
+  if (present >= G) {
+    v = _mm512_loadu_ps(dy);
+    for (int j = 1; j < G; ++j) v = _mm512_mask_blend_ps(pixel_mask<R>(j), v, _mm512_loadu_ps(dy + j * (k - R)));
+  } else {
+    v = _mm512_setzero_ps();
+    for (int j = 0; j < present; ++j) v = _mm512_mask_loadu_ps(v, pixel_mask<R>(j), dy + j * (k - R));
+  }
+  return _mm512_maskz_permutexvar_ps(0xffff, order, v);
+}
+
+// Backward-weights of one image into the partial dW (part, taps x row) and db (pdb): each
+// whole vector of channels, one pass over the pixels with its 25 partial sums in
+// registers, then the shared vector, G pixels a step.
+template <int KH, int KW, int R, bool BF16>
+MNISTCTL_AVX512 void tap_backward_image(const Geo& g, const float* xp, const float* dy, float* part, float* pdb) {
+  constexpr int T = KH * KW;
+  const int64_t row = g.row(), main = g.k / kLanes;
+  for (int64_t a = 0; a < main; ++a) {
+    __m512 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_load_ps(part + t * row + a * kLanes);
+    __m512 s = _mm512_load_ps(pdb + a * kLanes);
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      const float* xr = xp + oy * g.sh * g.xw;
+      const float* dr = dy + oy * g.ow * g.k + a * kLanes;
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const float* xo = opaque(xr + ox);
+        __m512 d = _mm512_loadu_ps(dr + ox * g.k);
+        s = _mm512_add_ps(s, d);
+        if constexpr (BF16) d = round_bf16(d);
+        for (int ky = 0; ky < KH; ++ky)
+          for (int kx = 0; kx < KW; ++kx)
+            acc[ky * KW + kx] = _mm512_fmadd_ps(_mm512_set1_ps(xo[ky * g.xw + kx]), d, acc[ky * KW + kx]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_store_ps(part + t * row + a * kLanes, acc[t]);
+    _mm512_store_ps(pdb + a * kLanes, s);
+  }
+  if constexpr (R > 0) {
+    constexpr int G = kLanes / R;
+    const __m512i order = rest_order<R>(true);
+    __m512 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_load_ps(part + t * row + main * kLanes);
+    __m512 s = _mm512_load_ps(pdb + main * kLanes);
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      const float* xr = xp + oy * g.sh * g.xw;
+      const float* dr = dy + oy * g.ow * g.k + main * kLanes;
+      for (int64_t ox = 0; ox < g.ow; ox += G) {
+        const float* xo = opaque(xr + ox);
+        __m512 d = rest_dy<R>(dr + ox * g.k, g.k, g.ow - ox, order);
+        s = _mm512_add_ps(s, d);
+        if constexpr (BF16) d = round_bf16(d);
+        for (int ky = 0; ky < KH; ++ky)
+          for (int kx = 0; kx < KW; ++kx)
+            acc[ky * KW + kx] = _mm512_fmadd_ps(broadcast_pixels<R>(xo + ky * g.xw + kx), d, acc[ky * KW + kx]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_store_ps(part + t * row + main * kLanes, acc[t]);
+    _mm512_store_ps(pdb + main * kLanes, s);
+  }
+}
+
+using TapForwardFn = void (*)(const Geo&, const float*, const float*, const float*, float*);
+using TapBackwardFn = void (*)(const Geo&, const float*, const float*, float*, float*);
+struct TapKernels {
+  TapForwardFn forward;
+  TapBackwardFn backward, backward_bf16;
+};
+template <int K>
+TapKernels tap_kernels_for(int64_t rest) {
+  if (rest == 4) return {tap_forward_image<K, K, 4>, tap_backward_image<K, K, 4, false>, tap_backward_image<K, K, 4, true>};
+  if (rest == 8) return {tap_forward_image<K, K, 8>, tap_backward_image<K, K, 8, false>, tap_backward_image<K, K, 8, true>};
+  return {tap_forward_image<K, K, 0>, tap_backward_image<K, K, 0, false>, tap_backward_image<K, K, 0, true>};
+}
+TapKernels tap_kernels(const Geo& g) {
+  return g.kh == 5 ? tap_kernels_for<5>(g.k % kLanes) : tap_kernels_for<3>(g.k % kLanes);
+}
 #endif  // MNISTCTL_SCC_X86
 
 }  // namespace
@@ -339,6 +550,15 @@ bool single_channel_conv_supported(const ConvDesc& d) {
   // A shared vector's pixels must sit within one 16-float load of the padded row.
   const Split s = split_of(d.k);
   return cpu_has_avx512f() && d.c == 1 && supported_split(s) && (s.rest == 0 || (kLanes / s.rest - 1) * d.sw < kLanes);
+#else
+  (void)d;
+  return false;
+#endif
+}
+
+bool single_channel_conv_tap_form(const ConvDesc& d) {
+#if MNISTCTL_SCC_X86
+  return single_channel_conv_supported(d) && tap_form(Geo(d));
 #else
   (void)d;
   return false;
@@ -359,14 +579,16 @@ static void require_supported(const ConvDesc& d) {
 }
 
 void single_channel_conv_forward(const ConvDesc& d, const float* x, const float* w, const float* b, float* y,
-                                 bool bf16, void* scratch, int threads) {
+                                 bool bf16, void* scratch, int threads, SingleChannelForm form) {
   require_supported(d);
   const Geo g(d);
   const Split sp = split_of(d.k);
   threads = std::max(1, threads);
   Scratch s(g, scratch, threads);
-  transpose_params(g, sp, w, b, bf16, s.wt, s.bias);
+  const bool taps = form == SingleChannelForm::best && tap_form(g);
+  transpose_params(g, sp, taps, w, b, bf16, s.wt, s.bias);
   const ForwardFn run = kernels(sp).first;
+  const TapKernels tap = tap_kernels(g);
   const int64_t in_image = g.h * g.w, out_image = g.oh * g.ow * g.k;
 #pragma omp parallel num_threads(threads)
   {
@@ -376,19 +598,26 @@ void single_channel_conv_forward(const ConvDesc& d, const float* x, const float*
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < d.n; ++n) {
       pad_image(g, x + n * in_image, xp, bf16);
-      run(g, xp, s.wt, s.bias, y + n * out_image, s.blk0 + s.blk_floats * tid);
+      if (taps) {
+        tap.forward(g, xp, s.wt, s.bias, y + n * out_image);
+      } else {
+        run(g, xp, s.wt, s.bias, y + n * out_image, s.blk0 + s.blk_floats * tid);
+      }
     }
   }
 }
 
 void single_channel_conv_backward_weights(const ConvDesc& d, const float* x, const float* dy, float* dw,
-                                          float* db, bool bf16, void* scratch, int threads) {
+                                          float* db, bool bf16, void* scratch, int threads, SingleChannelForm form) {
   require_supported(d);
   const Geo g(d);
   const Split sp = split_of(d.k);
   threads = std::max(1, threads);
   Scratch s(g, scratch, threads);
+  const bool taps = form == SingleChannelForm::best && tap_form(g);
   const BackwardFn run = kernels(sp).second;
+  const TapKernels tap = tap_kernels(g);
+  const TapBackwardFn tap_run = bf16 ? tap.backward_bf16 : tap.backward;
   const int64_t in_image = g.h * g.w, out_image = g.oh * g.ow * g.k, row = g.row();
   int used = 1;
 #pragma omp parallel num_threads(threads)
@@ -403,7 +632,11 @@ void single_channel_conv_backward_weights(const ConvDesc& d, const float* x, con
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < d.n; ++n) {
       pad_image(g, x + n * in_image, xp, bf16);
-      run(g, xp, dy + n * out_image, part, part + g.taps * row, s.blk0 + s.blk_floats * tid, bf16);
+      if (taps) {
+        tap_run(g, xp, dy + n * out_image, part, part + g.taps * row);
+      } else {
+        run(g, xp, dy + n * out_image, part, part + g.taps * row, s.blk0 + s.blk_floats * tid, bf16);
+      }
     }
   }
   // Thread by thread, then (for a rest channel) pixel slot by pixel slot: a fixed order for
@@ -417,7 +650,7 @@ void single_channel_conv_backward_weights(const ConvDesc& d, const float* x, con
         if (c < base) {
           sum += r[c];
         } else {
-          for (int64_t slot = 0; slot < kLanes / sp.rest; ++slot) sum += r[base + slot * sp.rest + (c - base)];
+          for (int64_t slot = 0; slot < kLanes / sp.rest; ++slot) sum += r[base + rest_lane(sp, taps, slot, c - base)];
         }
       }
       if (t < g.taps) dw[c * g.taps + t] = sum;
@@ -428,11 +661,11 @@ void single_channel_conv_backward_weights(const ConvDesc& d, const float* x, con
 #else
 // Unreachable: single_channel_conv_supported() is false off x86.
 void single_channel_conv_forward(const ConvDesc&, const float*, const float*, const float*, float*, bool, void*,
-                                 int) {
+                                 int, SingleChannelForm) {
   std::abort();
 }
 void single_channel_conv_backward_weights(const ConvDesc&, const float*, const float*, float*, float*, bool, void*,
-                                          int) {
+                                          int, SingleChannelForm) {
   std::abort();
 }
 #endif

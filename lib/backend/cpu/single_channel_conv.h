@@ -10,7 +10,13 @@
 // its dy) in registers, and each tap is one broadcast input value and one FMA per vector
 // of 16 channels. Channels past the last whole vector (LeNet's 20 = 16 + 4) share one
 // vector among 16 / rest pixels (lane p*rest + c), fed by one permute of the input row,
-// so that no lane computes padding.
+// so that no lane computes padding. That is the block form. For 5x5 and 3x3 kernels at
+// column stride 1 (LeNet's conv1) the tap form keeps instead all the taps of a vector of
+// channels in registers: the weights in the forward, the partial dW in backward-weights,
+// so that only the inputs (broadcast loads) and dy stream through; its shared vector puts
+// channel c of pixel j at lane c*(16 / rest) + j, so a tap's input for its pixels is one
+// broadcast load. Both forms add the same products in the same order: their results are
+// bit-identical.
 //   forward:          y[p][0:k] = b + sum over taps t of x_t(p) * W[t][0:k];
 //   backward-weights: dW[t][0:k] += x_t(p) * dy[p][0:k] into per-thread partial sums,
 //                     db = the sum of dy.
@@ -34,16 +40,27 @@ namespace mnistctl::cpu {
 // one 16-float load of the row). The two functions below throw RuntimeError otherwise.
 bool single_channel_conv_supported(const ConvDesc& d);
 
+// Which loops: `best` takes the tap form where single_channel_conv_tap_form() says it
+// applies, the block form otherwise; `blocks` forces the block form (for the tests, which
+// check both).
+enum class SingleChannelForm { best, blocks };
+
+// Whether `best` takes the tap form for a supported `d`: a 5x5 or 3x3 kernel, column stride
+// 1, and, with rest channels, at least 16 / rest output columns.
+bool single_channel_conv_tap_form(const ConvDesc& d);
+
 // Bytes of scratch the two functions need with `threads` threads.
 size_t single_channel_conv_scratch_bytes(const ConvDesc& d, int threads);
 
 // y (N, K, OH, OW) nhwc = conv(x, w) + b; x (N, 1, H, W), w KCRS (K, 1, KH, KW), b (K) or null.
 void single_channel_conv_forward(const ConvDesc& d, const float* x, const float* w, const float* b, float* y,
-                                 bool bf16, void* scratch, int threads);
+                                 bool bf16, void* scratch, int threads,
+                                 SingleChannelForm form = SingleChannelForm::best);
 
 // dw (K, 1, KH, KW) = the gradient of the weights, overwritten; db (K), when not null, too.
 // dy (N, K, OH, OW) nhwc.
 void single_channel_conv_backward_weights(const ConvDesc& d, const float* x, const float* dy, float* dw,
-                                          float* db, bool bf16, void* scratch, int threads);
+                                          float* db, bool bf16, void* scratch, int threads,
+                                          SingleChannelForm form = SingleChannelForm::best);
 
 }  // namespace mnistctl::cpu
