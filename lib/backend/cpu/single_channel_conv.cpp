@@ -148,9 +148,11 @@ MNISTCTL_AVX512 inline __m512 round_bf16(__m512 v) {
 }
 
 // Copies image x (h x w) into the interior of the padded buffer, whose border is zero,
-// bf16-rounded if asked. Only the columns some output's window reads: the pixels past the
-// end of a row's last, partial block then read zeros, never a value (Inf, NaN) that 0 * dy
-// would turn into NaN in dW.
+// bf16-rounded if asked. Only the columns some output's window reads, so that no loop
+// reads a value no window does. (The backward's partial blocks and groups still read,
+// for their absent pixels, columns that present pixels read at other taps; they zero
+// those inputs, so that an Inf or NaN there never meets an absent pixel's zero dy, which
+// would make NaN of a tap that is finite.)
 MNISTCTL_AVX512 void pad_image(const Geo& g, const float* x, float* xp, bool bf16) {
   const int64_t used = std::min(g.w, (g.ow - 1) * g.sw + g.kw - g.pw);
   for (int64_t iy = 0; iy < g.h; ++iy) {
@@ -243,9 +245,9 @@ MNISTCTL_AVX512 void forward_image(const Geo& g, const float* xp, const float* w
 // the partial dW is updated in turn. db sums the raw dy, dW the bf16-rounded one in bf16.
 // (Keeping a kernel row's accumulators in registers over a whole row instead, with dy
 // reloaded per kernel row, measured slower.)
-template <int A, int R>
+template <int A, int R, bool Partial>
 MNISTCTL_AVX512 inline void backward_block(const Geo& g, const float* xr, int64_t stride, const float* dy,
-                                           float* part, float* part_db, __m512i idx, bool bf16) {
+                                           float* part, float* part_db, __m512i idx, bool bf16, int64_t pixels) {
   constexpr int NT = R ? kBlock * R / kLanes : 0;
   constexpr int G = R ? kLanes / R : 1;
   const int64_t row = g.row();
@@ -253,6 +255,10 @@ MNISTCTL_AVX512 inline void backward_block(const Geo& g, const float* xr, int64_
   __m512 dr[NT ? NT : 1];
   for (int p = 0; p < kBlock; ++p)
     for (int a = 0; a < A; ++a) d[p][a] = _mm512_loadu_ps(dy + p * g.k + a * kLanes);
+  // The lanes of each shared vector whose pixel is in the block.
+  __mmask16 present[NT ? NT : 1];
+  for (int q = 0; q < NT; ++q)
+    present[q] = Partial ? lanes16(std::clamp<int64_t>((pixels - q * G) * R, 0, kLanes)) : __mmask16{0xffff};
   for (int q = 0; q < NT; ++q) {
     alignas(64) float lanes[kLanes];
     for (int i = 0; i < G; ++i) std::memcpy(lanes + i * R, dy + (q * G + i) * g.k + A * kLanes, R * sizeof(float));
@@ -279,13 +285,17 @@ MNISTCTL_AVX512 inline void backward_block(const Geo& g, const float* xr, int64_
       float* pt = part + (ky * g.kw + kx) * row;
       for (int a = 0; a < A; ++a) {
         __m512 acc = _mm512_load_ps(pt + a * kLanes);
-        for (int p = 0; p < kBlock; ++p) acc = _mm512_fmadd_ps(_mm512_set1_ps(xrow[p * g.sw + kx]), d[p][a], acc);
+        for (int p = 0; p < kBlock; ++p) {
+          // A partial block's absent pixels (zero dy) multiply zero, not their inputs.
+          const float xv = !Partial || p < pixels ? xrow[p * g.sw + kx] : 0.0f;
+          acc = _mm512_fmadd_ps(_mm512_set1_ps(xv), d[p][a], acc);
+        }
         _mm512_store_ps(pt + a * kLanes, acc);
       }
       if (NT) {
         __m512 acc = _mm512_load_ps(pt + A * kLanes);
         for (int q = 0; q < NT; ++q) {
-          const __m512 xs = _mm512_maskz_permutexvar_ps(0xffff, idx, _mm512_loadu_ps(xrow + q * G * g.sw + kx));
+          const __m512 xs = _mm512_maskz_permutexvar_ps(present[q], idx, _mm512_loadu_ps(xrow + q * G * g.sw + kx));
           acc = _mm512_fmadd_ps(xs, dr[q], acc);
         }
         _mm512_store_ps(pt + A * kLanes, acc);
@@ -314,11 +324,13 @@ MNISTCTL_AVX512 void backward_image(const Geo& g, const float* xp, const float* 
     for (int64_t ox = 0; ox < g.ow; ox += kBlock) {
       const int64_t pixels = std::min(kBlock, g.ow - ox);
       if (pixels == kBlock) {
-        backward_block<A, R>(g, window(g, xr + ox * g.sw, win), g.win(), dr + ox * g.k, part, part_db, idx, bf16);
+        backward_block<A, R, false>(g, window(g, xr + ox * g.sw, win), g.win(), dr + ox * g.k, part, part_db, idx,
+                                    bf16, kBlock);
       } else {
         std::fill(blk, blk + kBlock * g.k, 0.0f);
         std::memcpy(blk, dr + ox * g.k, static_cast<size_t>(pixels * g.k) * sizeof(float));
-        backward_block<A, R>(g, window(g, xr + ox * g.sw, win), g.win(), blk, part, part_db, idx, bf16);
+        backward_block<A, R, true>(g, window(g, xr + ox * g.sw, win), g.win(), blk, part, part_db, idx, bf16,
+                                   pixels);
       }
     }
   }
@@ -374,6 +386,20 @@ MNISTCTL_AVX512 inline __m512 broadcast_pixels(const float* x) {
   if constexpr (R == 4) return _mm512_maskz_broadcast_f32x4(0xffff, _mm_loadu_ps(x));
   return _mm512_castpd_ps(
       _mm512_maskz_broadcastsd_pd(0xff, _mm_castsi128_pd(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x)))));
+}
+// The same with only the lanes in `keep` (the others zero).
+template <int R>
+MNISTCTL_AVX512 inline __m512 broadcast_pixels(const float* x, __mmask16 keep) {
+  const __m512 v = broadcast_pixels<R>(x);
+  return keep == 0xffff ? v : _mm512_maskz_mov_ps(keep, v);
+}
+// The lanes of the shared vector whose pixel (lane c*G + j: pixel j) is below `present`.
+template <int R>
+MNISTCTL_AVX512 inline __mmask16 tap_lanes_present(int64_t present) {
+  __mmask16 keep = 0;
+  for (int l = 0; l < kLanes; ++l)
+    if (l % (kLanes / R) < present) keep = static_cast<__mmask16>(keep | (1u << l));
+  return keep;
 }
 
 // Lane j*R + c from lane c*G + j (to_tap = false), or the other way round.
@@ -475,55 +501,69 @@ MNISTCTL_AVX512 inline __m512 rest_dy(const float* dy, int64_t k, int64_t presen
   return _mm512_maskz_permutexvar_ps(0xffff, order, v);
 }
 
+// One step of a backward-weights pass: dy d (raw) of the step's pixels, whose inputs start
+// at xo, into the partial sums acc and s. `keep`: the lanes of the pixels present (all but
+// in a partial last group, whose absent pixels multiply zero, not their inputs).
+template <int KH, int KW, int R, bool BF16>
+MNISTCTL_AVX512 inline void tap_backward_step(const Geo& g, const float* xo, __m512 d, __mmask16 keep, __m512* acc,
+                                              __m512& s) {
+  s = _mm512_add_ps(s, d);
+  if constexpr (BF16) d = round_bf16(d);
+  for (int ky = 0; ky < KH; ++ky)
+    for (int kx = 0; kx < KW; ++kx) {
+      const float* x = xo + ky * g.xw + kx;
+      __m512 xv;
+      if constexpr (R > 0) xv = broadcast_pixels<R>(x, keep);
+      else xv = _mm512_set1_ps(*x);
+      acc[ky * KW + kx] = _mm512_fmadd_ps(xv, d, acc[ky * KW + kx]);
+    }
+}
+
+// One pass of backward-weights over an image's pixels for one vector of channels: a whole
+// vector of 16 channels (R = 0), one pixel a step, or the shared vector (R = rest), 16 / R
+// pixels a step. dy, part (the partial dW, taps x row) and pdb (the partial db) point at
+// the vector's first channel. The 25 partial sums stay in registers for the whole image.
+template <int KH, int KW, int R, bool BF16>
+MNISTCTL_AVX512 inline void tap_backward_pass(const Geo& g, const float* xp, const float* dy, float* part,
+                                              float* pdb) {
+  constexpr int T = KH * KW, Step = R ? kLanes / R : 1;
+  const int64_t row = g.row();
+  __m512i order = _mm512_setzero_si512();
+  if constexpr (R > 0) order = rest_order<R>(true);
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_load_ps(part + t * row);
+  __m512 s = _mm512_load_ps(pdb);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const float* xr = xp + oy * g.sh * g.xw;
+    const float* dr = dy + oy * g.ow * g.k;
+    int64_t ox = 0;
+    for (; ox + Step <= g.ow; ox += Step) {
+      __m512 d;
+      if constexpr (R > 0) d = rest_dy<R>(dr + ox * g.k, g.k, Step, order);
+      else d = _mm512_loadu_ps(dr + ox * g.k);
+      tap_backward_step<KH, KW, R, BF16>(g, opaque(xr + ox), d, 0xffff, acc, s);
+    }
+    if constexpr (R > 0)
+      if (ox < g.ow) {
+        const int64_t present = g.ow - ox;
+        const __mmask16 keep = tap_lanes_present<R>(present);
+        tap_backward_step<KH, KW, R, BF16>(g, opaque(xr + ox), rest_dy<R>(dr + ox * g.k, g.k, present, order), keep,
+                                           acc, s);
+      }
+  }
+  for (int t = 0; t < T; ++t) _mm512_store_ps(part + t * row, acc[t]);
+  _mm512_store_ps(pdb, s);
+}
+
 // Backward-weights of one image into the partial dW (part, taps x row) and db (pdb): each
-// whole vector of channels, one pass over the pixels with its 25 partial sums in
-// registers, then the shared vector, G pixels a step.
+// whole vector of channels, then the shared vector.
 template <int KH, int KW, int R, bool BF16>
 MNISTCTL_AVX512 void tap_backward_image(const Geo& g, const float* xp, const float* dy, float* part, float* pdb) {
-  constexpr int T = KH * KW;
-  const int64_t row = g.row(), main = g.k / kLanes;
-  for (int64_t a = 0; a < main; ++a) {
-    __m512 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm512_load_ps(part + t * row + a * kLanes);
-    __m512 s = _mm512_load_ps(pdb + a * kLanes);
-    for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const float* xr = xp + oy * g.sh * g.xw;
-      const float* dr = dy + oy * g.ow * g.k + a * kLanes;
-      for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const float* xo = opaque(xr + ox);
-        __m512 d = _mm512_loadu_ps(dr + ox * g.k);
-        s = _mm512_add_ps(s, d);
-        if constexpr (BF16) d = round_bf16(d);
-        for (int ky = 0; ky < KH; ++ky)
-          for (int kx = 0; kx < KW; ++kx)
-            acc[ky * KW + kx] = _mm512_fmadd_ps(_mm512_set1_ps(xo[ky * g.xw + kx]), d, acc[ky * KW + kx]);
-      }
-    }
-    for (int t = 0; t < T; ++t) _mm512_store_ps(part + t * row + a * kLanes, acc[t]);
-    _mm512_store_ps(pdb + a * kLanes, s);
-  }
-  if constexpr (R > 0) {
-    constexpr int G = kLanes / R;
-    const __m512i order = rest_order<R>(true);
-    __m512 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm512_load_ps(part + t * row + main * kLanes);
-    __m512 s = _mm512_load_ps(pdb + main * kLanes);
-    for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const float* xr = xp + oy * g.sh * g.xw;
-      const float* dr = dy + oy * g.ow * g.k + main * kLanes;
-      for (int64_t ox = 0; ox < g.ow; ox += G) {
-        const float* xo = opaque(xr + ox);
-        __m512 d = rest_dy<R>(dr + ox * g.k, g.k, g.ow - ox, order);
-        s = _mm512_add_ps(s, d);
-        if constexpr (BF16) d = round_bf16(d);
-        for (int ky = 0; ky < KH; ++ky)
-          for (int kx = 0; kx < KW; ++kx)
-            acc[ky * KW + kx] = _mm512_fmadd_ps(broadcast_pixels<R>(xo + ky * g.xw + kx), d, acc[ky * KW + kx]);
-      }
-    }
-    for (int t = 0; t < T; ++t) _mm512_store_ps(part + t * row + main * kLanes, acc[t]);
-    _mm512_store_ps(pdb + main * kLanes, s);
-  }
+  const int64_t main = g.k / kLanes;
+  for (int64_t a = 0; a < main; ++a)
+    tap_backward_pass<KH, KW, 0, BF16>(g, xp, dy + a * kLanes, part + a * kLanes, pdb + a * kLanes);
+  if constexpr (R > 0)
+    tap_backward_pass<KH, KW, R, BF16>(g, xp, dy + main * kLanes, part + main * kLanes, pdb + main * kLanes);
 }
 
 using TapForwardFn = void (*)(const Geo&, const float*, const float*, const float*, float*);
