@@ -64,6 +64,12 @@ std::vector<Named>& others() {
       test::EnvGuard single("MNISTCTL_DNNL_SINGLE_CHANNEL", "onednn");
       list.push_back({"cpu/single-onednn", make_backend("cpu")});
     }
+    {
+      // The loops' block form where the default takes the tap form (LeNet's conv1).
+      test::EnvGuard no_backward("MNISTCTL_DNNL_CONV_BACKWARD", std::nullopt);
+      test::EnvGuard single("MNISTCTL_DNNL_SINGLE_CHANNEL", "blocks");
+      list.push_back({"cpu/single-blocks", make_backend("cpu")});
+    }
     // The CPU backend's convolution backward has several paths (dnnl_backend.cpp,
     // backward_path) and picks one per shape; these force each, so all are checked on every
     // case with channels-last activations (the lowered and span paths take only those). The
@@ -249,6 +255,7 @@ TEST_CASE("backends under test", "[backend]") {
   CHECK(others()[0].backend->name().rfind("cpu (oneDNN ", 0) == 0);
   for (auto& o : others()) {
     if (o.ctx == "cpu/single-onednn") CHECK_THAT(o.backend->name(), Catch::Contains("single-channel onednn"));
+    else if (o.ctx == "cpu/single-blocks") CHECK_THAT(o.backend->name(), Catch::Contains("single-channel blocks"));
     else if (o.ctx.rfind("cpu/", 0) == 0) CHECK_THAT(o.backend->name(), Catch::Contains("conv backward " + o.ctx.substr(4)));
   }
 }

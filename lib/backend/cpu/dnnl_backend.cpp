@@ -23,7 +23,8 @@
 // shape allow (in bf16 with AMX, only the backward-weights: single_channel).
 // MNISTCTL_DNNL_LAYOUT=plain|blocked|nhwc selects other convolution layouts,
 // MNISTCTL_DNNL_CONV_BACKWARD=direct|gemm|amx|span one backward path and
-// MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs, for
+// MNISTCTL_DNNL_SINGLE_CHANNEL=onednn oneDNN's kernels for single-channel inputs (=blocks
+// the loops' block form instead of the tap form), for
 // measurements with `mnistctl bench`.
 //
 // Precision bf16 (BackendOptions): convolution and matmul primitives are made with
@@ -282,9 +283,12 @@ class DnnlBackend final : public HostBackend {
     else conv_backward_name_.clear();
     amx_ = dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
     // Tuning knob for `mnistctl bench` and the tests: "onednn" (oneDNN's kernels for
-    // single-channel convolutions too); unset or anything else: the default.
+    // single-channel convolutions too), "blocks" (the loops' block form where the tap form
+    // would run); unset or anything else: the default.
     const char* single = std::getenv("MNISTCTL_DNNL_SINGLE_CHANNEL");
     single_channel_onednn_ = single && std::string(single) == "onednn";
+    single_channel_form_ = single && std::string(single) == "blocks" ? cpu::SingleChannelForm::blocks
+                                                                     : cpu::SingleChannelForm::best;
     set_threads();
     // Every OpenMP worker that runs oneDNN gets an alternate signal stack: oneDNN's JIT sgemm
     // points rsp into its heap workspace, where a signal frame must not land (core/stop_signals.h).
@@ -298,7 +302,9 @@ class DnnlBackend final : public HostBackend {
                        threads_, threads_ == 1 ? "" : "s", in_dt_ == dt::bf16 ? ", bf16" : "",
                        layout_name_.empty() ? "" : ", layout " + layout_name_,
                        conv_backward_name_.empty() ? "" : ", conv backward " + conv_backward_name_,
-                       single_channel_onednn_ ? ", single-channel onednn" : "");
+                       single_channel_onednn_                                   ? ", single-channel onednn"
+                       : single_channel_form_ == cpu::SingleChannelForm::blocks ? ", single-channel blocks"
+                                                                                : "");
   }
 
   // Convolutions and poolings take nhwc (tensor.h), and nhwc is what the convolutions run in
@@ -369,7 +375,8 @@ class DnnlBackend final : public HostBackend {
     if (single_channel(d, y.layout, false)) {
       const int threads = threads_for(conv_macs(d));
       cpu::single_channel_conv_forward(d, x.data, w.data, b ? b->data : nullptr, y.data, in_dt_ == dt::bf16,
-                                       scratch(cpu::single_channel_conv_scratch_bytes(d, threads)), threads);
+                                       scratch(cpu::single_channel_conv_scratch_bytes(d, threads)), threads,
+                                       single_channel_form_);
       return;
     }
     Op& op = cached(conv_key("conv_fwd", d, b != nullptr, x, y), threads_for(conv_macs(d)), [&] {
@@ -416,7 +423,8 @@ class DnnlBackend final : public HostBackend {
       const int threads = threads_for(conv_macs(d));
       cpu::single_channel_conv_backward_weights(d, x.data, dy.data, dw.data, db ? db->data : nullptr,
                                                 in_dt_ == dt::bf16,
-                                                scratch(cpu::single_channel_conv_scratch_bytes(d, threads)), threads);
+                                                scratch(cpu::single_channel_conv_scratch_bytes(d, threads)), threads,
+                                                single_channel_form_);
       return;
     }
     const BackwardPath path = backward_path(d, x.layout, dy.layout, true);
@@ -1129,6 +1137,7 @@ class DnnlBackend final : public HostBackend {
   ConvBackward conv_backward_ = ConvBackward::auto_;
   std::string conv_backward_name_;  // the MNISTCTL_DNNL_CONV_BACKWARD override, empty for the default
   bool single_channel_onednn_ = false;  // MNISTCTL_DNNL_SINGLE_CHANNEL=onednn
+  cpu::SingleChannelForm single_channel_form_ = cpu::SingleChannelForm::best;  // =blocks: the block form
   bool amx_ = false;  // oneDNN's kernels use AMX here (see backward_path)
   Buffer scratch_;  // see scratch()
   dt in_dt_;  // inputs of convolutions and inner products: f32, or bf16 (see the top)
