@@ -170,9 +170,14 @@ TEST_CASE("10 epochs of the MLP on 2 ranks reach the accuracy of one process wit
 TEST_CASE("a killed rank ends the job within 30 s and rank 0's checkpoint resumes with 2 ranks and with 1") {
   std::string root = data_root("dist-kill");
   std::string out = scratch_dir("dist-kill-run");
+  // The kill lands 0.3 s after epoch 1's line, so the run must last well beyond that: 5
+  // epochs of 12,000 images, several seconds (3 epochs of 2,000, 0.4 s since conv1's faster
+  // loops, ended before the kill).
+  constexpr int kEpochs = 5;
   std::vector<std::string> args = {"train", "--config", config_file("lenet.yaml"), "--data-dir", root, "--out", out,
-                                   "--epochs", "3", "--threads", "1", "--set", "data.train_limit=2000", "--set",
-                                   "data.test_limit=500", "--set", "init.type=xavier"};
+                                   "--epochs", std::to_string(kEpochs), "--threads", "1", "--set",
+                                   "data.train_limit=12000", "--set", "data.test_limit=500", "--set",
+                                   "init.type=xavier"};
   pid_t victim = 0;
   auto killed_at = std::chrono::steady_clock::now();
   RunResult r = mpirun(2, args, [&](const std::string& line, pid_t launcher) {
@@ -200,17 +205,17 @@ TEST_CASE("a killed rank ends the job within 30 s and rank 0's checkpoint resume
   CHECK(c.meta_int("epoch", "") >= 1);
 
   RunResult two = mpirun(2, {"train", "--out", out, "--data-dir", root, "--resume", "--threads", "1",
-                             "--epochs", "3"});
+                             "--epochs", std::to_string(kEpochs)});
   INFO(two.out << two.err);
   REQUIRE(two.code == 0);
   CHECK(two.out.find("resuming") != std::string::npos);
-  CHECK(load_checkpoint(out + "/last.ckpt").meta_int("epoch", "") == 3);
+  CHECK(load_checkpoint(out + "/last.ckpt").meta_int("epoch", "") == kEpochs);
   // The same run goes on as a single process.
   RunResult one = run_mnistctl({"train", "--out", out, "--data-dir", root, "--resume", "--threads", "1",
-                                "--epochs", "4"});
+                                "--epochs", std::to_string(kEpochs + 1)});
   INFO(one.out << one.err);
   REQUIRE(one.code == 0);
-  CHECK(load_checkpoint(out + "/last.ckpt").meta_int("epoch", "") == 4);
+  CHECK(load_checkpoint(out + "/last.ckpt").meta_int("epoch", "") == kEpochs + 1);
   CHECK(last_number(one.out, "Validation-accuracy") > 0.5);
 }
 
