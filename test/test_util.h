@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -171,6 +172,35 @@ inline double rel_diff(const std::vector<float>& got, const std::vector<float>& 
     scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
   }
   return worst / scale;
+}
+
+// n floats uniform in [lo, hi), drawn from rng (core/rng.h's Pcg32) in order: the kernel
+// tests' random inputs. A template, so that the tests without the library need no rng.h.
+template <class Rng>
+std::vector<float> random_floats(Rng& rng, int64_t n, float lo = -1.0f, float hi = 1.0f) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = rng.uniform(lo, hi);
+  return v;
+}
+
+// Guard floats after a kernel's buffer. The sanitizers do not check masked vector loads and
+// stores, so an overrun must show in these.
+constexpr size_t kGuardFloats = 64;
+constexpr float kGuardValue = -7.25f;
+
+// `v` followed by kGuardFloats guard floats.
+inline std::vector<float> guarded(std::vector<float> v) {
+  v.insert(v.end(), kGuardFloats, kGuardValue);
+  return v;
+}
+// `g` without its guard floats, failing the test where one was touched.
+inline std::vector<float> unguard(std::vector<float> g, const char* name) {
+  for (size_t i = g.size() - kGuardFloats; i < g.size(); ++i) {
+    INFO(name << ": guard float " << i - (g.size() - kGuardFloats) << " past the end");
+    REQUIRE(g[i] == kGuardValue);
+  }
+  g.resize(g.size() - kGuardFloats);
+  return g;
 }
 
 }  // namespace mnistctl::test

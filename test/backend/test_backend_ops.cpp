@@ -91,11 +91,7 @@ std::vector<Named>& others() {
   return list;
 }
 
-Host random_host(Pcg32& rng, int64_t n, float lo = -1.0f, float hi = 1.0f) {
-  Host v(static_cast<size_t>(n));
-  for (auto& x : v) x = rng.uniform(lo, hi);
-  return v;
-}
+using test::random_floats;
 
 // Distinct values (a shuffled ramp) so that max pooling has no ties.
 Host distinct_host(Pcg32& rng, int64_t n) {
@@ -274,18 +270,18 @@ TEST_CASE("fully connected forward and backward match ref", "[backend][fc]") {
                   (long long)c.out, c.bias ? "" : " nobias");
     check_op(std::string(label) + " fwd", {"y"}, [&](Backend& b) {
       Pcg32 rng(1);
-      Tensor x = up(b, {d.n, d.in}, random_host(rng, d.n * d.in));
-      Tensor w = up(b, {d.out, d.in}, random_host(rng, d.out * d.in, -0.1f, 0.1f));
-      Tensor bias = up(b, {d.out}, random_host(rng, d.out));
+      Tensor x = up(b, {d.n, d.in}, random_floats(rng, d.n * d.in));
+      Tensor w = up(b, {d.out, d.in}, random_floats(rng, d.out * d.in, -0.1f, 0.1f));
+      Tensor bias = up(b, {d.out}, random_floats(rng, d.out));
       Tensor y = b.empty({d.n, d.out});
       b.fc_forward(d, x, w, d.bias ? &bias : nullptr, y);
       return std::vector<Host>{down(b, y)};
     });
     check_op(std::string(label) + " bwd", {"dx", "dw", "db"}, [&](Backend& b) {
       Pcg32 rng(2);
-      Tensor x = up(b, {d.n, d.in}, random_host(rng, d.n * d.in));
-      Tensor w = up(b, {d.out, d.in}, random_host(rng, d.out * d.in, -0.1f, 0.1f));
-      Tensor dy = up(b, {d.n, d.out}, random_host(rng, d.n * d.out));
+      Tensor x = up(b, {d.n, d.in}, random_floats(rng, d.n * d.in));
+      Tensor w = up(b, {d.out, d.in}, random_floats(rng, d.out * d.in, -0.1f, 0.1f));
+      Tensor dy = up(b, {d.n, d.out}, random_floats(rng, d.n * d.out));
       Tensor dx = b.empty({d.n, d.in}), dw = b.empty({d.out, d.in}), db = b.zeros({d.out});
       b.fc_backward_data(d, dy, w, dx);
       b.fc_backward_weights(d, x, dy, dw, d.bias ? &db : nullptr);
@@ -299,18 +295,18 @@ TEST_CASE("convolution forward and backward match ref", "[backend][conv]") {
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
     check_op(conv_label(d) + " fwd", {"y"}, [&](Backend& b) {
       Pcg32 rng(3);
-      Tensor x = up(b, xs, random_host(rng, xs.numel()));
-      Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
-      Tensor bias = up(b, {d.k}, random_host(rng, d.k));
+      Tensor x = up(b, xs, random_floats(rng, xs.numel()));
+      Tensor w = up(b, ws, random_floats(rng, ws.numel(), -0.2f, 0.2f));
+      Tensor bias = up(b, {d.k}, random_floats(rng, d.k));
       Tensor y = b.empty(ys);
       b.conv_forward(d, x, w, d.bias ? &bias : nullptr, y);
       return std::vector<Host>{down(b, y)};
     });
     check_op(conv_label(d) + " bwd", {"dx", "dw", "db"}, [&](Backend& b) {
       Pcg32 rng(4);
-      Tensor x = up(b, xs, random_host(rng, xs.numel()));
-      Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
-      Tensor dy = up(b, ys, random_host(rng, ys.numel()));
+      Tensor x = up(b, xs, random_floats(rng, xs.numel()));
+      Tensor w = up(b, ws, random_floats(rng, ws.numel(), -0.2f, 0.2f));
+      Tensor dy = up(b, ys, random_floats(rng, ys.numel()));
       Tensor dx = b.empty(xs), dw = b.empty(ws), db = b.zeros({d.k});
       b.conv_backward_data(d, dy, w, dx);
       b.conv_backward_weights(d, x, dy, dw, d.bias ? &db : nullptr);
@@ -325,7 +321,7 @@ TEST_CASE("pooling forward and backward match ref", "[backend][pool]") {
     check_op(pool_label(d), {"y", "dx"}, [&](Backend& b) {
       Pcg32 rng(5);
       Tensor x = up(b, xs, distinct_host(rng, xs.numel()));
-      Tensor dy = up(b, ys, random_host(rng, ys.numel()));
+      Tensor dy = up(b, ys, random_floats(rng, ys.numel()));
       Tensor y = b.empty(ys), dx = b.empty(xs);
       Buffer ws = b.pool_workspace(d);
       b.pool_forward(d, x, y, ws);
@@ -346,8 +342,8 @@ TEST_CASE("activations forward and backward match ref", "[backend][act]") {
         std::string label = std::string(name) + " " + s.str() + (alias ? " dx aliases dy" : "");
         check_op(label, {"y", "dx"}, [&](Backend& b) {
           Pcg32 rng(6);
-          Tensor x = up(b, s, random_host(rng, s.numel(), -4.0f, 4.0f));
-          Tensor dy = up(b, s, random_host(rng, s.numel()));
+          Tensor x = up(b, s, random_floats(rng, s.numel(), -4.0f, 4.0f));
+          Tensor dy = up(b, s, random_floats(rng, s.numel()));
           Tensor y = b.empty(s);
           b.act_forward(a, x, y);
           Tensor dx = alias ? dy : b.empty(s);
@@ -363,7 +359,7 @@ TEST_CASE("softmax cross-entropy forward and metrics and backward match ref", "[
     const int64_t k = 10;
     check_op("softmax_xent n" + std::to_string(n), {"probs", "metrics", "dlogits"}, [&](Backend& b) {
       Pcg32 rng(7);
-      Tensor z = up(b, {n, k}, random_host(rng, n * k, -6.0f, 6.0f));
+      Tensor z = up(b, {n, k}, random_floats(rng, n * k, -6.0f, 6.0f));
       Host lab(static_cast<size_t>(n));
       for (auto& l : lab) l = static_cast<float>(rng.below(10));
       Tensor labels = up(b, {n}, lab);
@@ -380,7 +376,7 @@ TEST_CASE("softmax cross-entropy forward and metrics and backward match ref", "[
     Backend& b = *o.backend;
     const int64_t n = 50, k = 10;
     Pcg32 rng(8);
-    Host zh = random_host(rng, n * k, -6.0f, 6.0f), lab(n);
+    Host zh = random_floats(rng, n * k, -6.0f, 6.0f), lab(n);
     for (auto& l : lab) l = static_cast<float>(rng.below(10));
     Tensor z = up(b, {n, k}, zh), labels = up(b, {n}, lab), probs = b.empty({n, k});
     Tensor metrics = b.zeros({kMetricSlots});
@@ -417,9 +413,9 @@ TEST_CASE("sgd and adam updates match ref", "[backend][optim]") {
     std::snprintf(label, sizeof label, "sgd lr %g momentum %g wd %g x3", s.lr, s.momentum, s.wd);
     check_op(label, {"w", "mom"}, [&](Backend& b) {
       Pcg32 rng(9);
-      Tensor w = up(b, {n}, random_host(rng, n)), mom = b.zeros({n});
+      Tensor w = up(b, {n}, random_floats(rng, n)), mom = b.zeros({n});
       for (int step = 0; step < 3; ++step) {
-        Tensor g = up(b, {n}, random_host(rng, n));
+        Tensor g = up(b, {n}, random_floats(rng, n));
         b.sgd_update(w, g, s.momentum != 0.0f ? &mom : nullptr, s.lr, s.momentum, s.wd);
       }
       return std::vector<Host>{down(b, w), down(b, mom)};
@@ -428,9 +424,9 @@ TEST_CASE("sgd and adam updates match ref", "[backend][optim]") {
   for (float wd : {0.0f, 1e-3f}) {
     check_op("adam lr 1e-3 wd " + std::to_string(wd) + " x3", {"w", "m", "v"}, [&](Backend& b) {
       Pcg32 rng(10);
-      Tensor w = up(b, {n}, random_host(rng, n)), m = b.zeros({n}), v = b.zeros({n});
+      Tensor w = up(b, {n}, random_floats(rng, n)), m = b.zeros({n}), v = b.zeros({n});
       for (int step = 1; step <= 3; ++step) {
-        Tensor g = up(b, {n}, random_host(rng, n));
+        Tensor g = up(b, {n}, random_floats(rng, n));
         b.adam_update(w, g, m, v, 1e-3f, 0.9f, 0.999f, 1e-8f, wd, step);
       }
       return std::vector<Host>{down(b, w), down(b, m), down(b, v)};
@@ -478,7 +474,7 @@ TEST_CASE("dropout masks are identical across backends and keep 1-p", "[backend]
   for (float p : {0.5f, 0.3f}) {
     auto run = [&](Backend& b) {
       Pcg32 rng(12);
-      Tensor x = up(b, {n}, random_host(rng, n)), y = b.empty({n}), mask = b.empty({n});
+      Tensor x = up(b, {n}, random_floats(rng, n)), y = b.empty({n}), mask = b.empty({n});
       b.dropout_forward(p, 42, 1000, x, y, mask);
       Tensor z = b.empty({n});
       b.mul(y, mask, z);  // the backward pass of dropout is a mul by the mask
@@ -512,7 +508,7 @@ TEST_CASE("fill and copy and upload and download round-trip exactly", "[backend]
   auto run = [](Backend& b, const std::string& ctx) {
     INFO(ctx);
     Pcg32 rng(13);
-    Host h = random_host(rng, 100001);
+    Host h = random_floats(rng, 100001);
     Tensor t = up(b, {100001}, h);
     CHECK(down(b, t) == h);
     Tensor c = b.empty({100001});
@@ -555,10 +551,10 @@ TEST_CASE("channels-last convolution and pooling match ref's NCHW", "[backend][c
       check_op(conv_label(d) + " x " + layout_name(lx) + " y " + layout_name(ly), {"y", "dx", "dw", "db"},
                [&](Backend& b) {
                  Pcg32 rng(31);
-                 Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), on(b, lx));
-                 Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
-                 Tensor bias = up(b, {d.k}, random_host(rng, d.k));
-                 Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), on(b, ly));
+                 Tensor x = upload_as(b, xs, random_floats(rng, xs.numel()), on(b, lx));
+                 Tensor w = up(b, ws, random_floats(rng, ws.numel(), -0.2f, 0.2f));
+                 Tensor bias = up(b, {d.k}, random_floats(rng, d.k));
+                 Tensor dy = upload_as(b, ys, random_floats(rng, ys.numel()), on(b, ly));
                  Tensor y = empty_as(b, ys, on(b, ly)), dx = empty_as(b, xs, on(b, lx));
                  Tensor dw = b.empty(ws), db = b.zeros({d.k});
                  b.conv_forward(d, x, w, d.bias ? &bias : nullptr, y);
@@ -574,7 +570,7 @@ TEST_CASE("channels-last convolution and pooling match ref's NCHW", "[backend][c
       check_op(pool_label(d) + " nhwc -> " + layout_name(ly), {"y", "dx"}, [&](Backend& b) {
         Pcg32 rng(32);
         Tensor x = upload_as(b, xs, distinct_host(rng, xs.numel()), on(b, Layout::nhwc));
-        Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), on(b, ly));
+        Tensor dy = upload_as(b, ys, random_floats(rng, ys.numel()), on(b, ly));
         Tensor y = empty_as(b, ys, on(b, ly)), dx = empty_as(b, xs, on(b, Layout::nhwc));
         Buffer ws = b.pool_workspace(d);
         b.pool_forward(d, x, y, ws);
@@ -610,10 +606,10 @@ TEST_CASE("the CPU backend picks its convolution paths per shape", "[backend][co
   auto conv_inputs = [](const ConvDesc& d) {
     Pcg32 rng(41);
     ConvInputs in;
-    in.x = random_host(rng, d.n * d.c * d.h * d.w);
-    in.w = random_host(rng, d.k * d.c * d.kh * d.kw, -0.2f, 0.2f);
-    in.b = random_host(rng, d.k);
-    in.dy = random_host(rng, d.n * d.k * d.oh() * d.ow());
+    in.x = random_floats(rng, d.n * d.c * d.h * d.w);
+    in.w = random_floats(rng, d.k * d.c * d.kh * d.kw, -0.2f, 0.2f);
+    in.b = random_floats(rng, d.k);
+    in.dy = random_floats(rng, d.n * d.k * d.oh() * d.ow());
     return in;
   };
   // y, dx, dw, db for those inputs, all nhwc.
@@ -766,10 +762,10 @@ TEST_CASE("cpu backend is bit-identical on repeated calls and revisited shapes",
     const Layout l = b.accepts_nhwc() ? asked : Layout::nchw;
     Pcg32 rng(14);
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
-    Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), l);
-    Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
-    Tensor bias = up(b, {d.k}, random_host(rng, d.k));
-    Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), l);
+    Tensor x = upload_as(b, xs, random_floats(rng, xs.numel()), l);
+    Tensor w = up(b, ws, random_floats(rng, ws.numel(), -0.2f, 0.2f));
+    Tensor bias = up(b, {d.k}, random_floats(rng, d.k));
+    Tensor dy = upload_as(b, ys, random_floats(rng, ys.numel()), l);
     Tensor y = empty_as(b, ys, l), a = empty_as(b, ys, l), dx = empty_as(b, xs, l), dw = b.empty(ws),
            db = b.empty({d.k});
     b.conv_forward(d, x, w, &bias, y);
@@ -780,8 +776,8 @@ TEST_CASE("cpu backend is bit-identical on repeated calls and revisited shapes",
     if (asked == Layout::nhwc) return out;
     FcDesc f;
     f.n = d.n, f.in = ys.per_sample(), f.out = 10;
-    Tensor fw = up(b, {10, f.in}, random_host(rng, 10 * f.in, -0.1f, 0.1f));
-    Tensor fb = up(b, {10}, random_host(rng, 10));
+    Tensor fw = up(b, {10, f.in}, random_floats(rng, 10 * f.in, -0.1f, 0.1f));
+    Tensor fb = up(b, {10}, random_floats(rng, 10));
     Tensor fy = b.empty({d.n, 10}), fdw = b.empty({10, f.in}), fdb = b.empty({10});
     b.fc_forward(f, a.view({d.n, f.in}), fw, &fb, fy);
     b.fc_backward_weights(f, a.view({d.n, f.in}), fy, fdw, &fdb);
@@ -831,9 +827,9 @@ TEST_CASE("cpu backend with 1 thread matches the multi-threaded one", "[backend]
   auto run = [&](Backend& b, const ConvDesc& d, Layout l) {
     Pcg32 rng(15);
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
-    Tensor x = upload_as(b, xs, random_host(rng, xs.numel()), l);
-    Tensor w = up(b, ws, random_host(rng, ws.numel(), -0.2f, 0.2f));
-    Tensor dy = upload_as(b, ys, random_host(rng, ys.numel()), l);
+    Tensor x = upload_as(b, xs, random_floats(rng, xs.numel()), l);
+    Tensor w = up(b, ws, random_floats(rng, ws.numel(), -0.2f, 0.2f));
+    Tensor dy = upload_as(b, ys, random_floats(rng, ys.numel()), l);
     Tensor dx = empty_as(b, xs, l), dw = b.empty(ws), db = b.empty({d.k}), y = empty_as(b, ys, l);
     b.conv_forward(d, x, w, nullptr, y);
     b.conv_backward_data(d, dy, w, dx);
@@ -905,9 +901,9 @@ TEST_CASE("ref conv and fc gradients match finite differences", "[backend][ref][
     ConvDesc d = conv(2, 3, 7, 6, 4, 3, 2, 2, 1, 1, 1);
     const Shape xs{d.n, d.c, d.h, d.w}, ws{d.k, d.c, d.kh, d.kw}, ys{d.n, d.k, d.oh(), d.ow()};
     Pcg32 rng(16);
-    Tensor x = up(b, xs, random_host(rng, xs.numel())), w = up(b, ws, random_host(rng, ws.numel()));
-    Tensor bias = up(b, {d.k}, random_host(rng, d.k)), y = b.empty(ys);
-    Host r = random_host(rng, ys.numel());
+    Tensor x = up(b, xs, random_floats(rng, xs.numel())), w = up(b, ws, random_floats(rng, ws.numel()));
+    Tensor bias = up(b, {d.k}, random_floats(rng, d.k)), y = b.empty(ys);
+    Host r = random_floats(rng, ys.numel());
     Tensor dy = up(b, ys, r), dx = b.empty(xs), dw = b.empty(ws), db = b.empty({d.k});
     b.conv_backward_data(d, dy, w, dx);
     b.conv_backward_weights(d, x, dy, dw, &db);
@@ -920,10 +916,10 @@ TEST_CASE("ref conv and fc gradients match finite differences", "[backend][ref][
     FcDesc d;
     d.n = 3, d.in = 11, d.out = 5;
     Pcg32 rng(17);
-    Tensor x = up(b, {d.n, d.in}, random_host(rng, d.n * d.in));
-    Tensor w = up(b, {d.out, d.in}, random_host(rng, d.out * d.in));
-    Tensor bias = up(b, {d.out}, random_host(rng, d.out)), y = b.empty({d.n, d.out});
-    Host r = random_host(rng, d.n * d.out);
+    Tensor x = up(b, {d.n, d.in}, random_floats(rng, d.n * d.in));
+    Tensor w = up(b, {d.out, d.in}, random_floats(rng, d.out * d.in));
+    Tensor bias = up(b, {d.out}, random_floats(rng, d.out)), y = b.empty({d.n, d.out});
+    Host r = random_floats(rng, d.n * d.out);
     Tensor dy = up(b, {d.n, d.out}, r), dx = b.empty({d.n, d.in}), dw = b.empty({d.out, d.in}),
            db = b.empty({d.out});
     b.fc_backward_data(d, dy, w, dx);

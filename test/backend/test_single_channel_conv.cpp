@@ -24,7 +24,9 @@
 #include "test_util.h"
 
 using namespace mnistctl;
+using test::guarded;
 using test::rel_diff;
+using test::unguard;
 
 namespace {
 
@@ -99,37 +101,20 @@ double rel_diff_nonfinite(const Host& got, const Host& want) {
   return rel_diff(g, w);
 }
 
-constexpr size_t kGuard = 64;       // floats past the end of every output
-constexpr float kGuardValue = -7.25f;  // what they hold, and must still hold
-
-bool guards_intact(const Host& v, size_t n) {
-  for (size_t i = n; i < n + kGuard; ++i)
-    if (!(v[i] == kGuardValue)) return false;
-  return true;
-}
-
 // Runs the loops on `threads` threads, with the scratch they ask for (NaN-filled: nothing
-// may read scratch it has not written), and checks the guard floats past each output.
+// may read scratch it has not written), into outputs with guard floats past their ends.
 Result run(const ConvDesc& d, const Host& x, const Host& w, const Host& b, const Host& dy, bool bf16, int threads,
            cpu::SingleChannelForm form = cpu::SingleChannelForm::best) {
   const size_t bytes = (cpu::single_channel_conv_scratch_bytes(d, threads) + 63) / 64 * 64;
   std::unique_ptr<void, decltype(&std::free)> scratch(std::aligned_alloc(64, bytes), &std::free);
   std::fill_n(static_cast<float*>(scratch.get()), bytes / sizeof(float), NAN);
-  Result r{Host(dy.size() + kGuard, NAN), Host(w.size() + kGuard, NAN), Host(static_cast<size_t>(d.k) + kGuard, NAN)};
-  std::fill(r.y.begin() + static_cast<std::ptrdiff_t>(dy.size()), r.y.end(), kGuardValue);
-  std::fill(r.dw.begin() + static_cast<std::ptrdiff_t>(w.size()), r.dw.end(), kGuardValue);
-  std::fill(r.db.begin() + d.k, r.db.end(), kGuardValue);
-  cpu::single_channel_conv_forward(d, x.data(), w.data(), d.bias ? b.data() : nullptr, r.y.data(), bf16,
-                                   scratch.get(), threads, form);
-  cpu::single_channel_conv_backward_weights(d, x.data(), dy.data(), r.dw.data(), d.bias ? r.db.data() : nullptr,
-                                            bf16, scratch.get(), threads, form);
-  CHECK(guards_intact(r.y, dy.size()));
-  CHECK(guards_intact(r.dw, w.size()));
-  CHECK(guards_intact(r.db, static_cast<size_t>(d.k)));
-  r.y.resize(dy.size());
-  r.dw.resize(w.size());
-  r.db.resize(static_cast<size_t>(d.k));
-  return r;
+  Host y = guarded(Host(dy.size(), NAN)), dw = guarded(Host(w.size(), NAN)),
+       db = guarded(Host(static_cast<size_t>(d.k), NAN));
+  cpu::single_channel_conv_forward(d, x.data(), w.data(), d.bias ? b.data() : nullptr, y.data(), bf16, scratch.get(),
+                                   threads, form);
+  cpu::single_channel_conv_backward_weights(d, x.data(), dy.data(), dw.data(), d.bias ? db.data() : nullptr, bf16,
+                                            scratch.get(), threads, form);
+  return {unguard(y, "y"), unguard(dw, "dw"), unguard(db, "db")};
 }
 
 // The skip is decided by the CPU, not by single_channel_conv_supported: a broken
@@ -170,11 +155,7 @@ TEST_CASE("single-channel convolution loops match a double reference", "[backend
                << d.sw << " p" << d.ph << "," << d.pw << (d.bias ? "" : " nobias") << (bf16 ? " bf16" : ""));
       REQUIRE(cpu::single_channel_conv_supported(d));
       Pcg32 rng(static_cast<uint64_t>(d.k * 131 + d.w), 3);
-      auto random = [&](int64_t n) {
-        Host v(static_cast<size_t>(n));
-        for (float& f : v) f = rng.uniform(-1.0f, 1.0f);
-        return v;
-      };
+      auto random = [&](int64_t n) { return test::random_floats(rng, n); };
       const Host x = random(d.n * d.h * d.w), w = random(d.k * d.kh * d.kw), b = random(d.k),
                  dy = random(d.n * d.k * d.oh() * d.ow());
       const Result want = reference(d, x, w, b, dy, bf16);
@@ -232,11 +213,7 @@ TEST_CASE("bf16 in the single-channel loops rounds the inputs of the products", 
   // (the bound above) and differ from the FP32 result by more than the FP32 noise.
   const ConvDesc d = conv1(4, 12, 12, 20, 5, 5);
   Pcg32 rng(77, 1);
-  auto random = [&](int64_t n) {
-    Host v(static_cast<size_t>(n));
-    for (float& f : v) f = rng.uniform(-1.0f, 1.0f);
-    return v;
-  };
+  auto random = [&](int64_t n) { return test::random_floats(rng, n); };
   const Host x = random(d.n * d.h * d.w), w = random(d.k * 25), b = random(d.k), dy = random(d.n * d.k * 64);
   const Result fp32 = run(d, x, w, b, dy, false, 2), bf16 = run(d, x, w, b, dy, true, 2);
   const double apart = rel_diff(bf16.y, fp32.y), apart_w = rel_diff(bf16.dw, fp32.dw);
@@ -275,11 +252,7 @@ TEST_CASE("the single-channel loops take only the shapes they were written for",
 static void check_nonfinite_inputs(const ConvDesc& d, const Host& x, int threads, const char* what,
                                    cpu::SingleChannelForm form = cpu::SingleChannelForm::best) {
   Pcg32 rng(91, 2);
-  auto random = [&](int64_t n) {
-    Host v(static_cast<size_t>(n));
-    for (float& f : v) f = rng.uniform(-1.0f, 1.0f);
-    return v;
-  };
+  auto random = [&](int64_t n) { return test::random_floats(rng, n); };
   const Host w = random(d.k * d.kh * d.kw), b = random(d.k), dy = random(d.n * d.k * d.oh() * d.ow());
   const Result want = reference(d, x, w, b, dy, false);
   const Result got = run(d, x, w, b, dy, false, threads, form);
@@ -293,11 +266,7 @@ TEST_CASE("input columns that no window reads do not reach the single-channel lo
           "[backend][cpu][conv]") {
   require_avx512();
   Pcg32 rng(17, 5);
-  auto random = [&](int64_t n) {
-    Host v(static_cast<size_t>(n));
-    for (float& f : v) f = rng.uniform(-1.0f, 1.0f);
-    return v;
-  };
+  auto random = [&](int64_t n) { return test::random_floats(rng, n); };
   // The block form. Width 30, 5 columns, column stride 2: 13 outputs a row, the last block
   // partial, and column 29 in no window. Inf there must leave y and dW finite and right
   // (the block's absent pixels must not multiply it by their zero dy).
@@ -327,8 +296,7 @@ TEST_CASE("absent pixels of a partial last block do not turn an input's Inf into
   Pcg32 rng(23, 7);
   for (int64_t k : {20, 16, 8}) {
     const ConvDesc d = conv1(2, 5, 7, k, 3, 3);
-    Host x(static_cast<size_t>(d.n * d.h * d.w));
-    for (float& f : x) f = rng.uniform(-1.0f, 1.0f);
+    Host x = test::random_floats(rng, d.n * d.h * d.w);
     for (int64_t n = 0; n < d.n; ++n)
       for (int64_t r = 0; r < d.h; ++r) x[static_cast<size_t>((n * d.h + r) * d.w + 6)] = INFINITY;
     INFO("k " << k);

@@ -21,7 +21,9 @@
 #include "test_util.h"
 
 using namespace mnistctl;
+using test::guarded;
 using test::rel_diff;
+using test::unguard;
 
 namespace {
 
@@ -63,26 +65,6 @@ Result reference(const ConvDesc& d, const Host& x, const Host& w, const Host& dy
   return {Host(dx.begin(), dx.end()), Host(dw.begin(), dw.end()), Host(db.begin(), db.end())};
 }
 
-constexpr size_t kGuard = 32;        // floats after each buffer, which nothing may touch
-constexpr float kGuardValue = -7.25f;
-
-// `v` followed by kGuard guard floats (the sanitizers do not check masked vector accesses,
-// so an overrun must show here).
-Host guarded(const Host& v) {
-  Host g(v);
-  g.insert(g.end(), kGuard, kGuardValue);
-  return g;
-}
-// Strips the guard, failing the test where it was touched.
-Host unguard(Host g, const char* name) {
-  for (size_t i = g.size() - kGuard; i < g.size(); ++i) {
-    INFO(name << ": guard float " << i - (g.size() - kGuard) << " past the end");
-    REQUIRE(g[i] == kGuardValue);
-  }
-  g.resize(g.size() - kGuard);
-  return g;
-}
-
 // Runs both directions on `threads` threads, with the scratch they ask for (filled with NaN
 // first: nothing may be read before it is written), into outputs that start as NaN (every
 // element must be written). Inputs and outputs have guards past their ends.
@@ -98,12 +80,6 @@ Result run(const ConvDesc& d, const Host& x, const Host& w, const Host& dy, int 
   cpu::span_conv_backward_weights(d, xg.data(), dyg.data(), dw.data(), d.bias ? db.data() : nullptr, scratch.get(),
                                   threads);
   return {unguard(dx, "dx"), unguard(dw, "dw"), unguard(db, "db")};
-}
-
-Host random(Pcg32& rng, int64_t n) {
-  Host v(static_cast<size_t>(n));
-  for (float& f : v) f = rng.uniform(-1.0f, 1.0f);
-  return v;
 }
 
 // The skip is decided by the CPU, not by span_conv_supported: a broken supported() must fail
@@ -137,8 +113,8 @@ TEST_CASE("span convolution loops match a double reference", "[backend][cpu][con
              << d.sh << "," << d.sw << " p" << d.ph << "," << d.pw << (d.bias ? "" : " nobias"));
     REQUIRE(cpu::span_conv_supported(d));
     Pcg32 rng(static_cast<uint64_t>(d.k * 131 + d.w * 7 + d.c), 5);
-    const Host x = random(rng, d.n * d.h * d.w * d.c), w = random(rng, d.k * d.c * d.kh * d.kw),
-               dy = random(rng, d.n * d.k * d.oh() * d.ow());
+    const Host x = test::random_floats(rng, d.n * d.h * d.w * d.c), w = test::random_floats(rng, d.k * d.c * d.kh * d.kw),
+               dy = test::random_floats(rng, d.n * d.k * d.oh() * d.ow());
     const Result want = reference(d, x, w, dy);
     for (int threads : {1, 2, 3, static_cast<int>(d.n) + 2}) {
       const Result got = run(d, x, w, dy, threads);
@@ -171,7 +147,7 @@ TEST_CASE("inputs that no window reads do not reach the span loops' results", "[
   // and 10 must leave dW finite and right (every dy is read, so dy holds no such value).
   const ConvDesc d = conv(3, 6, 11, 12, 5, 3, 3, 3, 2);
   Pcg32 rng(93, 4);
-  Host x = random(rng, d.n * d.h * d.w * d.c);
+  Host x = test::random_floats(rng, d.n * d.h * d.w * d.c);
   for (int64_t n = 0; n < d.n; ++n)
     for (int64_t y = 0; y < d.h; ++y)
       for (int64_t c = 0; c < d.c; ++c) {
@@ -179,7 +155,7 @@ TEST_CASE("inputs that no window reads do not reach the span loops' results", "[
         if (y >= 9)
           for (int64_t col = 0; col < d.w; ++col) x[static_cast<size_t>(((n * d.h + y) * d.w + col) * d.c + c)] = NAN;
       }
-  const Host w = random(rng, d.k * d.c * 9), dy = random(rng, d.n * d.k * d.oh() * d.ow());
+  const Host w = test::random_floats(rng, d.k * d.c * 9), dy = test::random_floats(rng, d.n * d.k * d.oh() * d.ow());
   const Result want = reference(d, x, w, dy);
   const Result got = run(d, x, w, dy, 2);
   const double rx = rel_diff(got.dx, want.dx), rw = rel_diff(got.dw, want.dw);
