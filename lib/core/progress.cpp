@@ -1,15 +1,21 @@
 #include "core/progress.h"
 
+#include <poll.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
 #include <fmt/format.h>
 
+#include "core/stop_signals.h"
+
 namespace mnistctl {
 namespace {
 bool g_bar_on_screen = false;
+// How often a write to a stalled reader looks whether a stop signal came.
+constexpr int kStallCheckMs = 50;
 }
 
 bool interactive_stderr() {
@@ -24,9 +30,35 @@ void put_line(std::FILE* f, const std::string& line) {
     std::fflush(stderr);
     g_bar_on_screen = false;
   }
-  std::fputs(line.c_str(), f);
-  std::fputc('\n', f);
-  std::fflush(f);
+  // write(2) behind poll(2), not stdio: a line whose reader stalls must not hold a run that
+  // is stopping. mpirun stops reading its ranks' output while it stops the job, and a rank 0
+  // blocked in a progress line never reached its checkpoint before the SIGKILL; the stop
+  // signal may be delivered to another thread (MPI's), so it cannot be relied on to
+  // interrupt the write. A stalled reader is otherwise waited for, as before.
+  std::fflush(f);  // whatever the caller printed through stdio goes first
+  const int fd = fileno(f);
+  const std::string text = line + '\n';
+  const char* p = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    pollfd pfd{fd, POLLOUT, 0};
+    const int ready = ::poll(&pfd, 1, kStallCheckMs);
+    if (ready == 0 || (ready < 0 && errno == EINTR)) {
+      if (stop_signal() != 0) return;  // the run is stopping: the line is given up
+      continue;
+    }
+    const ssize_t n = ::write(fd, p, left);
+    if (n > 0) {
+      p += n;
+      left -= static_cast<size_t>(n);
+    } else if (!(n < 0 && errno == EINTR)) {
+      // A closed pipe, a full disk: stdio is handed the rest, meets the same error and keeps
+      // it (ferror), so that the exit status reports it (cli's finish_output).
+      std::fwrite(p, 1, left, f);
+      std::fflush(f);
+      return;
+    }
+  }
 }
 }  // namespace
 

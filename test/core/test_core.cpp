@@ -1,18 +1,26 @@
 // core: the RNG's output is the specified one (so shuffles and weights are the same on
-// every machine), atomic writes, JSON strings, shapes.
+// every machine), atomic writes, JSON strings, shapes, output lines against a stalled reader.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json.h"
+#include "core/progress.h"
 #include "core/rng.h"
 #include "core/shape.h"
+#include "core/stop_signals.h"
 #include "test_util.h"
 
 using namespace mnistctl;
@@ -88,6 +96,53 @@ TEST_CASE("read_file refuses a folder and a FIFO by name, without opening (a FIF
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   CHECK_THAT(error_of([&] { read_file(fifo); }), Catch::Contains("fifo: not a regular file"));
   CHECK_THAT(error_of([&] { read_file(dir + "/missing"); }), Catch::Contains("missing: cannot open"));
+}
+
+TEST_CASE("a line to a reader that stalls waits for it, and is given up once a stop signal came") {
+  // mpirun stops reading its ranks' output while it stops a job: a rank 0 held in a progress
+  // line must still reach its checkpoint. Standard output here is a pipe filled to the brim.
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  REQUIRE(::fcntl(p[1], F_SETFL, O_NONBLOCK) == 0);
+  const std::string chunk(4096, 'x');
+  while (::write(p[1], chunk.data(), chunk.size()) > 0) {
+  }
+  REQUIRE(::fcntl(p[1], F_SETFL, 0) == 0);
+  std::fflush(stdout);
+  const int saved = ::dup(STDOUT_FILENO);
+  REQUIRE(saved >= 0);
+  REQUIRE(::dup2(p[1], STDOUT_FILENO) == STDOUT_FILENO);
+
+  StopSignals signals;  // clears stop_signal()
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    out_line("Epoch[1] Batch[5/10] a progress line");
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const bool waited = !done;  // no stop yet: the reader is waited for
+  set_stop_signal(SIGTERM);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!done && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5))
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const bool gave_up = done;
+  // Drain the pipe so that a writer still blocked (the bug) finishes, then put stdout back.
+  REQUIRE(::fcntl(p[0], F_SETFL, O_NONBLOCK) == 0);
+  std::string buf(65536, '\0');
+  while (!done) {
+    if (::read(p[0], buf.data(), buf.size()) <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  writer.join();
+  REQUIRE(::dup2(saved, STDOUT_FILENO) == STDOUT_FILENO);
+  ::close(saved);
+  ::close(p[1]);
+  std::string rest;
+  for (ssize_t n; (n = ::read(p[0], buf.data(), buf.size())) > 0;) rest.append(buf.data(), static_cast<size_t>(n));
+  ::close(p[0]);
+  set_stop_signal(0);
+  CHECK(waited);
+  CHECK(gave_up);
+  CHECK(rest.find("a progress line") == std::string::npos);  // given up whole, not written late
 }
 
 TEST_CASE("json_string escapes quotes and control characters") {
