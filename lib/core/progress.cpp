@@ -24,27 +24,21 @@ bool interactive_stderr() {
 }
 
 namespace {
-void put_line(std::FILE* f, const std::string& line) {
-  if (g_bar_on_screen) {
-    std::fputs("\r\033[K", stderr);
-    std::fflush(stderr);
-    g_bar_on_screen = false;
-  }
-  // write(2) behind poll(2), not stdio: a line whose reader stalls must not hold a run that
-  // is stopping. mpirun stops reading its ranks' output while it stops the job, and a rank 0
-  // blocked in a progress line never reached its checkpoint before the SIGKILL; the stop
-  // signal may be delivered to another thread (MPI's), so it cannot be relied on to
-  // interrupt the write. A stalled reader is otherwise waited for, as before.
+// Writes `text` whole with write(2) behind poll(2), not stdio: output whose reader stalls must
+// not hold a run that is stopping. mpirun stops reading its ranks' output while it stops the
+// job, and a rank 0 blocked in a progress line never reached its checkpoint before the
+// SIGKILL; the stop signal may be delivered to another thread (MPI's, OpenMP's), so it
+// cannot be relied on to interrupt the write. A stalled reader is otherwise waited for.
+void write_text(std::FILE* f, const std::string& text) {
   std::fflush(f);  // whatever the caller printed through stdio goes first
   const int fd = fileno(f);
-  const std::string text = line + '\n';
   const char* p = text.data();
   size_t left = text.size();
   while (left > 0) {
     pollfd pfd{fd, POLLOUT, 0};
     const int ready = ::poll(&pfd, 1, kStallCheckMs);
     if (ready == 0 || (ready < 0 && errno == EINTR)) {
-      if (stop_signal() != 0) return;  // the run is stopping: the line is given up
+      if (stop_signal() != 0) return;  // the run is stopping: the text is given up
       continue;
     }
     const ssize_t n = ::write(fd, p, left);
@@ -60,6 +54,14 @@ void put_line(std::FILE* f, const std::string& line) {
     }
   }
 }
+
+void put_line(std::FILE* f, const std::string& line) {
+  if (g_bar_on_screen) {
+    write_text(stderr, "\r\033[K");
+    g_bar_on_screen = false;
+  }
+  write_text(f, line + '\n');
+}
 }  // namespace
 
 void log_line(const std::string& line) { put_line(stderr, line); }
@@ -70,7 +72,7 @@ Progress::Progress(std::string label, int64_t total)
 
 Progress::~Progress() {
   if (drawn_ && !finished_) {
-    std::fputs("\r\033[K", stderr);
+    write_text(stderr, "\r\033[K");
     g_bar_on_screen = false;
   }
 }
@@ -113,8 +115,7 @@ void Progress::update(int64_t done, const std::string& suffix) {
   } else {
     line = fmt::format("{} {} {}", label_, done, suffix);
   }
-  fmt::print(stderr, "\r\033[K{}", line);
-  std::fflush(stderr);
+  write_text(stderr, "\r\033[K" + line);
   drawn_ = true;
   g_bar_on_screen = true;
 }
