@@ -29,7 +29,8 @@ namespace {
 // job, and a rank 0 blocked in a progress line never reached its checkpoint before the
 // SIGKILL; the stop signal may be delivered to another thread (MPI's, OpenMP's), so it
 // cannot be relied on to interrupt the write. A stalled reader is otherwise waited for.
-void write_text(std::FILE* f, const std::string& text) {
+// Returns whether all of it was written.
+bool write_text(std::FILE* f, const std::string& text) {
   std::fflush(f);  // whatever the caller printed through stdio goes first
   const int fd = fileno(f);
   const char* p = text.data();
@@ -38,7 +39,7 @@ void write_text(std::FILE* f, const std::string& text) {
     pollfd pfd{fd, POLLOUT, 0};
     const int ready = ::poll(&pfd, 1, kStallCheckMs);
     if (ready == 0 || (ready < 0 && errno == EINTR)) {
-      if (stop_signal() != 0) return;  // the run is stopping: the text is given up
+      if (stop_signal() != 0) return false;  // the run is stopping: the text is given up
       continue;
     }
     const ssize_t n = ::write(fd, p, left);
@@ -50,22 +51,23 @@ void write_text(std::FILE* f, const std::string& text) {
       // it (ferror), so that the exit status reports it (cli's finish_output).
       std::fwrite(p, 1, left, f);
       std::fflush(f);
-      return;
+      return false;
     }
   }
+  return true;
 }
 
-void put_line(std::FILE* f, const std::string& line) {
+bool put_line(std::FILE* f, const std::string& line) {
   if (g_bar_on_screen) {
     write_text(stderr, "\r\033[K");
     g_bar_on_screen = false;
   }
-  write_text(f, line + '\n');
+  return write_text(f, line + '\n');
 }
 }  // namespace
 
-void log_line(const std::string& line) { put_line(stderr, line); }
-void out_line(const std::string& line) { put_line(stdout, line); }
+bool log_line(const std::string& line) { return put_line(stderr, line); }
+bool out_line(const std::string& line) { return put_line(stdout, line); }
 
 Progress::Progress(std::string label, int64_t total)
     : label_(std::move(label)), total_(total), tty_(interactive_stderr()) {}

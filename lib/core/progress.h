@@ -17,12 +17,12 @@ namespace mnistctl {
 bool interactive_stderr();
 
 // Prints one line to stderr, clearing a progress bar first if one is drawn.
-void log_line(const std::string& line);
+bool log_line(const std::string& line);
 // Prints one line to stdout (results, training logs), clearing a progress bar first.
 // Both wait for a reader that stalls, but give the line up once a stop signal came
 // (stop_signals.h), so that a stopping run reaches its checkpoint; a write error stays on
-// the stream (ferror) for the exit status.
-void out_line(const std::string& line);
+// the stream (ferror) for the exit status. They return whether the whole line was written.
+bool out_line(const std::string& line);
 
 class Progress {
  public:

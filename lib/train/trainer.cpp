@@ -420,13 +420,11 @@ class Trainer {
     if (root()) mnistctl::out_line(line);
   }
   // The line that says how the run stopped: on stderr when stdout's reader went away
-  // (SIGPIPE), where it can still be read.
+  // (SIGPIPE) or stalls (a pager left unscrolled: out_line gives the line up), where it can
+  // still be read.
   void stop_line(const std::string& line) const {
     if (!root()) return;
-    if (stop_signal() == SIGPIPE)
-      mnistctl::log_line(line);
-    else
-      mnistctl::out_line(line);
+    if (stop_signal() == SIGPIPE || !mnistctl::out_line(line)) mnistctl::log_line(line);
   }
   Sums reduce_metrics(Backend& be, const Tensor& m) {
     Sums s = read_metrics(be, m);

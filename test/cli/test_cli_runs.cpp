@@ -1,7 +1,8 @@
 // The run folder through the binary, on small slices of real MNIST: a run is never lost (a
 // fresh run into a folder holding one is refused, --overwrite deletes only once training can
 // start), the default folder names network and dataset, `--resume` alone picks the newest
-// run, Ctrl-C names the command that continues (and a closed stdout pipe stops the same way),
+// run, Ctrl-C names the command that continues (and a closed stdout pipe stops the same way;
+// a stalled one does not hold it),
 // metrics.csv and the closing summary, the
 // progress bar on a terminal, early stopping and stop_at_accuracy (exact across a resume),
 // best.ckpt and --checkpoint best|last|FILE. These tests need real MNIST and fail without it.
@@ -12,10 +13,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -498,6 +501,53 @@ TEST_CASE("train into a pipe whose reader goes away stops as for SIGTERM: checkp
   INFO(again.out << again.err);
   CHECK(again.code == 0);
   CHECK(records(out, "epoch").size() == 3);
+}
+
+TEST_CASE("Ctrl-C while stdout's reader stalls (a pager left unscrolled) writes the checkpoint and ends at once") {
+  skip_without_mnist();
+  const std::string root = data_root("runs-stalled");
+  const std::string out = scratch_dir("runs-stalled-run");
+  // A line a batch fills the pipe within the first epochs; the test then stops reading
+  // stdout, as a pager does, and sends SIGINT. The run must not wait for the reader.
+  const std::vector<std::string> args = {"train", "--config", config_file("mlp.yaml"), "--data-dir", root,
+                                         "--out", out, "--epochs", "50", "--threads", "1",
+                                         "--set", "init.type=xavier", "--set", "train.log_interval=1"};
+  bool sent = false, ended_while_stalled = false;
+  RunResult r = run_mnistctl(args, [&](const std::string& line, pid_t pid) {
+    if (sent || line.find("Batch[") == std::string::npos) return;
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // not reading: the child fills the pipe
+    kill(pid, SIGINT);
+    sent = true;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20)) {
+      siginfo_t info{};
+      if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+        ended_while_stalled = true;  // left waitable for run_program
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  INFO(r.err);
+  REQUIRE(sent);
+  CHECK(ended_while_stalled);
+  CHECK(r.code == 130);
+  // The line that names the checkpoint goes to stderr when stdout cannot take it.
+  CHECK(r.err.find("interrupted: checkpoint written to " + out + "/last.ckpt") != std::string::npos);
+  // The checkpoint is at or past the last progress that reached the output.
+  Checkpoint c = load_checkpoint(out + "/last.ckpt");
+  const std::pair<int64_t, int64_t> at{c.meta_int("epoch", ""), c.meta_int("batch", "")};
+  std::pair<int64_t, int64_t> printed{0, 0};  // (epochs done, batches into the next)
+  const std::regex progress(R"(Epoch\[(\d+)\] (Batch\[(\d+)/|Train-accuracy))");
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), progress); it != std::sregex_iterator(); ++it) {
+    const int64_t e = std::stoll((*it)[1]);
+    printed = std::max(printed, (*it)[3].matched ? std::pair<int64_t, int64_t>{e - 1, std::stoll((*it)[3])}
+                                                 : std::pair<int64_t, int64_t>{e, 0});
+  }
+  INFO("checkpoint at epoch " << at.first << " batch " << at.second << ", output got to epoch " << printed.first
+                              << " batch " << printed.second);
+  CHECK(at >= printed);
+  CHECK(at.first < 50);
 }
 
 TEST_CASE("stop_at_accuracy stops at the first epoch that reaches it and reports the time to accuracy") {
