@@ -2,9 +2,12 @@
 // recipe the resume tests share, numbers from JSON output, and a checkpoint's weights.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -61,6 +64,24 @@ inline void require_same_weights(const std::string& a, const std::string& b) {
     CHECK(wa[i].name == wb[i].name);
     CHECK(wa[i].data == wb[i].data);  // exact, not approximately
   }
+}
+
+// Where a run is, as (epochs done, batches into the next): a checkpoint's position, and the
+// furthest progress in train's output ("Epoch[E] Batch[B/" lines and epoch summaries), so a
+// test can check that a checkpoint written at a stop is at or past what was printed.
+using RunPosition = std::pair<int64_t, int64_t>;
+inline RunPosition checkpoint_position(const std::string& path) {
+  Checkpoint c = load_checkpoint(path);
+  return {c.meta_int("epoch", ""), c.meta_int("batch", "")};
+}
+inline RunPosition printed_position(const std::string& out) {
+  RunPosition printed{0, 0};
+  const std::regex progress(R"(Epoch\[(\d+)\] (Batch\[(\d+)/|Train-accuracy))");
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), progress); it != std::sregex_iterator(); ++it) {
+    const int64_t e = std::stoll((*it)[1]);
+    printed = std::max(printed, (*it)[3].matched ? RunPosition{e - 1, std::stoll((*it)[3])} : RunPosition{e, 0});
+  }
+  return printed;
 }
 
 }  // namespace mnistctl::test

@@ -535,15 +535,8 @@ TEST_CASE("Ctrl-C while stdout's reader stalls (a pager left unscrolled) writes 
   // The line that names the checkpoint goes to stderr when stdout cannot take it.
   CHECK(r.err.find("interrupted: checkpoint written to " + out + "/last.ckpt") != std::string::npos);
   // The checkpoint is at or past the last progress that reached the output.
-  Checkpoint c = load_checkpoint(out + "/last.ckpt");
-  const std::pair<int64_t, int64_t> at{c.meta_int("epoch", ""), c.meta_int("batch", "")};
-  std::pair<int64_t, int64_t> printed{0, 0};  // (epochs done, batches into the next)
-  const std::regex progress(R"(Epoch\[(\d+)\] (Batch\[(\d+)/|Train-accuracy))");
-  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), progress); it != std::sregex_iterator(); ++it) {
-    const int64_t e = std::stoll((*it)[1]);
-    printed = std::max(printed, (*it)[3].matched ? std::pair<int64_t, int64_t>{e - 1, std::stoll((*it)[3])}
-                                                 : std::pair<int64_t, int64_t>{e, 0});
-  }
+  const RunPosition at = checkpoint_position(out + "/last.ckpt");
+  const RunPosition printed = printed_position(r.out);
   INFO("checkpoint at epoch " << at.first << " batch " << at.second << ", output got to epoch " << printed.first
                               << " batch " << printed.second);
   CHECK(at >= printed);
