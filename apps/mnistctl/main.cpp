@@ -20,8 +20,8 @@ namespace {
 
 const char* kExitCodes =
     "Exit codes: 0 success, 1 eval gate failed (--min-accuracy), 2 bad usage, config or input,\n"
-    "3 runtime failure (network, I/O, NaN loss, backend), 130/143 interrupted (SIGINT/SIGTERM),\n"
-    "141 train's standard output closed by its reader (SIGPIPE).";
+    "3 runtime failure (network, I/O, NaN loss, backend), 130/143/129 interrupted\n"
+    "(SIGINT/SIGTERM/SIGHUP), 141 train's standard output closed by its reader (SIGPIPE).";
 
 void add_run_context(CLI::App* cmd, RunContext& r) {
   // The same text in every build (docs/cli.md is generated from it); a build without the

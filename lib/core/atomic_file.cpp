@@ -36,9 +36,8 @@ void test_only_write_delay() {
 // report) at once, skipping the destructor that would remove its temporary file. While a
 // writer is open, a handler removes the temporary files still open, then lets the signal end
 // the process as before (same signal, same exit status). It is installed only for a signal
-// whose disposition is still the default: train handles SIGINT and SIGTERM itself
-// (StopSignals) and finishes or drops its writes (the handler then serves SIGHUP alone), and
-// an ignored signal stays ignored. Everything the handler
+// whose disposition is still the default: train handles SIGINT, SIGTERM and SIGHUP itself
+// (StopSignals) and finishes or drops its writes, and an ignored signal stays ignored. Everything the handler
 // touches is fixed-size and lock-free, and unlink is async-signal-safe.
 constexpr int kSlots = 16;
 constexpr size_t kSlotPath = 4096;

@@ -83,12 +83,17 @@ StopSignals::StopSignals() {
   install(SIGINT, &prev_int_);
   install(SIGTERM, &prev_term_);
   install(SIGPIPE, &prev_pipe_);
+  // A hang-up (the terminal closed, the ssh connection dropped) stops the run as SIGTERM does,
+  // unless it is ignored (nohup): then it stays ignored.
+  sigaction(SIGHUP, nullptr, &prev_hup_);
+  if (prev_hup_.sa_handler != SIG_IGN || (prev_hup_.sa_flags & SA_SIGINFO)) install(SIGHUP, &prev_hup_);
 }
 
 StopSignals::~StopSignals() {
   sigaction(SIGINT, &prev_int_, nullptr);
   sigaction(SIGTERM, &prev_term_, nullptr);
   sigaction(SIGPIPE, &prev_pipe_, nullptr);
+  sigaction(SIGHUP, &prev_hup_, nullptr);
 }
 
 }  // namespace mnistctl

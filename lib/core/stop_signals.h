@@ -1,5 +1,5 @@
-// Ctrl-C and SIGTERM as a request to stop, for long work that ends cleanly (train writes a
-// checkpoint): StopSignals installs the handlers for its lifetime, stop_signal() says
+// Ctrl-C, SIGTERM and SIGHUP (unless nohup ignores it) as a request to stop, for long work that
+// ends cleanly (train writes a checkpoint): StopSignals installs the handlers for its lifetime, stop_signal() says
 // which signal came (0 while none did), and a second one ends the process at once. SIGPIPE
 // (stdout's reader went away) is a request to stop too, but never ends the process: the
 // writes to the closed pipe fail instead.
@@ -19,7 +19,7 @@
 
 namespace mnistctl {
 
-// The signal that asked to stop (SIGINT, SIGTERM or SIGPIPE) since the last StopSignals was made, 0
+// The signal that asked to stop (SIGINT, SIGTERM, SIGHUP or SIGPIPE) since the last StopSignals was made, 0
 // while none did.
 int stop_signal();
 // Data parallelism: the signal the ranks agreed on (the largest), so that all stop together.
@@ -29,8 +29,8 @@ void set_stop_signal(int sig);
 // below it) unless it has one; it lasts as long as the thread.
 void ensure_signal_stack();
 
-// Installs the SIGINT, SIGTERM and SIGPIPE handlers (and clears stop_signal()) for its lifetime; the
-// previous handlers come back when it ends.
+// Installs the SIGINT, SIGTERM, SIGHUP and SIGPIPE handlers (and clears stop_signal()) for its
+// lifetime; the previous handlers come back when it ends.
 class StopSignals {
  public:
   StopSignals();
@@ -39,7 +39,7 @@ class StopSignals {
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
-  struct sigaction prev_int_ {}, prev_term_ {}, prev_pipe_ {};
+  struct sigaction prev_int_ {}, prev_term_ {}, prev_pipe_ {}, prev_hup_ {};
 };
 
 }  // namespace mnistctl

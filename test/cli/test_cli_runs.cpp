@@ -543,6 +543,29 @@ TEST_CASE("Ctrl-C while stdout's reader stalls (a pager left unscrolled) writes 
   CHECK(at.first < 50);
 }
 
+TEST_CASE("a hang-up (SIGHUP: the terminal closed) stops train as SIGTERM does, and under nohup it stays ignored") {
+  std::string root = data_root("runs-hup-data");
+  const std::string out = scratch_dir("runs-hup-run");
+  bool sent = false;
+  RunResult r = run_mnistctl(quick_mlp(root, out, 50), signal_at("Epoch[2] Batch[10/", SIGHUP, sent));
+  INFO(r.out << r.err);
+  REQUIRE(sent);
+  CHECK(r.code == 129);
+  CHECK(r.out.find("interrupted: checkpoint written to " + out + "/last.ckpt") != std::string::npos);
+  CHECK(checkpoint_position(out + "/last.ckpt") >= printed_position(r.out));
+
+  // nohup: SIGHUP ignored when train starts stays ignored, and the run goes on to the end.
+  const std::string kept = scratch_dir("runs-hup-nohup");
+  std::vector<std::string> args = {"-c", "trap '' HUP; exec \"$0\" \"$@\"", MNISTCTL_EXE};
+  for (const std::string& a : quick_mlp(root, kept, 3)) args.push_back(a);
+  bool hung_up = false;
+  RunResult n = run_program("/bin/bash", args, signal_at("Epoch[2] Batch[10/", SIGHUP, hung_up));
+  INFO(n.out << n.err);
+  REQUIRE(hung_up);
+  CHECK(n.code == 0);
+  CHECK(n.out.find("done: 3 epochs") != std::string::npos);
+}
+
 TEST_CASE("stop_at_accuracy stops at the first epoch that reaches it and reports the time to accuracy") {
   std::string root = data_root("runs-tta-data");
   std::string out = scratch_dir("runs-tta");

@@ -97,7 +97,7 @@ Bytes inverted(const Bytes& b) {
 
 }  // namespace
 
-TEST_CASE("PGM and PNG decode to the stored gray values; dark-on-light is inverted") {
+TEST_CASE("PGM and PNG decode to the stored gray values, and dark-on-light is inverted") {
   std::string dir = scratch_dir("image_28");
   Bytes d = digit28();
   write_pgm_p5(dir + "/light-ink.pgm", 28, 28, d);
