@@ -7,6 +7,9 @@
 // and a missing required argument is named after what the user passes, with the usage line.
 #include "cli/cli.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <charconv>
 #include <cerrno>
@@ -351,7 +354,25 @@ std::string short_usage(const CLI::App& app) {
   return s;
 }
 
+namespace {
+// A standard stream the process was started without (`mnistctl train >&-`) gets /dev/null,
+// opened read-only: the number is taken, so no file the command opens later (a run folder's
+// lock) becomes its stdout and receives its lines, while a write to it still fails (EBADF)
+// and is reported as for the closed stream (finish_output).
+void hold_standard_streams() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    const int got = ::open("/dev/null", O_RDONLY);
+    if (got >= 0 && got != fd) {  // a lower number was free after all: put it where it belongs
+      ::dup2(got, fd);
+      ::close(got);
+    }
+  }
+}
+}  // namespace
+
 int parse(CLI::App& app, int argc, char** argv) {
+  hold_standard_streams();
   if (argc <= 1) {
     std::fputs(short_usage(app).c_str(), stderr);
     return kExitUsage;

@@ -22,6 +22,8 @@ void add_builtin_commands(CLI::App& app);
 // otherwise the process's exit code, having printed what was asked (help, version, usage,
 // completion, markdown) or one error line ("mnistctl: ...") on stderr (exit 2). A negative
 // number after a flag that takes a value is that value (`--threads -1` as `--threads=-1`).
+// First, a closed standard stream gets /dev/null read-only (so no file takes its number; a
+// write to it still fails).
 int parse(CLI::App& app, int argc, char** argv);
 
 // Flushes standard output and turns a write to it that failed (a full disk, a closed file)

@@ -566,6 +566,23 @@ TEST_CASE("a hang-up (SIGHUP: the terminal closed) stops train as SIGTERM does, 
   CHECK(n.out.find("done: 3 epochs") != std::string::npos);
 }
 
+TEST_CASE("train started with stdout closed fails with one line and its lines never land in a file it opens") {
+  std::string root = data_root("runs-closed-data");
+  const std::string out = scratch_dir("runs-closed-run");
+  // `mnistctl train ... >&-`: the run folder's lock would take number 1 and receive the lines.
+  std::vector<std::string> args = {"-c", "exec \"$0\" \"$@\" >&-", MNISTCTL_EXE};
+  for (const std::string& a : quick_mlp(root, out, 1)) args.push_back(a);
+  RunResult r = run_program("/bin/bash", args);
+  INFO(r.out << r.err);
+  CHECK(r.code == 3);
+  CHECK(r.err.find("mnistctl: writing to standard output failed") != std::string::npos);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  const std::string lock = read_text(out + "/.lock");
+  CHECK(lock.find("Epoch[") == std::string::npos);
+  CHECK(lock.find("mnistctl train") == std::string::npos);
+  CHECK(fs::exists(out + "/last.ckpt"));  // the work itself is kept
+}
+
 TEST_CASE("stop_at_accuracy stops at the first epoch that reaches it and reports the time to accuracy") {
   std::string root = data_root("runs-tta-data");
   std::string out = scratch_dir("runs-tta");
