@@ -389,12 +389,17 @@ class Trainer {
       epochs_done = epoch + 1;
       final_val_accuracy = v.accuracy();
       share_stop_signal();
-      if (stop_signal()) {
+      Stop stop;
+      const bool by_rule = shared_stop(stop);
+      // A stop signal after the run's last epoch (the last of --epochs, or one that met a stop
+      // rule) finds nothing left to do: the run ends as complete, with its summary, rather than
+      // as interrupted with a resume that has nothing to continue.
+      if (stop_signal() && !by_rule && epoch + 1 < t_.epochs) {
         stop_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with: {}",
                               last_path, epoch + 1, resume_command()));
         return interrupted_exit_code();
       }
-      if (Stop stop; shared_stop(stop)) {
+      if (by_rule) {
         stopped = stop.kind;
         out_line(fmt::format("stopping after epoch {}: {}", epoch + 1, stop.why));
         break;

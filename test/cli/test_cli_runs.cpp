@@ -583,6 +583,21 @@ TEST_CASE("train started with stdout closed fails with one line and its lines ne
   CHECK(fs::exists(out + "/last.ckpt"));  // the work itself is kept
 }
 
+TEST_CASE("a Ctrl-C after the last epoch's training ends the run as complete, with its summary") {
+  std::string root = data_root("runs-late-data");
+  const std::string out = scratch_dir("runs-late-run");
+  // The signal comes with the last epoch's line, while the checkpoints are being written:
+  // nothing is left to continue, so the run is done, not interrupted.
+  bool sent = false;
+  RunResult r = run_mnistctl(quick_mlp(root, out, 2), signal_at("Epoch[2] Train-accuracy", SIGINT, sent));
+  INFO(r.out << r.err);
+  REQUIRE(sent);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("interrupted") == std::string::npos);
+  CHECK(r.out.find("done: 2 epochs") != std::string::npos);
+  CHECK(records(out, "summary").size() == 1);
+}
+
 TEST_CASE("stop_at_accuracy stops at the first epoch that reaches it and reports the time to accuracy") {
   std::string root = data_root("runs-tta-data");
   std::string out = scratch_dir("runs-tta");
