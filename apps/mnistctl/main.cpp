@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
   p->add_option("--output", predict.output,
                 "Write here instead of stdout (written whole or not at all; .json/.csv set the format). An existing "
                 "file is replaced only if it holds an earlier prediction");
-  p->add_flag("--force", predict.force, "Replace an existing --output file even if it is not an earlier prediction");
+  p->add_flag("--force", predict.force, "Replace an existing --output file even if it is not an earlier prediction (never an input or a run's own file)");
   p->add_option("--format", predict.format, "csv or json (default: from --output's extension, else csv)")
       ->check(cli::one_of({"csv", "json"}));
   p->add_flag("--raw", predict.raw,
@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
       ->check(cli::one_of({"onnx"}));
   x->add_option("--output", exp.output, "The file to write, e.g. model.onnx")->type_name("FILE")->required();
   x->add_flag("--logits", exp.logits, "Also output `logits`, the scores before the softmax");
-  x->add_flag("--force", exp.force, "Replace the output file if it exists");
+  x->add_flag("--force", exp.force, "Replace the output file if it exists (never the checkpoint read or a run's own file)");
   x->footer(std::string("\nExamples:\n"
                         "  mnistctl export --model runs/lenet-mnist --output lenet.onnx\n"
                         "  mnistctl export --model runs/lenet-mnist --checkpoint best --output lenet-best.onnx --logits\n"

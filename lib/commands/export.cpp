@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "commands/commands.h"
+#include "commands/output_check.h"
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -46,6 +47,7 @@ int run_export(const ExportOptions& o) {
     format = "onnx";
   }
   if (format != "onnx") throw UsageError(fmt::format("--format {}: expected onnx", format));
+  check_output_is_not_input(o.output, {o.model});
   if (!o.force && std::filesystem::exists(o.output, ec))
     throw UsageError(fmt::format("{}: already exists; pass --force to replace it", o.output));
 

@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "commands/commands.h"
+#include "commands/output_check.h"
 #include "commands/open_model.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -437,7 +438,10 @@ int run_predict(const PredictOptions& o) {
                                  "it has no effect (leave one of them out)",
                                  o.dataset));
   const std::string format = output_format(o);
-  check_replaceable(o.output, o.force);  // before anything is made: a refusal leaves no trace
+  std::vector<std::string> read = o.inputs;
+  read.push_back(o.model);
+  check_output_is_not_input(o.output, read);  // before anything is made: a refusal leaves no trace
+  check_replaceable(o.output, o.force);
   if (!o.save_preprocessed.empty()) make_dirs(o.save_preprocessed);
   Output out(o.output);  // a bad output path fails here, before any work
   OpenModel om = open_model(o.run, o.model, o.checkpoint);

@@ -252,6 +252,21 @@ TEST_CASE("predict takes its format from --format or the output extension and a 
   CHECK(predict_to("keep.csv") == csv);  // now an earlier prediction
   CHECK(run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/new.json", "--format", "csv"}).code == 2);
   CHECK(!fs::exists(out + "/new.json"));
+  // --force never replaces an input of the command or a run's own file.
+  const std::string image = read_text(in), ckpt = read_text(run + "/last.ckpt"), config = read_text(run + "/config.yaml");
+  RunResult self = run_mnistctl({"predict", "--model", run, "--input", in, "--output", in, "--format", "csv", "--force"});
+  CHECK(self.code == 2);
+  CHECK(self.err == "mnistctl: --output " + in + ": is the same file as the input " + in + "; give another --output\n");
+  for (const char* name : {"last.ckpt", "config.yaml"}) {
+    RunResult own = run_mnistctl({"predict", "--model", run, "--input", in, "--output", run + "/" + name, "--format",
+                                  "csv", "--force"});
+    CHECK(own.code == 2);
+    CHECK(own.err == "mnistctl: --output " + run + "/" + name + ": is the " + name + " of the run in " + run +
+                         "; --force does not replace a run's own files (give a path outside them)\n");
+  }
+  CHECK(read_text(in) == image);
+  CHECK(read_text(run + "/last.ckpt") == ckpt);
+  CHECK(read_text(run + "/config.yaml") == config);
   for (const auto& e : fs::directory_iterator(out)) CHECK(e.path().string().find(".tmp.") == std::string::npos);
 }
 

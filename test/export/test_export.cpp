@@ -366,6 +366,22 @@ TEST_CASE("export never replaces a file without --force, and bad usage is one li
   CHECK_NOTHROW(check_onnx_bytes(read_text(root + "/e1.onnx"), "e1.onnx"));
   for (const auto& name : fs::directory_iterator(root))  // the atomic write left no temporary behind
     CHECK(name.path().filename().string().find(".tmp") == std::string::npos);
+  // --force never replaces the checkpoint it reads or another of the run's own files.
+  const std::string last = read_text(run + "/last.ckpt");
+  for (const char* name : {"last.ckpt", "checkpoints/epoch-001.ckpt", "metrics.csv"}) {
+    RunResult own = run_mnistctl({"export", "--model", run, "--output", run + "/" + name, "--format", "onnx", "--force"});
+    CHECK(own.code == 2);
+    CHECK(own.err == "mnistctl: --output " + run + "/" + name + ": is the " + name + " of the run in " + run +
+                         "; --force does not replace a run's own files (give a path outside them)\n");
+  }
+  CHECK(read_text(run + "/last.ckpt") == last);
+  fs::copy_file(run + "/last.ckpt", root + "/alone.ckpt");
+  RunResult self = run_mnistctl({"export", "--model", root + "/alone.ckpt", "--output", root + "/alone.ckpt", "--format",
+                                 "onnx", "--force"});
+  CHECK(self.code == 2);
+  CHECK(self.err == "mnistctl: --output " + root + "/alone.ckpt: is the same file as the input " + root +
+                        "/alone.ckpt; give another --output\n");
+  CHECK(read_text(root + "/alone.ckpt") == last);
 
   struct Case {
     std::vector<std::string> args;

@@ -1,0 +1,44 @@
+// Outputs that --force may not replace (output_check.h).
+#include "commands/output_check.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "train/run_folder.h"
+
+namespace mnistctl {
+
+namespace fs = std::filesystem;
+
+void check_output_is_not_input(const std::string& output, const std::vector<std::string>& inputs) {
+  if (output.empty()) return;  // stdout
+  std::error_code ec;
+  if (!fs::is_regular_file(output, ec)) return;  // nothing there yet (or a device): nothing to lose
+  for (const std::string& in : inputs) {
+    if (in.empty() || !fs::is_regular_file(in, ec)) continue;
+    if (fs::equivalent(output, in, ec))
+      throw UsageError(fmt::format("--output {}: is the same file as the input {}; give another --output", output, in));
+  }
+  // A run's own file: the output's folder, or the one above it for checkpoints/epoch-NNN.ckpt.
+  // Looked up on the absolute path, named as the user wrote it.
+  const fs::path abs = fs::absolute(output, ec).lexically_normal();
+  const fs::path given = fs::path(output).lexically_normal();
+  for (int up = 1; up <= 2; ++up) {
+    fs::path dir = abs, shown = given;
+    for (int k = 0; k < up; ++k) {
+      dir = dir.parent_path();
+      shown = shown.parent_path();
+    }
+    const std::string rel = abs.lexically_relative(dir).generic_string();
+    const std::vector<std::string> files = run_files(dir.string());
+    if (std::find(files.begin(), files.end(), rel) != files.end())
+      throw UsageError(fmt::format("--output {}: is the {} of the run in {}; --force does not replace a run's own "
+                                   "files (give a path outside them)",
+                                   output, rel, shown.empty() || shown.filename() == ".." ? dir.string() : shown.string()));
+  }
+}
+
+}  // namespace mnistctl
