@@ -2,7 +2,12 @@
 #include "train/run_folder.h"
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
+#include <functional>
+#include <regex>
+#include <sstream>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -168,7 +173,52 @@ void RunFolder::lock() {
   if (!lock_ && fs::is_directory(dir_, ec)) lock_.emplace(dir_, "the run folder");
 }
 
-void RunFolder::begin(bool resume, bool overwrite, const std::string& config_yaml) {
+namespace {
+
+// The records of metrics.jsonl and rows of metrics.csv that a resumed run keeps: those at or
+// before its checkpoint. Returns how many were dropped (the files are rewritten only then).
+int64_t trim_logs_to(const std::string& dir, int64_t epochs_done, int64_t batch) {
+  static const std::regex epoch_record(R"(^\{"type":"epoch","epoch":(\d+),)");
+  static const std::regex batch_record(R"(^\{"type":"batch","epoch":(\d+),"batch":(\d+),)");
+  const std::pair<int64_t, int64_t> at{epochs_done, batch};
+  auto past = [&](int64_t epochs, int64_t batches) { return std::pair<int64_t, int64_t>{epochs, batches} > at; };
+  int64_t dropped = 0;
+  auto rewrite = [&](const std::string& path, const std::function<bool(const std::string&)>& keep) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return;
+    const std::vector<uint8_t> bytes = read_file(path);
+    std::istringstream in(std::string(bytes.begin(), bytes.end()));
+    std::string kept, line;
+    int64_t here = 0;
+    while (std::getline(in, line)) {
+      if (keep(line))
+        kept += line + '\n';
+      else
+        ++here;
+    }
+    if (here == 0) return;
+    write_file_atomic(path, kept);
+    dropped += here;
+  };
+  rewrite(dir + "/metrics.jsonl", [&](const std::string& line) {
+    std::smatch m;
+    if (std::regex_search(line, m, epoch_record)) return !past(std::stoll(m[1]), 0);
+    if (std::regex_search(line, m, batch_record)) return !past(std::stoll(m[1]) - 1, std::stoll(m[2]));
+    return true;  // the summary and anything else stay
+  });
+  rewrite(dir + "/metrics.csv", [&](const std::string& line) {
+    int64_t epoch = 0;
+    const auto [end, err] = std::from_chars(line.data(), line.data() + line.size(), epoch);
+    if (err != std::errc() || end == line.data() || *end != ',') return true;  // the header
+    return !past(epoch, 0);
+  });
+  return dropped;
+}
+
+}  // namespace
+
+void RunFolder::begin(bool resume, bool overwrite, const std::string& config_yaml, int64_t epochs_done,
+                      int64_t batch) {
   if (!lock_) {
     make_dirs(dir_);
     lock_.emplace(dir_, "the run folder");
@@ -207,6 +257,13 @@ void RunFolder::begin(bool resume, bool overwrite, const std::string& config_yam
   make_dirs(dir_ + "/checkpoints");
   write_file_atomic(dir_ + "/config.yaml", kRunConfigMarker + config_yaml);
 
+  if (resume) {
+    const int64_t dropped = trim_logs_to(dir_, epochs_done, batch);
+    if (dropped > 0)
+      out_line(fmt::format("note: {} records in metrics.jsonl and metrics.csv came after the checkpoint (written "
+                           "before the run was stopped): dropped, the resumed run writes them again",
+                           dropped));
+  }
   const std::string jl = dir_ + "/metrics.jsonl", csv = dir_ + "/metrics.csv";
   jsonl_.open(jl, std::ios::app);
   if (!jsonl_) throw RuntimeError(fmt::format("{}: cannot open for writing", jl));

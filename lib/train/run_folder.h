@@ -85,8 +85,12 @@ class RunFolder {
 
   // Before the first write. A fresh run checks the folder again (check_fresh_run), removes
   // an earlier run's files when `overwrite` (and says what it removed), and starts new
-  // logs; a resumed run appends to them. Both create the folder and write config.yaml.
-  void begin(bool resume, bool overwrite, const std::string& config_yaml);
+  // logs; a resumed run appends to them, after dropping the epoch and batch records past
+  // its checkpoint (`epochs_done` whole epochs, then `batch` batches): a run killed between
+  // an epoch's records and its checkpoint wrote them, and the resumed run writes them again.
+  // Both create the folder and write config.yaml.
+  void begin(bool resume, bool overwrite, const std::string& config_yaml, int64_t epochs_done = 0,
+             int64_t batch = 0);
 
   // One metrics.jsonl line (a JSON object), written and flushed whole.
   void log_json(const std::string& record);

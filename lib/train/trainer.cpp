@@ -249,7 +249,7 @@ class Trainer {
     if (req_.resume)
       out_line(fmt::format("resuming {} at epoch {}, batch {} (step {})", last_path, start_epoch + 1, start_batch,
                            opt.steps()));
-    if (root()) folder_.begin(req_.resume, req_.overwrite, cfg_.resolved_yaml);
+    if (root()) folder_.begin(req_.resume, req_.overwrite, cfg_.resolved_yaml, start_epoch, start_batch);
 
     train_samples_ = train.count;
     DeviceData dtrain = upload(*be, train), dtest = upload(*be, test);

@@ -598,6 +598,33 @@ TEST_CASE("a Ctrl-C after the last epoch's training ends the run as complete, wi
   CHECK(records(out, "summary").size() == 1);
 }
 
+TEST_CASE("a resume drops the metrics records past its checkpoint, so every epoch is logged once") {
+  std::string root = data_root("runs-trim-data");
+  const std::string whole = scratch_dir("runs-trim-whole"), cut = scratch_dir("runs-trim-cut");
+  REQUIRE(run_mnistctl(quick_mlp(root, whole, 2)).code == 0);
+  REQUIRE(run_mnistctl(quick_mlp(root, cut, 2)).code == 0);
+  // As if killed after epoch 2's records were written and before its checkpoint was.
+  fs::copy_file(cut + "/checkpoints/epoch-001.ckpt", cut + "/last.ckpt", fs::copy_options::overwrite_existing);
+  fs::remove(cut + "/checkpoints/epoch-002.ckpt");
+  std::vector<std::string> resume = quick_mlp(root, cut, 2);
+  resume.push_back("--resume");
+  RunResult r = run_mnistctl(resume);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  // epoch 2: two batch records (10 and 20 of 30), its epoch record and its csv row
+  CHECK(r.out.find("note: 4 records in metrics.jsonl and metrics.csv came after the checkpoint") != std::string::npos);
+  // One record per epoch and per logged batch, the values of the uninterrupted run.
+  const std::vector<std::string> a = records(whole, "epoch"), b = records(cut, "epoch");
+  REQUIRE(b.size() == 2);
+  for (size_t i = 0; i < 2; ++i) CHECK(json_number(b[i], "val_accuracy") == json_number(a[i], "val_accuracy"));
+  CHECK(records(cut, "batch").size() == records(whole, "batch").size());
+  const Csv csv = read_csv(cut + "/metrics.csv");
+  CHECK(csv.headers == 1);
+  REQUIRE(csv.rows.size() == 2);
+  CHECK(csv.at(0, "epoch") == 1);
+  CHECK(csv.at(1, "epoch") == 2);
+}
+
 TEST_CASE("stop_at_accuracy stops at the first epoch that reaches it and reports the time to accuracy") {
   std::string root = data_root("runs-tta-data");
   std::string out = scratch_dir("runs-tta");
