@@ -58,6 +58,9 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
   check_limit(limit);  // before the try below: a bad limit is not a broken file
   const DatasetInfo& info = find_dataset(dataset);
   std::string dir = dataset_dir(data_root, dataset);
+  // The fetch that puts the files where this looked: with --data-dir when one was given.
+  const std::string fetch = fmt::format("mnistctl fetch --dataset {}{}", dataset,
+                                        data_root.empty() ? "" : " --data-dir " + data_root);
   const DataFile& fi = split == Split::train ? info.train_images : info.test_images;
   const DataFile& fl = split == Split::train ? info.train_labels : info.test_labels;
 
@@ -82,9 +85,8 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
                                    p.string(), data_root, dataset, dataset, dir));
     }
     throw UsageError(fmt::format(
-        "{}: not found: run `mnistctl fetch --dataset {}` to download {} (or point --data-dir / "
-        "$MNISTCTL_DATA at the folder that holds {}/)",
-        p.string(), dataset, dataset, dataset));
+        "{}: not found: run `{}` to download {} (or point --data-dir / $MNISTCTL_DATA at the folder that holds {}/)",
+        p.string(), fetch, dataset, dataset));
   };
   std::string ip = locate(fi), lp = locate(fl);
   // A file that cannot be opened at all (permissions) is not cured by downloading it again:
@@ -99,15 +101,14 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
     // Present but broken (truncated, corrupt gzip, bad header, counts that disagree): say
     // how to replace it. Runtime failures (memory) keep their message as it is.
     if (e.code() != kExitUsage) throw;
-    throw UsageError(fmt::format("{} (run 'mnistctl fetch --dataset {} --force' to download it "
-                                 "again)", e.what(), dataset));
+    throw UsageError(fmt::format("{} (run '{} --force' to download it again)", e.what(), fetch));
   }
   // A file of another image size (another dataset renamed, or a damaged header) is named
   // here rather than met later as "N pixels, the network expects M".
   if (ds.rows != info.rows || ds.cols != info.cols)
-    throw UsageError(fmt::format("{}: holds {}x{} images, but {} images are {}x{} (run 'mnistctl fetch --dataset {} "
-                                 "--force' to download it again)",
-                                 ip, ds.rows, ds.cols, dataset, info.rows, info.cols, dataset));
+    throw UsageError(fmt::format("{}: holds {}x{} images, but {} images are {}x{} (run '{} --force' to download it "
+                                 "again)",
+                                 ip, ds.rows, ds.cols, dataset, info.rows, info.cols, fetch));
   ds.name = dataset + "/" + split_name(split);
   return ds;
 }

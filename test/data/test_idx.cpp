@@ -159,8 +159,7 @@ TEST_CASE("load_split finds <root>/<dataset>/ files and says how to get missing 
   std::string err = error_of([&] { load_split(root, "mnist", Split::test); });
   INFO(err);
   CHECK(err.find(root + "/mnist/t10k-images-idx3-ubyte.gz: not found") == 0);
-  CHECK(err.find("mnistctl fetch --dataset mnist") != std::string::npos);
-  CHECK(err.find("--data-dir") != std::string::npos);
+  CHECK(err.find("run `mnistctl fetch --dataset mnist --data-dir " + root + "` to download mnist") != std::string::npos);
   CHECK(err.find("$MNISTCTL_DATA") != std::string::npos);
 
   err = error_of([&] { load_split(root, "emnist", Split::test); });
@@ -211,7 +210,8 @@ TEST_CASE("load_split on a present but broken file says how to download it again
   Bytes good_img = gzip_bytes(idx_bytes(kImg, {3, 28, 28}, px));
   Bytes good_lab = gzip_bytes(idx_bytes(kLab, {3}, {1, 2, 3}));
   write_bytes(lab, good_lab);
-  const std::string hint = " (run 'mnistctl fetch --dataset mnist --force' to download it again)";
+  // The fetch that repairs it: into the same --data-dir.
+  const std::string hint = " (run 'mnistctl fetch --dataset mnist --data-dir " + root + " --force' to download it again)";
 
   Bytes bad_crc = good_img;
   bad_crc[bad_crc.size() - 8] ^= 0xFF;
