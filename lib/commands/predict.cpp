@@ -135,6 +135,7 @@ class Output {
  public:
   explicit Output(const std::string& path) {
     if (!path.empty()) file_ = std::make_unique<AtomicFile>(path);
+    path_ = path;
   }
   void write(const std::string& s) {
     if (file_) {
@@ -146,9 +147,17 @@ class Output {
   void commit() {
     if (file_) file_->commit();
   }
+  // Whether `p` is this output's own file (its temporary one, or the file it replaces): an
+  // --input folder that holds the --output is not read for it.
+  bool owns(const std::string& p) const {
+    if (!file_) return false;
+    std::error_code ec;
+    return fs::equivalent(p, file_->working_path(), ec) || fs::equivalent(p, path_, ec);
+  }
 
  private:
   std::unique_ptr<AtomicFile> file_;
+  std::string path_;
 };
 
 struct Row {
@@ -299,6 +308,7 @@ class Predictor {
     int64_t used = 0;
     for (const auto& name : names) {
       const std::string path = (fs::path(dir) / name).string();
+      if (out_.owns(path)) continue;  // predict's own output, not an input
       std::string why;
       if (!fs::is_regular_file(path, ec) || sniff(path, why) == InputKind::not_image) {
         skipped.push_back(name);

@@ -27,6 +27,8 @@ class AtomicFile {
   void write(const void* data, size_t size);
   void write(const std::string& data) { write(data.data(), data.size()); }
   void commit();
+  // Where the data goes until commit(): the temporary file, or `path` when written in place.
+  const std::string& working_path() const { return tmp_.empty() ? path_ : tmp_; }
 
  private:
   std::string path_, tmp_;  // tmp_ empty: written in place

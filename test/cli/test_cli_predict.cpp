@@ -354,6 +354,17 @@ TEST_CASE("predict reads a folder sorted and skips non-images and a bad image is
   RunResult e2 = run_mnistctl({"predict", "--model", run, "--input", none});
   CHECK(e2.code == 2);
   CHECK(e2.err.find(none + ": no PGM, PNG or IDX image files in this folder") != std::string::npos);
+  // An --output inside the --input folder is not one of its entries: neither its temporary
+  // file while it is written nor, the second time, the file itself.
+  std::string scans = scratch_dir("pp-folder-scans");
+  write_file(scans + "/a.pgm", pgm(28, 28, test.images.data()));
+  for (int time = 0; time < 2; ++time) {
+    RunResult in_place = run_mnistctl({"predict", "--model", run, "--input", scans, "--output", scans + "/probs.csv"});
+    INFO(in_place.err);
+    CHECK(in_place.code == 0);
+    CHECK(in_place.err.find("skipped") == std::string::npos);
+    CHECK(lines(read_text(scans + "/probs.csv")).size() == 2);
+  }
 }
 
 TEST_CASE("predict streams a large IDX file in bounded memory and writes its output atomically") {
