@@ -175,6 +175,8 @@ class Builder : public YAML::EventHandler {
       f.node->items.push_back(n);
     } else if (!f.key) {
       if (!n->is_scalar()) fail(*n, "a mapping key must be a plain name, not " + describe(*n));
+      // YAML 1.1's merge key: not part of YAML 1.2, and yaml-cpp would take it as a field named "<<".
+      if (n->text == "<<") fail(*n, "merge keys ('<<: *anchor') are not supported: write the fields out");
       if (const auto* first = f.node->entry(n->text))
         fail(*n, fmt::format("duplicate key '{}' (first at line {})", printable(n->text),
                              first->first->line));

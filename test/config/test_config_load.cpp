@@ -214,6 +214,10 @@ TEST_CASE("YAML syntax errors and non-mapping or empty files", "[config][errors]
         "t.yaml:6:3: duplicate key 'epochs' (first at line 5)");
   CHECK(load_error(std::string(kTinyNet) + "? [a, b]\n: 1\n") ==
         "t.yaml:4:3: a mapping key must be a plain name, not a list");
+  // A merge key would read as a field named "<<", then as a layer without its type.
+  CHECK(load_error("network:\n  layers:\n    - &fc {type: fully_connected, num_hidden: 10}\n"
+                   "    - {<<: *fc, name: fc2}\n    - {type: softmax_output}\n") ==
+        "t.yaml:4:8: merge keys ('<<: *anchor') are not supported: write the fields out");
 }
 
 TEST_CASE("hostile YAML fails fast with a message", "[config][errors]") {
