@@ -1,8 +1,12 @@
 #include "core/progress.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,8 +18,11 @@
 namespace mnistctl {
 namespace {
 bool g_bar_on_screen = false;
-// How often a write to a stalled reader looks whether a stop signal came.
+// How often a write to a stalled reader looks whether a stop signal came, and how many looks
+// without progress after one it waits before giving the text up: well within the second
+// that mpirun leaves between SIGTERM and SIGKILL, for a progress line and the closing one.
 constexpr int kStallCheckMs = 50;
+constexpr int kGiveUpChecks = 5;
 }
 
 bool interactive_stderr() {
@@ -24,28 +31,68 @@ bool interactive_stderr() {
 }
 
 namespace {
+// The descriptor that write_text writes a standard stream through. For a pipe or a terminal:
+// a private, non-blocking open file description of the same pipe or terminal (opened anew
+// through /proc/self/fd), so that no write blocks and the flags of the stream's own
+// description, which the shell and sibling processes share, stay as they are. Otherwise
+// (a regular file, whose writes do not wait for a reader; a socket; no /proc): the
+// stream's own descriptor.
+int write_fd(std::FILE* f) {
+  struct Own {
+    int fd = -1;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    bool looked = false;
+  };
+  static Own own[3];
+  const int fd = fileno(f);
+  struct stat st {};
+  if (fd < 0 || fd > 2 || ::fstat(fd, &st) != 0) return fd;
+  Own& o = own[fd];
+  if (o.looked && (o.dev != st.st_dev || o.ino != st.st_ino)) {  // the stream was pointed elsewhere (dup2)
+    if (o.fd >= 0) ::close(o.fd);
+    o = Own{};
+  }
+  if (!o.looked) {
+    o.looked = true;
+    o.dev = st.st_dev;
+    o.ino = st.st_ino;
+    if (S_ISFIFO(st.st_mode) || (S_ISCHR(st.st_mode) && ::isatty(fd)))
+      o.fd = ::open(fmt::format("/proc/self/fd/{}", fd).c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  }
+  return o.fd >= 0 ? o.fd : fd;
+}
+
 // Writes `text` whole with write(2) behind poll(2), not stdio: output whose reader stalls must
 // not hold a run that is stopping. mpirun stops reading its ranks' output while it stops the
 // job, and a rank 0 blocked in a progress line never reached its checkpoint before the
 // SIGKILL; the stop signal may be delivered to another thread (MPI's, OpenMP's), so it
-// cannot be relied on to interrupt the write. A stalled reader is otherwise waited for.
-// Returns whether all of it was written.
+// cannot be relied on to interrupt a write. A stalled reader is waited for until a stop
+// signal came, then for kGiveUpChecks more checks without progress. Returns whether all of
+// it was written.
 bool write_text(std::FILE* f, const std::string& text) {
   std::fflush(f);  // whatever the caller printed through stdio goes first
-  const int fd = fileno(f);
+  const int fd = write_fd(f);
   const char* p = text.data();
   size_t left = text.size();
+  int idle = 0;  // checks without progress since the stop signal
+  auto stalled = [&] { return stop_signal() != 0 && ++idle >= kGiveUpChecks; };
   while (left > 0) {
     pollfd pfd{fd, POLLOUT, 0};
     const int ready = ::poll(&pfd, 1, kStallCheckMs);
     if (ready == 0 || (ready < 0 && errno == EINTR)) {
-      if (stop_signal() != 0) return false;  // the run is stopping: the text is given up
+      if (stalled()) return false;  // the run is stopping: the text is given up
       continue;
     }
-    const ssize_t n = ::write(fd, p, left);
+    // At most PIPE_BUF at a time: what a pipe with room takes whole.
+    const ssize_t n = ::write(fd, p, std::min<size_t>(left, PIPE_BUF));
     if (n > 0) {
       p += n;
       left -= static_cast<size_t>(n);
+      idle = 0;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (stalled()) return false;  // the room poll saw was taken first: wait for more
+      ::poll(nullptr, 0, 1);
     } else if (!(n < 0 && errno == EINTR)) {
       // A closed pipe, a full disk: stdio is handed the rest, meets the same error and keeps
       // it (ferror), so that the exit status reports it (cli's finish_output).

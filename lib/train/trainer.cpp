@@ -334,8 +334,7 @@ class Trainer {
                                        "\"train_accuracy\":{:.6f},\"loss\":{:.6f}}}",
                                        epoch + 1, b + 1, speed, s.accuracy(), s.mean_loss()));
         }
-        share_stop_signal();
-        if (stop_signal()) {
+        if (share_stop_signal()) {
           if (coll_.size() > 1) {  // the checkpoint holds the sums of every rank
             Sums g = reduce_metrics(*be, sums);
             const float v[kMetricSlots] = {static_cast<float>(g.loss), static_cast<float>(g.correct),
@@ -388,13 +387,14 @@ class Trainer {
       save(net, opt, state_, epoch + 1, 0, nullptr, best);
       epochs_done = epoch + 1;
       final_val_accuracy = v.accuracy();
-      share_stop_signal();
+      const int sig = share_stop_signal();
       Stop stop;
       const bool by_rule = shared_stop(stop);
       // A stop signal after the run's last epoch (the last of --epochs, or one that met a stop
       // rule) finds nothing left to do: the run ends as complete, with its summary, rather than
-      // as interrupted with a resume that has nothing to continue.
-      if (stop_signal() && !by_rule && epoch + 1 < t_.epochs) {
+      // as interrupted with a resume that has nothing to continue. Not so for a reader of
+      // stdout that went away (SIGPIPE): that ends as documented, exit 141, the line on stderr.
+      if (sig != 0 && (sig == SIGPIPE || (!by_rule && epoch + 1 < t_.epochs))) {
         stop_line(fmt::format("interrupted: checkpoint written to {} (end of epoch {}); continue with: {}",
                               last_path, epoch + 1, resume_command()));
         return interrupted_exit_code();
@@ -518,9 +518,14 @@ class Trainer {
     if (root()) stop = stop_reason();
     return coll_.allreduce_max(stop.kind.empty() ? 0 : 1) != 0;
   }
-  // Data parallelism: a Ctrl-C seen by any rank stops them all at the same batch.
-  void share_stop_signal() {
-    if (coll_.size() > 1) set_stop_signal(static_cast<int>(coll_.allreduce_max(stop_signal())));
+  // Data parallelism: a Ctrl-C seen by any rank stops them all at the same batch. Returns the
+  // signal the ranks agreed on: decide on it, not on stop_signal() read again later, which a
+  // signal arriving in between could change on one rank only.
+  int share_stop_signal() {
+    if (coll_.size() == 1) return stop_signal();
+    const int agreed = static_cast<int>(coll_.allreduce_max(stop_signal()));
+    if (agreed != 0) set_stop_signal(agreed);  // 0: a signal that came since stays for the next agreement
+    return agreed;
   }
 
   Stop stop_reason() const {

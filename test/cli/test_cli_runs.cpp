@@ -6,8 +6,10 @@
 // metrics.csv and the closing summary, the
 // progress bar on a terminal, early stopping and stop_at_accuracy (exact across a resume),
 // best.ckpt and --checkpoint best|last|FILE. These tests need real MNIST and fail without it.
+#include <fcntl.h>
 #include <pty.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -515,7 +517,19 @@ TEST_CASE("Ctrl-C while stdout's reader stalls (a pager left unscrolled) writes 
   bool sent = false, ended_while_stalled = false;
   RunResult r = run_mnistctl(args, [&](const std::string& line, pid_t pid) {
     if (sent || line.find("Batch[") == std::string::npos) return;
-    std::this_thread::sleep_for(std::chrono::seconds(2));  // not reading: the child fills the pipe
+    // Not reading: wait until the child has filled the pipe, however slow the machine: its
+    // bytes, seen through a second reader that reads nothing, no longer grow.
+    const int peek = ::open(("/proc/" + std::to_string(pid) + "/fd/1").c_str(), O_RDONLY | O_NONBLOCK);
+    REQUIRE(peek >= 0);
+    const auto filling = std::chrono::steady_clock::now();
+    for (int queued = 0, before = -1, still = 0;
+         still < 10 && std::chrono::steady_clock::now() - filling < std::chrono::seconds(120);) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      REQUIRE(::ioctl(peek, FIONREAD, &queued) == 0);
+      still = queued == before && queued > 60000 ? still + 1 : 0;
+      before = queued;
+    }
+    ::close(peek);
     kill(pid, SIGINT);
     sent = true;
     const auto t0 = std::chrono::steady_clock::now();
@@ -588,8 +602,11 @@ TEST_CASE("a Ctrl-C after the last epoch's training ends the run as complete, wi
   const std::string out = scratch_dir("runs-late-run");
   // The signal comes with the last epoch's line, while the checkpoints are being written:
   // nothing is left to continue, so the run is done, not interrupted.
+  // Each checkpoint write is held 300 ms (the test hook), so the signal lands before the run
+  // looks for one, however late this process sends it.
   bool sent = false;
-  RunResult r = run_mnistctl(quick_mlp(root, out, 2), signal_at("Epoch[2] Train-accuracy", SIGINT, sent));
+  RunResult r = run_mnistctl(quick_mlp(root, out, 2), signal_at("Epoch[2] Train-accuracy", SIGINT, sent),
+                             {"MNISTCTL_TEST_WRITE_DELAY_MS=300"});
   INFO(r.out << r.err);
   REQUIRE(sent);
   CHECK(r.code == 0);
@@ -606,6 +623,10 @@ TEST_CASE("a resume drops the metrics records past its checkpoint, so every epoc
   // As if killed after epoch 2's records were written and before its checkpoint was.
   fs::copy_file(cut + "/checkpoints/epoch-001.ckpt", cut + "/last.ckpt", fs::copy_options::overwrite_existing);
   fs::remove(cut + "/checkpoints/epoch-002.ckpt");
+  std::string kept;  // and before the summary
+  for (const std::string& l : lines_of(read_text(cut + "/metrics.jsonl")))
+    if (l.find("\"type\":\"summary\"") == std::string::npos) kept += l + "\n";
+  std::ofstream(cut + "/metrics.jsonl", std::ios::trunc) << kept;
   std::vector<std::string> resume = quick_mlp(root, cut, 2);
   resume.push_back("--resume");
   RunResult r = run_mnistctl(resume);
@@ -618,6 +639,7 @@ TEST_CASE("a resume drops the metrics records past its checkpoint, so every epoc
   REQUIRE(b.size() == 2);
   for (size_t i = 0; i < 2; ++i) CHECK(json_number(b[i], "val_accuracy") == json_number(a[i], "val_accuracy"));
   CHECK(records(cut, "batch").size() == records(whole, "batch").size());
+  CHECK(records(cut, "summary").size() == 1);
   const Csv csv = read_csv(cut + "/metrics.csv");
   CHECK(csv.headers == 1);
   REQUIRE(csv.rows.size() == 2);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -143,6 +144,38 @@ TEST_CASE("a line to a reader that stalls waits for it, and is given up once a s
   CHECK(waited);
   CHECK(gave_up);
   CHECK(rest.find("a progress line") == std::string::npos);  // given up whole, not written late
+}
+
+TEST_CASE("lines to a non-blocking stdout whose reader is slow all arrive, none is an error") {
+  // A pipe shared with other writers, or a parent's O_NONBLOCK: a write may meet EAGAIN.
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  REQUIRE(::fcntl(p[1], F_SETFL, O_NONBLOCK) == 0);
+  std::fflush(stdout);
+  const int saved = ::dup(STDOUT_FILENO);
+  REQUIRE(saved >= 0);
+  REQUIRE(::dup2(p[1], STDOUT_FILENO) == STDOUT_FILENO);
+  ::close(p[1]);
+  std::string got;
+  std::thread reader([&] {
+    std::string buf(4096, '\0');
+    for (ssize_t n; (n = ::read(p[0], buf.data(), buf.size())) > 0;) {
+      got.append(buf.data(), static_cast<size_t>(n));
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  constexpr int kLines = 3000;
+  int written = 0;
+  for (int i = 0; i < kLines; ++i) written += out_line("Epoch[1] Batch[" + std::to_string(i) + "/3000] a line") ? 1 : 0;
+  const bool failed = std::ferror(stdout) != 0;
+  REQUIRE(::dup2(saved, STDOUT_FILENO) == STDOUT_FILENO);  // the pipe's last writer goes: EOF
+  ::close(saved);
+  out_line("");  // drops the stream's private descriptor of the old pipe (it was pointed elsewhere)
+  reader.join();
+  ::close(p[0]);
+  CHECK(written == kLines);
+  CHECK_FALSE(failed);
+  CHECK(std::count(got.begin(), got.end(), '\n') == kLines);
 }
 
 TEST_CASE("json_string escapes quotes and control characters") {

@@ -247,7 +247,6 @@ TEST_CASE("Ctrl-C under mpirun stops every rank with one checkpoint and resume e
   const RunPosition printed = printed_position(r.out);
   INFO("checkpoint at epoch " << at.first << " batch " << at.second << ", output got to epoch " << printed.first
                               << " batch " << printed.second);
-  CHECK(printed.first >= 1);  // the stop came more than an epoch after the signal
   CHECK(at >= printed);
   CHECK(at.first < kEpochs);
   RunResult resumed = mpirun(2, {"train", "--out", split, "--data-dir", root, "--resume", "--threads", "1"});
