@@ -15,6 +15,7 @@
 #include "export/export_source.h"
 #include "export/onnx_export.h"
 #include "nn/network.h"
+#include "train/model.h"
 #endif
 
 namespace mnistctl {
@@ -47,7 +48,13 @@ int run_export(const ExportOptions& o) {
     format = "onnx";
   }
   if (format != "onnx") throw UsageError(fmt::format("--format {}: expected onnx", format));
-  check_output_is_not_input(o.output, {o.model});
+  std::vector<std::string> read = {o.model};
+  try {
+    read.push_back(resolve_checkpoint(o.model, o.checkpoint));  // --checkpoint FILE included
+  } catch (const Error&) {
+    // open_export_source says what is wrong with the model, below
+  }
+  check_output_is_not_input(o.output, read);
   if (!o.force && std::filesystem::exists(o.output, ec))
     throw UsageError(fmt::format("{}: already exists; pass --force to replace it", o.output));
 

@@ -35,6 +35,7 @@
 #include "data/idx_stream.h"
 #include "data/image.h"
 #include "train/metrics.h"
+#include "train/model.h"
 
 namespace mnistctl {
 namespace {
@@ -450,7 +451,22 @@ int run_predict(const PredictOptions& o) {
   const std::string format = output_format(o);
   std::vector<std::string> read = o.inputs;
   read.push_back(o.model);
+  try {
+    read.push_back(resolve_checkpoint(o.model, o.checkpoint));  // --checkpoint FILE included
+  } catch (const Error&) {
+    // open_model says what is wrong with the model, below
+  }
   check_output_is_not_input(o.output, read);  // before anything is made: a refusal leaves no trace
+  // An image in an --input folder is an input too, though not named.
+  for (const std::string& in : o.inputs) {
+    std::error_code ec;
+    std::string why;
+    if (!o.output.empty() && fs::is_directory(in, ec) && fs::is_regular_file(o.output, ec) &&
+        fs::equivalent(fs::path(o.output).parent_path().empty() ? "." : fs::path(o.output).parent_path(), in, ec) &&
+        sniff(o.output, why) != InputKind::not_image)
+      throw UsageError(fmt::format("--output {}: is an image in the --input folder {}; give another --output",
+                                   o.output, in));
+  }
   check_replaceable(o.output, o.force);
   if (!o.save_preprocessed.empty()) make_dirs(o.save_preprocessed);
   Output out(o.output);  // a bad output path fails here, before any work

@@ -257,13 +257,32 @@ TEST_CASE("predict takes its format from --format or the output extension and a 
   RunResult self = run_mnistctl({"predict", "--model", run, "--input", in, "--output", in, "--format", "csv", "--force"});
   CHECK(self.code == 2);
   CHECK(self.err == "mnistctl: --output " + in + ": is the same file as the input " + in + "; give another --output\n");
-  for (const char* name : {"last.ckpt", "config.yaml"}) {
-    RunResult own = run_mnistctl({"predict", "--model", run, "--input", in, "--output", run + "/" + name, "--format",
-                                  "csv", "--force"});
-    CHECK(own.code == 2);
-    CHECK(own.err == "mnistctl: --output " + run + "/" + name + ": is the " + name + " of the run in " + run +
-                         "; --force does not replace a run's own files (give a path outside them)\n");
-  }
+  RunResult read_ckpt = run_mnistctl({"predict", "--model", run, "--input", in, "--output", run + "/last.ckpt",
+                                      "--format", "csv", "--force"});
+  CHECK(read_ckpt.code == 2);
+  CHECK(read_ckpt.err == "mnistctl: --output " + run + "/last.ckpt: is the same file as the input " + run +
+                             "/last.ckpt; give another --output\n");
+  RunResult own = run_mnistctl({"predict", "--model", run, "--input", in, "--output", run + "/config.yaml", "--format",
+                                "csv", "--force"});
+  CHECK(own.code == 2);
+  CHECK(own.err == "mnistctl: --output " + run + "/config.yaml: is the config.yaml of the run in " + run +
+                       "; --force does not replace a run's own files (give a path outside them)\n");
+  // A checkpoint given alone (--checkpoint FILE), and an image of an --input folder.
+  const std::string loose = out + "/loose.ckpt", imgs = scratch_dir("pp-format-imgs");
+  fs::copy_file(run + "/last.ckpt", loose);
+  RunResult alone = run_mnistctl({"predict", "--checkpoint", loose, "--input", in, "--output", loose, "--format", "csv",
+                                  "--force"});
+  CHECK(alone.code == 2);
+  CHECK(alone.err == "mnistctl: --output " + loose + ": is the same file as the input " + loose +
+                         "; give another --output\n");
+  write_file(imgs + "/a.pgm", image);
+  RunResult in_folder = run_mnistctl({"predict", "--model", run, "--input", imgs, "--output", imgs + "/a.pgm",
+                                      "--format", "csv", "--force"});
+  CHECK(in_folder.code == 2);
+  CHECK(in_folder.err == "mnistctl: --output " + imgs + "/a.pgm: is an image in the --input folder " + imgs +
+                             "; give another --output\n");
+  CHECK(read_text(imgs + "/a.pgm") == image);
+  CHECK(read_text(loose) == ckpt);
   CHECK(read_text(in) == image);
   CHECK(read_text(run + "/last.ckpt") == ckpt);
   CHECK(read_text(run + "/config.yaml") == config);

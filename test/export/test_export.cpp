@@ -368,7 +368,12 @@ TEST_CASE("export never replaces a file without --force, and bad usage is one li
     CHECK(name.path().filename().string().find(".tmp") == std::string::npos);
   // --force never replaces the checkpoint it reads or another of the run's own files.
   const std::string last = read_text(run + "/last.ckpt");
-  for (const char* name : {"last.ckpt", "checkpoints/epoch-001.ckpt", "metrics.csv"}) {
+  RunResult read_ckpt = run_mnistctl({"export", "--model", run, "--output", run + "/last.ckpt", "--format", "onnx",
+                                      "--force"});
+  CHECK(read_ckpt.code == 2);
+  CHECK(read_ckpt.err == "mnistctl: --output " + run + "/last.ckpt: is the same file as the input " + run +
+                             "/last.ckpt; give another --output\n");
+  for (const char* name : {"best.ckpt", "checkpoints/epoch-001.ckpt", "metrics.csv"}) {
     RunResult own = run_mnistctl({"export", "--model", run, "--output", run + "/" + name, "--format", "onnx", "--force"});
     CHECK(own.code == 2);
     CHECK(own.err == "mnistctl: --output " + run + "/" + name + ": is the " + name + " of the run in " + run +
