@@ -18,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -54,6 +55,14 @@ std::vector<std::string> lines_of(const std::string& text) {
 }
 
 // The records of metrics.jsonl of one type.
+// mnistctl with `args` under `bash -c script`, where "$0" is mnistctl and "$@" the arguments.
+RunResult run_in_bash(const std::string& script, const std::vector<std::string>& args,
+                      const std::function<void(const std::string&, pid_t)>& on_stdout_line = {}) {
+  std::vector<std::string> a = {"-c", script, MNISTCTL_EXE};
+  a.insert(a.end(), args.begin(), args.end());
+  return run_program("/bin/bash", a, on_stdout_line);
+}
+
 std::vector<std::string> records(const std::string& run, const std::string& type) {
   std::vector<std::string> out;
   for (const auto& l : lines_of(read_text(run + "/metrics.jsonl")))
@@ -486,9 +495,7 @@ TEST_CASE("train into a pipe whose reader goes away stops as for SIGTERM: checkp
   const std::string root = data_root("runs-pipe");
   const std::string out = scratch_dir("runs-pipe-run");
   // `mnistctl train ... | head -n 3`, with mnistctl's own exit status.
-  std::vector<std::string> args = {"-c", "\"$0\" \"$@\" | head -n 3 >/dev/null; exit ${PIPESTATUS[0]}", MNISTCTL_EXE};
-  for (const std::string& a : quick_mlp(root, out, 3)) args.push_back(a);
-  RunResult r = run_program("/bin/bash", args);
+  RunResult r = run_in_bash("\"$0\" \"$@\" | head -n 3 >/dev/null; exit ${PIPESTATUS[0]}", quick_mlp(root, out, 3));
   INFO(r.out << r.err);
   REQUIRE(r.code == 141);
   const std::string said = "interrupted: checkpoint written to " + out + "/last.ckpt";
@@ -570,10 +577,9 @@ TEST_CASE("a hang-up (SIGHUP: the terminal closed) stops train as SIGTERM does, 
 
   // nohup: SIGHUP ignored when train starts stays ignored, and the run goes on to the end.
   const std::string kept = scratch_dir("runs-hup-nohup");
-  std::vector<std::string> args = {"-c", "trap '' HUP; exec \"$0\" \"$@\"", MNISTCTL_EXE};
-  for (const std::string& a : quick_mlp(root, kept, 3)) args.push_back(a);
   bool hung_up = false;
-  RunResult n = run_program("/bin/bash", args, signal_at("Epoch[2] Batch[10/", SIGHUP, hung_up));
+  RunResult n = run_in_bash("trap '' HUP; exec \"$0\" \"$@\"", quick_mlp(root, kept, 3),
+                            signal_at("Epoch[2] Batch[10/", SIGHUP, hung_up));
   INFO(n.out << n.err);
   REQUIRE(hung_up);
   CHECK(n.code == 0);
@@ -584,9 +590,7 @@ TEST_CASE("train started with stdout closed fails with one line and its lines ne
   std::string root = data_root("runs-closed-data");
   const std::string out = scratch_dir("runs-closed-run");
   // `mnistctl train ... >&-`: the run folder's lock would take number 1 and receive the lines.
-  std::vector<std::string> args = {"-c", "exec \"$0\" \"$@\" >&-", MNISTCTL_EXE};
-  for (const std::string& a : quick_mlp(root, out, 1)) args.push_back(a);
-  RunResult r = run_program("/bin/bash", args);
+  RunResult r = run_in_bash("exec \"$0\" \"$@\" >&-", quick_mlp(root, out, 1));
   INFO(r.out << r.err);
   CHECK(r.code == 3);
   CHECK(r.err.find("mnistctl: writing to standard output failed") != std::string::npos);
