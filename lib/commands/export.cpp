@@ -15,7 +15,6 @@
 #include "export/export_source.h"
 #include "export/onnx_export.h"
 #include "nn/network.h"
-#include "train/model.h"
 #endif
 
 namespace mnistctl {
@@ -48,13 +47,7 @@ int run_export(const ExportOptions& o) {
     format = "onnx";
   }
   if (format != "onnx") throw UsageError(fmt::format("--format {}: expected onnx", format));
-  std::vector<std::string> read = {o.model};
-  try {
-    read.push_back(resolve_checkpoint(o.model, o.checkpoint));  // --checkpoint FILE included
-  } catch (const Error&) {
-    // open_export_source says what is wrong with the model, below
-  }
-  check_output_is_not_input(o.output, read);
+  check_output_is_not_input(o.output, {}, o.model, o.checkpoint);
   if (!o.force && std::filesystem::exists(o.output, ec))
     throw UsageError(fmt::format("{}: already exists; pass --force to replace it", o.output));
 

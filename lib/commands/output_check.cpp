@@ -7,16 +7,24 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "train/model.h"
 #include "train/run_folder.h"
 
 namespace mnistctl {
 
 namespace fs = std::filesystem;
 
-void check_output_is_not_input(const std::string& output, const std::vector<std::string>& inputs) {
+void check_output_is_not_input(const std::string& output, std::vector<std::string> inputs, const std::string& model,
+                               const std::string& checkpoint) {
   if (output.empty()) return;  // stdout
   std::error_code ec;
   if (!fs::is_regular_file(output, ec)) return;  // nothing there yet (or a device): nothing to lose
+  inputs.push_back(model);
+  try {
+    inputs.push_back(resolve_checkpoint(model, checkpoint));  // --checkpoint FILE included
+  } catch (const Error&) {
+    // the command's loader says what is wrong with the model
+  }
   for (const std::string& in : inputs) {
     if (in.empty() || !fs::is_regular_file(in, ec)) continue;
     if (fs::equivalent(output, in, ec))
@@ -26,12 +34,8 @@ void check_output_is_not_input(const std::string& output, const std::vector<std:
   // Looked up on the absolute path, named as the user wrote it.
   const fs::path abs = fs::absolute(output, ec).lexically_normal();
   const fs::path given = fs::path(output).lexically_normal();
-  for (int up = 1; up <= 2; ++up) {
-    fs::path dir = abs, shown = given;
-    for (int k = 0; k < up; ++k) {
-      dir = dir.parent_path();
-      shown = shown.parent_path();
-    }
+  fs::path dir = abs.parent_path(), shown = given.parent_path();
+  for (int up = 1; up <= 2; ++up, dir = dir.parent_path(), shown = shown.parent_path()) {
     const std::string rel = abs.lexically_relative(dir).generic_string();
     const std::vector<std::string> files = run_files(dir.string());
     if (std::find(files.begin(), files.end(), rel) != files.end())

@@ -10,8 +10,11 @@
 
 namespace mnistctl {
 
-// Throws UsageError naming `output` and what it is: the same file as one of `inputs` (paths
-// that do not exist, or are folders, are skipped), or a file of the run in its folder.
-void check_output_is_not_input(const std::string& output, const std::vector<std::string>& inputs);
+// Throws UsageError naming `output` and what it is: the same file as one of `inputs` or as the
+// checkpoint that `model` and `checkpoint` (--model, --checkpoint) name (paths that do not
+// exist, or are folders, are skipped; a model that cannot be resolved is the loader's to
+// report), or a file of the run in its folder.
+void check_output_is_not_input(const std::string& output, std::vector<std::string> inputs, const std::string& model,
+                               const std::string& checkpoint);
 
 }  // namespace mnistctl

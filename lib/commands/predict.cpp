@@ -35,7 +35,6 @@
 #include "data/idx_stream.h"
 #include "data/image.h"
 #include "train/metrics.h"
-#include "train/model.h"
 
 namespace mnistctl {
 namespace {
@@ -136,7 +135,6 @@ class Output {
  public:
   explicit Output(const std::string& path) {
     if (!path.empty()) file_ = std::make_unique<AtomicFile>(path);
-    path_ = path;
   }
   void write(const std::string& s) {
     if (file_) {
@@ -153,12 +151,11 @@ class Output {
   bool owns(const std::string& p) const {
     if (!file_) return false;
     std::error_code ec;
-    return fs::equivalent(p, file_->working_path(), ec) || fs::equivalent(p, path_, ec);
+    return fs::equivalent(p, file_->working_path(), ec) || fs::equivalent(p, file_->path(), ec);
   }
 
  private:
   std::unique_ptr<AtomicFile> file_;
-  std::string path_;
 };
 
 struct Row {
@@ -449,23 +446,16 @@ int run_predict(const PredictOptions& o) {
                                  "it has no effect (leave one of them out)",
                                  o.dataset));
   const std::string format = output_format(o);
-  std::vector<std::string> read = o.inputs;
-  read.push_back(o.model);
-  try {
-    read.push_back(resolve_checkpoint(o.model, o.checkpoint));  // --checkpoint FILE included
-  } catch (const Error&) {
-    // open_model says what is wrong with the model, below
-  }
-  check_output_is_not_input(o.output, read);  // before anything is made: a refusal leaves no trace
+  check_output_is_not_input(o.output, o.inputs, o.model, o.checkpoint);  // before anything is made
   // An image in an --input folder is an input too, though not named.
-  for (const std::string& in : o.inputs) {
-    std::error_code ec;
-    std::string why;
-    if (!o.output.empty() && fs::is_directory(in, ec) && fs::is_regular_file(o.output, ec) &&
-        fs::equivalent(fs::path(o.output).parent_path().empty() ? "." : fs::path(o.output).parent_path(), in, ec) &&
-        sniff(o.output, why) != InputKind::not_image)
-      throw UsageError(fmt::format("--output {}: is an image in the --input folder {}; give another --output",
-                                   o.output, in));
+  std::error_code ec;
+  std::string why;
+  if (!o.output.empty() && fs::is_regular_file(o.output, ec)) {
+    const fs::path out_dir = fs::path(o.output).parent_path().empty() ? "." : fs::path(o.output).parent_path();
+    for (const std::string& in : o.inputs)
+      if (fs::is_directory(in, ec) && fs::equivalent(out_dir, in, ec) && sniff(o.output, why) != InputKind::not_image)
+        throw UsageError(fmt::format("--output {}: is an image in the --input folder {}; give another --output",
+                                     o.output, in));
   }
   check_replaceable(o.output, o.force);
   if (!o.save_preprocessed.empty()) make_dirs(o.save_preprocessed);

@@ -27,7 +27,9 @@ class AtomicFile {
   void write(const void* data, size_t size);
   void write(const std::string& data) { write(data.data(), data.size()); }
   void commit();
-  // Where the data goes until commit(): the temporary file, or `path` when written in place.
+  // The file it makes, and where the data goes until commit(): the temporary file, or `path`
+  // when written in place.
+  const std::string& path() const { return path_; }
   const std::string& working_path() const { return tmp_.empty() ? path_ : tmp_; }
 
  private:
