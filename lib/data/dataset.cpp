@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/shell_word.h"
 #include "data/catalog.h"
 #include "data/idx.h"
 
@@ -60,7 +61,7 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
   std::string dir = dataset_dir(data_root, dataset);
   // The fetch that puts the files where this looked: with --data-dir when one was given.
   const std::string fetch = fmt::format("mnistctl fetch --dataset {}{}", dataset,
-                                        data_root.empty() ? "" : " --data-dir " + data_root);
+                                        data_root.empty() ? "" : " --data-dir " + shell_word(data_root));
   const DataFile& fi = split == Split::train ? info.train_images : info.test_images;
   const DataFile& fl = split == Split::train ? info.train_labels : info.test_labels;
 
@@ -101,12 +102,12 @@ Dataset load_split(const std::string& data_root, const std::string& dataset, Spl
     // Present but broken (truncated, corrupt gzip, bad header, counts that disagree): say
     // how to replace it. Runtime failures (memory) keep their message as it is.
     if (e.code() != kExitUsage) throw;
-    throw UsageError(fmt::format("{} (run '{} --force' to download it again)", e.what(), fetch));
+    throw UsageError(fmt::format("{} (run `{} --force` to download it again)", e.what(), fetch));
   }
   // A file of another image size (another dataset renamed, or a damaged header) is named
   // here rather than met later as "N pixels, the network expects M".
   if (ds.rows != info.rows || ds.cols != info.cols)
-    throw UsageError(fmt::format("{}: holds {}x{} images, but {} images are {}x{} (run '{} --force' to download it "
+    throw UsageError(fmt::format("{}: holds {}x{} images, but {} images are {}x{} (run `{} --force` to download it "
                                  "again)",
                                  ip, ds.rows, ds.cols, dataset, info.rows, info.cols, fetch));
   ds.name = dataset + "/" + split_name(split);

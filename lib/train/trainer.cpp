@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "core/shell_word.h"
 #include "core/stop_signals.h"
 #include "data/batch.h"
 #include "data/catalog.h"
@@ -91,17 +92,6 @@ uint64_t param_checksum(Network& net) {
   return h;
 }
 // ---- end data parallelism ----------------------------------------------------------------
-
-// Shell-quotes a word for a command line shown to the user (only when it needs it).
-std::string shell_word(const std::string& w) {
-  bool plain = !w.empty();
-  for (char c : w)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_./=:,+-@%", c))) plain = false;
-  if (plain) return w;
-  std::string q = "'";
-  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 std::string seconds_text(double s) { return fmt::format("{:.1f} s", s); }
 

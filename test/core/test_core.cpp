@@ -21,6 +21,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/shape.h"
+#include "core/shell_word.h"
 #include "core/stop_signals.h"
 #include "test_util.h"
 
@@ -194,6 +195,22 @@ TEST_CASE("json_string keeps UTF-8 and turns bytes that are not UTF-8 into U+FFF
   CHECK(json_string("\xed\xa0\x80") == "\"\\ufffd\\ufffd\\ufffd\"");
   CHECK(json_string("x\xe2\x82") == "\"x\\ufffd\\ufffd\"");
   CHECK(json_string("\xf5\x80\x80\x80") == "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+}
+
+TEST_CASE("shell_word gives back the word itself when a shell reads it") {
+  CHECK(shell_word("runs/lenet-1") == "runs/lenet-1");  // plain words stay readable
+  CHECK(shell_word("") == "''");
+  for (const std::string w : {"my runs", "it's", "$HOME", "a;b", "`x`", "*", "~", "a\"b\\c", "new\nline", "", "-x"}) {
+    // printf's output, through the shell, compared byte for byte.
+    std::FILE* p = ::popen(("printf '%s' " + shell_word(w)).c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string got;
+    char buf[256];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) got.append(buf, n);
+    CHECK(::pclose(p) == 0);
+    INFO("word: " << w << " quoted: " << shell_word(w));
+    CHECK(got == w);
+  }
 }
 
 TEST_CASE("Shape arithmetic") {

@@ -161,6 +161,12 @@ TEST_CASE("load_split finds <root>/<dataset>/ files and says how to get missing 
   CHECK(err.find(root + "/mnist/t10k-images-idx3-ubyte.gz: not found") == 0);
   CHECK(err.find("run `mnistctl fetch --dataset mnist --data-dir " + root + "` to download mnist") != std::string::npos);
   CHECK(err.find("$MNISTCTL_DATA") != std::string::npos);
+  // The command shown can be pasted into a shell whatever the folder's name holds.
+  const std::string odd = root + "/my data's";
+  err = error_of([&] { load_split(odd, "mnist", Split::test); });
+  INFO(err);
+  CHECK(err.find("run `mnistctl fetch --dataset mnist --data-dir '" + root + "/my data'\\''s'` to download") !=
+        std::string::npos);
 
   err = error_of([&] { load_split(root, "emnist", Split::test); });
   CHECK(err == "unknown dataset 'emnist' (known: mnist, fashion-mnist); did you mean 'mnist'?");
@@ -211,7 +217,7 @@ TEST_CASE("load_split on a present but broken file says how to download it again
   Bytes good_lab = gzip_bytes(idx_bytes(kLab, {3}, {1, 2, 3}));
   write_bytes(lab, good_lab);
   // The fetch that repairs it: into the same --data-dir.
-  const std::string hint = " (run 'mnistctl fetch --dataset mnist --data-dir " + root + " --force' to download it again)";
+  const std::string hint = " (run `mnistctl fetch --dataset mnist --data-dir " + root + " --force` to download it again)";
 
   Bytes bad_crc = good_img;
   bad_crc[bad_crc.size() - 8] ^= 0xFF;
