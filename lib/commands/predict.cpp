@@ -267,6 +267,12 @@ class Predictor {
   void idx(const std::string& path) {
     int64_t at = 0;
     try {
+      // Damage in compressed data shows only at the gzip check, after the rows it spoiled:
+      // such a file is checked whole first, and gives no rows.
+      if (const std::string bad = gzip_damage(path); !bad.empty()) {
+        error(path, 0, bad + ": no image of it is predicted (the damage may lie anywhere before the check that found it)");
+        return;
+      }
       IdxImageStream in(path);
       if (in.rows() * in.cols() != size_)
         throw UsageError(fmt::format("{}: images are {}x{}, the model expects {}", path, in.rows(),

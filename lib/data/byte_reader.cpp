@@ -62,6 +62,10 @@ bool ByteReader::refill() {
   return n > 0;
 }
 
+void ByteReader::throw_if_cut_off() const {
+  if (!pending_.empty()) throw UsageError(pending_);
+}
+
 size_t ByteReader::read(void* out, size_t n) {
   if (!gzip_) {
     size_t got = std::fread(out, 1, n, f_);
@@ -69,6 +73,7 @@ size_t ByteReader::read(void* out, size_t n) {
       throw UsageError(fmt::format("{}: read failed: {}", path_, std::strerror(errno)));
     return got;
   }
+  if (!pending_.empty()) throw UsageError(pending_);
   zs_.next_out = static_cast<Bytef*>(out);
   zs_.avail_out = static_cast<uInt>(n);
   while (zs_.avail_out > 0) {
@@ -85,15 +90,17 @@ size_t ByteReader::read(void* out, size_t n) {
       inflateReset(&zs_);
       member_done_ = false;
     }
-    if (zs_.avail_in == 0 && !refill())
-      throw UsageError(fmt::format(
-          "{}: truncated gzip stream (the file ends inside the compressed data)", path_));
+    if (zs_.avail_in == 0 && !refill()) {
+      pending_ = fmt::format("{}: truncated gzip stream (the file ends inside the compressed data)", path_);
+      if (zs_.avail_out < n) break;  // this read returns what was decoded; the next one throws
+      throw UsageError(pending_);
+    }
     int rc = inflate(&zs_, Z_NO_FLUSH);
     if (rc == Z_STREAM_END) {
       member_done_ = true;
     } else if (rc == Z_DATA_ERROR) {
-      throw UsageError(fmt::format("{}: corrupt gzip data ({})", path_,
-                                   zs_.msg ? zs_.msg : "invalid deflate stream"));
+      throw CorruptDataError(fmt::format("{}: corrupt gzip data ({})", path_,
+                                         zs_.msg ? zs_.msg : "invalid deflate stream"));
     } else if (rc == Z_MEM_ERROR) {
       throw RuntimeError(fmt::format("{}: out of memory while decompressing", path_));
     } else if (rc != Z_OK && rc != Z_BUF_ERROR) {

@@ -6,6 +6,9 @@
 // to hold gigabytes is caught before the memory is taken. Corrupt data, a failed CRC, a file
 // that ends inside the compressed stream and bytes after the last gzip member are all errors
 // that name the file (UsageError). Concatenated gzip members are read as one stream (RFC 1952).
+// A file that ends inside the compressed stream hands out what it did hold first: the read
+// that meets the end returns those bytes, and the next read throws. Corrupt data throws at once
+// (CorruptDataError): what it decoded before the damage showed cannot be trusted.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +18,16 @@
 
 #include <zlib.h>
 
+#include "core/error.h"
+
 namespace mnistctl {
+
+// Corrupt compressed data or a failed gzip check: the damage may lie anywhere before the point
+// where it showed, so no byte of the file can be trusted.
+class CorruptDataError : public Error {
+ public:
+  explicit CorruptDataError(const std::string& message) : Error(kExitUsage, message) {}
+};
 
 class ByteReader {
  public:
@@ -26,6 +38,9 @@ class ByteReader {
 
   // Reads up to n bytes; returns fewer only at the end of the (decompressed) data.
   size_t read(void* out, size_t n);
+  // After a short read: throws the reason when it was a gzip stream cut off inside its
+  // compressed data (the more precise message); does nothing otherwise.
+  void throw_if_cut_off() const;
   bool gzip() const { return gzip_; }
   // Size of the file on disk.
   int64_t file_size() const { return file_size_; }
@@ -45,6 +60,7 @@ class ByteReader {
   z_stream zs_{};
   bool zs_open_ = false;
   bool member_done_ = false;
+  std::string pending_;  // the truncation error of a read that returned what it had
   std::vector<unsigned char> in_;
 };
 

@@ -26,6 +26,7 @@ std::vector<int64_t> read_header_only(ByteReader& in, int ndims) {
 
   uint8_t head[16];
   size_t got = in.read(head, 4);
+  if (got < 4) in.throw_if_cut_off();
   if (got < 4)
     throw UsageError(fmt::format("{}: too short for an IDX file ({} bytes, the header alone is {})",
                                  path, got, 4 + 4 * ndims));
@@ -40,6 +41,7 @@ std::vector<int64_t> read_header_only(ByteReader& in, int ndims) {
         "{}: IDX header declares {} dimensions, expected {} {} for {} (magic 0x{:08x})", path,
         file_ndims, ndims, what, kind_name(ndims), want_magic));
   got = in.read(head + 4, static_cast<size_t>(4 * ndims));
+  if (got < static_cast<size_t>(4 * ndims)) in.throw_if_cut_off();
   if (got < static_cast<size_t>(4 * ndims))
     throw UsageError(fmt::format("{}: truncated IDX header ({} of {} bytes)", path, 4 + got,
                                  4 + 4 * ndims));
@@ -127,6 +129,7 @@ std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<ui
     data.resize(static_cast<size_t>(have + want));
     int64_t n = static_cast<int64_t>(in.read(data.data() + have, static_cast<size_t>(want)));
     have += n;
+    if (n < want) in.throw_if_cut_off();
     if (n < want)
       throw UsageError(fmt::format(
           "{}: truncated: the header declares {} ({} bytes) but the decompressed data holds "

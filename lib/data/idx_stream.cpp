@@ -21,19 +21,33 @@ IdxImageStream::IdxImageStream(const std::string& path)
 
 IdxImageStream::~IdxImageStream() = default;
 
+void IdxImageStream::throw_truncated() {
+  in_->throw_if_cut_off();  // a gzip file's own reason (it ends inside the compressed data) first
+  throw UsageError(truncated_);
+}
+
 int64_t IdxImageStream::next(int64_t max_images, std::vector<uint8_t>& out) {
   const int64_t image = rows_ * cols_;
   const int64_t n = std::min(std::max<int64_t>(max_images, 0), count_ - pos_);
   out.resize(static_cast<size_t>(n * image));
   if (n > 0) {
     const size_t got = in_->read(out.data(), out.size());
-    if (got < out.size())
-      throw UsageError(fmt::format("{}: truncated: the header declares {} images but the data "
-                                   "ends inside image {}", path_, count_,
-                                   pos_ + static_cast<int64_t>(got) / image));
+    if (got < out.size()) {
+      // The whole images before the end are handed out; the next call reports the end.
+      const int64_t whole = static_cast<int64_t>(got) / image;
+      const std::string why = fmt::format("{}: truncated: the header declares {} images but the data "
+                                          "ends inside image {}", path_, count_, pos_ + whole);
+      truncated_ = why;
+      count_ = pos_ + whole;  // nothing more to hand out
+      if (whole == 0) throw_truncated();
+      out.resize(static_cast<size_t>(whole * image));
+      pos_ += whole;
+      return whole;
+    }
     pos_ += n;
     return n;
   }
+  if (!truncated_.empty()) throw_truncated();
   if (!end_checked_) {
     end_checked_ = true;
     // Reading past the declared data runs the gzip CRC check; anything found is refused, and
@@ -49,6 +63,21 @@ int64_t IdxImageStream::next(int64_t max_images, std::vector<uint8_t>& out) {
                                    more, count_));
   }
   return 0;
+}
+
+std::string gzip_damage(const std::string& path) {
+  ByteReader in(path);
+  if (!in.gzip()) return "";
+  std::vector<uint8_t> buf(size_t{1} << 18);
+  try {
+    while (in.read(buf.data(), buf.size()) > 0) {
+    }
+  } catch (const CorruptDataError& e) {
+    return e.what();
+  } catch (const Error&) {
+    // Truncation or trailing bytes: what comes before is sound; the reader reports it in place.
+  }
+  return "";
 }
 
 }  // namespace mnistctl

@@ -33,14 +33,24 @@ class IdxImageStream {
 
   // Replaces `out` with the next min(max_images, images left) images (rows*cols bytes each)
   // and returns how many. After the last image, the rest of the file is checked (trailing
-  // data, the gzip CRC); then 0 is returned.
+  // data, the gzip CRC); then 0 is returned. A file that ends early hands out its whole
+  // images first; the call after them throws.
   int64_t next(int64_t max_images, std::vector<uint8_t>& out);
 
  private:
+  [[noreturn]] void throw_truncated();
+
   std::string path_;
   std::unique_ptr<ByteReader> in_;
   int64_t count_ = 0, rows_ = 0, cols_ = 0, pos_ = 0;
   bool end_checked_ = false;
+  std::string truncated_;  // the error the next call throws, once the images before it are out
 };
+
+// The message of the damage a gzip file's data holds (corrupt deflate data, a failed check),
+// found by inflating it whole and discarding the bytes; "" when it is sound or not gzip.
+// Such damage is often found only at the file's end, after the bytes it spoiled: a caller that
+// hands out data as it reads it checks the file first. (Throws what opening the file throws.)
+std::string gzip_damage(const std::string& path);
 
 }  // namespace mnistctl

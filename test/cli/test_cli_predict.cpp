@@ -386,6 +386,58 @@ TEST_CASE("predict reads a folder sorted and skips non-images and a bad image is
   }
 }
 
+TEST_CASE("predict gives no row from a gzip IDX file whose data is corrupt, and every whole image before a cut") {
+  std::string root = data_root("pp-gzdamage");
+  std::string run = train_mlp(root, "pp-gzdamage-run");
+  std::string dir = scratch_dir("pp-gzdamage-in");
+  // More images than predict reads at a time (5,000), so that damage can lie past a chunk.
+  const uint32_t n = 7000;
+  Dataset test = load_split(root, "mnist", Split::test, n);
+  const std::string raw = idx_images(n, test.images);
+  gzFile f = gzopen((dir + "/good.idx.gz").c_str(), "wb6");
+  REQUIRE(f);
+  REQUIRE(gzwrite(f, raw.data(), static_cast<unsigned>(raw.size())) == static_cast<int>(raw.size()));
+  REQUIRE(gzclose(f) == Z_OK);
+  const std::string gz = read_text(dir + "/good.idx.gz");
+  RunResult good = run_mnistctl({"predict", "--model", run, "--input", dir + "/good.idx.gz"});
+  REQUIRE(good.code == 0);
+  const auto want = lines(good.out);
+  REQUIRE(want.size() == n + 1);
+
+  // Bytes flipped in the middle of the compressed data: zlib may decode past them and find
+  // the damage only at the gzip check, after rows computed from spoiled pixels.
+  std::string bad = gz;
+  for (size_t i = bad.size() / 2; i < bad.size() / 2 + 50; ++i) bad[i] = static_cast<char>(bad[i] ^ 0x55);
+  write_file(dir + "/corrupt.idx.gz", bad);
+  RunResult c = run_mnistctl({"predict", "--model", run, "--input", dir + "/corrupt.idx.gz"});
+  INFO(c.err);
+  CHECK(c.code == 2);
+  auto lc = lines(c.out);
+  REQUIRE(lc.size() == 2);  // the header and one error row
+  CHECK(lc[1].rfind(dir + "/corrupt.idx.gz,0,,,,,,,,,,,,", 0) == 0);
+  CHECK(lc[1].find("corrupt gzip data") != std::string::npos);
+  CHECK(lc[1].find("no image of it is predicted") != std::string::npos);
+
+  // A file cut off at 80%: its whole images come out, identical to the good file's rows (the
+  // chunk that holds the cut included), then the error row where it ends.
+  write_file(dir + "/cut.idx.gz", gz.substr(0, gz.size() * 8 / 10));
+  RunResult t = run_mnistctl({"predict", "--model", run, "--input", dir + "/cut.idx.gz"});
+  INFO(t.err);
+  CHECK(t.code == 2);
+  auto lt = lines(t.out);
+  REQUIRE(lt.size() >= 3);
+  const size_t rows = lt.size() - 2;
+  CHECK(rows > 5000);
+  CHECK(rows < n);
+  for (size_t i = 1; i <= rows; ++i) {
+    auto a = fields(lt[i]), b = fields(want[i]);
+    REQUIRE(a.size() == b.size());
+    CHECK(std::vector<std::string>(a.begin() + 1, a.end()) == std::vector<std::string>(b.begin() + 1, b.end()));
+  }
+  CHECK(lt.back().rfind(dir + "/cut.idx.gz," + std::to_string(rows) + ",,,,,,,,,,,,", 0) == 0);
+  CHECK(lt.back().find("truncated gzip stream") != std::string::npos);
+}
+
 TEST_CASE("predict streams a large IDX file in bounded memory and writes its output atomically") {
   std::string root = data_root("pp-stream");
   std::string run = train_mlp(root, "pp-stream-run");

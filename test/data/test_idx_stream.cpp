@@ -83,3 +83,40 @@ TEST_CASE("IdxImageStream refuses what read_idx_images refuses, naming the file"
   CHECK(stream_error(p) == p + ": truncated IDX header (6 of 16 bytes)");
   CHECK(stream_error(dir + "/missing.idx").find(dir + "/missing.idx: cannot open") == 0);
 }
+
+TEST_CASE("IdxImageStream hands out a cut-off gzip file's whole images, then names the cut") {
+  std::string dir = scratch_dir("idx_stream_cut");
+  const Bytes px = pattern(400 * 28 * 28, 11);
+  const Bytes gz = gzip_bytes(idx_bytes(0x00000803, {400, 28, 28}, px));
+  write_bytes(dir + "/cut.idx.gz", Bytes(gz.begin(), gz.begin() + static_cast<std::ptrdiff_t>(gz.size() / 2)));
+  IdxImageStream s(dir + "/cut.idx.gz");
+  Bytes buf;
+  const int64_t n = s.next(1000, buf);  // one call asks for more than the file holds
+  INFO("whole images before the cut: " << n);
+  CHECK(n > 0);
+  CHECK(n < 400);
+  CHECK(buf.size() == size_t(n) * 784);
+  CHECK(buf == Bytes(px.begin(), px.begin() + n * 784));
+  const std::string err = usage_error_from([&] { s.next(1000, buf); }, "the call after the cut");
+  CHECK(err == dir + "/cut.idx.gz: truncated gzip stream (the file ends inside the compressed data)");
+}
+
+TEST_CASE("gzip_damage finds corrupt compressed data before anything is handed out") {
+  std::string dir = scratch_dir("idx_gzip_damage");
+  const Bytes px = pattern(200 * 28 * 28, 5);
+  const Bytes raw = idx_bytes(0x00000803, {200, 28, 28}, px);
+  const Bytes gz = gzip_bytes(raw);
+  write_bytes(dir + "/good.idx.gz", gz);
+  write_bytes(dir + "/raw.idx", raw);
+  CHECK(gzip_damage(dir + "/good.idx.gz").empty());
+  CHECK(gzip_damage(dir + "/raw.idx").empty());
+  // A failed CRC: the data decodes, only the check at the end tells.
+  Bytes crc = gz;
+  crc[crc.size() - 6] ^= 0xFF;
+  write_bytes(dir + "/crc.idx.gz", crc);
+  CHECK(gzip_damage(dir + "/crc.idx.gz") == dir + "/crc.idx.gz: corrupt gzip data (incorrect data check)");
+  // A cut is not damage to what comes before it: the stream reports it where it is.
+  write_bytes(dir + "/cut.idx.gz", Bytes(gz.begin(), gz.begin() + static_cast<std::ptrdiff_t>(gz.size() / 2)));
+  CHECK(gzip_damage(dir + "/cut.idx.gz").empty());
+  CHECK(usage_error_from([&] { gzip_damage(dir + "/missing.gz"); }, "missing").find("cannot open") != std::string::npos);
+}
