@@ -79,6 +79,11 @@ int train_in_job(const TrainOptions& o, Collective& job) {
       if (!std::filesystem::exists(last, ec)) {
         // A train still before its first checkpoint there: say that, not "stopped early".
         if (std::filesystem::is_directory(out_dir, ec)) RunFolder::check_not_in_use(out_dir);
+        if (const std::string kept = newest_epoch_checkpoint(out_dir); !kept.empty())
+          throw UsageError(fmt::format("--resume: {} has no last.ckpt, but {} holds a finished epoch (was the write "
+                                       "of last.ckpt cut short, by a full disk?): copy that file to {}/last.ckpt "
+                                       "and resume again",
+                                       out_dir, kept, out_dir));
         if (run_files(out_dir).empty())
           throw UsageError(fmt::format("--resume: {} has no checkpoint yet (no run was trained there): start it "
                                        "without --resume",

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/batch.h"
+#include "train/run_folder.h"
 
 namespace mnistctl {
 
@@ -60,8 +61,13 @@ std::string resolve_checkpoint(const std::string& p, const std::string& which) {
   if (p.empty()) throw UsageError("which model? give --model RUN (a run folder or checkpoint file)");
   if (fs::is_directory(p, ec)) {
     std::string last = (fs::path(p) / "last.ckpt").string();
-    if (!fs::exists(last, ec))
+    if (!fs::exists(last, ec)) {
+      if (const std::string kept = newest_epoch_checkpoint(p); !kept.empty())
+        throw UsageError(fmt::format("{}: no last.ckpt in this run folder; its newest checkpoint is {} (--checkpoint "
+                                     "FILE takes it)",
+                                     p, kept));
       throw UsageError(fmt::format("{}: no last.ckpt in this run folder (has it trained an epoch?)", p));
+    }
     return last;
   }
   if (!fs::exists(p, ec)) throw UsageError(fmt::format("{}: no such checkpoint file or run folder", p));

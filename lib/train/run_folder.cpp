@@ -126,13 +126,35 @@ void check_fresh_run(const std::string& dir, bool overwrite) {
   const std::string listed =
       files.front() + (files.size() > 1 ? fmt::format(" and {} more", files.size() - 1) : std::string());
   std::error_code ec;
-  if (!fs::exists(fs::path(dir) / "last.ckpt", ec))  // nothing to resume: stopped before its first checkpoint
+  if (!fs::exists(fs::path(dir) / "last.ckpt", ec)) {
+    if (const std::string kept = newest_epoch_checkpoint(dir); !kept.empty())
+      throw UsageError(fmt::format("{} holds a run with no last.ckpt but with {} (was the write of last.ckpt cut "
+                                   "short, by a full disk?): copy that file to {}/last.ckpt and continue with "
+                                   "--resume, or train into another --out",
+                                   dir, kept, dir));
+    // nothing to resume: stopped before its first checkpoint
     throw UsageError(fmt::format("{} holds a run that has no checkpoint yet ({}): replace it with --overwrite, "
                                  "or train into another --out",
                                  dir, listed));
+  }
   throw UsageError(fmt::format("{} already holds a run ({}): continue it with --resume, replace it with "
                                "--overwrite, or train into another --out",
                                dir, listed));
+}
+
+std::string newest_epoch_checkpoint(const std::string& dir) {
+  std::string newest;
+  long best = -1;
+  for (const std::string& f : run_files(dir)) {
+    const std::string prefix = "checkpoints/epoch-", suffix = ".ckpt";
+    if (f.size() <= prefix.size() + suffix.size() || f.compare(0, prefix.size(), prefix) != 0 ||
+        f.compare(f.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string digits = f.substr(prefix.size(), f.size() - prefix.size() - suffix.size());
+    if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (const long e = std::stol(digits); e > best) best = e, newest = (fs::path(dir) / f).string();
+  }
+  return newest;
 }
 
 std::string latest_run(const std::string& parent) {
@@ -298,11 +320,13 @@ void RunFolder::log_epoch(const EpochLog& r) {
 }
 
 void RunFolder::save_checkpoint(const std::string& bytes, int64_t epoch, bool end_of_epoch, bool best) {
+  // last.ckpt first: it is what --resume continues from, so a write that fails after it (a
+  // full disk) leaves the run resumable.
+  write_file_atomic(last_path(), bytes);
   if (end_of_epoch) {
     write_file_atomic(epoch_path(epoch), bytes);
     if (best) write_file_atomic(best_path(), bytes);
   }
-  write_file_atomic(last_path(), bytes);
 }
 
 }  // namespace mnistctl

@@ -53,6 +53,11 @@ std::vector<std::string> foreign_files(const std::string& dir);
 // when `dir` holds a run and `overwrite` is false. Deletes nothing.
 void check_fresh_run(const std::string& dir, bool overwrite);
 
+// The run's checkpoints/epoch-NNN.ckpt of the highest epoch, as a path under `dir`; empty
+// when it has none. Where last.ckpt is missing beside one (its write failed: a full disk),
+// that is the run's work, which messages name rather than offer --overwrite.
+std::string newest_epoch_checkpoint(const std::string& dir);
+
 // The folder directly under `parent` whose last.ckpt was written most recently; empty when
 // there is none.
 std::string latest_run(const std::string& parent);

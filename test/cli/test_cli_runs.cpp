@@ -283,6 +283,46 @@ TEST_CASE("a folder whose run stopped before its first checkpoint is refused wit
   CHECK(read_text(out + "/metrics.jsonl") == "{\"type\":\"start\"}\n");
 }
 
+TEST_CASE("a checkpoint write that fails after last.ckpt leaves the run resumable, and a lost last.ckpt is named, not --overwrite") {
+  std::string root = data_root("runs-ckptfail-data");
+  std::string out = scratch_dir("runs-ckptfail") + "/run";
+  REQUIRE(run_mnistctl(quick_mlp(root, out, 1)).code == 0);
+  // Epoch 2's copy cannot be written (a folder stands at its name, as a full disk would fail
+  // it): last.ckpt, written first, already holds epoch 2.
+  fs::create_directories(out + "/checkpoints/epoch-002.ckpt/x");
+  std::vector<std::string> resume = quick_mlp(root, out, 2);
+  resume.push_back("--resume");
+  RunResult r = run_mnistctl(resume);
+  INFO(r.out << r.err);
+  CHECK(r.code == 2);  // a folder at a file's name is a usage error (a full disk: 3)
+  CHECK(r.err.find(out + "/checkpoints/epoch-002.ckpt: is a folder") != std::string::npos);
+  CHECK(checkpoint_position(out + "/last.ckpt") == RunPosition{2, 0});
+  fs::remove_all(out + "/checkpoints/epoch-002.ckpt");
+
+  // last.ckpt lost beside an epoch checkpoint: every command names that file, and none
+  // offers --overwrite, which would delete it.
+  fs::remove(out + "/last.ckpt");
+  const std::string kept = out + "/checkpoints/epoch-001.ckpt";
+  RunResult again = run_mnistctl(resume);
+  CHECK(again.code == 2);
+  CHECK(again.err == "mnistctl: --resume: " + out + " has no last.ckpt, but " + kept +
+                         " holds a finished epoch (was the write of last.ckpt cut short, by a full disk?): copy that "
+                         "file to " + out + "/last.ckpt and resume again\n");
+  RunResult fresh = run_mnistctl(quick_mlp(root, out, 2));
+  CHECK(fresh.code == 2);
+  CHECK(fresh.err.find("holds a run with no last.ckpt but with " + kept) != std::string::npos);
+  CHECK(fresh.err.find("--overwrite") == std::string::npos);
+  RunResult ev = run_mnistctl({"eval", "--model", out, "--data-dir", root});
+  CHECK(ev.code == 2);
+  CHECK(ev.err.find("no last.ckpt in this run folder; its newest checkpoint is " + kept) != std::string::npos);
+  // Copied back as the message says, the run goes on.
+  fs::copy_file(kept, out + "/last.ckpt");
+  RunResult resumed = run_mnistctl(resume);
+  INFO(resumed.err);
+  CHECK(resumed.code == 0);
+  CHECK(checkpoint_position(out + "/last.ckpt") == RunPosition{2, 0});
+}
+
 TEST_CASE("the default run folder names network and dataset, --resume alone takes the newest run, nothing is written outside") {
   std::string root = data_root("runs-default-data");
   std::string cwd = scratch_dir("runs-default");
