@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
   e->add_flag("--json", eval.json, "Print one JSON object");
   e->add_option("--min-accuracy", eval.min_accuracy, "Exit 1 when accuracy is below this")
       ->check(cli::range(0.0, 1.0));
-  e->add_option("--top-k", eval.top_k, "Also report top-k accuracy")->check(cli::range(1, 10))
+  e->add_option("--top-k", eval.top_k, "Also report top-k accuracy (a class tied with the true one counts as above it)")->check(cli::range(1, 10))
       ->capture_default_str();
   e->add_option("--dataset", eval.dataset, "Score on this dataset's test set (default: the model's own)")
       ->check(cli::one_of(dataset_names()));

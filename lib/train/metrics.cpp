@@ -27,10 +27,12 @@ void EvalAccumulator::add(const float* probs, const uint8_t* labels, int64_t n) 
     int pred = argmax(row, classes_);
     ++confusion_[static_cast<size_t>(label * classes_ + pred)];
     if (pred == label) ++correct_;
-    // Top-k: the label is among the k largest (ties counted against it).
+    // Top-k: the label is among the k largest, ties counted against it: a confident model's
+    // probabilities round to 0 for most classes, and an all-zero tail would otherwise count
+    // the true class among the top k whatever its real rank.
     int above = 0;
     for (int j = 0; j < classes_; ++j)
-      if (row[j] > row[label]) ++above;
+      if (j != label && row[j] >= row[label]) ++above;
     if (above < top_k_) ++topk_correct_;
     xent_ -= std::log(std::max(static_cast<double>(row[label]), 1e-12));
     ++count_;

@@ -53,6 +53,22 @@ TEST_CASE("eval output names the classes when the dataset has names") {
   CHECK(format_eval_json(r, EvalSource{"m", "mnist", "ref"}).find("class_names") == std::string::npos);
 }
 
+TEST_CASE("top-k counts ties against the true class, so probabilities rounded to 0 do not make hits") {
+  // A confident model: the true class (3) and four others all rounded to 0.
+  const float probs[] = {1.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f,
+                         0.5f, 0.5f, 0.0f, 0.0f, 0.0f, 0.0f};  // label 1 ties with class 0
+  const uint8_t labels[] = {3, 1};
+  EvalAccumulator top5(6, 5);
+  top5.add(probs, labels, 1);
+  CHECK(top5.result().top_k_accuracy == 0.0);  // 5 classes at or above it: not in the top 5
+  EvalAccumulator top2(6, 2), top1(6, 1);
+  top2.add(probs + 6, labels + 1, 1);
+  top1.add(probs + 6, labels + 1, 1);
+  CHECK(top2.result().top_k_accuracy == 1.0);
+  CHECK(top1.result().top_k_accuracy == 0.0);  // as accuracy: the first of equal maxima is class 0
+  CHECK(top1.result().accuracy == 0.0);
+}
+
 TEST_CASE("argmax takes the first of equal maxima") {
   const float row[] = {0.1f, 0.4f, 0.4f};
   CHECK(argmax(row, 3) == 1);
