@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -132,6 +133,18 @@ bool Progress::due(int64_t done) const {
 }
 
 namespace {
+// The terminal's width; where it does not say (0 columns), $COLUMNS, else 80.
+size_t terminal_columns(std::FILE* f) {
+  struct winsize ws{};
+  if (::ioctl(::fileno(f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  if (const char* c = std::getenv("COLUMNS")) {
+    char* end = nullptr;
+    const long n = std::strtol(c, &end, 10);
+    if (end != c && *end == '\0' && n > 0 && n < 10000) return static_cast<size_t>(n);
+  }
+  return 80;
+}
+
 std::string clock_text(double seconds) {
   long s = static_cast<long>(seconds + 0.5);
   return s >= 3600 ? fmt::format("{}:{:02d}:{:02d}", s / 3600, s / 60 % 60, s % 60)
@@ -148,21 +161,36 @@ void Progress::update(int64_t done, const std::string& suffix) {
   }
   if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done < total_) return;
   last_ = now;
+  // A line wider than the terminal wraps, and "\r\033[K" then clears only its last row: each
+  // redraw would leave a stale row behind. So the bar narrows, then the line is cut, to fit.
+  const size_t columns = terminal_columns(stderr);
   std::string line;
   if (total_ > 0) {
-    const int width = 30;
+    int width = 30;
     double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
-    int fill = static_cast<int>(frac * width);
     const double secs = std::chrono::duration<double>(now - first_).count();
     // A rate once there is progress since the first update to measure it by ("-" before:
     // a fast epoch is over before any longer warm-up would end, and 0.0/s would be wrong).
     const double rate = secs > 0 && done > first_done_ ? static_cast<double>(done - first_done_) / secs : 0.0;
     const std::string rate_text = rate > 0 ? fmt::format("{:.1f}/s", rate) : "-/s";
     const std::string eta = rate > 0 ? clock_text(static_cast<double>(total_ - done) / rate) : "-:--";
-    line = fmt::format("{} [{}{}] {:3.0f}% {}/{} {} ETA {} {}", label_, std::string(fill, '#'),
-                       std::string(width - fill, '.'), frac * 100.0, done, total_, rate_text, eta, suffix);
+    auto draw = [&] {
+      const int fill = static_cast<int>(frac * width);
+      return fmt::format("{} [{}{}] {:3.0f}% {}/{} {} ETA {} {}", label_, std::string(fill, '#'),
+                         std::string(width - fill, '.'), frac * 100.0, done, total_, rate_text, eta, suffix);
+    };
+    line = draw();
+    if (line.size() >= columns) {
+      width = std::max(10, width - static_cast<int>(line.size() - columns + 1));
+      line = draw();
+    }
   } else {
     line = fmt::format("{} {} {}", label_, done, suffix);
+  }
+  if (line.size() >= columns) {  // one column spare: some terminals wrap on the last one
+    size_t cut = columns - 1;
+    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+    line.resize(cut);
   }
   write_text(stderr, "\r\033[K" + line);
   drawn_ = true;

@@ -116,9 +116,12 @@ struct InDir {
 
 // Runs the binary with stdout and stderr on a pseudo-terminal, CI set or unset; returns
 // everything the terminal received and the exit code.
-RunResult run_on_terminal(const std::vector<std::string>& args, bool ci) {
+RunResult run_on_terminal(const std::vector<std::string>& args, bool ci, unsigned short columns = 0) {
   int master = -1;
-  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  struct winsize ws{};
+  ws.ws_row = 24;
+  ws.ws_col = columns;
+  pid_t pid = forkpty(&master, nullptr, nullptr, columns > 0 ? &ws : nullptr);
   if (pid == 0) {
     if (ci)
       setenv("CI", "true", 1);
@@ -764,6 +767,22 @@ TEST_CASE("the progress bar shows batches, rate, ETA and running loss on a termi
   // The last batch is drawn, with a measured rate and ETA (never a rate of 0 while it runs).
   CHECK(std::regex_search(tty.out, std::regex("100% 30/30 [0-9]+\\.[0-9]/s ETA 0:00 ")));
   CHECK(tty.out.find(" 0.0/s") == std::string::npos);
+
+  // On a narrow terminal every drawn bar fits in one row: one that wraps leaves a stale row
+  // at each redraw, as "\r\033[K" clears only the last.
+  RunResult narrow = run_on_terminal(quick_mlp(root, out + "/narrow", 1, 3000), /*ci=*/false, 50);
+  REQUIRE(narrow.code == 0);
+  int bars = 0;
+  for (size_t at = 0; (at = narrow.out.find("\r\033[K", at)) != std::string::npos;) {
+    at += 4;
+    const size_t end = narrow.out.find_first_of("\r\n", at);
+    const std::string bar = narrow.out.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (bar.rfind("Epoch[1] [", 0) != 0) continue;  // the clear before a log line
+    ++bars;
+    INFO("bar: " << bar);
+    CHECK(bar.size() <= 49);
+  }
+  CHECK(bars > 0);
 
   RunResult ci = run_on_terminal(quick_mlp(root, out + "/ci", 1, 3000), /*ci=*/true);
   REQUIRE(ci.code == 0);
