@@ -185,6 +185,7 @@ class Predictor {
       height_ = in[in.rank() - 2];
       width_ = in[in.rank() - 1];
     }
+    framing_ = info.fills_frame ? Framing::item : Framing::digit;
     const std::vector<std::string>& names = info.class_names;
     if (!names_are_numbers(names)) names_ = names;
     start_ = std::chrono::steady_clock::now();
@@ -252,9 +253,9 @@ class Predictor {
         px = std::move(g.pixels);
       } else {
         if (width_ != 28 || height_ != 28)
-          throw UsageError(fmt::format("{}: pictures are prepared as 28x28 digits, the model expects {}",
+          throw UsageError(fmt::format("{}: pictures are prepared as 28x28 images, the model expects {}",
                                        path, net_.input_shape().str()));
-        px = load_digit_image(path);
+        px = load_digit_image(path, framing_);
       }
     } catch (const Error& e) {
       if (e.code() != kExitUsage) throw;
@@ -431,6 +432,7 @@ class Predictor {
   Output& out_;
   bool json_, with_labels_, with_errors_;
   int64_t size_ = 0, width_ = 0, height_ = 0;
+  Framing framing_ = Framing::digit;  // how pictures are framed: as the model's dataset frames its images
   int classes_ = 0;
   std::vector<std::string> names_;  // empty when the classes are the digits themselves
   std::vector<Row> rows_;

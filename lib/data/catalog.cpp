@@ -70,6 +70,7 @@ std::vector<DatasetInfo> make_catalog() {
   fashion.name = "fashion-mnist";
   fashion.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  fashion.fills_frame = true;
   fashion.train_images =
       file("train-images-idx3-ubyte.gz",
            "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc", 26421880,

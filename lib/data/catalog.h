@@ -34,6 +34,7 @@ struct DatasetInfo {
   int64_t rows = 28, cols = 28;  // image size (both datasets are MNIST-shaped)
   int classes = 10;
   std::vector<std::string> class_names;  // one per class, for output a person reads
+  bool fills_frame = false;  // its images fill 28x28 (Fashion-MNIST), not a 20x20 box (MNIST)
   DataFile train_images, train_labels, test_images, test_labels;
   std::vector<std::string> mirrors;     // base URLs, tried in order
   std::vector<std::string> local_dirs;  // folders a system package may have installed

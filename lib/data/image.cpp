@@ -244,7 +244,8 @@ uint8_t to_u8(float v) { return static_cast<uint8_t>(std::clamp(std::lround(v), 
 }  // namespace
 
 std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, int64_t h,
-                                   const std::string& what) {
+                                   const std::string& what, Framing framing) {
+  const bool item = framing == Framing::item;
   check_size(what, w, h);
   if (static_cast<int64_t>(gray.size()) != w * h)
     throw UsageError(fmt::format("{}: {} pixels for a {}x{} image", what, gray.size(), w, h));
@@ -271,17 +272,20 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
   }
   const float bg = static_cast<float>(invert ? 255.0 - border : border);
   if (mx - bg < kMinInkContrast)
-    throw UsageError(fmt::format("{}: no digit found: the image has no ink that stands out from "
-                                 "its background (ink contrast {:.0f} of 255, at least {:.0f} needed)", what, std::max(0.0f, mx - bg), kMinInkContrast));
+    throw UsageError(fmt::format("{}: no {} found: the image has nothing that stands out from "
+                                 "its background (contrast {:.0f} of 255, at least {:.0f} needed)",
+                                 what, item ? "item" : "digit", std::max(0.0f, mx - bg), kMinInkContrast));
 
   // Level: background -> 0, the strongest ink -> 255.
   for (auto& v : g) v = std::clamp((v - bg) / (mx - bg), 0.0f, 1.0f) * 255.0f;
 
-  // Crop to the ink's bounding box (ink: above 10% after levelling, ignoring faint noise).
+  // Crop to the ink's bounding box (ink: above 10% after levelling, ignoring faint noise; an
+  // item's faint parts, a pale sleeve, are part of it: 5%).
+  const float ink = item ? 12.75f : 25.5f;
   int64_t x0 = w, y0 = h, x1 = -1, y1 = -1;
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x)
-      if (g[static_cast<size_t>(y * w + x)] > 25.5f) {
+      if (g[static_cast<size_t>(y * w + x)] > ink) {
         x0 = std::min(x0, x);
         x1 = std::max(x1, x);
         y0 = std::min(y0, y);
@@ -293,11 +297,20 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
     for (int64_t x = 0; x < bw; ++x)
       crop[static_cast<size_t>(y * bw + x)] = g[static_cast<size_t>((y + y0) * w + x + x0)];
 
-  // Fit in 20x20, aspect kept.
-  const double s = 20.0 / static_cast<double>(std::max(bw, bh));
-  const int64_t nw = std::clamp<int64_t>(std::lround(bw * s), 1, 20);
-  const int64_t nh = std::clamp<int64_t>(std::lround(bh * s), 1, 20);
+  // Fit in 20x20 (a digit) or 28x28 (an item), aspect kept.
+  const int64_t side = item ? 28 : 20;
+  const double s = static_cast<double>(side) / static_cast<double>(std::max(bw, bh));
+  const int64_t nw = std::clamp<int64_t>(std::lround(bw * s), 1, side);
+  const int64_t nh = std::clamp<int64_t>(std::lround(bh * s), 1, side);
   std::vector<float> small = resample(crop, bw, bh, nw, nh);
+  std::vector<uint8_t> out(28 * 28, 0);
+  if (item) {  // the box centred
+    const int64_t ox = (28 - nw) / 2, oy = (28 - nh) / 2;
+    for (int64_t y = 0; y < nh; ++y)
+      for (int64_t x = 0; x < nw; ++x)
+        out[static_cast<size_t>((y + oy) * 28 + x + ox)] = to_u8(small[static_cast<size_t>(y * nw + x)]);
+    return out;
+  }
 
   // Centre of mass -> centre of the 28x28 field (13.5 in pixel-index coordinates).
   double m = 0, mx_ = 0, my_ = 0;
@@ -311,7 +324,6 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
   const double cx = m > 0 ? mx_ / m : (nw - 1) / 2.0, cy = m > 0 ? my_ / m : (nh - 1) / 2.0;
   const int64_t ox = std::clamp<int64_t>(std::lround(13.5 - cx), 0, 28 - nw);
   const int64_t oy = std::clamp<int64_t>(std::lround(13.5 - cy), 0, 28 - nh);
-  std::vector<uint8_t> out(28 * 28, 0);
   for (int64_t y = 0; y < nh; ++y)
     for (int64_t x = 0; x < nw; ++x)
       out[static_cast<size_t>((y + oy) * 28 + x + ox)] = to_u8(small[static_cast<size_t>(y * nw + x)]);
@@ -345,9 +357,9 @@ GrayImage decode_gray_image(const std::string& path) {
   return img;
 }
 
-std::vector<uint8_t> load_digit_image(const std::string& path) {
+std::vector<uint8_t> load_digit_image(const std::string& path, Framing framing) {
   GrayImage img = decode_gray_image(path);
-  return prepare_digit(img.pixels, img.width, img.height, path);
+  return prepare_digit(img.pixels, img.width, img.height, path, framing);
 }
 
 }  // namespace mnistctl

@@ -11,10 +11,14 @@
 //    refused: "<file>: no digit found: ..." (UsageError). Blank, all-white, all-black and
 //    uniform grey images are never classified.
 //  * Level: background to 0, the strongest ink to 255.
-//  * Crop to the ink's bounding box (pixels above 10% after levelling), scale it with area
-//    averaging (or linear interpolation when enlarging) so that its longer side is 20 pixels,
-//    aspect kept, and paste it into 28x28 so that its centre of mass lands on the centre
-//    (shifted by whole pixels, never pushed out of the frame).
+//  * Framing, by the model's dataset (Framing):
+//    - digit (MNIST): crop to the ink's bounding box (pixels above 10% after levelling), scale
+//      it with area averaging (or linear interpolation when enlarging) so that its longer side
+//      is 20 pixels, aspect kept, and paste it into 28x28 so that its centre of mass lands on
+//      the centre (shifted by whole pixels, never pushed out of the frame).
+//    - item (Fashion-MNIST, whose items fill the frame): crop to the item's bounding box
+//      (above 5%), scale its longer side to 28, aspect kept, and centre the box. (Zalando's
+//      recipe also sharpens after scaling; that step is not reproduced.)
 // `predict --raw` skips all of this (decode_gray_image only).
 //
 // Budget: the size is read from the header and checked before any pixel memory is taken: at
@@ -38,13 +42,17 @@ struct GrayImage {
 // Decodes a PGM or PNG file (by content, not name) to 8-bit gray, within the budget.
 GrayImage decode_gray_image(const std::string& path);
 
+// How a picture is framed in 28x28 (see above): as MNIST frames its digits, or as
+// Fashion-MNIST frames its items.
+enum class Framing { digit, item };
+
 // decode_gray_image + prepare_digit.
-std::vector<uint8_t> load_digit_image(const std::string& path);
+std::vector<uint8_t> load_digit_image(const std::string& path, Framing framing = Framing::digit);
 
 // The preprocessing above: an 8-bit gray image -> 28x28 MNIST-style. `what` names the
 // source in errors.
 std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t width,
-                                   int64_t height, const std::string& what);
+                                   int64_t height, const std::string& what, Framing framing = Framing::digit);
 
 // The budget (see above). 4 megapixels is a 2048x2048 scan; a photo from a phone is larger and
 // must be scaled down first.

@@ -327,6 +327,34 @@ TEST_CASE("predict puts the true label in test-set output and Fashion-MNIST clas
             .find("\"class_names\":[\"T-shirt/top\",\"Trouser\",") != std::string::npos);
   // MNIST's classes are their digits: no names added.
   CHECK(stdout_of({"eval", "--model", run, "--data-dir", root}).find("\n  7: ") != std::string::npos);
+
+  // Pictures for a Fashion-MNIST model are framed as its items are: the whole frame, not a
+  // 20x20 box. Its test images as product photos (dark on white, in a larger canvas, off
+  // centre) come out as the network saw them in the test set, and are classed the same.
+  Dataset ft = load_split(froot, "fashion-mnist", Split::test, 200);
+  std::string photos = scratch_dir("pp-fashion-photos"), seen = scratch_dir("pp-fashion-seen");
+  for (int k = 0; k < 200; ++k) {
+    Bytes canvas(64 * 48, 255);
+    for (int y = 0; y < 28; ++y)
+      for (int x = 0; x < 28; ++x) canvas[(y + 3) * 64 + x + 30] = static_cast<uint8_t>(255 - ft.images[k * 784 + y * 28 + x]);
+    char name[32];
+    std::snprintf(name, sizeof name, "/%03d.pgm", k);
+    write_file(photos + name, pgm(64, 48, canvas.data()));
+  }
+  auto fp = lines(stdout_of({"predict", "--model", frun, "--input", photos, "--save-preprocessed", seen}));
+  REQUIRE(fp.size() == 201);
+  int same = 0;
+  for (int k = 0; k < 200; ++k) same += fields(fp[k + 1])[2] == fields(fl[k + 1])[4];  // predicted
+  WARN("Fashion-MNIST test images as photos: " << same << " of 200 classed as in the test set");
+  CHECK(same >= 180);
+  // The first (an ankle boot, 28 pixels wide) fills the frame's width again.
+  const std::string first = read_text(seen + "/000000-000.pgm");
+  REQUIRE(first.size() == 13 + 784);  // "P5\n28 28\n255\n"
+  int x0 = 28, x1 = -1;
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x)
+      if (static_cast<uint8_t>(first[13 + y * 28 + x]) > 0) x0 = std::min(x0, x), x1 = std::max(x1, x);
+  CHECK(x1 - x0 + 1 >= 27);
 }
 
 TEST_CASE("predict reads a folder sorted and skips non-images and a bad image is one error row and exit 2") {
