@@ -99,6 +99,15 @@ InputKind sniff(const std::string& path, std::string& why) {
     why = "an IDX label file, not images";
     return InputKind::not_image;
   }
+  // Another IDX layout ([N, 784], [N, 1, 28, 28], float32, ...): said as such.
+  const char* type = head[2] == 0x08 ? "uint8" : head[2] == 0x09 ? "int8" : head[2] == 0x0B ? "int16"
+                   : head[2] == 0x0C ? "int32" : head[2] == 0x0D ? "float32" : head[2] == 0x0E ? "float64" : nullptr;
+  if (head[0] == 0 && head[1] == 0 && type && head[3] >= 1 && head[3] <= 8) {
+    why = fmt::format("an IDX file of {} with {} dimension{}; predict reads IDX images of uint8 with 3 "
+                      "dimensions (count, rows, cols), as MNIST's own files",
+                      type, int(head[3]), head[3] == 1 ? "" : "s");
+    return InputKind::not_image;
+  }
   why = "not a PGM (P5/P2), PNG or IDX image file";
   return InputKind::not_image;
 }

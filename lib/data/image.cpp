@@ -19,7 +19,9 @@ namespace mnistctl {
 namespace {
 
 void check_size(const std::string& path, int64_t w, int64_t h) {
-  if (w < 1 || h < 1 || w > kImageMaxSide || h > kImageMaxSide || w * h > kImageMaxPixels)
+  if (w < 1 || h < 1)
+    throw UsageError(fmt::format("{}: image is {}x{}: an image needs at least one pixel each way", path, w, h));
+  if ( w > kImageMaxSide || h > kImageMaxSide || w * h > kImageMaxPixels)
     throw UsageError(fmt::format(
         "{}: image is {}x{}: refused: a digit image may have at most {} pixels per side and {} "
         "megapixels in all (scale it down first)", path, w, h, kImageMaxSide,

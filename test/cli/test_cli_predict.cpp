@@ -390,6 +390,13 @@ TEST_CASE("predict reads a folder sorted and skips non-images and a bad image is
   CHECK(r.err.find("mnistctl: " + dir + ": skipped 3 of its entries (not PGM, PNG or IDX image files): labels.idx, notes.txt, sub\n") != std::string::npos);
   CHECK(r.err.find("mnistctl: 2 inputs could not be read (error rows in the output)\n") != std::string::npos);
 
+  // An IDX file of another layout is named as one, with the layout predict reads.
+  write_file(out + "/flat.idx", std::string("\0\0\x0d\x02\0\0\0\x01\0\0\x03\x10", 12) + std::string(784 * 4, '\0'));
+  RunResult flat = run_mnistctl({"predict", "--model", run, "--input", out + "/flat.idx"});
+  CHECK(flat.code == 2);
+  CHECK(flat.err.find(out + "/flat.idx: an IDX file of float32 with 2 dimensions; predict reads IDX images of uint8 "
+                            "with 3 dimensions (count, rows, cols)") != std::string::npos);
+
   // JSON error rows carry the message.
   RunResult j = run_mnistctl({"predict", "--model", run, "--input", dir + "/b-broken.pgm", "--input", dir + "/a.pgm", "--format", "json"});
   CHECK(j.code == 2);

@@ -227,6 +227,8 @@ TEST_CASE("Bad images are refused with the file and the reason") {
   std::string p = put("huge.pgm", "P5\n100000 10\n255\n");
   std::string e = error_of(p);
   CHECK(e.find(p + ": image is 100000x10: refused") == 0);
+  p = put("empty.pgm", "P5\n0 0\n255\n");
+  CHECK(error_of(p) == p + ": image is 0x0: an image needs at least one pixel each way");
   e = error_of(put("trunc.pgm", "P5\n28 28\n255\nabc"));
   CHECK(e.find("truncated: 28x28 needs 784 bytes of pixels, the file has 3") != std::string::npos);
   e = error_of(put("maxval.pgm", "P2\n2 1\n0\n0 0\n"));
