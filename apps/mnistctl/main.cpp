@@ -23,15 +23,19 @@ const char* kExitCodes =
     "3 runtime failure (network, I/O, NaN loss, backend), 130/143/129 interrupted\n"
     "(SIGINT/SIGTERM/SIGHUP), 141 train's standard output closed by its reader (SIGPIPE).";
 
-void add_run_context(CLI::App* cmd, RunContext& r) {
+// with_data: the subcommand reads a dataset (bench does not: it times on random bytes).
+void add_run_context(CLI::App* cmd, RunContext& r, bool with_data = true) {
   // The same text in every build (docs/cli.md is generated from it); a build without the
   // CUDA module says so when gpu is asked for.
-  cmd->add_option("--ctx", r.ctx, "Where to run: cpu, gpu or gpu:N (needs the CUDA module)")
-      ->check(cli::checked(context_problem, {"cpu", "gpu"}))
+  cmd->add_option("--ctx", r.ctx,
+                  "Where to run: cpu, gpu or gpu:N (needs the CUDA module), or ref (the plain reference "
+                  "backend the others are tested against: slow, for checking)")
+      ->check(cli::checked(context_problem, {"cpu", "gpu", "ref"}))
       ->capture_default_str();
   cmd->add_option("--threads", r.threads, "CPU threads (0: all cores)")
       ->check(cli::range(0, 1024))
       ->capture_default_str();
+  if (!with_data) return;
   cmd->add_option("--data-dir", r.data_dir,
                   "Data folder (default: $MNISTCTL_DATA, else $XDG_CACHE_HOME/mnistctl, else "
                   "~/.cache/mnistctl)");
@@ -159,7 +163,7 @@ int main(int argc, char** argv) {
   BenchOptions bench;
   auto* b = app.add_subcommand("bench", "Time one training step layer by layer (forward, backward, GFLOP/s)");
   b->add_option("--config", bench.config, "YAML file (default: the built-in configs/lenet.yaml)");
-  add_run_context(b, bench.run);
+  add_run_context(b, bench.run, /*with_data=*/false);
   b->add_option("--batch", bench.batch, "Batch size (default: the config's train.batch_size)")
       ->check(cli::range(1LL, 1LL << 20));
   b->add_option("--iters", bench.iters, "Timed iterations per pass")->check(cli::range(1, 100000))->capture_default_str();

@@ -98,7 +98,7 @@ std::string context_problem(const std::string& ctx) {
     if (low.rfind(gpu_word, 0) == 0) hint = "gpu" + low.substr(std::string(gpu_word).size());
   if (!hint.empty() && !parse_gpu_index(hint, index)) hint = "gpu";
   if (hint.empty()) hint = closest_match(low, {"cpu", "gpu", "ref"});
-  return fmt::format("unknown context '{}' (expected cpu, gpu or gpu:N{})", ctx,
+  return fmt::format("unknown context '{}' (expected cpu, gpu, gpu:N or ref{})", ctx,
                      hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint));
 }
 

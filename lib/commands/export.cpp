@@ -41,6 +41,7 @@ int run_export(const ExportOptions& o) {
   std::string format = o.format;
   if (format.empty()) {
     std::string ext = std::filesystem::path(o.output).extension().string();
+    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));  // as predict's
     if (ext != ".onnx")
       throw UsageError(fmt::format("--output {}: cannot tell the format from the extension; add --format onnx",
                                    o.output));

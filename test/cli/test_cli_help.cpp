@@ -70,7 +70,7 @@ TEST_CASE("unknown commands, flags and choice values get one line with a suggest
   require_one_line_usage_error({"evaluate", "--model", "x"}, "(did you mean 'eval'?)");
   require_one_line_usage_error({"train", "--epoch", "1"}, "train: unknown option --epoch (did you mean '--epochs'?)");
   require_one_line_usage_error({"eval", "--modle", "runs/x"}, "(did you mean '--model'?)");
-  require_one_line_usage_error({"train", "--ctx", "cuda"}, "--ctx: unknown context 'cuda' (expected cpu, gpu or gpu:N; did you mean 'gpu'?)");
+  require_one_line_usage_error({"train", "--ctx", "cuda"}, "--ctx: unknown context 'cuda' (expected cpu, gpu, gpu:N or ref; did you mean 'gpu'?)");
   require_one_line_usage_error({"eval", "--model", "x", "--ctx", "cuda:1"}, "did you mean 'gpu:1'?");
   require_one_line_usage_error({"train", "--ctx", "cpi"}, "did you mean 'cpu'?");
   require_one_line_usage_error({"train", "--dataset", "fashion"}, "got 'fashion' (did you mean 'fashion-mnist'?)");

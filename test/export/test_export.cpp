@@ -414,6 +414,12 @@ TEST_CASE("export never replaces a file without --force, and bad usage is one li
     CHECK(!fs::exists(root + "/m.onnx"));
   }
 
+  // The extension's case does not matter (as for predict's .CSV/.JSON).
+  RunResult upper = run_mnistctl({"export", "--model", run, "--output", root + "/Model.ONNX"});
+  INFO(upper.err);
+  CHECK(upper.code == 0);
+  CHECK(read_text(root + "/Model.ONNX").size() > 1000);
+
   RunResult h = run_mnistctl({"export", "--help"});
   CHECK(h.code == 0);
   CHECK_THAT(h.out, Catch::Contains("--checkpoint") && Catch::Contains("opset 13") && Catch::Contains("Examples"));
