@@ -104,10 +104,24 @@ class Builder : public YAML::EventHandler {
                 const std::string& value) override {
     auto n = make(mark, Node::Kind::Scalar);
     n->text = value;
-    n->quoted = tag != "?";  // "?": a plain scalar; "!": quoted or block; else an explicit tag
+    n->quoted = scalar_is_string(mark, tag);
     remember(anchor, n);
     add(n);
   }
+  // "?": a plain scalar, typed by the field that reads it; "!": quoted or block, a string. The
+  // core schema's explicit tags say the same in words (!!str a string, !!int 3 a plain 3);
+  // any other tag would be a type this loader does not have.
+  bool scalar_is_string(const YAML::Mark& mark, const std::string& tag) {
+    if (tag == "?") return false;
+    if (tag == "!") return true;
+    const std::string core = "tag:yaml.org,2002:";
+    const std::string name = tag.rfind(core, 0) == 0 ? tag.substr(core.size()) : "";
+    if (name == "str") return true;
+    if (name == "int" || name == "float" || name == "bool" || name == "null") return false;
+    fail(mark, "unsupported tag " + (name.empty() ? tag : "!!" + name) +
+                   " (the config's values take no tag, or one of !!str, !!int, !!float, !!bool, !!null)");
+  }
+
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value style) override {
     open(make(mark, Node::Kind::Seq), anchor, style);

@@ -218,6 +218,13 @@ TEST_CASE("YAML syntax errors and non-mapping or empty files", "[config][errors]
   CHECK(load_error("network:\n  layers:\n    - &fc {type: fully_connected, num_hidden: 10}\n"
                    "    - {<<: *fc, name: fc2}\n    - {type: softmax_output}\n") ==
         "t.yaml:4:8: merge keys ('<<: *anchor') are not supported: write the fields out");
+  // The core schema's tags say what a plain or quoted scalar says; any other is refused.
+  CHECK(load_config_text(std::string(kTinyNet) + "train:\n  epochs: !!int 3\n", "t.yaml").train.epochs == 3);
+  CHECK(load_error(std::string(kTinyNet) + "train:\n  epochs: !!str 3\n") ==
+        "t.yaml:5:11: train.epochs: expected an integer from 1 to 100000, got the string \"3\"");
+  CHECK(load_error(std::string(kTinyNet) + "train:\n  epochs: !big 3\n") ==
+        "t.yaml:5:11: unsupported tag !big (the config's values take no tag, or one of !!str, !!int, !!float, "
+        "!!bool, !!null)");
 }
 
 TEST_CASE("hostile YAML fails fast with a message", "[config][errors]") {
