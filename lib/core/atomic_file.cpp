@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -93,7 +94,23 @@ void release_temporary(int slot) {
 
 }  // namespace
 
-AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+// A symbolic link is written through, as a shell's `>` and cp write through one: its target
+// gets the new file and the link stays (a rename over the link would replace it with a file
+// and leave the target as it was). A dangling link's target is created.
+static std::string through_links(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  for (int hops = 0; hops < 40; ++hops) {
+    std::error_code ec;
+    if (!fs::is_symlink(fs::symlink_status(p, ec)) || ec) return p.string();
+    const fs::path to = fs::read_symlink(p, ec);
+    if (ec) return p.string();
+    p = to.is_absolute() ? to : p.parent_path() / to;
+  }
+  throw UsageError(fmt::format("{}: too many levels of symbolic links", path));
+}
+
+AtomicFile::AtomicFile(const std::string& path) : path_(path), target_(through_links(path)) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
     if (S_ISDIR(st.st_mode)) throw UsageError(fmt::format("{}: is a folder, expected a file name", path));
@@ -102,7 +119,7 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
       throw RuntimeError(fmt::format("{}: cannot open for writing: {}", path, std::strerror(errno)));
     return;
   }
-  tmp_ = fmt::format("{}.tmp.{}", path, ::getpid());
+  tmp_ = fmt::format("{}.tmp.{}", target_, ::getpid());
   slot_ = register_temporary(tmp_);  // before the file exists: a signal in between finds nothing to remove
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   // Every failure to write an output is an I/O failure (exit 3), whichever command hits it.
@@ -144,13 +161,13 @@ void AtomicFile::commit() {
   fd_ = -1;
   if (rc != 0) throw RuntimeError(fmt::format("{}: write failed: {}", path_, std::strerror(errno)));
   test_only_write_delay();
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+  if (::rename(tmp_.c_str(), target_.c_str()) != 0)
     throw RuntimeError(fmt::format("{}: cannot rename into place: {}", path_, std::strerror(errno)));
   committed_ = true;
   release_temporary(slot_);
   slot_ = -1;
   // The rename is durable only once the folder's entry is on disk.
-  sync_folder_of(path_);
+  sync_folder_of(target_);
 }
 
 }  // namespace mnistctl

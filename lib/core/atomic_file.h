@@ -8,7 +8,8 @@
 // (if any) untouched, and so does a process ended by SIGINT, SIGTERM or SIGHUP where nothing
 // else handles them (only SIGKILL can leave a temporary file). A target that exists and is not a regular file (/dev/null, a FIFO) is
 // written in place. Opening fails at once (before any work); every failure is a RuntimeError
-// (exit 3) naming `path`, except a folder in its place (exit 2). write_file_atomic is this class
+// (exit 3) naming `path`, except a folder in its place (exit 2). A symbolic link at `path` is
+// written through: its target is replaced, the link stays. write_file_atomic is this class
 // with one write.
 #pragma once
 
@@ -33,7 +34,7 @@ class AtomicFile {
   const std::string& working_path() const { return tmp_.empty() ? path_ : tmp_; }
 
  private:
-  std::string path_, tmp_;  // tmp_ empty: written in place
+  std::string path_, target_, tmp_;  // target_: path_ through its symbolic links; tmp_ empty: written in place
   int fd_ = -1;
   int slot_ = -1;  // its entry in the list a Ctrl-C removes (atomic_file.cpp)
   bool committed_ = false;

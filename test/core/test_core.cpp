@@ -81,6 +81,28 @@ TEST_CASE("write_file_atomic replaces a file whole and leaves no temporary behin
   }
 }
 
+TEST_CASE("write_file_atomic writes through a symbolic link: the target changes, the link stays") {
+  std::string dir = test::scratch_dir("core-atomic-link");
+  fs::create_directories(dir + "/real");
+  write_file_atomic(dir + "/real/target.txt", std::string("old"));
+  fs::create_symlink("real/target.txt", dir + "/link.txt");      // relative, as ln -s makes
+  fs::create_symlink(dir + "/link.txt", dir + "/link2.txt");     // a chain
+  fs::create_symlink("real/new.txt", dir + "/dangling.txt");     // to a file not there yet
+  write_file_atomic(dir + "/link2.txt", std::string("new"));
+  CHECK(fs::is_symlink(fs::symlink_status(dir + "/link.txt")));
+  CHECK(fs::is_symlink(fs::symlink_status(dir + "/link2.txt")));
+  CHECK(test::read_text(dir + "/real/target.txt") == "new");
+  write_file_atomic(dir + "/dangling.txt", std::string("made"));
+  CHECK(fs::is_symlink(fs::symlink_status(dir + "/dangling.txt")));
+  CHECK(test::read_text(dir + "/real/new.txt") == "made");
+  int files = 0;  // no temporary left beside the links or the targets
+  for (const auto& e : fs::recursive_directory_iterator(dir)) files += e.path().string().find(".tmp.") != std::string::npos;
+  CHECK(files == 0);
+  fs::create_symlink("loop.txt", dir + "/loop.txt");
+  CHECK(error_of([&] { write_file_atomic(dir + "/loop.txt", std::string("x")); }) ==
+        dir + "/loop.txt: too many levels of symbolic links");
+}
+
 TEST_CASE("write_file_atomic writes into a device in place and never renames over it") {
   write_file_atomic("/dev/null", std::string("discarded"));
   struct stat st;
