@@ -39,8 +39,8 @@ void check_output_is_not_input(const std::string& output, std::vector<std::strin
     const std::string rel = abs.lexically_relative(dir).generic_string();
     const std::vector<std::string> files = run_files(dir.string());
     if (std::find(files.begin(), files.end(), rel) != files.end())
-      throw UsageError(fmt::format("--output {}: is the {} of the run in {}; --force does not replace a run's own "
-                                   "files (give a path outside them)",
+      throw UsageError(fmt::format("--output {}: is the {} of the run in {}; a run's own files are not replaced, "
+                                   "--force or not (give a path outside them)",
                                    output, rel, shown.empty() || shown.filename() == ".." ? dir.string() : shown.string()));
   }
 }

@@ -2,7 +2,7 @@
 // (`export --model RUN --output RUN/last.ckpt`, `predict --input a.png --output a.png`), or
 // one of a run's own files (checkpoints, config, metrics), whose loss would lose the run.
 // --force is for a user's other files; these are refused with exit 2 before anything is
-// read or written.
+// read or written. (report, which has no --force, refuses another run's files the same way.)
 #pragma once
 
 #include <string>

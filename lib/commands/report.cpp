@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "commands/commands.h"
+#include "commands/output_check.h"
 #include "commands/open_model.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -66,6 +67,12 @@ int run_report(const ReportOptions& o) {
   const RunData run = read_run(run_dir);
   const std::string out = o.output.empty() ? run_dir + "/report.html" : o.output;
   check_output(out);
+  // Another run's own files (its report.html included) are that run's, not this one's to replace.
+  {
+    std::error_code ec;
+    const fs::path parent = fs::path(out).parent_path().empty() ? fs::path(".") : fs::path(out).parent_path();
+    if (!fs::equivalent(parent, run_dir, ec)) check_output_is_not_input(out, {}, "", "");
+  }
 
   ReportInputs in;
   in.run = &run;

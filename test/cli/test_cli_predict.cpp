@@ -266,7 +266,7 @@ TEST_CASE("predict takes its format from --format or the output extension and a 
                                 "csv", "--force"});
   CHECK(own.code == 2);
   CHECK(own.err == "mnistctl: --output " + run + "/config.yaml: is the config.yaml of the run in " + run +
-                       "; --force does not replace a run's own files (give a path outside them)\n");
+                       "; a run's own files are not replaced, --force or not (give a path outside them)\n");
   // A checkpoint given alone (--checkpoint FILE), and an image of an --input folder.
   const std::string loose = out + "/loose.ckpt", imgs = scratch_dir("pp-format-imgs");
   fs::copy_file(run + "/last.ckpt", loose);

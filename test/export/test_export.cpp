@@ -377,7 +377,7 @@ TEST_CASE("export never replaces a file without --force, and bad usage is one li
     RunResult own = run_mnistctl({"export", "--model", run, "--output", run + "/" + name, "--format", "onnx", "--force"});
     CHECK(own.code == 2);
     CHECK(own.err == "mnistctl: --output " + run + "/" + name + ": is the " + name + " of the run in " + run +
-                         "; --force does not replace a run's own files (give a path outside them)\n");
+                         "; a run's own files are not replaced, --force or not (give a path outside them)\n");
   }
   CHECK(read_text(run + "/last.ckpt") == last);
   fs::copy_file(run + "/last.ckpt", root + "/alone.ckpt");

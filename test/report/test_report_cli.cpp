@@ -195,6 +195,12 @@ TEST_CASE("report: an interrupted run without a checkpoint, best.ckpt preferred,
   CHECK(refuse.code == 2);
   CHECK_THAT(refuse.err, Catch::Contains("notes.html") && Catch::Contains("not a mnistctl report"));
   CHECK(read_text(precious) == "my own notes\n");
+  // Another run's own report is that run's: refused, and left as it was.
+  const std::string other_report = read_text(partial + "/report.html");
+  RunResult theirs = run_mnistctl({"report", run, "--data-dir", root, "--output", partial + "/report.html"});
+  CHECK(theirs.code == 2);
+  CHECK_THAT(theirs.err, Catch::Contains("is the report.html of the run in " + partial));
+  CHECK(read_text(partial + "/report.html") == other_report);
 
   // Not a run, no such folder, an output folder that does not exist.
   CHECK(run_mnistctl({"report", root + "/mnist"}).code == 2);
