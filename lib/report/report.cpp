@@ -190,10 +190,12 @@ std::string test_panels(const ReportInputs& in) {
     const int64_t n = r.per_class_count[static_cast<size_t>(k)];
     b.annotations.push_back(fmt::format("{:.3f}, n={}", r.per_class_accuracy[static_cast<size_t>(k)], n));
   }
-  // Zoom in where the classes actually are (0.9-1.0 for a good model) but never hide a bar.
+  // Zoom in where the classes actually are (0.9-1.0 for a good model) but never hide a bar:
+  // the axis starts at least 0.02 below the worst class, so that its bar shows (0.802 on an
+  // axis from 0.8 was an empty bar).
   double worst = 1;
   for (double v : b.values) worst = std::min(worst, v);
-  b.v_lo = worst > 0.8 ? std::floor(worst * 10 - 1e-9) / 10 : 0;
+  b.v_lo = worst > 0.8 ? std::floor((worst - 0.02) * 10) / 10 : 0;
   b.v_hi = 1;
   o += "<div class=\"grid\">\n" + svg::heat_map(h) + svg::bar_chart(b) + "</div>\n";
   return o;
