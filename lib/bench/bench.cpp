@@ -235,7 +235,8 @@ std::string format_bench_text(const BenchResult& r) {
   s += fmt::format("GEMM limit (fully-connected forward {}, measured now): {:.1f} GFLOP/s", r.gemm_problem,
                    r.gemm_gflops);
   if (r.peak && r.peak->gflops > 0) s += fmt::format(", {:.0f}% of the peak", 100.0 * r.gemm_gflops / r.peak->gflops);
-  s += "\n\n";
+  // The limit is a large GEMM's, from memory; a small layer that stays in cache can pass it.
+  s += "\n(\"lim\": a layer's share of the GEMM limit; a small layer whose data stays in cache can exceed 100%)\n\n";
   // The output's layout is shown where it is not the default NCHW (the layout plan).
   s += fmt::format("{:<14} {:<16} {:<14} {:>26} {:>12} {:>26} {:>12}\n", "layer", "type", "output",
                    "forward ms (min-max)", "GFLOP/s lim", "backward ms (min-max)", "GFLOP/s lim");
