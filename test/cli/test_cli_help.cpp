@@ -248,7 +248,7 @@ TEST_CASE("the build writes a bash completion that completes subcommands, flags 
   CHECK(complete({"mnistctl", "ev"}) == "eval");
   CHECK(complete({"mnistctl", "train", "--ep"}) == "--epochs");
   CHECK(complete({"mnistctl", "train", "--dataset", "fa"}) == "fashion-mnist");
-  CHECK(complete({"mnistctl", "eval", "--ctx", ""}) == "cpu gpu");
+  CHECK(complete({"mnistctl", "eval", "--ctx", ""}) == "cpu gpu ref");
   CHECK(complete({"mnistctl", "predict", "--format", ""}) == "csv json");
   CHECK(complete({"mnistctl", "help", "pr"}) == "predict");
   CHECK(complete({"mnistctl", "info", "--j"}) == "--json");
