@@ -2,6 +2,8 @@
 // backends (see host_backend.h for why they share it).
 #include "backend/host/host_backend.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -103,19 +105,24 @@ void HostBackend::gather_batch(const Buffer& images, const Buffer& labels_u8, in
   float* ld = labels.data;
   // A shuffled epoch reads its images from anywhere in a dataset that does not stay in cache,
   // and the rows are too short for the hardware prefetcher: converted one after another, each
-  // row waits for memory in turn. So each thread first requests every line of its rows (the
-  // two loops' static schedules give a thread the same rows), then converts them.
+  // row waits for memory in turn. So each thread requests the lines of its rows ahead of
+  // converting them: kAhead rows at first, then one more per row converted (a bounded distance,
+  // so that a large batch does not push out what it requested before it is read).
+  constexpr int64_t kAhead = 64;
+  const auto request = [=](int64_t i) {  // by value: GCC 12 dropped the prefetches of a [&] lambda used in the parallel region
+    const auto line = [](const uint8_t* p) { return reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; };
+    const uint8_t* src = img + static_cast<int64_t>(ord[i]) * sample_size;
+    for (uintptr_t a = line(src); a <= line(src + sample_size - 1); a += 64)
+      __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
+  };
 #pragma omp parallel num_threads(threads_) if (threads_ > 1 && n * sample_size >= kParallelMin)
   {
-#pragma omp for schedule(static) nowait
-    for (int64_t i = 0; i < n; ++i) {
-      const auto line = [](const uint8_t* p) { return reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; };
-      const uint8_t* src = img + static_cast<int64_t>(ord[i]) * sample_size;
-      for (uintptr_t a = line(src); a <= line(src + sample_size - 1); a += 64)
-        __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
-    }
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
+    // The rows of a static schedule: a contiguous share per thread.
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+    for (int64_t i = lo; i < std::min(hi, lo + kAhead); ++i) request(i);
+    for (int64_t i = lo; i < hi; ++i) {
+      if (i + kAhead < hi) request(i + kAhead);
       const uint8_t* src = img + static_cast<int64_t>(ord[i]) * sample_size;
       float* dst = xd + i * sample_size;
       for (int64_t j = 0; j < sample_size; ++j) dst[j] = static_cast<float>(src[j]) / 255.0f;
