@@ -23,14 +23,18 @@ std::string resolve_checkpoint(const std::string& p, const std::string& which) {
     if (!fs::is_directory(p, ec))
       throw UsageError(fmt::format("--checkpoint {}: --model {} is not a run folder", which, p));
     std::string file = (fs::path(p) / (which + ".ckpt")).string();
-    if (!fs::exists(file, ec))
+    if (!fs::exists(file, ec)) {
+      const std::string kept = newest_epoch_checkpoint(p);
       throw UsageError(fmt::format(
           "{}: no {}.ckpt in this run folder ({})", p, which,
-          which == "best" ? (fs::exists(fs::path(p) / "last.ckpt", ec)
-                                 ? "it is written at the end of an epoch: this run has not finished one, or was "
-                                   "trained before best.ckpt existed; --checkpoint last takes last.ckpt"
-                                 : "it is written at the end of an epoch: this run has not finished one")
-                          : "has it trained an epoch?"));
+          !kept.empty() && (which == "last" || !fs::exists(fs::path(p) / "last.ckpt", ec))
+              ? fmt::format("its newest checkpoint is {}: give that file instead", kept)
+          : which == "best" ? (fs::exists(fs::path(p) / "last.ckpt", ec)
+                                   ? "it is written at the end of an epoch: this run has not finished one, or was "
+                                     "trained before best.ckpt existed; --checkpoint last takes last.ckpt"
+                                   : "it is written at the end of an epoch: this run has not finished one")
+                            : "has it trained an epoch?"));
+    }
     return file;
   }
   if (!which.empty()) {
@@ -63,8 +67,8 @@ std::string resolve_checkpoint(const std::string& p, const std::string& which) {
     std::string last = (fs::path(p) / "last.ckpt").string();
     if (!fs::exists(last, ec)) {
       if (const std::string kept = newest_epoch_checkpoint(p); !kept.empty())
-        throw UsageError(fmt::format("{}: no last.ckpt in this run folder; its newest checkpoint is {} (--checkpoint "
-                                     "FILE takes it)",
+        throw UsageError(fmt::format("{}: no last.ckpt in this run folder; its newest checkpoint is {}: give that "
+                                     "file instead",
                                      p, kept));
       throw UsageError(fmt::format("{}: no last.ckpt in this run folder (has it trained an epoch?)", p));
     }

@@ -320,13 +320,16 @@ void RunFolder::log_epoch(const EpochLog& r) {
 }
 
 void RunFolder::save_checkpoint(const std::string& bytes, int64_t epoch, bool end_of_epoch, bool best) {
-  // last.ckpt first: it is what --resume continues from, so a write that fails after it (a
-  // full disk) leaves the run resumable.
-  write_file_atomic(last_path(), bytes);
+  // last.ckpt last: it is what --resume continues from, so a write that fails before it (a
+  // full disk) leaves the run at the previous checkpoint, and the resume redoes the epoch and
+  // writes all its files. (last.ckpt first would carry the new best epoch while best.ckpt
+  // kept the old one for good.) A run whose very first last.ckpt failed keeps its epoch file,
+  // which the messages for a missing last.ckpt name (newest_epoch_checkpoint).
   if (end_of_epoch) {
     write_file_atomic(epoch_path(epoch), bytes);
     if (best) write_file_atomic(best_path(), bytes);
   }
+  write_file_atomic(last_path(), bytes);
 }
 
 }  // namespace mnistctl

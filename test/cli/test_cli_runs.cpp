@@ -286,12 +286,13 @@ TEST_CASE("a folder whose run stopped before its first checkpoint is refused wit
   CHECK(read_text(out + "/metrics.jsonl") == "{\"type\":\"start\"}\n");
 }
 
-TEST_CASE("a checkpoint write that fails after last.ckpt leaves the run resumable, and a lost last.ckpt is named, not --overwrite") {
+TEST_CASE("a failed checkpoint write leaves last.ckpt at the previous epoch, and a lost last.ckpt is named, not --overwrite") {
   std::string root = data_root("runs-ckptfail-data");
   std::string out = scratch_dir("runs-ckptfail") + "/run";
   REQUIRE(run_mnistctl(quick_mlp(root, out, 1)).code == 0);
-  // Epoch 2's copy cannot be written (a folder stands at its name, as a full disk would fail
-  // it): last.ckpt, written first, already holds epoch 2.
+  // Epoch 2's file cannot be written (a folder stands at its name, as a full disk would fail
+  // it): last.ckpt, written last, still holds epoch 1, so the resume redoes epoch 2 and writes
+  // all its files.
   fs::create_directories(out + "/checkpoints/epoch-002.ckpt/x");
   std::vector<std::string> resume = quick_mlp(root, out, 2);
   resume.push_back("--resume");
@@ -299,8 +300,14 @@ TEST_CASE("a checkpoint write that fails after last.ckpt leaves the run resumabl
   INFO(r.out << r.err);
   CHECK(r.code == 2);  // a folder at a file's name is a usage error (a full disk: 3)
   CHECK(r.err.find(out + "/checkpoints/epoch-002.ckpt: is a folder") != std::string::npos);
-  CHECK(checkpoint_position(out + "/last.ckpt") == RunPosition{2, 0});
+  CHECK(checkpoint_position(out + "/last.ckpt") == RunPosition{1, 0});
   fs::remove_all(out + "/checkpoints/epoch-002.ckpt");
+  RunResult redo = run_mnistctl(resume);
+  INFO(redo.out << redo.err);
+  REQUIRE(redo.code == 0);
+  CHECK(checkpoint_position(out + "/last.ckpt") == RunPosition{2, 0});
+  CHECK(checkpoint_position(out + "/checkpoints/epoch-002.ckpt") == RunPosition{2, 0});
+  fs::remove(out + "/checkpoints/epoch-002.ckpt");
 
   // last.ckpt lost beside an epoch checkpoint: every command names that file, and none
   // offers --overwrite, which would delete it.
@@ -317,7 +324,19 @@ TEST_CASE("a checkpoint write that fails after last.ckpt leaves the run resumabl
   CHECK(fresh.err.find("--overwrite") == std::string::npos);
   RunResult ev = run_mnistctl({"eval", "--model", out, "--data-dir", root});
   CHECK(ev.code == 2);
-  CHECK(ev.err.find("no last.ckpt in this run folder; its newest checkpoint is " + kept) != std::string::npos);
+  CHECK(ev.err.find("no last.ckpt in this run folder; its newest checkpoint is " + kept + ": give that file instead") !=
+        std::string::npos);
+  for (const char* which : {"last", "best"}) {  // best.ckpt gone too: neither says "has not finished an epoch"
+    if (std::string(which) == "best") fs::rename(out + "/best.ckpt", out + "/best-kept.ckpt");
+    RunResult named = run_mnistctl({"eval", "--model", out, "--checkpoint", which, "--data-dir", root});
+    CHECK(named.code == 2);
+    CHECK(named.err.find("no " + std::string(which) + ".ckpt in this run folder (its newest checkpoint is " + kept +
+                         ": give that file instead)") != std::string::npos);
+  }
+  fs::rename(out + "/best-kept.ckpt", out + "/best.ckpt");
+  RunResult inf = run_mnistctl({"info", out});
+  CHECK(inf.code == 2);
+  CHECK(inf.err.find("its newest checkpoint is " + kept) != std::string::npos);
   // Copied back as the message says, the run goes on.
   fs::copy_file(kept, out + "/last.ckpt");
   RunResult resumed = run_mnistctl(resume);
