@@ -18,6 +18,7 @@
 #include "commands/commands.h"
 #include "commands/output_check.h"
 #include "commands/open_model.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
@@ -70,7 +71,8 @@ int run_report(const ReportOptions& o) {
   // Another run's own files (its report.html included) are that run's, not this one's to replace.
   {
     std::error_code ec;
-    const fs::path parent = fs::path(out).parent_path().empty() ? fs::path(".") : fs::path(out).parent_path();
+    const fs::path target(through_links(out));  // a symbolic link is written through
+    const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
     if (!fs::equivalent(parent, run_dir, ec)) check_output_is_not_input(out, {}, "", "");
   }
 

@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -94,10 +93,7 @@ void release_temporary(int slot) {
 
 }  // namespace
 
-// A symbolic link is written through, as a shell's `>` and cp write through one: its target
-// gets the new file and the link stays (a rename over the link would replace it with a file
-// and leave the target as it was). A dangling link's target is created.
-static std::string through_links(const std::string& path) {
+std::string through_links(const std::string& path) {
   namespace fs = std::filesystem;
   fs::path p(path);
   for (int hops = 0; hops < 40; ++hops) {
@@ -126,7 +122,8 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path), target_(through_l
   if (fd_ < 0) {
     const int err = errno;
     release_temporary(slot_);  // the destructor of a throwing constructor does not run
-    throw RuntimeError(fmt::format("{}: cannot create: {}", path, std::strerror(err)));
+    throw RuntimeError(fmt::format("{}{}: cannot create: {}", path,
+                                   target_ == path ? "" : " (a link to " + target_ + ")", std::strerror(err)));
   }
 }
 

@@ -18,6 +18,13 @@
 
 namespace mnistctl {
 
+// The file that a write to `path` replaces: `path` itself, or where its symbolic links lead
+// (relative targets from the link's folder; a dangling link's target, to be created). A
+// symbolic link is written through, as a shell's `>` and cp write through one: its target gets
+// the new file and the link stays (a rename over the link would replace it with a file and
+// leave the target as it was). More than 40 links in a row: UsageError.
+std::string through_links(const std::string& path);
+
 class AtomicFile {
  public:
   explicit AtomicFile(const std::string& path);

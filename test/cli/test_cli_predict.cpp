@@ -267,6 +267,13 @@ TEST_CASE("predict takes its format from --format or the output extension and a 
   CHECK(own.code == 2);
   CHECK(own.err == "mnistctl: --output " + run + "/config.yaml: is the config.yaml of the run in " + run +
                        "; a run's own files are not replaced, --force or not (give a path outside them)\n");
+  // Through a symbolic link: what would be replaced is the link's target, a run's file.
+  fs::create_symlink(fs::absolute(run + "/config.yaml"), out + "/link.csv");
+  RunResult linked = run_mnistctl({"predict", "--model", run, "--input", in, "--output", out + "/link.csv", "--force"});
+  CHECK(linked.code == 2);
+  CHECK(linked.err.find("mnistctl: --output " + out + "/link.csv (a link to " + fs::absolute(run + "/config.yaml").string() +
+                        "): is the config.yaml of the run in ") == 0);
+  CHECK(read_text(run + "/config.yaml") == config);
   // A checkpoint given alone (--checkpoint FILE), and an image of an --input folder.
   const std::string loose = out + "/loose.ckpt", imgs = scratch_dir("pp-format-imgs");
   fs::copy_file(run + "/last.ckpt", loose);

@@ -201,6 +201,11 @@ TEST_CASE("report: an interrupted run without a checkpoint, best.ckpt preferred,
   CHECK(theirs.code == 2);
   CHECK_THAT(theirs.err, Catch::Contains("is the report.html of the run in " + partial));
   CHECK(read_text(partial + "/report.html") == other_report);
+  fs::create_symlink(partial + "/report.html", root + "/theirs.html");  // nor through a symbolic link
+  RunResult via_link = run_mnistctl({"report", run, "--data-dir", root, "--output", root + "/theirs.html"});
+  CHECK(via_link.code == 2);
+  CHECK_THAT(via_link.err, Catch::Contains("(a link to " + partial + "/report.html): is the report.html of the run in"));
+  CHECK(read_text(partial + "/report.html") == other_report);
 
   // Not a run, no such folder, an output folder that does not exist.
   CHECK(run_mnistctl({"report", root + "/mnist"}).code == 2);
