@@ -11,10 +11,16 @@
 
 namespace mnistctl {
 
+namespace {
+// How much of what follows the declared images is read, to count it (and to reach the gzip
+// check when it is short).
+constexpr int64_t kTrailingLook = int64_t(64) << 20;
+}  // namespace
+
 IdxImageStream::IdxImageStream(const std::string& path)
     : path_(path), in_(std::make_unique<ByteReader>(path)) {
   const std::vector<int64_t> dims = read_idx_header(*in_, 3);  // raw: the exact size too
-  count_ = dims[0];
+  count_ = end_ = dims[0];
   rows_ = dims[1];
   cols_ = dims[2];
 }
@@ -28,7 +34,7 @@ void IdxImageStream::throw_truncated() {
 
 int64_t IdxImageStream::next(int64_t max_images, std::vector<uint8_t>& out) {
   const int64_t image = rows_ * cols_;
-  const int64_t n = std::min(std::max<int64_t>(max_images, 0), count_ - pos_);
+  const int64_t n = std::min(std::max<int64_t>(max_images, 0), end_ - pos_);
   out.resize(static_cast<size_t>(n * image));
   if (n > 0) {
     const size_t got = in_->read(out.data(), out.size());
@@ -38,7 +44,7 @@ int64_t IdxImageStream::next(int64_t max_images, std::vector<uint8_t>& out) {
       const std::string why = fmt::format("{}: truncated: the header declares {} images but the data "
                                           "ends inside image {}", path_, count_, pos_ + whole);
       truncated_ = why;
-      count_ = pos_ + whole;  // nothing more to hand out
+      end_ = pos_ + whole;  // nothing more to hand out
       if (whole == 0) throw_truncated();
       out.resize(static_cast<size_t>(whole * image));
       pos_ += whole;
@@ -54,7 +60,7 @@ int64_t IdxImageStream::next(int64_t max_images, std::vector<uint8_t>& out) {
     // only a bounded amount of it is counted.
     uint8_t extra[4096];
     int64_t more = 0;
-    const int64_t count_limit = int64_t(64) << 20;
+    const int64_t count_limit = kTrailingLook;
     for (size_t k; more <= count_limit && (k = in_->read(extra, sizeof extra)) > 0;)
       more += static_cast<int64_t>(k);
     if (more > 0)
@@ -70,8 +76,13 @@ std::string gzip_damage(const std::string& path) {
   if (!in.gzip()) return "";
   std::vector<uint8_t> buf(size_t{1} << 18);
   try {
-    while (in.read(buf.data(), buf.size()) > 0) {
-    }
+    // As far as the stream itself would read: the header's images, then a bounded look at
+    // what follows (next() reports trailing data), so a small file that inflates to gigabytes
+    // costs no more here than there.
+    const std::vector<int64_t> dims = read_idx_header(in, 3);
+    int64_t left = dims[0] * dims[1] * dims[2] + kTrailingLook;
+    for (size_t k; left > 0 && (k = in.read(buf.data(), static_cast<size_t>(std::min<int64_t>(left, buf.size())))) > 0;)
+      left -= static_cast<int64_t>(k);
   } catch (const CorruptDataError& e) {
     return e.what();
   } catch (const Error&) {

@@ -43,12 +43,14 @@ class IdxImageStream {
   std::string path_;
   std::unique_ptr<ByteReader> in_;
   int64_t count_ = 0, rows_ = 0, cols_ = 0, pos_ = 0;
+  int64_t end_ = 0;  // the images there are to hand out: count_, or fewer once a cut is met
   bool end_checked_ = false;
   std::string truncated_;  // the error the next call throws, once the images before it are out
 };
 
 // The message of the damage a gzip file's data holds (corrupt deflate data, a failed check),
-// found by inflating it whole and discarding the bytes; "" when it is sound or not gzip.
+// found by inflating it as far as IdxImageStream would read and discarding the bytes; "" when it
+// is sound or not gzip (or its IDX header is bad: the stream reports that).
 // Such damage is often found only at the file's end, after the bytes it spoiled: a caller that
 // hands out data as it reads it checks the file first. (Throws what opening the file throws.)
 std::string gzip_damage(const std::string& path);

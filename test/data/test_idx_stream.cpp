@@ -119,4 +119,24 @@ TEST_CASE("gzip_damage finds corrupt compressed data before anything is handed o
   write_bytes(dir + "/cut.idx.gz", Bytes(gz.begin(), gz.begin() + static_cast<std::ptrdiff_t>(gz.size() / 2)));
   CHECK(gzip_damage(dir + "/cut.idx.gz").empty());
   CHECK(usage_error_from([&] { gzip_damage(dir + "/missing.gz"); }, "missing").find("cannot open") != std::string::npos);
+  // It reads no further than the stream would: the declared images and 64 MiB past them. A
+  // small file that inflates far past its header costs no more (here its failed check lies
+  // beyond that, and the stream reports the trailing data instead).
+  {  // deflated as a stream: the test itself stays small in memory
+    gzFile f = gzopen((dir + "/bomb.idx.gz").c_str(), "wb9");
+    REQUIRE(f);
+    REQUIRE(gzwrite(f, raw.data(), static_cast<unsigned>(raw.size())) == static_cast<int>(raw.size()));
+    const Bytes zeros(size_t{1} << 20, 0);
+    for (int mib = 0; mib < 66; ++mib) REQUIRE(gzwrite(f, zeros.data(), static_cast<unsigned>(zeros.size())) > 0);
+    REQUIRE(gzclose(f) == Z_OK);
+  }
+  const std::string text = read_text(dir + "/bomb.idx.gz");
+  Bytes bomb(text.begin(), text.end());
+  bomb[bomb.size() - 6] ^= 0xFF;
+  write_bytes(dir + "/bomb.idx.gz", bomb);
+  CHECK(bomb.size() < (size_t{1} << 20));
+  CHECK(gzip_damage(dir + "/bomb.idx.gz").empty());
+  const std::string trailing = stream_error(dir + "/bomb.idx.gz", 500);
+  CHECK(trailing.find(dir + "/bomb.idx.gz: over 671") == 0);
+  CHECK(trailing.find("bytes of trailing data after the 200 images the header declares") != std::string::npos);
 }
