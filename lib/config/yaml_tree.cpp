@@ -102,6 +102,12 @@ class Builder : public YAML::EventHandler {
   }
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
+    if (tag == kCoreTag + "null") {  // yaml-cpp reports a tagged null ("!!null ~") as a scalar
+      if (value != "" && value != "~" && value != "null" && value != "Null" && value != "NULL")
+        fail(mark, "!!null takes no value but null or ~, got '" + printable(value) + "'");
+      OnNull(mark, anchor);
+      return;
+    }
     auto n = make(mark, Node::Kind::Scalar);
     n->text = value;
     n->quoted = scalar_is_string(mark, tag);
@@ -111,24 +117,38 @@ class Builder : public YAML::EventHandler {
   // "?": a plain scalar, typed by the field that reads it; "!": quoted or block, a string. The
   // core schema's explicit tags say the same in words (!!str a string, !!int 3 a plain 3);
   // any other tag would be a type this loader does not have.
+  static inline const std::string kCoreTag = "tag:yaml.org,2002:";
   bool scalar_is_string(const YAML::Mark& mark, const std::string& tag) {
     if (tag == "?") return false;
     if (tag == "!") return true;
-    const std::string core = "tag:yaml.org,2002:";
-    const std::string name = tag.rfind(core, 0) == 0 ? tag.substr(core.size()) : "";
+    const std::string name = tag.rfind(kCoreTag, 0) == 0 ? tag.substr(kCoreTag.size()) : "";
     if (name == "str") return true;
-    if (name == "int" || name == "float" || name == "bool" || name == "null") return false;
-    fail(mark, "unsupported tag " + (name.empty() ? tag : "!!" + name) +
+    if (name == "int" || name == "float" || name == "bool") return false;
+    refuse_tag(mark, tag);
+  }
+  // A mapping or a list takes no tag but its own kind's (!!map, !!seq).
+  void check_collection_tag(const YAML::Mark& mark, const std::string& tag, const char* kind) {
+    if (tag.empty() || tag == "?" || tag == "!" || tag == kCoreTag + kind) return;
+    const char* what = std::string(kind) == "map" ? "a mapping" : "a list";
+    fail(mark, "unsupported tag " + shown_tag(tag) + " on " + what + " (" + what + " takes no tag, or !!" + kind + ")");
+  }
+  static std::string shown_tag(const std::string& tag) {
+    return tag.rfind(kCoreTag, 0) == 0 ? "!!" + tag.substr(kCoreTag.size()) : tag;
+  }
+  [[noreturn]] void refuse_tag(const YAML::Mark& mark, const std::string& tag) const {
+    fail(mark, "unsupported tag " + shown_tag(tag) +
                    " (the config's values take no tag, or one of !!str, !!int, !!float, !!bool, !!null)");
   }
 
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value style) override {
+    check_collection_tag(mark, tag, "seq");
     open(make(mark, Node::Kind::Seq), anchor, style);
   }
   void OnSequenceEnd() override { close(); }
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value style) override {
+    check_collection_tag(mark, tag, "map");
     open(make(mark, Node::Kind::Map), anchor, style);
   }
   void OnMapEnd() override { close(); }

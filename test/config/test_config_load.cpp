@@ -225,6 +225,18 @@ TEST_CASE("YAML syntax errors and non-mapping or empty files", "[config][errors]
   CHECK(load_error(std::string(kTinyNet) + "train:\n  epochs: !big 3\n") ==
         "t.yaml:5:11: unsupported tag !big (the config's values take no tag, or one of !!str, !!int, !!float, "
         "!!bool, !!null)");
+  CHECK(load_error(std::string(kTinyNet) + "train: !custom\n  epochs: 3\n") ==
+        "t.yaml:4:8: unsupported tag !custom on a mapping (a mapping takes no tag, or !!map)");
+  CHECK(load_error(std::string(kTinyNet) + "train: !!str {epochs: 3}\n") ==
+        "t.yaml:4:8: unsupported tag !!str on a mapping (a mapping takes no tag, or !!map)");
+  CHECK(load_config_text(std::string(kTinyNet) + "train: !!map {epochs: !!int 3}\n", "t.yaml").train.epochs == 3);
+  // A tagged null is null, as a plain one is: an optional mapping set back to its default.
+  const Config with = load_config_text(std::string(kTinyNet) + "train:\n  early_stopping: {patience: 2}\n", "t.yaml");
+  CHECK(with.train.early_stopping.enabled);
+  CHECK_FALSE(load_config_text(std::string(kTinyNet) + "train:\n  early_stopping: !!null null\n", "t.yaml")
+                  .train.early_stopping.enabled);
+  CHECK(load_error(std::string(kTinyNet) + "train:\n  epochs: !!null 3\n") ==
+        "t.yaml:5:11: !!null takes no value but null or ~, got '3'");
 }
 
 TEST_CASE("hostile YAML fails fast with a message", "[config][errors]") {
