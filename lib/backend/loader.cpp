@@ -7,7 +7,6 @@
 // overrides all of it).
 #include <dlfcn.h>
 
-#include <cctype>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -92,8 +91,7 @@ std::string context_problem(const std::string& ctx) {
   if (ctx == "ref" || ctx == "cpu" || parse_gpu_index(ctx, index)) return "";
   // Other tools' names for the same devices first, then typos.
   std::string hint;
-  std::string low;
-  for (char c : ctx) low += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string low = ascii_lower(ctx);
   for (const char* gpu_word : {"cuda", "gpu", "nvidia"})
     if (low.rfind(gpu_word, 0) == 0) hint = "gpu" + low.substr(std::string(gpu_word).size());
   if (!hint.empty() && !parse_gpu_index(hint, index)) hint = "gpu";

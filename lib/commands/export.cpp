@@ -8,6 +8,7 @@
 
 #include "commands/commands.h"
 #include "commands/output_check.h"
+#include "core/closest.h"
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -40,8 +41,7 @@ int run_export(const ExportOptions& o) {
                                  (std::filesystem::path(o.output) / "model.onnx").lexically_normal().string()));
   std::string format = o.format;
   if (format.empty()) {
-    std::string ext = std::filesystem::path(o.output).extension().string();
-    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));  // as predict's
+    const std::string ext = ascii_lower(std::filesystem::path(o.output).extension().string());  // as predict's
     if (ext != ".onnx")
       throw UsageError(fmt::format("--output {}: cannot tell the format from the extension; add --format onnx",
                                    o.output));

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cerrno>
 #include <cstdio>
@@ -25,6 +24,7 @@
 #include "commands/output_check.h"
 #include "commands/open_model.h"
 #include "core/atomic_file.h"
+#include "core/closest.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json.h"
@@ -54,17 +54,12 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // --format, else the output's extension (.json, .csv), else csv; a flag that contradicts the
 // extension is refused rather than writing one format under the other's name.
 std::string output_format(const PredictOptions& o) {
   if (!o.format.empty() && o.format != "csv" && o.format != "json")
     throw UsageError(fmt::format("--format {}: expected csv or json", o.format));
-  std::string ext = o.output.empty() ? "" : lower(fs::path(o.output).extension().string());
+  std::string ext = o.output.empty() ? "" : ascii_lower(fs::path(o.output).extension().string());
   std::string by_ext = ext == ".json" ? "json" : ext == ".csv" ? "csv" : "";
   if (!o.format.empty() && !by_ext.empty() && o.format != by_ext)
     throw UsageError(fmt::format("--format {} conflicts with --output {} (a {} file): drop one or "
@@ -425,7 +420,7 @@ class Predictor {
   void save(const std::string& source, int64_t index, const uint8_t* px, bool multi) {
     std::string stem = fs::path(source).filename().string();
     for (const char* ext : {".gz", ".png", ".pgm", ".idx"})
-      if (stem.size() > std::strlen(ext) && lower(stem).rfind(ext) == stem.size() - std::strlen(ext))
+      if (stem.size() > std::strlen(ext) && ascii_lower(stem).rfind(ext) == stem.size() - std::strlen(ext))
         stem.resize(stem.size() - std::strlen(ext));
     std::string file = fmt::format("{:06}-{}", written_, stem);
     if (multi) file += fmt::format("-{}", index);

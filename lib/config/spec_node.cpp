@@ -25,11 +25,6 @@ namespace {
 
 using yaml::describe;
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -171,7 +166,7 @@ void check_keys(const SpecNodeImpl& s, const std::vector<std::string>& known,
     msg += yaml::printable(k->text) + "'";
     std::string hint;
     for (const auto& [from, to] : moved)
-      if (lower(k->text) == lower(from)) hint = to;
+      if (ascii_lower(k->text) == ascii_lower(from)) hint = to;
     if (hint.empty()) hint = closest(k->text, all);
     if (!hint.empty()) msg += fmt::format(" (did you mean '{}'?)", hint);
     else msg += fmt::format(" (allowed: {})", join(all));

@@ -2,21 +2,21 @@
 #include "core/closest.h"
 
 #include <algorithm>
-#include <cctype>
 
 namespace mnistctl {
 namespace {
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
 }  // namespace
+
+std::string ascii_lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   const size_t n = a.size(), m = b.size();
@@ -34,13 +34,13 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
-  const std::string w = lower(word);
+  const std::string w = ascii_lower(word);
   // Allow about one typo per three characters, at most 3.
   size_t limit = std::max<size_t>(1, std::min<size_t>(3, w.size() / 3));
   std::string best;
   size_t best_d = limit + 1;
   for (const auto& c : candidates) {
-    size_t d = edit_distance(w, lower(c));
+    size_t d = edit_distance(w, ascii_lower(c));
     if (d < best_d && d < w.size()) {  // replacing every letter is not a typo
       best_d = d;
       best = c;
@@ -49,7 +49,7 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   if (!best.empty() || w.size() < 3) return best;
   // No typo close enough: an abbreviation or a longer spelling of one candidate.
   for (const auto& c : candidates) {
-    const std::string lc = lower(c);
+    const std::string lc = ascii_lower(c);
     if (lc.size() >= 3 && (starts_with(lc, w) || starts_with(w, lc))) return c;
   }
   return "";

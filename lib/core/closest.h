@@ -7,6 +7,10 @@
 
 namespace mnistctl {
 
+// `s` with ASCII letters in lower case (bytes outside ASCII unchanged): the case folding of
+// closest_match, for every name compared case-insensitively (extensions, URL schemes, --ctx).
+std::string ascii_lower(std::string s);
+
 // Optimal string alignment distance (Levenshtein plus adjacent transpositions).
 size_t edit_distance(const std::string& a, const std::string& b);
 

@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "core/closest.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
@@ -68,8 +69,7 @@ Mirror parse_mirror(const std::string& m, const std::string& origin) {
     out.base = m;
     return out;
   }
-  std::string scheme = m.substr(0, sep);
-  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string scheme = ascii_lower(m.substr(0, sep));
   if (scheme == "http" || scheme == "https") {
     out.remote = true;
     out.base = m;

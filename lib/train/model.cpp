@@ -24,16 +24,18 @@ std::string resolve_checkpoint(const std::string& p, const std::string& which) {
       throw UsageError(fmt::format("--checkpoint {}: --model {} is not a run folder", which, p));
     std::string file = (fs::path(p) / (which + ".ckpt")).string();
     if (!fs::exists(file, ec)) {
+      const bool has_last = fs::exists(fs::path(p) / "last.ckpt", ec);
       const std::string kept = newest_epoch_checkpoint(p);
-      throw UsageError(fmt::format(
-          "{}: no {}.ckpt in this run folder ({})", p, which,
-          !kept.empty() && (which == "last" || !fs::exists(fs::path(p) / "last.ckpt", ec))
-              ? fmt::format("its newest checkpoint is {}: give that file instead", kept)
-          : which == "best" ? (fs::exists(fs::path(p) / "last.ckpt", ec)
-                                   ? "it is written at the end of an epoch: this run has not finished one, or was "
-                                     "trained before best.ckpt existed; --checkpoint last takes last.ckpt"
-                                   : "it is written at the end of an epoch: this run has not finished one")
-                            : "has it trained an epoch?"));
+      std::string why;
+      if (!kept.empty() && (which == "last" || !has_last))
+        why = fmt::format("its newest checkpoint is {}: give that file instead", kept);
+      else if (which == "last")
+        why = "has it trained an epoch?";
+      else
+        why = has_last ? "it is written at the end of an epoch: this run has not finished one, or was trained before "
+                         "best.ckpt existed; --checkpoint last takes last.ckpt"
+                       : "it is written at the end of an epoch: this run has not finished one";
+      throw UsageError(fmt::format("{}: no {}.ckpt in this run folder ({})", p, which, why));
     }
     return file;
   }

@@ -143,14 +143,12 @@ void check_fresh_run(const std::string& dir, bool overwrite) {
 }
 
 std::string newest_epoch_checkpoint(const std::string& dir) {
+  const std::string head = "checkpoints/epoch-", tail = ".ckpt";
   std::string newest;
   long best = -1;
   for (const std::string& f : run_files(dir)) {
-    const std::string prefix = "checkpoints/epoch-", suffix = ".ckpt";
-    if (f.size() <= prefix.size() + suffix.size() || f.compare(0, prefix.size(), prefix) != 0 ||
-        f.compare(f.size() - suffix.size(), suffix.size(), suffix) != 0)
-      continue;
-    const std::string digits = f.substr(prefix.size(), f.size() - prefix.size() - suffix.size());
+    if (f.size() <= head.size() + tail.size() || !starts_with(f, head) || !ends_with(f, tail)) continue;
+    const std::string digits = f.substr(head.size(), f.size() - head.size() - tail.size());
     if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
     if (const long e = std::stol(digits); e > best) best = e, newest = (fs::path(dir) / f).string();
   }
