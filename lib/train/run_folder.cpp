@@ -148,6 +148,8 @@ std::string newest_epoch_checkpoint(const std::string& dir) {
   long best = -1;
   for (const std::string& f : run_files(dir)) {
     if (f.size() <= head.size() + tail.size() || !starts_with(f, head) || !ends_with(f, tail)) continue;
+    std::error_code ec;
+    if (!fs::is_regular_file(fs::path(dir) / f, ec)) continue;  // run_files lists a folder at a file's name too
     const std::string digits = f.substr(head.size(), f.size() - head.size() - tail.size());
     if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
     if (const long e = std::stol(digits); e > best) best = e, newest = (fs::path(dir) / f).string();

@@ -313,6 +313,7 @@ TEST_CASE("a failed checkpoint write leaves last.ckpt at the previous epoch, and
   // offers --overwrite, which would delete it.
   fs::remove(out + "/last.ckpt");
   const std::string kept = out + "/checkpoints/epoch-001.ckpt";
+  fs::create_directories(out + "/checkpoints/epoch-003.ckpt");  // a folder at a later epoch's name is no checkpoint
   RunResult again = run_mnistctl(resume);
   CHECK(again.code == 2);
   CHECK(again.err == "mnistctl: --resume: " + out + " has no last.ckpt, but " + kept +
@@ -337,6 +338,7 @@ TEST_CASE("a failed checkpoint write leaves last.ckpt at the previous epoch, and
   RunResult inf = run_mnistctl({"info", out});
   CHECK(inf.code == 2);
   CHECK(inf.err.find("its newest checkpoint is " + kept) != std::string::npos);
+  fs::remove(out + "/checkpoints/epoch-003.ckpt");
   // Copied back as the message says, the run goes on.
   fs::copy_file(kept, out + "/last.ckpt");
   RunResult resumed = run_mnistctl(resume);
