@@ -7,9 +7,7 @@
 #include <optional>
 #include <chrono>
 #include <cmath>
-#include <cctype>
 #include <cstdio>
-#include <cstring>
 
 #include <fmt/format.h>
 
