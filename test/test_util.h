@@ -203,6 +203,29 @@ inline std::vector<float> unguard(std::vector<float> g, const char* name) {
   return g;
 }
 
+// Whether the kernel holds madvise(MADV_HUGEPAGE) advice for the mapping that holds `p`: the
+// "hg" of its VmFlags in /proc/self/smaps (the advice itself, whether or not huge pages were
+// free to back it). Skips the test where the kernel has no transparent huge pages at all.
+inline bool advised_huge(const void* p) {
+  if (!std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled"))
+    skip_test("this kernel has no transparent huge pages (no /sys/kernel/mm/transparent_hugepage)");
+  std::ifstream smaps("/proc/self/smaps");
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    unsigned long long lo = 0, hi = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> lo >> dash >> hi && dash == '-' && line.find(':') > line.find(' ')) {
+      inside = addr >= lo && addr < hi;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) return (line + " ").find(" hg ") != std::string::npos;
+  }
+  return false;
+}
+
 }  // namespace mnistctl::test
 
 using mnistctl_test_AssertionCounter = mnistctl::test::AssertionCounter;  // the macro needs a plain name

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/huge_pages.h"
 #include "core/json.h"
 #include "core/rng.h"
 #include "nn/network.h"
@@ -116,7 +117,9 @@ BenchResult bench_network(const BenchRequest& req) {
   // rows from memory, not from a cache that a small set would stay in.
   const int64_t sample = net.input_shape().numel(), count = std::max<int64_t>(60000, batch);
   Pcg32 rng(static_cast<uint64_t>(cfg.train.seed), 0x42454e43 /* "BENC" */);
-  std::vector<uint8_t> img(static_cast<size_t>(count * sample)), lab(static_cast<size_t>(count));
+  std::vector<uint8_t> img, lab(static_cast<size_t>(count));
+  reserve_on_huge_pages(img, static_cast<size_t>(count * sample));  // as the dataset loader does
+  img.resize(static_cast<size_t>(count * sample));
   for (auto& v : img) v = static_cast<uint8_t>(rng.below(256));
   for (auto& v : lab) v = static_cast<uint8_t>(rng.below(static_cast<uint32_t>(net.num_classes())));
   std::vector<int32_t> ord(static_cast<size_t>(count));

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/huge_pages.h"
 #include "data/byte_reader.h"
 
 namespace mnistctl {
@@ -110,7 +111,9 @@ std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<ui
   const int64_t header = 4 + 4 * ndims;
   const std::string decl = idx_declared(dims);
 
+  data.clear();
   if (!in.gzip()) {
+    reserve_on_huge_pages(data, static_cast<size_t>(total));
     data.resize(static_cast<size_t>(total));
     if (in.read(data.data(), data.size()) != data.size())
       throw UsageError(fmt::format("{}: read failed (file changed while reading?)", path));
@@ -119,9 +122,8 @@ std::vector<int64_t> read_idx(const std::string& path, int ndims, std::vector<ui
 
   // Gzip: grow the buffer only as real data arrives. The trailer's size is only a hint, so
   // the reservation is also bounded by what deflate can expand the file to (at most ~1032:1).
-  data.clear();
   int64_t hint = std::min({total, std::max<int64_t>(in.size_hint() - header, 0), in.file_size() * 1032});
-  data.reserve(static_cast<size_t>(hint));
+  reserve_on_huge_pages(data, static_cast<size_t>(hint));
   int64_t have = 0;
   const int64_t chunk = 4 << 20;
   while (have < total) {

@@ -24,6 +24,7 @@
 #include "backend/cpu/single_channel_conv.h"
 #include "backend/cpu/span_conv.h"
 #include "core/error.h"
+#include "core/huge_pages.h"
 #include "core/rng.h"
 #include "layouts.h"
 #include "test_util.h"
@@ -524,6 +525,23 @@ TEST_CASE("fill and copy and upload and download round-trip exactly", "[backend]
   };
   run(ref_backend(), "ref");
   for (auto& o : others()) run(*o.backend, o.ctx);
+}
+
+TEST_CASE("host tensors of a huge page or more are advised onto huge pages", "[backend][memory]") {
+  // The host backends place a large tensor in whole 2 MiB pages (core/huge_pages.h): its
+  // mapping carries the advice, and its values are the ones written, like any other tensor.
+  for (const char* ctx : {"ref", "cpu"}) {
+    INFO(ctx);
+    auto b = make_backend(ctx, BackendOptions{2, false, false});
+    const int64_t n = 3 * static_cast<int64_t>(kHugePage / sizeof(float)) + 5;
+    Tensor t = b->empty({n});
+    CHECK(reinterpret_cast<uintptr_t>(t.data) % kHugePage == 0);
+    CHECK(test::advised_huge(t.data + n / 2));
+    b->fill(t, 1.5f);
+    CHECK(down(*b, t) == Host(static_cast<size_t>(n), 1.5f));
+    Tensor small = b->empty({1000});
+    CHECK(reinterpret_cast<uintptr_t>(small.data) % 64 == 0);
+  }
 }
 
 namespace {

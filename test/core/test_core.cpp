@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/huge_pages.h"
 #include "core/json.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -273,4 +274,29 @@ TEST_CASE("a test may skip before its first assertion only") {
   CHECK(late.find("FAIL: test skipped after 1 assertion(s)") != std::string::npos);
   CHECK(first_code == mnistctl::test::kSkipReturnCode);
   CHECK(first.find("SKIP: pretending the GPU is absent, before any assertion") != std::string::npos);
+}
+
+TEST_CASE("large buffers are advised onto huge pages, small ones are left alone") {
+  std::vector<uint8_t> big;
+  reserve_on_huge_pages(big, 8 * kHugePage);
+  REQUIRE(big.capacity() >= 8 * kHugePage);
+  big.resize(8 * kHugePage, 7);
+  // A whole huge page inside the buffer carries the advice; the bytes are the ones written.
+  const uint8_t* inner = big.data() + 2 * kHugePage;
+  CHECK(test::advised_huge(inner));
+  CHECK(std::all_of(big.begin(), big.end(), [](uint8_t b) { return b == 7; }));
+
+  // Growing an empty vector only: one that already holds data keeps it (a plain reserve).
+  std::vector<uint8_t> held = {1, 2, 3};
+  reserve_on_huge_pages(held, 4 * kHugePage);
+  REQUIRE(held.size() == 3);
+  CHECK(held[0] == 1);
+  CHECK(held[2] == 3);
+  CHECK(held.capacity() >= 4 * kHugePage);
+
+  // A range with no whole huge page in it is a no-op, not an error.
+  std::vector<uint8_t> small(4096);
+  advise_huge_pages(small.data(), small.size());
+  CHECK_FALSE(test::advised_huge(small.data()));
+  advise_huge_pages(nullptr, 0);
 }

@@ -5,22 +5,30 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 
 #include "backend/op_checks.h"
 #include "core/error.h"
+#include "core/huge_pages.h"
 
 namespace mnistctl {
 namespace {
 
 // 64-byte aligned host memory released through the shared_ptr's deleter. aligned_alloc
-// wants a size that is a multiple of the alignment, and at least one line.
+// wants a size that is a multiple of the alignment, and at least one line. A buffer of a
+// huge page or more is placed and sized in whole huge pages and advised onto them
+// (core/huge_pages.h): the rounding wastes less than the buffer itself.
 std::shared_ptr<void> host_alloc(size_t bytes, const std::string& tag) {
-  size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
-  void* p = std::aligned_alloc(64, rounded);
+  const size_t align = bytes >= kHugePage / 2 ? kHugePage : 64;
+  if (bytes > SIZE_MAX - align)
+    throw RuntimeError(tag + ": out of memory allocating " + std::to_string(bytes) + " bytes");
+  const size_t rounded = std::max(align, (bytes + align - 1) / align * align);
+  void* p = std::aligned_alloc(align, rounded);
   if (!p) throw RuntimeError(tag + ": out of memory allocating " + std::to_string(bytes) + " bytes");
+  if (align == kHugePage) advise_huge_pages(p, rounded);
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }
 
