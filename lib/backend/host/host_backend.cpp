@@ -18,9 +18,10 @@ namespace mnistctl {
 namespace {
 
 // 64-byte aligned host memory released through the shared_ptr's deleter. aligned_alloc
-// wants a size that is a multiple of the alignment, and at least one line. A buffer of a
-// huge page or more is placed and sized in whole huge pages and advised onto them
-// (core/huge_pages.h): the rounding wastes less than the buffer itself.
+// wants a size that is a multiple of the alignment, and at least one line. A buffer of half
+// a huge page or more (LeNet's conv2 operands are 1.2 MB at batch 100) is placed and sized in
+// whole huge pages and advised onto them (core/huge_pages.h): the rounding wastes less than
+// the buffer itself.
 std::shared_ptr<void> host_alloc(size_t bytes, const std::string& tag) {
   const size_t align = bytes >= kHugePage / 2 ? kHugePage : 64;
   if (bytes > SIZE_MAX - align)
