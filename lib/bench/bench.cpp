@@ -213,6 +213,8 @@ BenchResult bench_network(const BenchRequest& req) {
     if (it >= req.warmup) step_ms.push_back(ms_since(t0));
   }
   r.step = summarize(step_ms);
+  r.thp_mode = transparent_huge_pages_mode();
+  r.huge_page_bytes = process_huge_page_bytes();
 
   float m[kMetricSlots];
   be->download(sums, m);
@@ -238,6 +240,11 @@ std::string format_bench_text(const BenchResult& r) {
   s += fmt::format("GEMM limit (fully-connected forward {}, measured now): {:.1f} GFLOP/s", r.gemm_problem,
                    r.gemm_gflops);
   if (r.peak && r.peak->gflops > 0) s += fmt::format(", {:.0f}% of the peak", 100.0 * r.gemm_gflops / r.peak->gflops);
+  // Host memory on 4 KiB pages costs the memory-bound layers page walks (core/huge_pages.h):
+  // where the kernel gives no huge pages, this line says why those rows are slower here.
+  if (r.huge_page_bytes >= 0)
+    s += fmt::format("\nhost memory on 2 MiB pages: {:.0f} MiB (transparent huge pages: {})", r.huge_page_bytes / 1048576.0,
+                     r.thp_mode.empty() ? "not in this kernel" : r.thp_mode);
   // The limit is a large GEMM's, from memory; a small layer that stays in cache can pass it.
   s += "\n(\"lim\": a layer's share of the GEMM limit; a small layer whose data stays in cache can exceed 100%)\n\n";
   // The output's layout is shown where it is not the default NCHW (the layout plan).
@@ -260,10 +267,12 @@ std::string format_bench_text(const BenchResult& r) {
 std::string format_bench_json(const BenchResult& r) {
   std::string s = fmt::format(
       "{{\"config\":{},\"backend\":{},\"batch\":{},\"iters\":{},\"warmup\":{},\"gemm_problem\":{},"
-      "\"gemm_gflops\":{:.3f},\"peak_gflops\":{},\"peak_probe\":{},\"rows\":[",
+      "\"gemm_gflops\":{:.3f},\"peak_gflops\":{},\"peak_probe\":{},\"thp_mode\":{},\"huge_page_bytes\":{},\"rows\":[",
       json_string(r.config_name), json_string(r.backend), r.batch, r.iters, r.warmup, json_string(r.gemm_problem),
       r.gemm_gflops, r.peak ? fmt::format("{:.3f}", r.peak->gflops) : std::string("null"),
-      r.peak ? json_string(r.peak->probe) : std::string("null"));
+      r.peak ? json_string(r.peak->probe) : std::string("null"),
+      r.thp_mode.empty() ? std::string("null") : json_string(r.thp_mode),
+      r.huge_page_bytes >= 0 ? std::to_string(r.huge_page_bytes) : std::string("null"));
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     s += fmt::format("{}{{\"name\":{},\"type\":{},\"output\":{},\"layout\":{},\"forward_ms\":{},\"backward_ms\":{},"

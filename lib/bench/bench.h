@@ -57,6 +57,8 @@ struct BenchResult {
   std::string gemm_problem;  // e.g. "1024x1024x1024"
   double gemm_gflops = 0;    // the backend's measured fully-connected forward rate
   std::optional<ArithmeticPeak> peak;  // the backend's arithmetic peak, where it has a probe
+  std::string thp_mode;          // the kernel's transparent-huge-page mode ("" where it has none)
+  int64_t huge_page_bytes = -1;  // this process's memory on huge pages after the runs (-1: unknown)
   std::vector<LayerTiming> rows;  // "data", every layer, "optimizer"
   double sum_of_medians_ms = 0;
   Timing step;               // the whole step, no per-layer timers

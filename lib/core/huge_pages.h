@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace mnistctl {
@@ -24,5 +25,14 @@ void advise_huge_pages(void* p, size_t bytes);
 // Reserves room for `n` bytes in an empty `v`, advised before anything is written to it (a
 // later resize that stays within the capacity fills huge pages).
 void reserve_on_huge_pages(std::vector<uint8_t>& v, size_t n);
+
+// The kernel's transparent-huge-page mode, the bracketed word of
+// /sys/kernel/mm/transparent_hugepage/enabled: "always", "madvise" (huge pages only where
+// advised, as above) or "never"; "" where the kernel has none.
+std::string transparent_huge_pages_mode();
+
+// Bytes of this process's memory on transparent huge pages (AnonHugePages of
+// /proc/self/smaps_rollup); -1 where that cannot be read.
+int64_t process_huge_page_bytes();
 
 }  // namespace mnistctl

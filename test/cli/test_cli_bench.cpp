@@ -91,6 +91,15 @@ TEST_CASE("bench times every layer of the MLP on cpu and ref, and the parts add 
     } else if (ctx == "ref") {
       CHECK(j.find("\"peak_gflops\":null,\"peak_probe\":null,") != std::string::npos);
     }
+    // Host memory on huge pages (core/huge_pages.h): the kernel's mode, and this process's
+    // huge-page bytes in whole 2 MiB pages (how many depends on the pages the kernel has free).
+    if (std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled"))
+      CHECK(std::regex_search(j, std::regex("\"thp_mode\":\"(always|madvise|never)\"")));
+    if (std::filesystem::exists("/proc/self/smaps_rollup")) {
+      const double huge = number(j, "huge_page_bytes");
+      CHECK(huge >= 0);
+      CHECK(std::fmod(huge, 2.0 * 1024 * 1024) == 0);
+    }
     CHECK(std::isfinite(ips));
     CHECK(ips > 0);
     // The whole step and the per-layer rows time the same work: same order of magnitude.
@@ -117,6 +126,9 @@ TEST_CASE("bench prints a table for LeNet with the arithmetic peak, the GEMM lim
   for (const char* layer : {"conv1 ", "pool1 ", "conv2 ", "fc1 ", "fc2 ", "softmax ", "optimizer "})
     CHECK(r.out.find(std::string("\n") + layer) != std::string::npos);
   CHECK(std::regex_search(r.out, std::regex("whole step, measured apart: [0-9.]+ ms median .* [0-9]+ images/s")));
+  if (std::filesystem::exists("/proc/self/smaps_rollup"))
+    CHECK(std::regex_search(r.out, std::regex("\nhost memory on 2 MiB pages: [0-9]+ MiB \\(transparent huge pages: "
+                                              "(always|madvise|never|not in this kernel)\\)\n")));
   // The layout plan on the CPU (nn/network.h): channels-last from conv1 to tanh2, then NCHW.
   CHECK(std::regex_search(r.out, std::regex("\nconv1 +convolution +20x24x24 nhwc ")));
   CHECK(std::regex_search(r.out, std::regex("\nconv2 +convolution +50x8x8 nhwc ")));

@@ -300,3 +300,18 @@ TEST_CASE("large buffers are advised onto huge pages, small ones are left alone"
   CHECK_FALSE(test::advised_huge(small.data()));
   advise_huge_pages(nullptr, 0);
 }
+
+TEST_CASE("the huge-page mode and this process's huge-page bytes are read from the kernel") {
+  const std::string mode = transparent_huge_pages_mode();
+  if (std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled"))
+    CHECK((mode == "always" || mode == "madvise" || mode == "never"));
+  else
+    CHECK(mode.empty());
+  const int64_t bytes = process_huge_page_bytes();
+  if (std::filesystem::exists("/proc/self/smaps_rollup")) {
+    CHECK(bytes >= 0);
+    CHECK(bytes % static_cast<int64_t>(kHugePage) == 0);  // whole huge pages
+  } else {
+    CHECK(bytes == -1);
+  }
+}
