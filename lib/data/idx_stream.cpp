@@ -60,12 +60,11 @@ int64_t IdxImageStream::next(int64_t max_images, std::vector<uint8_t>& out) {
     // only a bounded amount of it is counted.
     uint8_t extra[4096];
     int64_t more = 0;
-    const int64_t count_limit = kTrailingLook;
-    for (size_t k; more <= count_limit && (k = in_->read(extra, sizeof extra)) > 0;)
+    for (size_t k; more <= kTrailingLook && (k = in_->read(extra, sizeof extra)) > 0;)
       more += static_cast<int64_t>(k);
     if (more > 0)
       throw UsageError(fmt::format("{}: {}{} bytes of trailing data after the {} images the "
-                                   "header declares", path_, more > count_limit ? "over " : "",
+                                   "header declares", path_, more > kTrailingLook ? "over " : "",
                                    more, count_));
   }
   return 0;

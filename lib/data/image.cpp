@@ -21,7 +21,7 @@ namespace {
 void check_size(const std::string& path, int64_t w, int64_t h) {
   if (w < 1 || h < 1)
     throw UsageError(fmt::format("{}: image is {}x{}: an image needs at least one pixel each way", path, w, h));
-  if ( w > kImageMaxSide || h > kImageMaxSide || w * h > kImageMaxPixels)
+  if (w > kImageMaxSide || h > kImageMaxSide || w * h > kImageMaxPixels)
     throw UsageError(fmt::format(
         "{}: image is {}x{}: refused: a digit image may have at most {} pixels per side and {} "
         "megapixels in all (scale it down first)", path, w, h, kImageMaxSide,
@@ -305,27 +305,24 @@ std::vector<uint8_t> prepare_digit(const std::vector<uint8_t>& gray, int64_t w, 
   const int64_t nw = std::clamp<int64_t>(std::lround(bw * s), 1, side);
   const int64_t nh = std::clamp<int64_t>(std::lround(bh * s), 1, side);
   std::vector<float> small = resample(crop, bw, bh, nw, nh);
-  std::vector<uint8_t> out(28 * 28, 0);
-  if (item) {  // the box centred
-    const int64_t ox = (28 - nw) / 2, oy = (28 - nh) / 2;
-    for (int64_t y = 0; y < nh; ++y)
-      for (int64_t x = 0; x < nw; ++x)
-        out[static_cast<size_t>((y + oy) * 28 + x + ox)] = to_u8(small[static_cast<size_t>(y * nw + x)]);
-    return out;
-  }
 
-  // Centre of mass -> centre of the 28x28 field (13.5 in pixel-index coordinates).
-  double m = 0, mx_ = 0, my_ = 0;
-  for (int64_t y = 0; y < nh; ++y)
-    for (int64_t x = 0; x < nw; ++x) {
-      double v = small[static_cast<size_t>(y * nw + x)];
-      m += v;
-      mx_ += v * x;
-      my_ += v * y;
-    }
-  const double cx = m > 0 ? mx_ / m : (nw - 1) / 2.0, cy = m > 0 ? my_ / m : (nh - 1) / 2.0;
-  const int64_t ox = std::clamp<int64_t>(std::lround(13.5 - cx), 0, 28 - nw);
-  const int64_t oy = std::clamp<int64_t>(std::lround(13.5 - cy), 0, 28 - nh);
+  // Where the box goes in the 28x28 field: an item's box centred; a digit's centre of mass on
+  // the field's centre (13.5 in pixel-index coordinates), by whole pixels, kept in the frame.
+  int64_t ox = (28 - nw) / 2, oy = (28 - nh) / 2;
+  if (!item) {
+    double m = 0, mx_ = 0, my_ = 0;
+    for (int64_t y = 0; y < nh; ++y)
+      for (int64_t x = 0; x < nw; ++x) {
+        double v = small[static_cast<size_t>(y * nw + x)];
+        m += v;
+        mx_ += v * x;
+        my_ += v * y;
+      }
+    const double cx = m > 0 ? mx_ / m : (nw - 1) / 2.0, cy = m > 0 ? my_ / m : (nh - 1) / 2.0;
+    ox = std::clamp<int64_t>(std::lround(13.5 - cx), 0, 28 - nw);
+    oy = std::clamp<int64_t>(std::lround(13.5 - cy), 0, 28 - nh);
+  }
+  std::vector<uint8_t> out(28 * 28, 0);
   for (int64_t y = 0; y < nh; ++y)
     for (int64_t x = 0; x < nw; ++x)
       out[static_cast<size_t>((y + oy) * 28 + x + ox)] = to_u8(small[static_cast<size_t>(y * nw + x)]);
